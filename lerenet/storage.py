@@ -1,0 +1,75 @@
+"""S3 access shared by weight loading, ingestion and the registry (boto3, any endpoint).
+
+The endpoint comes from the argument, else ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` (boto3
+reads these too), so the same code talks to SeaweedFS on loopback and to AWS S3. Path-style
+addressing because SeaweedFS and most on-premise S3 servers need it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def is_s3_uri(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/some/key`` → (``bucket``, ``some/key``)."""
+    if not is_s3_uri(uri):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise ValueError(f"s3 URI has no bucket: {uri!r}")
+    return bucket, key
+
+
+def s3_client(endpoint_url: str | None = None) -> Any:
+    """A boto3 S3 client with retries; credentials come from the usual AWS chain."""
+    import boto3
+    from botocore.config import Config
+
+    endpoint = (
+        endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    )
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        config=Config(
+            retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"}
+        ),
+    )
+
+
+def cache_dir() -> Path:
+    """Where downloaded objects are kept (``LERENET_CACHE`` or ``~/.cache/lerenet``)."""
+    return Path(os.environ.get("LERENET_CACHE", Path.home() / ".cache" / "lerenet"))
+
+
+def download(uri: str, dest: Path | None = None, endpoint_url: str | None = None) -> Path:
+    """Download an S3 object atomically (temp file + rename) and return its local path."""
+    bucket, key = split_s3_uri(uri)
+    dest = dest or cache_dir() / "s3" / bucket / key
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False, suffix=".part") as tmp:
+        tmp_path = Path(tmp.name)
+    try:
+        s3_client(endpoint_url).download_file(bucket, key, str(tmp_path))
+        tmp_path.replace(dest)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+    return dest
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """Streaming sha256 of a file (weights can be hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,80 @@
+"""Configuration validation and the CLI skeleton."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lerenet.cli import app
+from lerenet.config import ConfigError, Params, flatten, load_params, params_sha256
+
+runner = CliRunner()
+
+
+def test_repo_params_file_is_valid(repo_root: Path) -> None:
+    params = load_params(repo_root / "params.yaml")
+    assert params.model.arch == "lerenet"
+
+
+def test_unknown_key_and_bad_value_name_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("model:\n  backbon: resnet50\ntrain:\n  lr: -1\n")
+    with pytest.raises(ConfigError) as err:
+        load_params(path)
+    text = str(err.value)
+    assert str(path) in text and "model.backbon" in text and "train.lr" in text
+
+
+def test_overrides_and_hash(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  steps: 5\n")
+    a = load_params(path)
+    b = load_params(path, overrides={"train.steps": 6})
+    assert (a.train.steps, b.train.steps) == (5, 6)
+    assert params_sha256(a) != params_sha256(b)
+    assert params_sha256(a) == params_sha256(load_params(path))
+    assert flatten(a)["train.steps"] == 5
+
+
+def test_package_weights_only_for_efficientnet() -> None:
+    with pytest.raises(ValueError, match="only available for efficientnet_lite0"):
+        Params.model_validate({"model": {"backbone": "resnet50", "weights": "package"}})
+
+
+def test_cli_help_lists_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "model" in result.stdout and "config" in result.stdout
+
+
+def test_model_summary_prints_modules(repo_root: Path, tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("model:\n  backbone: vgg16_bn\n")
+    result = runner.invoke(
+        app, ["model", "summary", "--params", str(path), "--size", "64", "--random-init"]
+    )
+    assert result.exit_code == 0, result.output
+    for name in ("backbone", "mpr", "mpe", "ifm", "total"):
+        assert name in result.stdout
+
+
+def test_model_summary_without_weights_fails_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("model:\n  backbone: resnet50\n")
+    result = runner.invoke(app, ["model", "summary", "--params", str(path), "--size", "64"])
+    assert result.exit_code == 2
+    assert "model.weights is not set" in result.output
+
+
+def test_summary_flops_scale_with_shots() -> None:
+    from lerenet.model.backbone import VGG16BN
+    from lerenet.model.lerenet import LERENet
+    from lerenet.summary import model_summary
+
+    model = LERENet(VGG16BN())
+    one = {r.name: r.flops for r in model_summary(model, shots=1, size=64)}
+    five = {r.name: r.flops for r in model_summary(model, shots=5, size=64)}
+    assert five["backbone"] == 3 * one["backbone"]  # 2 images → 6 images
+    assert five["ifm"] == one["ifm"]  # the head sees the averaged support once

@@ -1,0 +1,199 @@
+"""Model behaviour: shapes, K-shot semantics, gradients, determinism, module contracts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lerenet.config import ModelConfig
+from lerenet.model import LERENet, PrototypeBaseline, build_model
+from lerenet.model.backbone import VGG16BN, EfficientNetLite0, ResNet50, build_backbone
+from lerenet.model.ifm import IFM, similarity_prior
+from lerenet.model.mpe import MPE, support_prototype
+from lerenet.model.mpr import MPR
+from lerenet.summary import dummy_episode
+
+SIZE = 64
+
+
+def n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.fixture(scope="module")
+def resnet_model() -> LERENet:
+    torch.manual_seed(0)
+    return LERENet(ResNet50()).eval()
+
+
+@pytest.mark.parametrize("backbone", ["resnet50", "vgg16_bn", "efficientnet_lite0"])
+@pytest.mark.parametrize(("batch", "shots"), [(1, 1), (2, 1), (2, 5)])
+def test_output_shape(backbone: str, batch: int, shots: int) -> None:
+    model = LERENet(build_backbone(backbone, feature_channels=32)).eval()
+    with torch.no_grad():
+        out = model(*dummy_episode(batch, shots, SIZE))
+    assert out.shape == (batch, 2, SIZE, SIZE)
+    assert torch.isfinite(out).all()
+
+
+def test_non_square_input_keeps_size(resnet_model: LERENet) -> None:
+    query = torch.randn(1, 3, 72, 96)
+    supports = torch.randn(1, 2, 3, 72, 96)
+    masks = torch.ones(1, 2, 72, 96, dtype=torch.long)
+    with torch.no_grad():
+        assert resnet_model(query, supports, masks).shape == (1, 2, 72, 96)
+
+
+def test_paper_parameter_counts() -> None:
+    """Our reading of LERENET.md reproduces every count the specification gives."""
+    resnet = ResNet50()
+    model = LERENet(resnet)
+    stem = sum(p.numel() for k, p in resnet.named_parameters() if not k.startswith("layer1"))
+    assert stem == 112_832
+    assert n_params(resnet.layer1) == 236_288
+    assert n_params(model.mpr) == 657_152
+    assert n_params(model.mpe) == 8_720
+    assert n_params(model.ifm.fuse) == 131_328
+    assert n_params(model.ifm.residual) == 1_179_648
+    assert n_params(model.ifm.classifier) == 590_338
+
+
+def test_identical_supports_equal_one_shot(resnet_model: LERENet) -> None:
+    query, support, mask = dummy_episode(2, 1, SIZE)
+    with torch.no_grad():
+        one = resnet_model(query, support, mask)
+        five = resnet_model(query, support.repeat(1, 5, 1, 1, 1), mask.repeat(1, 5, 1, 1))
+    torch.testing.assert_close(one, five, rtol=1e-4, atol=1e-4)
+
+
+def test_support_order_does_not_matter(resnet_model: LERENet) -> None:
+    query, supports, masks = dummy_episode(1, 5, SIZE, seed=3)
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    with torch.no_grad():
+        a = resnet_model(query, supports, masks)
+        b = resnet_model(query, supports[:, perm], masks[:, perm])
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_episodes_in_a_batch_are_independent(resnet_model: LERENet) -> None:
+    query, supports, masks = dummy_episode(2, 1, SIZE, seed=5)
+    with torch.no_grad():
+        both = resnet_model(query, supports, masks)
+        first = resnet_model(query[:1], supports[:1], masks[:1])
+    torch.testing.assert_close(both[:1], first, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["lerenet", "prototype"])
+def test_empty_support_mask_gives_finite_output(arch: str) -> None:
+    model, _ = build_model(ModelConfig(arch=arch, backbone="vgg16_bn", weights="random"))
+    query, supports, _ = dummy_episode(1, 2, SIZE)
+    empty = torch.zeros(1, 2, SIZE, SIZE, dtype=torch.long)
+    model.train()
+    out = model(query, supports, empty)
+    assert torch.isfinite(out).all()
+    out.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_ignore_label_is_background_in_support() -> None:
+    """255 (ignore) in a support mask is not defect evidence: same output as 0."""
+    torch.manual_seed(0)
+    model = LERENet(ResNet50()).eval()
+    query, supports, masks = dummy_episode(1, 1, SIZE)
+    ignored = masks.clone()
+    ignored[masks == 0] = 255
+    with torch.no_grad():
+        torch.testing.assert_close(model(query, supports, masks), model(query, supports, ignored))
+
+
+def test_gradients_reach_every_trainable_module() -> None:
+    torch.manual_seed(0)
+    model = LERENet(ResNet50()).train()
+    query, supports, masks = dummy_episode(2, 2, SIZE)
+    target = torch.randint(0, 2, (2, SIZE, SIZE))
+    loss = torch.nn.functional.cross_entropy(model(query, supports, masks), target)
+    loss.backward()
+    missing = [
+        n
+        for n, p in model.named_parameters()
+        if p.requires_grad and (p.grad is None or not torch.any(p.grad != 0))
+    ]
+    assert missing == []
+
+
+def test_seeded_determinism_on_cpu() -> None:
+    def run() -> torch.Tensor:
+        torch.manual_seed(123)
+        model = LERENet(VGG16BN()).train()
+        query, supports, masks = dummy_episode(2, 1, SIZE, seed=1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        for _ in range(2):
+            opt.zero_grad()
+            model(query, supports, masks).mean().backward()
+            opt.step()
+        return model(query, supports, masks).detach()
+
+    assert torch.equal(run(), run())
+
+
+def test_full_depth_backbone_changes_no_output() -> None:
+    """The naive baseline of the benchmark computes the deeper stages but must agree."""
+    torch.manual_seed(0)
+    lean = ResNet50().eval()
+    full = ResNet50(full_depth=True).eval()
+    full.load_state_dict(lean.state_dict(), strict=False)
+    x = torch.randn(1, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert torch.equal(lean(x), full(x))
+
+
+def test_module_shapes_match_docstrings() -> None:
+    b, c, h, w = 2, 32, 8, 10
+    support, query = torch.randn(b, c, h, w), torch.randn(b, c, h, w)
+    mask = torch.rand(b, 1, h, w)
+    assert MPR(c)(support, query).shape == (b, c, h, w)
+    assert MPR(c, num_state=8, num_node=4)(support, query).shape == (b, c, h, w)
+    proto = support_prototype(support, mask, "masked_mean")
+    assert proto.shape == (b, c)
+    assert MPE(c)(query, proto).shape == (b, c, h, w)
+    prior = similarity_prior(query, support, proto, "prototype")
+    assert prior.shape == (b, 1, h, w)
+    assert IFM(c)(query, query, prior, size=(32, 40)).shape == (b, 2, 32, 40)
+    for backbone, channels in (
+        (ResNet50(), 256),
+        (VGG16BN(), 128),
+        (EfficientNetLite0(out_channels=48), 48),
+    ):
+        assert backbone(torch.randn(1, 3, 64, 64)).shape == (1, channels, 16, 16)
+
+
+def test_prototype_modes_differ_and_are_validated() -> None:
+    support = torch.zeros(1, 4, 2, 2)
+    support[..., 0, 0] = 2.0
+    mask = torch.zeros(1, 1, 2, 2)
+    mask[..., 0, 0] = 1.0
+    torch.testing.assert_close(support_prototype(support, mask, "gap"), torch.full((1, 4), 0.5))
+    torch.testing.assert_close(
+        support_prototype(support, mask, "masked_mean"), torch.full((1, 4), 2.0)
+    )
+    with pytest.raises(ValueError, match="unknown prototype mode"):
+        support_prototype(support, mask, "median")  # type: ignore[arg-type]
+
+
+def test_prototype_baseline_segments_by_similarity() -> None:
+    """With an identity-like backbone the baseline labels pixels like the support's defect."""
+
+    class Identity(torch.nn.Module):
+        out_channels = 3
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    model = PrototypeBaseline(Identity())
+    red, blue = torch.tensor([1.0, 0.1, 0.1]), torch.tensor([0.1, 0.1, 1.0])
+    img = blue[:, None, None].expand(3, 8, 8).clone()
+    img[:, :4] = red[:, None, None]
+    mask = torch.zeros(8, 8, dtype=torch.long)
+    mask[:4] = 1
+    pred = model(img[None], img[None, None], mask[None, None]).argmax(1)[0]
+    assert torch.equal(pred, mask)
