@@ -24,8 +24,10 @@ app = typer.Typer(
 )
 model_app = typer.Typer(help="Inspect the network.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+data_app = typer.Typer(help="Default and example data.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 app.add_typer(config_app, name="config")
+app.add_typer(data_app, name="data")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -89,6 +91,130 @@ def model_summary_cmd(
     console.print(table)
     if info is not None and info.sha256:
         console.print(f"backbone weights: {info.uri} ({info.format}, sha256 {info.sha256[:12]}…)")
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Annotated[Path, typer.Option(help="folder to write (canonical layout)")] = Path(
+        "data-sources/synthetic"),
+    per_class: Annotated[int, typer.Option(help="pairs per class")] = 12,
+    size: Annotated[int, typer.Option(help="image side in pixels")] = 128,
+    seed: Annotated[int, typer.Option(help="generator seed")] = 0,
+    classes: Annotated[
+        list[str] | None, typer.Option("--class", help="only these classes (repeatable)")
+    ] = None,
+) -> None:
+    """Generate synthetic textured surfaces with defects (classes named Synth_*).
+
+    Deterministic: the same options give byte-identical files. Ingest the folder afterwards
+    with `lerenet ingest --source OUT`.
+    """
+    from lerenet.data.synth import write_synthetic
+
+    try:
+        written = write_synthetic(out, per_class=per_class, size=size, seed=seed,
+                                  classes=classes)
+    except ValueError as err:
+        err_console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from err
+    console.print(f"wrote {len(written)} synthetic pairs to {out}")
+
+
+@app.command("ingest")
+def ingest_cmd(
+    source: Annotated[str, typer.Option(help="folder, .zip/.tar.gz archive or s3://bucket/prefix")],
+    params: ParamsOpt = Path("params.yaml"),
+    layout: Annotated[
+        str | None,
+        typer.Option(help="canonical | magnetic_tile | sd_saliency | suffix (default: detect)"),
+    ] = None,
+    class_map: Annotated[
+        list[str] | None,
+        typer.Option("--class-map", help="SOURCE=TARGET class rename, or @file.json (repeatable)"),
+    ] = None,
+    class_name: Annotated[
+        str | None, typer.Option(help="class for a flat 'suffix' folder")
+    ] = None,
+    mask_suffix: Annotated[str, typer.Option(help="mask file suffix for 'suffix'")] = "_mask",
+    source_name: Annotated[str | None, typer.Option(help="provenance label")] = None,
+    endpoint_url: Annotated[str | None, typer.Option(help="S3 endpoint (else env)")] = None,
+) -> None:
+    """Add a source's image/mask pairs to the dataset (data.root) and its manifest.
+
+    Only adds: pairs already present are skipped (re-ingesting is a no-op); unusable items
+    are copied to data/quarantine/ingest/ with reasons; the source is never modified.
+    Layouts: canonical images/<Class>/<id>.* + masks/<Class>/<id>.png; magnetic_tile
+    MT_<Class>/Imgs/*.jpg + .png; sd_saliency 'Source Images/' + 'Ground truth/';
+    suffix <id>.jpg + <id>_mask.png (class = folder name).
+    """
+    from lerenet.data.ingest import ingest, parse_class_map
+    from lerenet.data.sources import UnsafeArchiveError
+
+    cfg = _params(params)
+    try:
+        report = ingest(source, Path(cfg.data.root), layout=layout,
+                        class_map=parse_class_map(class_map), class_name=class_name,
+                        mask_suffix=mask_suffix, source_name=source_name,
+                        max_pixels=cfg.data.max_pixels, workers=cfg.data.workers,
+                        endpoint_url=endpoint_url)
+    except (FileNotFoundError, ValueError, UnsafeArchiveError) as err:
+        err_console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from err
+    console.print(f"{source} ({report.layout}): {report.added} added, {report.skipped} already "
+                  f"present, {report.binarized} grey masks binarised (≥128 → defect), "
+                  f"{len(report.quarantined)} quarantined")
+    if report.new_classes:
+        console.print(f"new classes: {', '.join(report.new_classes)}")
+    for finding in report.quarantined[:20]:
+        err_console.print(f"  [yellow]quarantined[/yellow] {finding.line()}")
+    if len(report.quarantined) > 20:
+        err_console.print(f"  … see {cfg.data.root}/quarantine/reasons.csv")
+
+
+@app.command("validate")
+def validate_cmd(
+    params: ParamsOpt = Path("params.yaml"),
+    out_dir: Annotated[Path, typer.Option(help="report folder")] = Path("outputs/validate"),
+) -> None:
+    """Check every pair and the manifest (Great Expectations); quarantine failures.
+
+    Exit code 1 when a blocking expectation fails (the data cannot be used as a whole);
+    failing pairs alone are moved to data/quarantine/validate/ and the run goes on.
+    Writes OUT_DIR/report.html and report.json.
+    """
+    from lerenet.data.validate import limits_from, validate_dataset
+
+    cfg = _params(params)
+    try:
+        report = validate_dataset(Path(cfg.data.root), out_dir, limits_from(cfg),
+                                  max_pixels=cfg.data.max_pixels, workers=cfg.data.workers)
+    except FileNotFoundError as err:
+        err_console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from err
+    for finding in report.findings[:20]:
+        err_console.print(f"  [yellow]quarantined[/yellow] {finding.line()}")
+    console.print(f"{report.pairs} usable pairs in {len(report.classes)} classes, "
+                  f"{report.quarantined} quarantined, {report.grey_masks} grey masks; "
+                  f"report: {out_dir / 'report.html'} ({report.seconds:.1f} s)")
+    if not report.passed:
+        for line in report.blocking:
+            err_console.print(f"[red]blocking:[/red] {line}")
+        raise typer.Exit(1)
+
+
+@app.command("split")
+def split_cmd(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Write class-disjoint folds and the seeded val/test episode files (split.out_dir)."""
+    from lerenet.data.splits import split_dataset
+
+    cfg = _params(params)
+    try:
+        lineage = split_dataset(Path(cfg.data.root), cfg.split)
+    except (FileNotFoundError, ValueError) as err:
+        err_console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from err
+    console.print(f"split sha256 {lineage['split_sha256']} ({len(lineage['files'])} files in "
+                  f"{cfg.split.out_dir}); novel classes: {lineage['novel_classes'] or 'none'}")
 
 
 def main() -> None:  # pragma: no cover - console-script shim

@@ -46,6 +46,9 @@ class ModelConfig(Section):
 class DataConfig(Section):
     root: str = "data"
     image_size: int = Field(200, ge=32)
+    classes: list[str] | None = Field(None, description="Allowed classes (None: any).")
+    min_side: int = Field(16, ge=1)
+    max_side: int = Field(4096, ge=1)
     max_pixels: int = Field(4096 * 4096, description="Decompression-bomb limit per image.")
     min_defect_fraction: float = Field(0.0, ge=0.0, le=1.0)
     max_defect_fraction: float = Field(0.95, ge=0.0, le=1.0)
@@ -62,6 +65,8 @@ class SplitConfig(Section):
     new_classes_to_test: bool = True
     episodes_per_class: int = Field(100, ge=1)
     shots: list[int] = Field(default_factory=lambda: [1, 5])
+    novel_classes: list[str] = Field(
+        default_factory=list, description="Classes forced into every fold's test classes.")
     out_dir: str = "splits"
 
 

@@ -154,9 +154,11 @@ class VGG16BN(nn.Module):
         self.features = nn.Sequential(*(layers if full_depth else layers[:_VGG_STRIDE4_END]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.features[:_VGG_STRIDE4_END](x)
-        if self.full_depth:
-            self.features[_VGG_STRIDE4_END:](out)
+        out = x
+        for idx, layer in enumerate(self.features):  # a loop, not a slice: FX-traceable
+            x = layer(x)
+            if idx == _VGG_STRIDE4_END - 1:
+                out = x  # later layers (full_depth only) are computed and discarded
         return out
 
 

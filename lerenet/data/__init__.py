@@ -1,0 +1,1 @@
+"""Data stages: ingestion, validation, splits and episodes, transforms, synthetic data."""

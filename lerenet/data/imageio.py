@@ -1,0 +1,69 @@
+"""Decoding images and masks safely, and the one rule that binarises masks.
+
+Mask rule (used by ingestion, validation and loading alike): a pixel is defect when its grey
+value is ≥ 128, background otherwise; stored masks hold exactly 0 and 255. This matches how
+../shared/datasets was built from grey source masks.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+MASK_THRESHOLD = 128
+
+
+class DecodeError(ValueError):
+    """An image that cannot be used: unreadable, truncated or too large."""
+
+
+def open_image(path: Path, max_pixels: int) -> Image.Image:
+    """Fully decode an image, refusing files over ``max_pixels`` before decoding them.
+
+    The pixel count is read from the header first, so a decompression bomb is rejected without
+    allocating its pixels; ``load()`` then forces a full decode so truncated files fail here and
+    not in the middle of training.
+    """
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise DecodeError(
+                    f"{width}×{height} = {width * height:,} pixels exceeds the limit "
+                    f"{max_pixels:,} (data.max_pixels)"
+                )
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                img.load()
+            return img.copy()
+    except DecodeError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as err:
+        raise DecodeError(f"cannot decode: {err}") from err
+
+
+def to_rgb_array(img: Image.Image) -> np.ndarray:
+    """H×W×3 uint8 (grey images are replicated to three channels)."""
+    return np.asarray(img.convert("RGB"))
+
+
+def binarize_mask(img: Image.Image) -> tuple[np.ndarray, bool]:
+    """H×W uint8 of 0/255 by the ≥128 rule, and whether the input had other values."""
+    grey = np.asarray(img.convert("L"))
+    binary = np.where(grey >= MASK_THRESHOLD, 255, 0).astype(np.uint8)
+    was_grey = bool(np.any((grey != 0) & (grey != 255)))
+    return binary, was_grey
+
+
+def load_label(path: Path) -> np.ndarray:
+    """A stored mask as labels: 1 = defect, 0 = background (H×W uint8)."""
+    with Image.open(path) as img:
+        return (np.asarray(img.convert("L")) >= MASK_THRESHOLD).astype(np.uint8)
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as img:
+        return to_rgb_array(img)

@@ -1,0 +1,85 @@
+"""The dataset manifest: one row per image/mask pair, the single index every stage reads.
+
+Layout of a canonical dataset root (as in ../shared/datasets)::
+
+    images/<Class>/<id>.png   masks/<Class>/<id>.png   manifest.csv
+    quarantine/               (items taken out by ingest/validate, with reasons.csv)
+
+Columns: image, mask, class, source, source_file, width, height, defect_pixels, sha256 (of the
+stored image file). Paths are relative to the root. Rows are kept sorted by (class, image) so the
+file is byte-stable for DVC and for split hashing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+MANIFEST = "manifest.csv"
+QUARANTINE = "quarantine"
+
+
+@dataclass(frozen=True)
+class Pair:
+    image: str
+    mask: str
+    cls: str
+    source: str
+    source_file: str
+    width: int
+    height: int
+    defect_pixels: int
+    sha256: str
+
+    @property
+    def key(self) -> str:
+        """Unique id of a pair inside a dataset: ``<Class>/<id>``."""
+        return f"{self.cls}/{Path(self.image).stem}"
+
+
+COLUMNS = [("class" if f.name == "cls" else f.name) for f in fields(Pair)]
+
+
+def read_manifest(root: Path) -> list[Pair]:
+    """Rows of ``root/manifest.csv`` (empty list if the dataset is new)."""
+    path = Path(root) / MANIFEST
+    if not path.exists():
+        return []
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = set(COLUMNS) - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{path}: missing columns {sorted(missing)}; expected {COLUMNS}")
+        return [
+            Pair(image=r["image"], mask=r["mask"], cls=r["class"], source=r["source"],
+                 source_file=r["source_file"], width=int(r["width"]), height=int(r["height"]),
+                 defect_pixels=int(r["defect_pixels"]), sha256=r["sha256"])
+            for r in reader
+        ]
+
+
+def manifest_text(rows: list[Pair]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in sorted(rows, key=lambda r: (r.cls, r.image)):
+        values = asdict(row)
+        writer.writerow([values["cls" if c == "class" else c] for c in COLUMNS])
+    return buffer.getvalue()
+
+
+def write_manifest(root: Path, rows: list[Pair]) -> Path:
+    """Write the manifest atomically (a crash never leaves a half-written index)."""
+    path = Path(root) / MANIFEST
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".csv.part")
+    tmp.write_text(manifest_text(rows))
+    os.replace(tmp, path)
+    return path
+
+
+def classes_of(rows: list[Pair]) -> list[str]:
+    return sorted({r.cls for r in rows})

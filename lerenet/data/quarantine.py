@@ -1,0 +1,61 @@
+"""Quarantine: items taken out of the dataset are moved, never deleted, with their reason.
+
+``<root>/quarantine/<stage>/<original relative path>`` holds the files and
+``<root>/quarantine/reasons.csv`` one row per item: stage, class, file, check, reason, fix.
+A person can inspect, repair and re-ingest them.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from lerenet.data.manifest import QUARANTINE
+
+REASONS = "reasons.csv"
+COLUMNS = ["stage", "class", "file", "check", "reason", "fix"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One failed check on one item (``file`` relative to the dataset or source root)."""
+
+    cls: str
+    file: str
+    check: str
+    reason: str
+    fix: str
+
+    def line(self) -> str:
+        return f"{self.file}: [{self.check}] {self.reason} → {self.fix}"
+
+
+def quarantine_files(
+    root: Path, stage: str, files: list[tuple[Path, str]], findings: list[Finding],
+    move: bool,
+) -> None:
+    """Move (or copy, for source files we do not own) ``files`` into quarantine and log why.
+
+    ``files`` pairs each file with the relative path it keeps under ``quarantine/<stage>/``.
+    """
+    qroot = Path(root) / QUARANTINE
+    for src, rel in files:
+        if not src.exists():
+            continue
+        dest = qroot / stage / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if move:
+            shutil.move(str(src), dest)
+        else:
+            shutil.copy2(src, dest)
+    reasons = qroot / REASONS
+    new = not reasons.exists()
+    qroot.mkdir(parents=True, exist_ok=True)
+    with open(reasons, "a", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        if new:
+            writer.writerow(COLUMNS)
+        for f in findings:
+            writer.writerow([stage, f.cls, f.file, f.check, f.reason, f.fix])

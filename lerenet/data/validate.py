@@ -1,0 +1,147 @@
+"""Validation stage: per-file checks + the GX suite, quarantine of failing pairs, a report.
+
+Order: (1) every pair's files are decoded and checked in parallel (``checks.py``); (2) the GX
+suite runs over the manifest (``suite.py``); (3) pairs failing either are *moved* to
+``data/quarantine/validate/`` with their reasons and dropped from the manifest; (4) the blocking
+table-level expectations run on what remains. On clean data nothing moves, so running it twice
+is a no-op. The pipeline attaches ``report.html``; ``report.json`` is for machines.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from lerenet.config import Params
+from lerenet.data.checks import inspect_pair
+from lerenet.data.manifest import MANIFEST, Pair, read_manifest, write_manifest
+from lerenet.data.parallel import parallel_map
+from lerenet.data.quarantine import Finding, quarantine_files
+from lerenet.data.report import render_html
+from lerenet.data.suite import Outcome, SuiteLimits, run_class_counts, run_suite
+
+_ROW_FIXES = {
+    "sha256": ("duplicate_image", "the same image is already in the dataset (first kept)",
+               "remove the duplicate from the source; one image belongs to one class"),
+    "class": ("allowed_class", "class is not in data.classes",
+              "add the class to params.yaml data.classes or fix the class name"),
+    "width": ("image_size", "image width is outside the allowed bounds",
+              "resize the image or change data.min_side / data.max_side"),
+    "height": ("image_size", "image height is outside the allowed bounds",
+               "resize the image or change data.min_side / data.max_side"),
+    "defect_fraction": ("defect_fraction", "defect covers too much (or too little) of the image",
+                        "check the mask is not inverted; adjust data.*_defect_fraction"),
+}
+
+
+@dataclass
+class ValidationReport:
+    root: str
+    pairs: int
+    classes: dict[str, int]
+    outcomes: list[Outcome] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    grey_masks: int = 0
+    quarantined: int = 0
+    blocking: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.blocking
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["passed"] = self.passed
+        return json.dumps(data, indent=2, default=str)
+
+
+def _row_findings(outcomes: list[Outcome], by_image: dict[str, Pair]) -> list[Finding]:
+    found = []
+    for out in outcomes:
+        if out.success or out.blocking or out.column not in _ROW_FIXES:
+            continue
+        check, reason, fix = _ROW_FIXES[out.column]
+        rows = out.bad_rows
+        if out.column == "sha256":  # keep the first of each duplicate group
+            seen: set[str] = set()
+            dupes = []
+            for img in sorted(rows):
+                digest = by_image[img].sha256
+                (dupes.append(img) if digest in seen else seen.add(digest))
+            rows = dupes
+        for img in rows:
+            found.append(Finding(by_image[img].cls, img, check, reason, fix))
+    return found
+
+
+def validate_dataset(
+    root: Path, out_dir: Path, limits: SuiteLimits, *, max_pixels: int = 4096 * 4096,
+    workers: int = 0, show_progress: bool = True,
+) -> ValidationReport:
+    """Validate the dataset at ``root``; quarantine failures; write report.{html,json}."""
+    start = time.perf_counter()
+    root, out_dir = Path(root), Path(out_dir)
+    if not (root / MANIFEST).exists():
+        raise FileNotFoundError(f"{root / MANIFEST}: no manifest; run `lerenet ingest` first")
+    pairs = read_manifest(root)
+    checks = parallel_map(inspect_pair, [(root, p, max_pixels) for p in pairs], workers,
+                          desc="checking files", show=show_progress)
+    file_findings = [f for c in checks for f in c.findings]
+    frame = pd.DataFrame([{**asdict(p), "class": p.cls} for p in pairs]).drop(
+        columns=["cls"], errors="ignore") if pairs else pd.DataFrame(columns=["image"])
+    outcomes = run_suite(frame, limits)
+    by_image = {p.image: p for p in pairs}
+    row_findings = _row_findings(outcomes, by_image)
+    findings = file_findings + row_findings
+
+    bad_images = {f.file for f in row_findings} | {
+        c.pair.image for c in checks if c.findings}
+    kept = [p for p in pairs if p.image not in bad_images]
+    if bad_images:
+        moved = [(root / rel, rel) for p in pairs if p.image in bad_images
+                 for rel in (p.image, p.mask)]
+        quarantine_files(root, "validate", moved, findings, move=True)
+        write_manifest(root, kept)
+
+    report = ValidationReport(
+        root=str(root), pairs=len(kept),
+        classes={c: sum(p.cls == c for p in kept) for c in sorted({p.cls for p in kept})},
+        outcomes=outcomes, findings=findings, quarantined=len(bad_images),
+        grey_masks=sum(c.grey_mask for c in checks),
+    )
+    for out in outcomes:
+        if out.blocking and not out.success:
+            report.blocking.append(f"manifest columns: expected {out.observed} to contain the "
+                                   "manifest schema; re-create it with `lerenet ingest`")
+    if kept or not report.blocking:
+        kept_frame = frame[frame["image"].isin([p.image for p in kept])] if kept else frame
+        counts = run_class_counts(kept_frame, limits)
+        report.outcomes.append(counts)
+        if not counts.success:
+            few = ", ".join(f"{c} ({counts.observed.get(c, 0)})" if isinstance(
+                counts.observed, dict) else c for c in counts.bad_rows) or str(counts.observed)
+            report.blocking.append(
+                f"classes with fewer than {limits.min_pairs_per_class} usable pairs: {few}; "
+                "label more images of these classes (K-shot needs K supports + 1 query)")
+    report.seconds = time.perf_counter() - start
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(report.to_json())
+    (out_dir / "report.html").write_text(render_html(report))
+    return report
+
+
+def limits_from(params: Params) -> SuiteLimits:
+    """Suite bounds from params: K+1 pairs per class for the largest K any stage uses."""
+    largest_k = max([*params.split.shots, *params.eval.shots, params.model.shots])
+    return SuiteLimits(
+        min_side=params.data.min_side, max_side=params.data.max_side,
+        min_defect_fraction=params.data.min_defect_fraction,
+        max_defect_fraction=params.data.max_defect_fraction,
+        min_pairs_per_class=largest_k + 1,
+        allowed_classes=tuple(params.data.classes) if params.data.classes else None,
+    )

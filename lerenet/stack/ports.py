@@ -1,0 +1,50 @@
+"""Free-port discovery and health polling shared by the local services."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(start: int = 20000, end: int = 40000, also_free: tuple[int, ...] = ()) -> int:
+    """A free port p in [start, end) such that p + offset is free too for each offset.
+
+    SeaweedFS opens a gRPC port at +10000 from each HTTP port, hence ``also_free``.
+    """
+    import random
+
+    rng = random.Random()
+    for _ in range(500):
+        port = rng.randrange(start, end)
+        if port_free(port) and all(port_free(port + off) for off in also_free):
+            return port
+    raise RuntimeError(f"no free port found in {start}-{end}")
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str,
+               alive: Callable[[], bool] = lambda: True) -> None:
+    """Poll ``check`` until true; fail early if the process died, or after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    delay = 0.1
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError(f"{what} exited during start-up (see its log)")
+        try:
+            if check():
+                return
+        except Exception:  # not up yet: connection refused, 503, …
+            pass
+        time.sleep(delay)
+        delay = min(delay * 1.5, 1.0)
+    raise TimeoutError(f"{what} did not become healthy within {timeout:.0f} s")
