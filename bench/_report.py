@@ -14,8 +14,7 @@ def replace_section(name: str, body: str, doc: Path = DOC) -> None:
     text = doc.read_text() if doc.exists() else "# Benchmarks\n"
     block = f"{begin}\n{body.rstrip()}\n{end}"
     if begin in text:
-        text = re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _: block, text,
-                      flags=re.S)
+        text = re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _: block, text, flags=re.S)
     else:
         text = text.rstrip() + f"\n\n{block}\n"
     doc.write_text(text)

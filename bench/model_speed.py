@@ -100,8 +100,9 @@ def measure_one(spec: dict) -> dict:
 
         def step() -> None:
             opt.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                                enabled=amp_dtype is not None):
+            with torch.autocast(
+                device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+            ):
                 loss = torch.nn.functional.cross_entropy(model(*episode), target)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -113,13 +114,20 @@ def measure_one(spec: dict) -> dict:
     else:
         peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
     # FLOPs after the timed loop so the counter's activations do not mask the loop's peak.
-    lean, _ = build_model(ModelConfig(backbone=spec["backbone"], weights="random"),
-                          load_weights=False)
+    lean, _ = build_model(
+        ModelConfig(backbone=spec["backbone"], weights="random"), load_weights=False
+    )
     flops = count_flops(lean.eval(), cpu_episode)[""]  # useful work, same for every variant
     work = flops * (3 if spec["mode"] == "train" else 1)  # backward ≈ 2× forward
-    return {**spec, "sec_per_batch": sec, "calls": calls,
-            "episodes_per_s": spec["batch"] / sec, "gflops_per_batch": work / 1e9,
-            "achieved_gflops": work / sec / 1e9, "peak_extra_mb": round(peak_mb, 1)}
+    return {
+        **spec,
+        "sec_per_batch": sec,
+        "calls": calls,
+        "episodes_per_s": spec["batch"] / sec,
+        "gflops_per_batch": work / 1e9,
+        "achieved_gflops": work / sec / 1e9,
+        "peak_extra_mb": round(peak_mb, 1),
+    }
 
 
 def matmul_gflops(device: str, seconds: float, n: int = 2048) -> float:
@@ -132,8 +140,12 @@ def matmul_gflops(device: str, seconds: float, n: int = 2048) -> float:
 
 
 def run_in_subprocess(spec: dict) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, __file__, "--one", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"measurement {spec} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -149,8 +161,11 @@ def table(results: list[dict], matmul: float, device_name: str) -> str:
         "| backbone | K | mode | variant | eps/s | ×naive | GFLOP/s | %mm | peak MB |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    base = {(r["backbone"], r["shots"], r["mode"]): r["episodes_per_s"]
-            for r in results if r["variant"] == "naive"}
+    base = {
+        (r["backbone"], r["shots"], r["mode"]): r["episodes_per_s"]
+        for r in results
+        if r["variant"] == "naive"
+    }
     for r in results:
         ratio = r["episodes_per_s"] / base[(r["backbone"], r["shots"], r["mode"])]
         lines.append(
@@ -176,30 +191,55 @@ def main() -> None:
     import torch
 
     bf16 = (args.device == "cuda") or "avx512_bf16" in Path("/proc/cpuinfo").read_text()
-    device_name = (torch.cuda.get_device_name(0) if args.device == "cuda"
-                   else f"CPU {platform.processor() or platform.machine()}, "
-                        f"{torch.get_num_threads()} threads")
+    device_name = (
+        torch.cuda.get_device_name(0)
+        if args.device == "cuda"
+        else f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    )
     results = []
     for backbone in args.backbones:
         for shots in (1, 5):
-            for mode, variants in (("inference", ["naive", "optimized"] +
-                                    (["optimized+bf16"] if bf16 and args.device == "cpu"
-                                     else [])),
-                                   ("train", ["naive", "optimized"])):
+            for mode, variants in (
+                (
+                    "inference",
+                    ["naive", "optimized"]
+                    + (["optimized+bf16"] if bf16 and args.device == "cpu" else []),
+                ),
+                ("train", ["naive", "optimized"]),
+            ):
                 for variant in variants:
-                    spec = {"backbone": backbone, "shots": shots, "mode": mode,
-                            "variant": variant, "batch": 2, "size": args.size,
-                            "device": args.device, "seconds": args.seconds}
+                    spec = {
+                        "backbone": backbone,
+                        "shots": shots,
+                        "mode": mode,
+                        "variant": variant,
+                        "batch": 2,
+                        "size": args.size,
+                        "device": args.device,
+                        "seconds": args.seconds,
+                    }
                     res = run_in_subprocess(spec)
-                    print(f"{backbone:20s} K={shots} {mode:9s} {variant:15s} "
-                          f"{res['episodes_per_s']:7.2f} eps/s  {res['achieved_gflops']:6.1f} "
-                          f"GFLOP/s  +{res['peak_extra_mb']:.0f} MB", flush=True)
+                    print(
+                        f"{backbone:20s} K={shots} {mode:9s} {variant:15s} "
+                        f"{res['episodes_per_s']:7.2f} eps/s  {res['achieved_gflops']:6.1f} "
+                        f"GFLOP/s  +{res['peak_extra_mb']:.0f} MB",
+                        flush=True,
+                    )
                     results.append(res)
     matmul = matmul_gflops(args.device, args.seconds)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"model_speed_{args.device}.json"
-    out.write_text(json.dumps({"device": device_name, "matmul_gflops": matmul,
-                               "torch": torch.__version__, "results": results}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "device": device_name,
+                "matmul_gflops": matmul,
+                "torch": torch.__version__,
+                "results": results,
+            },
+            indent=2,
+        )
+    )
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _report import replace_section
 

@@ -96,7 +96,8 @@ def model_summary_cmd(
 @data_app.command("synth")
 def data_synth(
     out: Annotated[Path, typer.Option(help="folder to write (canonical layout)")] = Path(
-        "data-sources/synthetic"),
+        "data-sources/synthetic"
+    ),
     per_class: Annotated[int, typer.Option(help="pairs per class")] = 12,
     size: Annotated[int, typer.Option(help="image side in pixels")] = 128,
     seed: Annotated[int, typer.Option(help="generator seed")] = 0,
@@ -112,8 +113,7 @@ def data_synth(
     from lerenet.data.synth import write_synthetic
 
     try:
-        written = write_synthetic(out, per_class=per_class, size=size, seed=seed,
-                                  classes=classes)
+        written = write_synthetic(out, per_class=per_class, size=size, seed=seed, classes=classes)
     except ValueError as err:
         err_console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from err
@@ -132,9 +132,7 @@ def ingest_cmd(
         list[str] | None,
         typer.Option("--class-map", help="SOURCE=TARGET class rename, or @file.json (repeatable)"),
     ] = None,
-    class_name: Annotated[
-        str | None, typer.Option(help="class for a flat 'suffix' folder")
-    ] = None,
+    class_name: Annotated[str | None, typer.Option(help="class for a flat 'suffix' folder")] = None,
     mask_suffix: Annotated[str, typer.Option(help="mask file suffix for 'suffix'")] = "_mask",
     source_name: Annotated[str | None, typer.Option(help="provenance label")] = None,
     endpoint_url: Annotated[str | None, typer.Option(help="S3 endpoint (else env)")] = None,
@@ -152,17 +150,26 @@ def ingest_cmd(
 
     cfg = _params(params)
     try:
-        report = ingest(source, Path(cfg.data.root), layout=layout,
-                        class_map=parse_class_map(class_map), class_name=class_name,
-                        mask_suffix=mask_suffix, source_name=source_name,
-                        max_pixels=cfg.data.max_pixels, workers=cfg.data.workers,
-                        endpoint_url=endpoint_url)
+        report = ingest(
+            source,
+            Path(cfg.data.root),
+            layout=layout,
+            class_map=parse_class_map(class_map),
+            class_name=class_name,
+            mask_suffix=mask_suffix,
+            source_name=source_name,
+            max_pixels=cfg.data.max_pixels,
+            workers=cfg.data.workers,
+            endpoint_url=endpoint_url,
+        )
     except (FileNotFoundError, ValueError, UnsafeArchiveError) as err:
         err_console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from err
-    console.print(f"{source} ({report.layout}): {report.added} added, {report.skipped} already "
-                  f"present, {report.binarized} grey masks binarised (≥128 → defect), "
-                  f"{len(report.quarantined)} quarantined")
+    console.print(
+        f"{source} ({report.layout}): {report.added} added, {report.skipped} already "
+        f"present, {report.binarized} grey masks binarised (≥128 → defect), "
+        f"{len(report.quarantined)} quarantined"
+    )
     if report.new_classes:
         console.print(f"new classes: {', '.join(report.new_classes)}")
     for finding in report.quarantined[:20]:
@@ -186,16 +193,23 @@ def validate_cmd(
 
     cfg = _params(params)
     try:
-        report = validate_dataset(Path(cfg.data.root), out_dir, limits_from(cfg),
-                                  max_pixels=cfg.data.max_pixels, workers=cfg.data.workers)
+        report = validate_dataset(
+            Path(cfg.data.root),
+            out_dir,
+            limits_from(cfg),
+            max_pixels=cfg.data.max_pixels,
+            workers=cfg.data.workers,
+        )
     except FileNotFoundError as err:
         err_console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from err
     for finding in report.findings[:20]:
         err_console.print(f"  [yellow]quarantined[/yellow] {finding.line()}")
-    console.print(f"{report.pairs} usable pairs in {len(report.classes)} classes, "
-                  f"{report.quarantined} quarantined, {report.grey_masks} grey masks; "
-                  f"report: {out_dir / 'report.html'} ({report.seconds:.1f} s)")
+    console.print(
+        f"{report.pairs} usable pairs in {len(report.classes)} classes, "
+        f"{report.quarantined} quarantined, {report.grey_masks} grey masks; "
+        f"report: {out_dir / 'report.html'} ({report.seconds:.1f} s)"
+    )
     if not report.passed:
         for line in report.blocking:
             err_console.print(f"[red]blocking:[/red] {line}")
@@ -213,8 +227,10 @@ def split_cmd(params: ParamsOpt = Path("params.yaml")) -> None:
     except (FileNotFoundError, ValueError) as err:
         err_console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from err
-    console.print(f"split sha256 {lineage['split_sha256']} ({len(lineage['files'])} files in "
-                  f"{cfg.split.out_dir}); novel classes: {lineage['novel_classes'] or 'none'}")
+    console.print(
+        f"split sha256 {lineage['split_sha256']} ({len(lineage['files'])} files in "
+        f"{cfg.split.out_dir}); novel classes: {lineage['novel_classes'] or 'none'}"
+    )
 
 
 def main() -> None:  # pragma: no cover - console-script shim

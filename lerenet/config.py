@@ -66,7 +66,8 @@ class SplitConfig(Section):
     episodes_per_class: int = Field(100, ge=1)
     shots: list[int] = Field(default_factory=lambda: [1, 5])
     novel_classes: list[str] = Field(
-        default_factory=list, description="Classes forced into every fold's test classes.")
+        default_factory=list, description="Classes forced into every fold's test classes."
+    )
     out_dir: str = "splits"
 
 

@@ -43,3 +43,47 @@ def fixture_dataset() -> Path:
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """Downloads go to a per-session temp cache, never the user's ~/.cache."""
     monkeypatch.setenv("LERENET_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic canonical source: 6 classes × 7 pairs at 64 px (read-only: copy it)."""
+    from lerenet.data.synth import write_synthetic
+
+    out = tmp_path_factory.mktemp("synthetic")
+    write_synthetic(out, per_class=7, size=64, seed=0)
+    return out
+
+
+@pytest.fixture
+def synthetic_dataset(synthetic_source: Path, tmp_path: Path) -> Path:
+    """A fresh ingested dataset root (``tmp_path/data``) built from the synthetic source."""
+    from lerenet.data.ingest import ingest
+
+    root = tmp_path / "data"
+    ingest(str(synthetic_source), root, workers=1, show_progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real SeaweedFS S3 server on loopback for the whole session, credentials enforced."""
+    from lerenet.stack.seaweed import S3Credentials, SeaweedS3
+
+    server = SeaweedS3(
+        tmp_path_factory.mktemp("seaweed"),
+        S3Credentials("lerenet-admin", "test-secret-0123456789"),
+        readonly=S3Credentials("lerenet-reader", "reader-secret-0123456789"),
+        buckets=("lerenet-data", "lerenet-artifacts", "lerenet-results"),
+    )
+    server.start()
+    yield server
+    server.stop(timeout=5)
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch: pytest.MonkeyPatch):
+    """Point boto3/DVC/MLflow clients of this test at the session's S3 server."""
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    return s3_server

@@ -44,11 +44,19 @@ def inspect_pair(args: tuple[Path, Pair, int]) -> PairCheck:
     image_path, mask_path = inside(root, pair.image), inside(root, pair.mask)
     for rel, path in ((pair.image, image_path), (pair.mask, mask_path)):
         if path is None:
-            return fail("path_inside_root", rel, "path escapes the dataset root",
-                        "fix the manifest row: paths must be relative, without '..'")
+            return fail(
+                "path_inside_root",
+                rel,
+                "path escapes the dataset root",
+                "fix the manifest row: paths must be relative, without '..'",
+            )
         if not path.is_file():
-            return fail("file_exists", rel, "file listed in the manifest is missing",
-                        "restore it (`dvc pull`) or re-ingest the source")
+            return fail(
+                "file_exists",
+                rel,
+                "file listed in the manifest is missing",
+                "restore it (`dvc pull`) or re-ingest the source",
+            )
     try:
         image = open_image(image_path, max_pixels)
     except DecodeError as err:
@@ -58,18 +66,34 @@ def inspect_pair(args: tuple[Path, Pair, int]) -> PairCheck:
     except DecodeError as err:
         return fail("mask_decodes", pair.mask, str(err), "re-export the mask and re-ingest")
     if mask_img.size != image.size:
-        return fail("mask_size", pair.mask, f"mask {mask_img.size} differs from image "
-                    f"{image.size}", "export the mask at the image's size")
+        return fail(
+            "mask_size",
+            pair.mask,
+            f"mask {mask_img.size} differs from image {image.size}",
+            "export the mask at the image's size",
+        )
     if image.size != (pair.width, pair.height):
-        return fail("manifest_size", pair.image, f"image is {image.size}, manifest says "
-                    f"{(pair.width, pair.height)}", "re-ingest: the file changed after ingest")
+        return fail(
+            "manifest_size",
+            pair.image,
+            f"image is {image.size}, manifest says {(pair.width, pair.height)}",
+            "re-ingest: the file changed after ingest",
+        )
     grey = np.asarray(mask_img.convert("L"))
     if not np.any(grey >= 128):
-        return fail("mask_not_empty", pair.mask, "mask has no defect pixel",
-                    "label the defect or remove the pair")
+        return fail(
+            "mask_not_empty",
+            pair.mask,
+            "mask has no defect pixel",
+            "label the defect or remove the pair",
+        )
     digest = hashlib.sha256(image_path.read_bytes()).hexdigest()
     if digest != pair.sha256:
-        return fail("sha256_matches", pair.image, "image content differs from the manifest's "
-                    "sha256", "re-ingest the file so the manifest records its content")
+        return fail(
+            "sha256_matches",
+            pair.image,
+            "image content differs from the manifest's sha256",
+            "re-ingest the file so the manifest records its content",
+        )
     grey_mask = bool(np.any((grey != 0) & (grey != 255)))
     return PairCheck(pair, tuple(found), grey_mask)

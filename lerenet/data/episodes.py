@@ -26,8 +26,16 @@ class EpisodeDataset(Dataset):
     """
 
     def __init__(
-        self, root: Path, episodes: list[Episode], classes: list[str], *, image_size: int,
-        mean: tuple[float, ...], std: tuple[float, ...], train: bool = False, seed: int = 0,
+        self,
+        root: Path,
+        episodes: list[Episode],
+        classes: list[str],
+        *,
+        image_size: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        train: bool = False,
+        seed: int = 0,
     ) -> None:
         self.root = Path(root)
         self.episodes = episodes
@@ -47,8 +55,9 @@ class EpisodeDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         ep = self.episodes[index]
-        transform = build_transform(self.image_size, self.train,
-                                    seed=self.seed * 1_000_003 + index if self.train else None)
+        transform = build_transform(
+            self.image_size, self.train, seed=self.seed * 1_000_003 + index if self.train else None
+        )
         query_img, query_mask = self._load(ep.query, transform)
         supports = [self._load(s, transform) for s in ep.supports]
         return {

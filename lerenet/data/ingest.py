@@ -74,8 +74,11 @@ def _prepare(job: _Job) -> _Result:
         return _Result(None, Finding(cls, src, check, reason, fix))
 
     if item.mask is None:
-        return bad("mask_exists", "no mask file for this image",
-                   "add the mask (same id, .png) or remove the image from the source")
+        return bad(
+            "mask_exists",
+            "no mask file for this image",
+            "add the mask (same id, .png) or remove the image from the source",
+        )
     try:
         image = open_image(item.image, job.max_pixels)
     except DecodeError as err:
@@ -85,21 +88,35 @@ def _prepare(job: _Job) -> _Result:
     except DecodeError as err:
         return bad("mask_decodes", str(err), "re-export the mask from the labelling tool")
     if mask_img.size != image.size:
-        return bad("mask_size", f"mask {mask_img.size[0]}×{mask_img.size[1]} differs from image "
-                   f"{image.size[0]}×{image.size[1]}", "export the mask at the image's size")
+        return bad(
+            "mask_size",
+            f"mask {mask_img.size[0]}×{mask_img.size[1]} differs from image "
+            f"{image.size[0]}×{image.size[1]}",
+            "export the mask at the image's size",
+        )
     mask, was_grey = binarize_mask(mask_img)
     defect = int((mask > 0).sum())
     if defect == 0:
-        return bad("mask_not_empty", "mask has no defect pixel (after the ≥128 rule)",
-                   "label the defect, or leave defect-free images out of few-shot data")
+        return bad(
+            "mask_not_empty",
+            "mask has no defect pixel (after the ≥128 rule)",
+            "label the defect, or leave defect-free images out of few-shot data",
+        )
     raw = item.image.read_bytes()
     image_bytes = raw if item.image.suffix.lower() == ".png" else _png_bytes(image)
     mask_bytes = _png_bytes(Image.fromarray(mask, "L"))
     stem = item.image.stem
-    pair = Pair(image=f"images/{cls}/{stem}.png", mask=f"masks/{cls}/{stem}.png", cls=cls,
-                source=item.origin or job.source_name, source_file=src, width=image.size[0],
-                height=image.size[1], defect_pixels=defect,
-                sha256=hashlib.sha256(image_bytes).hexdigest())
+    pair = Pair(
+        image=f"images/{cls}/{stem}.png",
+        mask=f"masks/{cls}/{stem}.png",
+        cls=cls,
+        source=item.origin or job.source_name,
+        source_file=src,
+        width=image.size[0],
+        height=image.size[1],
+        defect_pixels=defect,
+        sha256=hashlib.sha256(image_bytes).hexdigest(),
+    )
     return _Result(pair, None, was_grey, image_bytes, mask_bytes)
 
 
@@ -140,8 +157,10 @@ def ingest(
         report = IngestReport(source=source, layout=chosen)
         items = list(iter_items(folder, chosen, class_name, mask_suffix))
         if not items:
-            raise ValueError(f"{source}: no images found for layout {chosen!r} "
-                             "(check --layout, or the folder structure in `lerenet ingest --help`)")
+            raise ValueError(
+                f"{source}: no images found for layout {chosen!r} "
+                "(check --layout, or the folder structure in `lerenet ingest --help`)"
+            )
         jobs = [_Job(it, class_map.get(it.cls, it.cls), root, name, max_pixels) for it in items]
         results = parallel_map(_prepare, jobs, workers, desc="ingesting", show=show_progress)
 
@@ -159,10 +178,18 @@ def ingest(
                 if prior.sha256 == res.pair.sha256:
                     report.skipped += 1
                     continue
-                bad.append((job, Finding(
-                    res.pair.cls, job.item.source_file, "id_unique",
-                    f"{res.pair.key} is already in the dataset with different content",
-                    "rename the new file, or ingest it under another class")))
+                bad.append(
+                    (
+                        job,
+                        Finding(
+                            res.pair.cls,
+                            job.item.source_file,
+                            "id_unique",
+                            f"{res.pair.key} is already in the dataset with different content",
+                            "rename the new file, or ingest it under another class",
+                        ),
+                    )
+                )
                 continue
             for rel, blob in ((res.pair.image, res.image_bytes), (res.pair.mask, res.mask_bytes)):
                 target = root / rel
@@ -176,8 +203,9 @@ def ingest(
             for job, _ in bad:
                 files.append((job.item.image, f"{name}/{job.item.source_file}"))
                 if job.item.mask is not None:
-                    files.append((job.item.mask,
-                                  f"{name}/{job.item.mask.relative_to(folder).as_posix()}"))
+                    files.append(
+                        (job.item.mask, f"{name}/{job.item.mask.relative_to(folder).as_posix()}")
+                    )
             quarantine_files(root, "ingest", files, [f for _, f in bad], move=False)
             report.quarantined = [f for _, f in bad]
 
@@ -186,9 +214,14 @@ def ingest(
     report.per_class = {c: sum(p.cls == c for p in added) for c in sorted({p.cls for p in added})}
     if added:
         write_manifest(root, existing + added)
-        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "source": source,
-                 "layout": chosen, "added": report.added, "classes": report.per_class,
-                 "new_classes": report.new_classes}
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "source": source,
+            "layout": chosen,
+            "added": report.added,
+            "classes": report.per_class,
+            "new_classes": report.new_classes,
+        }
         with open(root / INGEST_LOG, "a") as handle:
             handle.write(json.dumps(entry) + "\n")
     return report

@@ -43,8 +43,11 @@ def _canonical_provenance(root: Path) -> dict[str, tuple[str, str]]:
     if not path.exists():
         return {}
     with open(path, newline="") as handle:
-        return {r["image"]: (r.get("source") or "", r.get("source_file") or r["image"])
-                for r in csv.DictReader(handle) if r.get("image")}
+        return {
+            r["image"]: (r.get("source") or "", r.get("source_file") or r["image"])
+            for r in csv.DictReader(handle)
+            if r.get("image")
+        }
 
 
 def detect_layout(root: Path) -> str:
@@ -52,8 +55,9 @@ def detect_layout(root: Path) -> str:
         return "canonical"
     if (root / "Source Images").is_dir() and (root / "Ground truth").is_dir():
         return "sd_saliency"
-    if any(p.is_dir() and p.name.startswith("MT_") and (p / "Imgs").is_dir()
-           for p in root.iterdir()):
+    if any(
+        p.is_dir() and p.name.startswith("MT_") and (p / "Imgs").is_dir() for p in root.iterdir()
+    ):
         return "magnetic_tile"
     return "suffix"
 
@@ -69,8 +73,9 @@ def iter_items(
             for img in _images(cls_dir):
                 mask = root / "masks" / cls_dir.name / f"{img.stem}.png"
                 origin, source_file = upstream.get(rel(img), (None, rel(img)))
-                yield SourceItem(cls_dir.name, img, mask if mask.exists() else None,
-                                 source_file, origin)
+                yield SourceItem(
+                    cls_dir.name, img, mask if mask.exists() else None, source_file, origin
+                )
     elif layout == "magnetic_tile":
         for cls_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("MT_")):
             if cls_dir.name == "MT_Free" or not (cls_dir / "Imgs").is_dir():

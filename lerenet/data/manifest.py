@@ -54,9 +54,17 @@ def read_manifest(root: Path) -> list[Pair]:
         if missing:
             raise ValueError(f"{path}: missing columns {sorted(missing)}; expected {COLUMNS}")
         return [
-            Pair(image=r["image"], mask=r["mask"], cls=r["class"], source=r["source"],
-                 source_file=r["source_file"], width=int(r["width"]), height=int(r["height"]),
-                 defect_pixels=int(r["defect_pixels"]), sha256=r["sha256"])
+            Pair(
+                image=r["image"],
+                mask=r["mask"],
+                cls=r["class"],
+                source=r["source"],
+                source_file=r["source_file"],
+                width=int(r["width"]),
+                height=int(r["height"]),
+                defect_pixels=int(r["defect_pixels"]),
+                sha256=r["sha256"],
+            )
             for r in reader
         ]
 

@@ -19,13 +19,22 @@ def worker_count(requested: int = 0) -> int:
 
 
 def parallel_map(
-    fn: Callable[[T], R], items: Sequence[T], workers: int = 0, desc: str = "working",
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    workers: int = 0,
+    desc: str = "working",
     show: bool = True,
 ) -> list[R]:
     """``[fn(x) for x in items]`` in input order, across processes for more than a few items."""
     workers = worker_count(workers)
-    progress = Progress(TextColumn(desc), BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn(), disable=not show, transient=True)
+    progress = Progress(
+        TextColumn(desc),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not show,
+        transient=True,
+    )
     with progress:
         task = progress.add_task(desc, total=len(items))
         if workers == 1 or len(items) < 16:

@@ -33,7 +33,10 @@ class Finding:
 
 
 def quarantine_files(
-    root: Path, stage: str, files: list[tuple[Path, str]], findings: list[Finding],
+    root: Path,
+    stage: str,
+    files: list[tuple[Path, str]],
+    findings: list[Finding],
     move: bool,
 ) -> None:
     """Move (or copy, for source files we do not own) ``files`` into quarantine and log why.

@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from lerenet.data.validate import ValidationReport
 
-_STYLE = ("body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse}"
-          "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}.ok{color:#17803d}"
-          ".bad{color:#b3261e;font-weight:bold}")
+_STYLE = (
+    "body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}.ok{color:#17803d}"
+    ".bad{color:#b3261e;font-weight:bold}"
+)
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -20,19 +22,37 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def render_html(report: ValidationReport) -> str:
-    verdict = ('<p class="ok">PASSED</p>' if report.passed else
-               '<p class="bad">FAILED (blocking)</p><ul>' +
-               "".join(f"<li>{escape(b)}</li>" for b in report.blocking) + "</ul>")
+    verdict = (
+        '<p class="ok">PASSED</p>'
+        if report.passed
+        else '<p class="bad">FAILED (blocking)</p><ul>'
+        + "".join(f"<li>{escape(b)}</li>" for b in report.blocking)
+        + "</ul>"
+    )
     expectations = _table(
         ["expectation", "column", "result", "blocking", "failing rows (first 10)"],
-        [[escape(o.name), escape(str(o.column or "")),
-          '<span class="ok">pass</span>' if o.success else '<span class="bad">fail</span>',
-          "yes" if o.blocking else "no", escape(", ".join(o.bad_rows[:10]))]
-         for o in report.outcomes])
-    findings = _table(["class", "file", "check", "reason", "what to do"],
-                      [[escape(f.cls), escape(f.file), escape(f.check), escape(f.reason),
-                        escape(f.fix)] for f in report.findings]) if report.findings else (
-        "<p>None.</p>")
+        [
+            [
+                escape(o.name),
+                escape(str(o.column or "")),
+                '<span class="ok">pass</span>' if o.success else '<span class="bad">fail</span>',
+                "yes" if o.blocking else "no",
+                escape(", ".join(o.bad_rows[:10])),
+            ]
+            for o in report.outcomes
+        ],
+    )
+    findings = (
+        _table(
+            ["class", "file", "check", "reason", "what to do"],
+            [
+                [escape(f.cls), escape(f.file), escape(f.check), escape(f.reason), escape(f.fix)]
+                for f in report.findings
+            ],
+        )
+        if report.findings
+        else ("<p>None.</p>")
+    )
     classes = _table(["class", "pairs"], [[escape(c), str(n)] for c, n in report.classes.items()])
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>lerenet data validation"

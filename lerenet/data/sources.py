@@ -68,7 +68,7 @@ def download_prefix(uri: str, dest: Path, endpoint_url: str | None = None) -> in
     count = 0
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
-            rel = _check_member(obj["Key"][len(prefix):], uri)
+            rel = _check_member(obj["Key"][len(prefix) :], uri)
             if not rel.parts:
                 continue
             target = dest / rel

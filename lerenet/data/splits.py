@@ -47,19 +47,27 @@ def _rng(*parts: object) -> random.Random:
 
 
 def assign_folds(
-    classes: list[str], *, seed: int, num_folds: int, val_classes: int,
-    explicit: list[dict[str, list[str]]] | None = None, novel: list[str] | None = None,
+    classes: list[str],
+    *,
+    seed: int,
+    num_folds: int,
+    val_classes: int,
+    explicit: list[dict[str, list[str]]] | None = None,
+    novel: list[str] | None = None,
 ) -> list[Fold]:
     """Build class-disjoint folds; ``novel`` classes join every fold's test classes."""
     novel = sorted(set(novel or []) & set(classes))
     if explicit:
-        folds = [Fold(sorted(f.get("train", [])), sorted(f.get("val", [])),
-                      sorted(f.get("test", []))) for f in explicit]
+        folds = [
+            Fold(sorted(f.get("train", [])), sorted(f.get("val", [])), sorted(f.get("test", [])))
+            for f in explicit
+        ]
         for i, fold in enumerate(folds):
             unknown = set(fold.train + fold.val + fold.test) - set(classes)
             if unknown:
-                raise ValueError(f"split.folds[{i}] names classes not in the manifest: "
-                                 f"{sorted(unknown)}")
+                raise ValueError(
+                    f"split.folds[{i}] names classes not in the manifest: {sorted(unknown)}"
+                )
     else:
         pool = sorted(set(classes) - set(novel))
         needed = num_folds + val_classes + 1
@@ -67,7 +75,8 @@ def assign_folds(
             raise ValueError(
                 f"{len(pool)} classes cannot make {num_folds} folds with {val_classes} "
                 f"validation class(es) and ≥1 training class each (need ≥ {needed}); "
-                "lower split.num_folds or add classes")
+                "lower split.num_folds or add classes"
+            )
         _rng("folds", seed).shuffle(pool)
         groups = [pool[i::num_folds] for i in range(num_folds)]
         folds = []
@@ -89,7 +98,13 @@ def assign_folds(
 
 
 def make_episodes(
-    pairs: list[Pair], classes: list[str], *, shots: int, per_class: int, seed: int, tag: str,
+    pairs: list[Pair],
+    classes: list[str],
+    *,
+    shots: int,
+    per_class: int,
+    seed: int,
+    tag: str,
 ) -> list[Episode]:
     """``per_class`` episodes per class: a query and ``shots`` distinct other supports."""
     by_class: dict[str, list[str]] = {}
@@ -99,8 +114,9 @@ def make_episodes(
     for cls in sorted(classes):
         images = by_class.get(cls, [])
         if len(images) < shots + 1:
-            raise ValueError(f"class {cls} has {len(images)} pairs; {shots}-shot episodes need "
-                             f"{shots + 1}")
+            raise ValueError(
+                f"class {cls} has {len(images)} pairs; {shots}-shot episodes need {shots + 1}"
+            )
         rng = _rng("episodes", seed, tag, cls, shots)
         for _ in range(per_class):
             chosen = rng.sample(images, shots + 1)
@@ -119,8 +135,10 @@ def episodes_text(episodes: list[Episode]) -> str:
 
 def read_episodes(path: Path) -> list[Episode]:
     with open(path, newline="") as handle:
-        return [Episode(r["class"], r["query"], tuple(r["supports"].split(";")))
-                for r in csv.DictReader(handle)]
+        return [
+            Episode(r["class"], r["query"], tuple(r["supports"].split(";")))
+            for r in csv.DictReader(handle)
+        ]
 
 
 def episode_file(out_dir: Path, fold: int, part: str, shots: int) -> Path:
@@ -128,7 +146,12 @@ def episode_file(out_dir: Path, fold: int, part: str, shots: int) -> Path:
 
 
 def write_split(
-    pairs: list[Pair], out_dir: Path, folds: list[Fold], *, shots: list[int], per_class: int,
+    pairs: list[Pair],
+    out_dir: Path,
+    folds: list[Fold],
+    *,
+    shots: list[int],
+    per_class: int,
     seed: int,
 ) -> dict:
     """Write folds.json, every episode file and lineage.json; returns the lineage record."""
@@ -146,14 +169,27 @@ def write_split(
     for i, fold in enumerate(folds):
         for part, classes in (("val", fold.val), ("test", fold.test)):
             for k in shots:
-                eps = make_episodes(pairs, classes, shots=k, per_class=per_class, seed=seed,
-                                    tag=f"{part}{i}") if classes else []
-                put(episode_file(out_dir, i, part, k).relative_to(out_dir).as_posix(),
-                    episodes_text(eps))
+                eps = (
+                    make_episodes(
+                        pairs, classes, shots=k, per_class=per_class, seed=seed, tag=f"{part}{i}"
+                    )
+                    if classes
+                    else []
+                )
+                put(
+                    episode_file(out_dir, i, part, k).relative_to(out_dir).as_posix(),
+                    episodes_text(eps),
+                )
     combined = hashlib.sha256(
-        "".join(f"{k}:{v}\n" for k, v in sorted(hashes.items())).encode()).hexdigest()
-    lineage = {"split_sha256": combined, "files": dict(sorted(hashes.items())),
-               "seed": seed, "shots": shots, "episodes_per_class": per_class}
+        "".join(f"{k}:{v}\n" for k, v in sorted(hashes.items())).encode()
+    ).hexdigest()
+    lineage = {
+        "split_sha256": combined,
+        "files": dict(sorted(hashes.items())),
+        "seed": seed,
+        "shots": shots,
+        "episodes_per_class": per_class,
+    }
     (out_dir / "lineage.json").write_text(json.dumps(lineage, indent=2) + "\n")
     return lineage
 
@@ -207,9 +243,21 @@ def split_dataset(root: Path, cfg: SplitConfig, out_dir: Path | None = None) -> 
         recent = set(last_new_classes(root))
         if recent and recent != set(classes):
             novel |= recent
-    folds = assign_folds(classes, seed=cfg.seed, num_folds=cfg.num_folds,
-                         val_classes=cfg.val_classes, explicit=cfg.folds, novel=sorted(novel))
-    lineage = write_split(pairs, Path(out_dir or cfg.out_dir), folds, shots=cfg.shots,
-                          per_class=cfg.episodes_per_class, seed=cfg.seed)
+    folds = assign_folds(
+        classes,
+        seed=cfg.seed,
+        num_folds=cfg.num_folds,
+        val_classes=cfg.val_classes,
+        explicit=cfg.folds,
+        novel=sorted(novel),
+    )
+    lineage = write_split(
+        pairs,
+        Path(out_dir or cfg.out_dir),
+        folds,
+        shots=cfg.shots,
+        per_class=cfg.episodes_per_class,
+        seed=cfg.seed,
+    )
     lineage["novel_classes"] = sorted(novel)
     return lineage

@@ -9,6 +9,7 @@ GX is imported here only, inside the functions: it costs seconds to import.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,10 +44,9 @@ def _context():
     import great_expectations as gx
 
     context = gx.get_context(mode="ephemeral")
-    try:
+    # older/newer config shapes may refuse this; the bars are cosmetic
+    with contextlib.suppress(Exception):
         context.variables.progress_bars = {"globally": False, "metric_calculations": False}
-    except Exception:  # older/newer config shapes: bars are cosmetic
-        pass
     return gx, context
 
 
@@ -80,28 +80,51 @@ def run_suite(manifest: pd.DataFrame, limits: SuiteLimits) -> list[Outcome]:
         df["defect_fraction"] = df["defect_pixels"] / (df["width"] * df["height"]).clip(lower=1)
         rows = [E.ExpectColumnValuesToNotBeNull(column=c) for c in COLUMNS] + [
             E.ExpectColumnValuesToBeUnique(column="sha256"),
-            E.ExpectColumnValuesToBeBetween(column="width", min_value=limits.min_side,
-                                            max_value=limits.max_side),
-            E.ExpectColumnValuesToBeBetween(column="height", min_value=limits.min_side,
-                                            max_value=limits.max_side),
-            E.ExpectColumnValuesToBeBetween(column="defect_fraction",
-                                            min_value=limits.min_defect_fraction,
-                                            max_value=limits.max_defect_fraction),
+            E.ExpectColumnValuesToBeBetween(
+                column="width", min_value=limits.min_side, max_value=limits.max_side
+            ),
+            E.ExpectColumnValuesToBeBetween(
+                column="height", min_value=limits.min_side, max_value=limits.max_side
+            ),
+            E.ExpectColumnValuesToBeBetween(
+                column="defect_fraction",
+                min_value=limits.min_defect_fraction,
+                max_value=limits.max_defect_fraction,
+            ),
         ]
         if limits.allowed_classes is not None:
-            rows.append(E.ExpectColumnValuesToBeInSet(column="class",
-                                                      value_set=list(limits.allowed_classes)))
+            rows.append(
+                E.ExpectColumnValuesToBeInSet(
+                    column="class", value_set=list(limits.allowed_classes)
+                )
+            )
         results = _run(gx, context, "manifest", df, table + rows, "image")
     else:
-        results = _run(gx, context, "manifest", manifest, table, COLUMNS[0]
-                       if COLUMNS[0] in manifest.columns else manifest.columns[0])
+        results = _run(
+            gx,
+            context,
+            "manifest",
+            manifest,
+            table,
+            COLUMNS[0] if COLUMNS[0] in manifest.columns else manifest.columns[0],
+        )
     for res in results:
         cfg = res.expectation_config
-        bad = [str(item.get("image")) for item in (res.result.get("unexpected_index_list") or [])
-               if isinstance(item, dict)]
-        outcomes.append(Outcome(cfg.type, cfg.kwargs.get("column"), bool(res.success),
-                                blocking=cfg.type == "expect_table_columns_to_match_set",
-                                observed=res.result.get("observed_value"), bad_rows=bad))
+        bad = [
+            str(item.get("image"))
+            for item in (res.result.get("unexpected_index_list") or [])
+            if isinstance(item, dict)
+        ]
+        outcomes.append(
+            Outcome(
+                cfg.type,
+                cfg.kwargs.get("column"),
+                bool(res.success),
+                blocking=cfg.type == "expect_table_columns_to_match_set",
+                observed=res.result.get("observed_value"),
+                bad_rows=bad,
+            )
+        )
     return outcomes
 
 
@@ -110,12 +133,27 @@ def run_class_counts(manifest: pd.DataFrame, limits: SuiteLimits) -> Outcome:
     gx, context = _context()
     counts = manifest.groupby("class").size().rename("pairs").reset_index()
     if counts.empty:
-        return Outcome("expect_column_values_to_be_between", "pairs", False, True,
-                       observed="no pairs at all")
-    [res] = _run(gx, context, "class_counts", counts, [
-        gx.expectations.ExpectColumnValuesToBeBetween(
-            column="pairs", min_value=limits.min_pairs_per_class)], "class")
+        return Outcome(
+            "expect_column_values_to_be_between", "pairs", False, True, observed="no pairs at all"
+        )
+    [res] = _run(
+        gx,
+        context,
+        "class_counts",
+        counts,
+        [
+            gx.expectations.ExpectColumnValuesToBeBetween(
+                column="pairs", min_value=limits.min_pairs_per_class
+            )
+        ],
+        "class",
+    )
     bad = [str(item.get("class")) for item in (res.result.get("unexpected_index_list") or [])]
-    return Outcome("expect_column_values_to_be_between", "pairs", bool(res.success), True,
-                   observed=dict(zip(counts["class"], counts["pairs"].astype(int), strict=True)),
-                   bad_rows=bad)
+    return Outcome(
+        "expect_column_values_to_be_between",
+        "pairs",
+        bool(res.success),
+        True,
+        observed=dict(zip(counts["class"], counts["pairs"].astype(int), strict=True)),
+        bad_rows=bad,
+    )

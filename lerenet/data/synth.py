@@ -29,8 +29,10 @@ def _surface(rng: np.random.Generator, size: int) -> np.ndarray:
     """Grey brushed-metal texture in [0, 1], H×W float32."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     angle = rng.uniform(0, np.pi)
-    base = 0.45 + 0.1 * np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle))
-                               * rng.uniform(0.3, 1.2) + rng.uniform(0, 6.3))
+    base = 0.45 + 0.1 * np.sin(
+        2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) * rng.uniform(0.3, 1.2)
+        + rng.uniform(0, 6.3)
+    )
     streaks = rng.normal(0, 1, size).astype(np.float32)
     streaks = np.convolve(streaks, np.ones(5) / 5, mode="same")[None, :] * 0.04
     grain = rng.normal(0, 0.035, (size, size)).astype(np.float32)
@@ -42,9 +44,13 @@ def _scratch(draw: ImageDraw.ImageDraw, rng: np.random.Generator, size: int) -> 
         x0, y0 = rng.uniform(0, size, 2)
         angle, length = rng.uniform(0, np.pi), rng.uniform(0.4, 0.9) * size
         bend = rng.uniform(-0.15, 0.15) * size
-        pts = [(x0 + t * length * np.cos(angle) + bend * np.sin(np.pi * t) * -np.sin(angle),
-                y0 + t * length * np.sin(angle) + bend * np.sin(np.pi * t) * np.cos(angle))
-               for t in np.linspace(0, 1, 12)]
+        pts = [
+            (
+                x0 + t * length * np.cos(angle) + bend * np.sin(np.pi * t) * -np.sin(angle),
+                y0 + t * length * np.sin(angle) + bend * np.sin(np.pi * t) * np.cos(angle),
+            )
+            for t in np.linspace(0, 1, 12)
+        ]
         draw.line(pts, fill=255, width=int(rng.integers(1, 3)))
 
 
@@ -74,8 +80,10 @@ def _stain(draw: ImageDraw.ImageDraw, rng: np.random.Generator, size: int) -> No
     cx, cy = rng.uniform(0.3, 0.7, 2) * size
     angles = np.sort(rng.uniform(0, 2 * np.pi, 14))
     radii = rng.uniform(0.12, 0.28, 14) * size
-    draw.polygon([(cx + r * np.cos(a), cy + r * np.sin(a)) for a, r in zip(angles, radii,
-                                                                          strict=True)], fill=255)
+    draw.polygon(
+        [(cx + r * np.cos(a), cy + r * np.sin(a)) for a, r in zip(angles, radii, strict=True)],
+        fill=255,
+    )
 
 
 def _inclusion(draw: ImageDraw.ImageDraw, rng: np.random.Generator, size: int) -> None:
@@ -89,9 +97,15 @@ def _patch(draw: ImageDraw.ImageDraw, rng: np.random.Generator, size: int) -> No
     x0, y0 = rng.uniform(0.05, 0.5, 2) * size
     w, h = rng.uniform(0.2, 0.45, 2) * size
     jitter = rng.uniform(-0.04, 0.04, 8) * size
-    draw.polygon([(x0 + jitter[0], y0 + jitter[1]), (x0 + w + jitter[2], y0 + jitter[3]),
-                  (x0 + w + jitter[4], y0 + h + jitter[5]), (x0 + jitter[6], y0 + h + jitter[7])],
-                 fill=255)
+    draw.polygon(
+        [
+            (x0 + jitter[0], y0 + jitter[1]),
+            (x0 + w + jitter[2], y0 + jitter[3]),
+            (x0 + w + jitter[4], y0 + h + jitter[5]),
+            (x0 + jitter[6], y0 + h + jitter[7]),
+        ],
+        fill=255,
+    )
 
 
 # class name → (mask drawing, how the defect changes the surface)
@@ -103,8 +117,14 @@ DEFECTS: dict[str, DrawFn] = {
     "Synth_Inclusion": _inclusion,
     "Synth_Patch": _patch,
 }
-_TONE = {"Synth_Scratch": 0.35, "Synth_Pit": -0.35, "Synth_Crack": -0.4, "Synth_Stain": -0.15,
-         "Synth_Inclusion": -0.3, "Synth_Patch": 0.0}
+_TONE = {
+    "Synth_Scratch": 0.35,
+    "Synth_Pit": -0.35,
+    "Synth_Crack": -0.4,
+    "Synth_Stain": -0.15,
+    "Synth_Inclusion": -0.3,
+    "Synth_Patch": 0.0,
+}
 
 
 def render_pair(cls: str, index: int, size: int, seed: int) -> tuple[Image.Image, Image.Image]:
@@ -130,7 +150,10 @@ def render_pair(cls: str, index: int, size: int, seed: int) -> tuple[Image.Image
 
 
 def write_synthetic(
-    out: Path, per_class: int = 12, size: int = 128, seed: int = 0,
+    out: Path,
+    per_class: int = 12,
+    size: int = 128,
+    seed: int = 0,
     classes: list[str] | None = None,
 ) -> list[Path]:
     """Write ``images/<Class>/<id>.png`` and ``masks/<Class>/<id>.png`` under ``out``.

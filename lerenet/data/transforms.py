@@ -20,13 +20,25 @@ def build_transform(image_size: int, train: bool, seed: int | None = None) -> A.
     steps: list = []
     if train:
         steps += [
-            A.Affine(scale=(0.9, 1.1), rotate=(-10, 10), border_mode=cv2.BORDER_CONSTANT,
-                     fill=0, fill_mask=IGNORE, p=1.0),
+            A.Affine(
+                scale=(0.9, 1.1),
+                rotate=(-10, 10),
+                border_mode=cv2.BORDER_CONSTANT,
+                fill=0,
+                fill_mask=IGNORE,
+                p=1.0,
+            ),
             A.GaussianBlur(blur_limit=(3, 5), p=0.3),
             A.HorizontalFlip(p=0.5),
         ]
-    steps.append(A.Resize(image_size, image_size, interpolation=cv2.INTER_LINEAR,
-                          mask_interpolation=cv2.INTER_NEAREST))
+    steps.append(
+        A.Resize(
+            image_size,
+            image_size,
+            interpolation=cv2.INTER_LINEAR,
+            mask_interpolation=cv2.INTER_NEAREST,
+        )
+    )
     return A.Compose(steps, seed=seed)
 
 

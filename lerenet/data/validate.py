@@ -25,16 +25,31 @@ from lerenet.data.report import render_html
 from lerenet.data.suite import Outcome, SuiteLimits, run_class_counts, run_suite
 
 _ROW_FIXES = {
-    "sha256": ("duplicate_image", "the same image is already in the dataset (first kept)",
-               "remove the duplicate from the source; one image belongs to one class"),
-    "class": ("allowed_class", "class is not in data.classes",
-              "add the class to params.yaml data.classes or fix the class name"),
-    "width": ("image_size", "image width is outside the allowed bounds",
-              "resize the image or change data.min_side / data.max_side"),
-    "height": ("image_size", "image height is outside the allowed bounds",
-               "resize the image or change data.min_side / data.max_side"),
-    "defect_fraction": ("defect_fraction", "defect covers too much (or too little) of the image",
-                        "check the mask is not inverted; adjust data.*_defect_fraction"),
+    "sha256": (
+        "duplicate_image",
+        "the same image is already in the dataset (first kept)",
+        "remove the duplicate from the source; one image belongs to one class",
+    ),
+    "class": (
+        "allowed_class",
+        "class is not in data.classes",
+        "add the class to params.yaml data.classes or fix the class name",
+    ),
+    "width": (
+        "image_size",
+        "image width is outside the allowed bounds",
+        "resize the image or change data.min_side / data.max_side",
+    ),
+    "height": (
+        "image_size",
+        "image height is outside the allowed bounds",
+        "resize the image or change data.min_side / data.max_side",
+    ),
+    "defect_fraction": (
+        "defect_fraction",
+        "defect covers too much (or too little) of the image",
+        "check the mask is not inverted; adjust data.*_defect_fraction",
+    ),
 }
 
 
@@ -80,8 +95,13 @@ def _row_findings(outcomes: list[Outcome], by_image: dict[str, Pair]) -> list[Fi
 
 
 def validate_dataset(
-    root: Path, out_dir: Path, limits: SuiteLimits, *, max_pixels: int = 4096 * 4096,
-    workers: int = 0, show_progress: bool = True,
+    root: Path,
+    out_dir: Path,
+    limits: SuiteLimits,
+    *,
+    max_pixels: int = 4096 * 4096,
+    workers: int = 0,
+    show_progress: bool = True,
 ) -> ValidationReport:
     """Validate the dataset at ``root``; quarantine failures; write report.{html,json}."""
     start = time.perf_counter()
@@ -89,45 +109,63 @@ def validate_dataset(
     if not (root / MANIFEST).exists():
         raise FileNotFoundError(f"{root / MANIFEST}: no manifest; run `lerenet ingest` first")
     pairs = read_manifest(root)
-    checks = parallel_map(inspect_pair, [(root, p, max_pixels) for p in pairs], workers,
-                          desc="checking files", show=show_progress)
+    checks = parallel_map(
+        inspect_pair,
+        [(root, p, max_pixels) for p in pairs],
+        workers,
+        desc="checking files",
+        show=show_progress,
+    )
     file_findings = [f for c in checks for f in c.findings]
-    frame = pd.DataFrame([{**asdict(p), "class": p.cls} for p in pairs]).drop(
-        columns=["cls"], errors="ignore") if pairs else pd.DataFrame(columns=["image"])
+    frame = (
+        pd.DataFrame([{**asdict(p), "class": p.cls} for p in pairs]).drop(
+            columns=["cls"], errors="ignore"
+        )
+        if pairs
+        else pd.DataFrame(columns=["image"])
+    )
     outcomes = run_suite(frame, limits)
     by_image = {p.image: p for p in pairs}
     row_findings = _row_findings(outcomes, by_image)
     findings = file_findings + row_findings
 
-    bad_images = {f.file for f in row_findings} | {
-        c.pair.image for c in checks if c.findings}
+    bad_images = {f.file for f in row_findings} | {c.pair.image for c in checks if c.findings}
     kept = [p for p in pairs if p.image not in bad_images]
     if bad_images:
-        moved = [(root / rel, rel) for p in pairs if p.image in bad_images
-                 for rel in (p.image, p.mask)]
+        moved = [
+            (root / rel, rel) for p in pairs if p.image in bad_images for rel in (p.image, p.mask)
+        ]
         quarantine_files(root, "validate", moved, findings, move=True)
         write_manifest(root, kept)
 
     report = ValidationReport(
-        root=str(root), pairs=len(kept),
+        root=str(root),
+        pairs=len(kept),
         classes={c: sum(p.cls == c for p in kept) for c in sorted({p.cls for p in kept})},
-        outcomes=outcomes, findings=findings, quarantined=len(bad_images),
+        outcomes=outcomes,
+        findings=findings,
+        quarantined=len(bad_images),
         grey_masks=sum(c.grey_mask for c in checks),
     )
     for out in outcomes:
         if out.blocking and not out.success:
-            report.blocking.append(f"manifest columns: expected {out.observed} to contain the "
-                                   "manifest schema; re-create it with `lerenet ingest`")
+            report.blocking.append(
+                f"manifest columns: expected {out.observed} to contain the "
+                "manifest schema; re-create it with `lerenet ingest`"
+            )
     if kept or not report.blocking:
         kept_frame = frame[frame["image"].isin([p.image for p in kept])] if kept else frame
         counts = run_class_counts(kept_frame, limits)
         report.outcomes.append(counts)
         if not counts.success:
-            few = ", ".join(f"{c} ({counts.observed.get(c, 0)})" if isinstance(
-                counts.observed, dict) else c for c in counts.bad_rows) or str(counts.observed)
+            few = ", ".join(
+                f"{c} ({counts.observed.get(c, 0)})" if isinstance(counts.observed, dict) else c
+                for c in counts.bad_rows
+            ) or str(counts.observed)
             report.blocking.append(
                 f"classes with fewer than {limits.min_pairs_per_class} usable pairs: {few}; "
-                "label more images of these classes (K-shot needs K supports + 1 query)")
+                "label more images of these classes (K-shot needs K supports + 1 query)"
+            )
     report.seconds = time.perf_counter() - start
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(report.to_json())
@@ -139,7 +177,8 @@ def limits_from(params: Params) -> SuiteLimits:
     """Suite bounds from params: K+1 pairs per class for the largest K any stage uses."""
     largest_k = max([*params.split.shots, *params.eval.shots, params.model.shots])
     return SuiteLimits(
-        min_side=params.data.min_side, max_side=params.data.max_side,
+        min_side=params.data.min_side,
+        max_side=params.data.max_side,
         min_defect_fraction=params.data.min_defect_fraction,
         max_defect_fraction=params.data.max_defect_fraction,
         min_pairs_per_class=largest_k + 1,

@@ -32,8 +32,9 @@ def free_port(start: int = 20000, end: int = 40000, also_free: tuple[int, ...] =
     raise RuntimeError(f"no free port found in {start}-{end}")
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str,
-               alive: Callable[[], bool] = lambda: True) -> None:
+def wait_until(
+    check: Callable[[], bool], timeout: float, what: str, alive: Callable[[], bool] = lambda: True
+) -> None:
     """Poll ``check`` until true; fail early if the process died, or after ``timeout``."""
     deadline = time.monotonic() + timeout
     delay = 0.1

@@ -41,8 +41,13 @@ class SeaweedS3:
     """A SeaweedFS server process with S3 on ``s3_port``; state under ``state_dir``."""
 
     def __init__(
-        self, state_dir: Path, credentials: S3Credentials, *, s3_port: int | None = None,
-        readonly: S3Credentials | None = None, buckets: tuple[str, ...] = (),
+        self,
+        state_dir: Path,
+        credentials: S3Credentials,
+        *,
+        s3_port: int | None = None,
+        readonly: S3Credentials | None = None,
+        buckets: tuple[str, ...] = (),
     ) -> None:
         self.state_dir = Path(state_dir)
         self.credentials, self.readonly = credentials, readonly
@@ -60,19 +65,41 @@ class SeaweedS3:
 
     def env(self) -> dict[str, str]:
         """Environment for clients (boto3, DVC, MLflow server) to reach this S3."""
-        return {"AWS_ACCESS_KEY_ID": self.credentials.access_key,
-                "AWS_SECRET_ACCESS_KEY": self.credentials.secret_key,
-                "AWS_ENDPOINT_URL_S3": self.endpoint, "AWS_ENDPOINT_URL": self.endpoint,
-                "MLFLOW_S3_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": "us-east-1"}
+        return {
+            "AWS_ACCESS_KEY_ID": self.credentials.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.credentials.secret_key,
+            "AWS_ENDPOINT_URL_S3": self.endpoint,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "MLFLOW_S3_ENDPOINT_URL": self.endpoint,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
 
     def _write_identities(self) -> Path:
-        identities = [{"name": "admin", "credentials": [
-            {"accessKey": self.credentials.access_key, "secretKey": self.credentials.secret_key}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]
+        identities = [
+            {
+                "name": "admin",
+                "credentials": [
+                    {
+                        "accessKey": self.credentials.access_key,
+                        "secretKey": self.credentials.secret_key,
+                    }
+                ],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+        ]
         if self.readonly:
-            identities.append({"name": "reader", "credentials": [
-                {"accessKey": self.readonly.access_key, "secretKey": self.readonly.secret_key}],
-                "actions": ["Read", "List"]})
+            identities.append(
+                {
+                    "name": "reader",
+                    "credentials": [
+                        {
+                            "accessKey": self.readonly.access_key,
+                            "secretKey": self.readonly.secret_key,
+                        }
+                    ],
+                    "actions": ["Read", "List"],
+                }
+            )
         path = self.state_dir / "s3.json"
         path.write_text(json.dumps({"identities": identities}))
         path.chmod(0o600)  # holds secrets
@@ -80,27 +107,46 @@ class SeaweedS3:
 
     def start(self, timeout: float = 60) -> SeaweedS3:
         if not port_free(self.s3_port):
-            raise RuntimeError(f"S3 port {self.s3_port} on 127.0.0.1 is already in use; "
-                               "stop what holds it or choose another port")
+            raise RuntimeError(
+                f"S3 port {self.s3_port} on 127.0.0.1 is already in use; "
+                "stop what holds it or choose another port"
+            )
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "data").mkdir(exist_ok=True)
         config = self._write_identities()
         master = free_port(also_free=(10000,))
         volume = free_port(also_free=(10000,))
         filer = free_port(also_free=(10000,))
-        cmd = [weed_binary(), "server", "-s3", f"-s3.config={config}", "-ip=127.0.0.1",
-               "-ip.bind=127.0.0.1", f"-dir={self.state_dir / 'data'}", "-volume.max=0",
-               "-master.volumeSizeLimitMB=64", "-master.telemetry=false",
-               "-volume.preStopSeconds=0", f"-master.port={master}", f"-volume.port={volume}",
-               f"-filer.port={filer}", f"-s3.port={self.s3_port}"]
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        cmd = [
+            weed_binary(),
+            "server",
+            "-s3",
+            f"-s3.config={config}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-dir={self.state_dir / 'data'}",
+            "-volume.max=0",
+            "-master.volumeSizeLimitMB=64",
+            "-master.telemetry=false",
+            "-volume.preStopSeconds=0",
+            f"-master.port={master}",
+            f"-volume.port={volume}",
+            f"-filer.port={filer}",
+            f"-s3.port={self.s3_port}",
+        ]
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         (self.state_dir / "weed.pid").write_text(str(self.process.pid))
         client = self.client()
         try:
-            wait_until(lambda: client.list_buckets() is not None, timeout,
-                       f"SeaweedFS S3 at {self.endpoint}", alive=lambda: self.process.poll() is None)
+            wait_until(
+                lambda: client.list_buckets() is not None,
+                timeout,
+                f"SeaweedFS S3 at {self.endpoint}",
+                alive=lambda: self.process.poll() is None,
+            )
             for bucket in self.buckets:
                 self.ensure_bucket(bucket)
         except Exception:
@@ -113,11 +159,14 @@ class SeaweedS3:
         from botocore.config import Config
 
         creds = credentials or self.credentials
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id=creds.access_key,
-                            aws_secret_access_key=creds.secret_key,
-                            config=Config(s3={"addressing_style": "path"},
-                                          retries={"max_attempts": 2}))
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=creds.access_key,
+            aws_secret_access_key=creds.secret_key,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
+        )
 
     def ensure_bucket(self, name: str) -> None:
         client = self.client()

@@ -1,0 +1,134 @@
+"""Splits: class-disjoint folds, byte-identical seeded episode files, training sampler."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from lerenet.config import SplitConfig
+from lerenet.data.episodes import EpisodeDataset
+from lerenet.data.ingest import ingest
+from lerenet.data.manifest import read_manifest
+from lerenet.data.splits import (
+    TrainEpisodeSampler,
+    assign_folds,
+    read_episodes,
+    read_folds,
+    split_dataset,
+)
+
+CFG = SplitConfig(num_folds=2, val_classes=1, episodes_per_class=5, shots=[1, 5])
+
+
+def test_split_is_byte_identical_for_same_inputs(synthetic_dataset: Path, tmp_path: Path):
+    a = split_dataset(synthetic_dataset, CFG, tmp_path / "a")
+    b = split_dataset(synthetic_dataset, CFG, tmp_path / "b")
+    assert a["split_sha256"] == b["split_sha256"]
+    for rel in a["files"]:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+    other = split_dataset(synthetic_dataset, CFG.model_copy(update={"seed": 1}), tmp_path / "c")
+    assert other["split_sha256"] != a["split_sha256"]
+
+
+def test_folds_are_class_disjoint_and_episodes_well_formed(
+    synthetic_dataset: Path, tmp_path: Path
+) -> None:
+    split_dataset(synthetic_dataset, CFG, tmp_path)
+    classes = {r.image: r.cls for r in read_manifest(synthetic_dataset)}
+    folds = read_folds(tmp_path)
+    tests = [set(f.test) for f in folds]
+    assert not tests[0] & tests[1]  # every class is novel in at most one fold
+    for i, fold in enumerate(folds):
+        assert not (
+            set(fold.train) & set(fold.val)
+            or set(fold.train) & set(fold.test)
+            or set(fold.val) & set(fold.test)
+        )
+        for part, allowed in (("val", fold.val), ("test", fold.test)):
+            for shots in (1, 5):
+                eps = read_episodes(tmp_path / f"fold{i}" / f"{part}_{shots}shot.csv")
+                assert len(eps) == 5 * len(allowed)
+                for ep in eps:
+                    assert ep.cls in allowed and len(ep.supports) == shots
+                    assert ep.query not in ep.supports and len(set(ep.supports)) == shots
+                    assert {classes[x] for x in (ep.query, *ep.supports)} == {ep.cls}
+
+
+def test_newly_ingested_class_is_novel_in_every_fold(
+    synthetic_source: Path, tmp_path: Path
+) -> None:
+    first = tmp_path / "first"
+    shutil.copytree(synthetic_source, first, ignore=shutil.ignore_patterns("*Synth_Stain*"))
+    root = tmp_path / "data"
+    ingest(str(first), root, workers=1, show_progress=False)
+    ingest(str(synthetic_source), root, workers=1, show_progress=False)
+    lineage = split_dataset(root, CFG, tmp_path / "splits")
+    assert lineage["novel_classes"] == ["Synth_Stain"]
+    for fold in read_folds(tmp_path / "splits"):
+        assert "Synth_Stain" in fold.test and "Synth_Stain" not in fold.train + fold.val
+
+
+def test_explicit_folds_and_their_errors() -> None:
+    folds = assign_folds(
+        ["a", "b", "c"],
+        seed=0,
+        num_folds=1,
+        val_classes=1,
+        explicit=[{"train": ["a"], "val": ["b"], "test": ["c"]}],
+    )
+    assert (folds[0].train, folds[0].val, folds[0].test) == (["a"], ["b"], ["c"])
+    with pytest.raises(ValueError, match="not in the manifest"):
+        assign_folds(
+            ["a", "b"],
+            seed=0,
+            num_folds=1,
+            val_classes=1,
+            explicit=[{"train": ["a"], "test": ["zzz"]}],
+        )
+    with pytest.raises(ValueError, match="overlap"):
+        assign_folds(
+            ["a", "b"],
+            seed=0,
+            num_folds=1,
+            val_classes=1,
+            explicit=[{"train": ["a"], "test": ["a", "b"]}],
+        )
+    with pytest.raises(ValueError, match="cannot make 3 folds"):
+        assign_folds(["a", "b", "c"], seed=0, num_folds=3, val_classes=1)
+
+
+def test_train_sampler_is_seeded_per_step(synthetic_dataset: Path) -> None:
+    pairs = read_manifest(synthetic_dataset)
+    sampler = TrainEpisodeSampler(pairs, ["Synth_Pit", "Synth_Crack"], shots=2, seed=3)
+    assert sampler.batch(7, 4) == TrainEpisodeSampler(
+        pairs, ["Synth_Pit", "Synth_Crack"], shots=2, seed=3
+    ).batch(7, 4)
+    assert sampler.batch(7, 4) != sampler.batch(8, 4)
+    assert {ep.cls for s in range(20) for ep in sampler.batch(s, 2)} == {"Synth_Pit", "Synth_Crack"}
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_episode_dataset_items_follow_the_contract(synthetic_dataset: Path, train: bool):
+    pairs = read_manifest(synthetic_dataset)
+    sampler = TrainEpisodeSampler(pairs, ["Synth_Patch"], shots=3, seed=0)
+    ds = EpisodeDataset(
+        synthetic_dataset,
+        sampler.batch(0, 2),
+        ["Synth_Patch"],
+        image_size=48,
+        mean=(0.5,) * 3,
+        std=(0.5,) * 3,
+        train=train,
+        seed=1,
+    )
+    item = ds[0]
+    assert item["query_img"].shape == (3, 48, 48)
+    assert item["support_imgs"].shape == (3, 3, 48, 48)
+    assert item["support_masks"].shape == (3, 48, 48) and item["class_id"] == 0
+    values = set(torch.unique(item["support_masks"]).tolist())
+    assert values <= ({0, 1, 255} if train else {0, 1}) and 1 in values
+    again = ds[0]
+    assert torch.equal(item["query_img"], again["query_img"])  # item-seeded augmentation
