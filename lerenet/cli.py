@@ -7,6 +7,7 @@ lives here. Heavy imports (torch, mlflow, great_expectations) happen inside the 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -28,6 +29,20 @@ data_app = typer.Typer(help="Default and example data.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
+
+# Offline by default: no telemetry, no update checks, no download progress noise in logs.
+# Set before any command imports mlflow/prefect/dvc/albumentations; users can still override.
+for _key, _value in {
+    "DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "DVC_NO_ANALYTICS": "1",
+    "NO_ALBUMENTATIONS_UPDATE": "1",
+    "GX_ANALYTICS_ENABLED": "false",
+}.items():
+    os.environ.setdefault(_key, _value)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -231,6 +246,97 @@ def split_cmd(params: ParamsOpt = Path("params.yaml")) -> None:
         f"split sha256 {lineage['split_sha256']} ({len(lineage['files'])} files in "
         f"{cfg.split.out_dir}); novel classes: {lineage['novel_classes'] or 'none'}"
     )
+
+
+def _override_opt():
+    return typer.Option("--set", "-s", help="override a param: section.key=value (repeatable)")
+
+
+def _params_with(path: Path, overrides: list[str] | None):
+    import yaml
+
+    pairs = {}
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            err_console.print(f"[red]error:[/red] --set {item!r} is not section.key=value")
+            raise typer.Exit(2)
+        pairs[key] = yaml.safe_load(value)
+    try:
+        return load_params(path, overrides=pairs)
+    except ConfigError as err:
+        err_console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from err
+
+
+@app.command("train")
+def train_cmd(
+    params: ParamsOpt = Path("params.yaml"),
+    resume: Annotated[bool, typer.Option(help="continue from train.out_dir/last.pt")] = False,
+    no_track: Annotated[bool, typer.Option("--no-track", help="do not log to MLflow")] = False,
+    overrides: Annotated[list[str] | None, _override_opt()] = None,
+) -> None:
+    """Train on the fold's training classes; select the checkpoint on validation classes.
+
+    Logs params, lineage tags, metrics, overlays and the model (pyfunc) to MLflow, and writes
+    train.out_dir/{best.pt,last.pt,history.json,train.json}. Ctrl-C saves a resumable
+    checkpoint; `--resume` continues with identical results.
+    """
+    from lerenet.model.weights import WeightsError
+    from lerenet.stages import train_stage
+
+    cfg = _params_with(params, overrides)
+    try:
+        summary = train_stage(cfg, params_file=params, resume=resume, track=not no_track)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: checkpoint saved; resume with `lerenet train --resume`")
+        raise typer.Exit(130) from None
+    except (FileNotFoundError, ValueError, WeightsError, RuntimeError) as err:
+        err_console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from err
+    val = summary["best_val_miou"]
+    console.print(
+        f"trained {summary['steps']} steps; best validation mIoU "
+        f"{'n/a' if val is None else f'{val:.3f}'} at step {summary['best_step']}; "
+        f"model {summary['model_uri'] or summary['best_path']}"
+    )
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    params: ParamsOpt = Path("params.yaml"),
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="model file, runs:/ID/model or models:/NAME@ALIAS (default: last trained)"
+        ),
+    ] = None,
+    no_track: Annotated[bool, typer.Option("--no-track", help="do not log to MLflow")] = False,
+    overrides: Annotated[list[str] | None, _override_opt()] = None,
+) -> None:
+    """Evaluate on the fixed test (novel-class) episodes: per-class IoU, mIoU, FB-IoU + CIs."""
+    from lerenet.stages import evaluate_stage
+
+    cfg = _params_with(params, overrides)
+    try:
+        results = evaluate_stage(cfg, model_uri=model, track=not no_track)
+    except (FileNotFoundError, ValueError) as err:
+        err_console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from err
+    table = Table(title=f"test classes, fold {cfg.train.fold}")
+    for col in ("model", "shots", "mIoU [95% CI]", "FB-IoU [95% CI]", "episodes"):
+        table.add_column(col)
+    for name in ("lerenet", "baseline"):
+        for key, m in sorted((results.get(name) or {}).items()):
+            if key.endswith("shot"):
+                table.add_row(
+                    name,
+                    key,
+                    f"{m['miou']:.3f} [{m['miou_low']:.3f}, {m['miou_high']:.3f}]",
+                    f"{m['fbiou']:.3f} [{m['fbiou_low']:.3f}, {m['fbiou_high']:.3f}]",
+                    str(m["episodes"]),
+                )
+    console.print(table)
 
 
 def main() -> None:  # pragma: no cover - console-script shim

@@ -90,6 +90,7 @@ class TrainConfig(Section):
     amp: bool = True
     augment: bool = True
     num_workers: int = Field(0, ge=0)
+    baseline: bool = Field(True, description="Also train the prototype baseline to compare.")
     out_dir: str = "outputs/train"
 
 

@@ -15,6 +15,7 @@ for _key, _value in {
     "DVC_NO_ANALYTICS": "1",
     "NO_ALBUMENTATIONS_UPDATE": "1",
     "GX_ANALYTICS_ENABLED": "false",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }.items():
     os.environ.setdefault(_key, _value)
 

@@ -51,7 +51,7 @@ def _scratch(draw: ImageDraw.ImageDraw, rng: np.random.Generator, size: int) -> 
             )
             for t in np.linspace(0, 1, 12)
         ]
-        draw.line(pts, fill=255, width=int(rng.integers(1, 3)))
+        draw.line(pts, fill=255, width=int(rng.integers(2, 5)))
 
 
 def _pit(draw: ImageDraw.ImageDraw, rng: np.random.Generator, size: int) -> None:
@@ -71,7 +71,7 @@ def _crack(draw: ImageDraw.ImageDraw, rng: np.random.Generator, size: int) -> No
             pts.append((x, y))
             if rng.random() < 0.08 and steps > 4:
                 walk(x, y, heading + rng.choice([-1, 1]) * 0.9, steps // 3)
-        draw.line(pts, fill=255, width=int(rng.integers(1, 3)))
+        draw.line(pts, fill=255, width=int(rng.integers(2, 5)))
 
     walk(*rng.uniform(0.2, 0.8, 2) * size, rng.uniform(0, 2 * np.pi), int(rng.integers(10, 20)))
 

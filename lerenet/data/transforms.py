@@ -46,7 +46,7 @@ def to_tensors(
     image: np.ndarray, label: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """H×W×3 uint8 + H×W labels → normalised 3×H×W float and H×W long."""
-    img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+    img = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float() / 255.0
     mean_t = torch.tensor(mean).view(3, 1, 1)
     std_t = torch.tensor(std).view(3, 1, 1)
     return (img - mean_t) / std_t, torch.from_numpy(np.ascontiguousarray(label)).long()

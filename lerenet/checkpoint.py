@@ -1,0 +1,75 @@
+"""Checkpoints: atomic writes, and a self-describing model file.
+
+A model file holds the weights *and* the model section of the params that built it, so
+``load_model_file`` needs nothing else (the MLflow pyfunc, evaluate and export all use it).
+A training checkpoint adds optimizer, scheduler, step and every RNG state for exact resume.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lerenet.config import ModelConfig
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """torch.save to a temp file then rename: a crash never leaves a truncated checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def save_model_file(model: nn.Module, cfg: ModelConfig, path: Path, meta: dict | None = None):
+    atomic_save(
+        {
+            "model_config": cfg.model_dump(mode="json"),
+            "state_dict": model.state_dict(),
+            "meta": meta or {},
+        },
+        path,
+    )
+
+
+def load_model_file(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the network from a model file (no backbone weights needed: they are inside)."""
+    from lerenet.model import build_model
+
+    blob = torch.load(path, map_location=device, weights_only=True)
+    cfg = ModelConfig.model_validate(blob["model_config"])
+    model, _ = build_model(cfg, load_weights=False)
+    model.load_state_dict(blob["state_dict"])
+    return model.to(device).eval(), {"model_config": blob["model_config"], **blob.get("meta", {})}

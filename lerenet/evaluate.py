@@ -1,0 +1,168 @@
+"""Evaluation on fixed episode files: per-class IoU, mIoU, FB-IoU with bootstrap intervals.
+
+Used for the validation rounds during training (validation classes only) and for the final
+test evaluation (novel classes), on the episode files written by the split stage. Predictions
+and labels are compared at the configured input size (``data.image_size``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from lerenet.config import Params
+from lerenet.data.episodes import EpisodeDataset
+from lerenet.data.splits import episode_file, read_episodes, read_folds
+from lerenet.inference import inference_context
+from lerenet.metrics import SegmentationScores, episode_stats, score
+from lerenet.plots import class_bar_chart, overlay_grid, overlay_row
+
+
+def backbone_norm(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    backbone = model.backbone
+    return tuple(backbone.mean), tuple(backbone.std)
+
+
+def episode_dataset(
+    params: Params, model: nn.Module, part: str, shots: int, fold: int, limit: int | None = None
+) -> EpisodeDataset:
+    """The fixed ``part`` (val|test) episodes of ``fold`` for ``shots``-shot evaluation."""
+    path = episode_file(Path(params.split.out_dir), fold, part, shots)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: no episode file; run `lerenet split` (split.shots must include {shots})"
+        )
+    episodes = read_episodes(path)[:limit] if limit else read_episodes(path)
+    folds = read_folds(Path(params.split.out_dir))
+    classes = folds[fold].val if part == "val" else folds[fold].test
+    mean, std = backbone_norm(model)
+    return EpisodeDataset(
+        Path(params.data.root),
+        episodes,
+        classes,
+        image_size=params.data.image_size,
+        mean=mean,
+        std=std,
+    )
+
+
+@dataclass
+class Predictions:
+    stats: np.ndarray  # episodes × [I_fg, U_fg, I_bg, U_bg]
+    classes: list[str]  # class of each episode
+    preds: list[np.ndarray]  # the first few predicted masks, for overlays
+
+
+def predict_episodes(
+    model: nn.Module,
+    dataset: EpisodeDataset,
+    device: torch.device,
+    *,
+    batch_size: int = 4,
+    keep: int = 8,
+    amp: bool = True,
+    num_workers: int = 0,
+) -> Predictions:
+    """Run the model over every episode of ``dataset`` (eval mode, inference mode)."""
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    stats, kept = [], []
+    with inference_context(device, amp):
+        for batch in loader:
+            logits = model(
+                batch["query_img"].to(device),
+                batch["support_imgs"].to(device),
+                batch["support_masks"].to(device),
+            )
+            pred = logits.argmax(1).cpu()
+            stats.append(episode_stats(pred, batch["query_mask"]))
+            kept += [p.numpy() for p in pred[: max(0, keep - len(kept))]]
+    model.train(was_training)
+    return Predictions(
+        np.concatenate(stats) if stats else np.zeros((0, 4), np.int64),
+        [ep.cls for ep in dataset.episodes],
+        kept,
+    )
+
+
+def scores_to_metrics(scores: SegmentationScores) -> dict:
+    out = {
+        "miou": scores.miou.value,
+        "miou_low": scores.miou.low,
+        "miou_high": scores.miou.high,
+        "fbiou": scores.fbiou.value,
+        "fbiou_low": scores.fbiou.low,
+        "fbiou_high": scores.fbiou.high,
+        "episodes": scores.episodes,
+    }
+    out["class_iou"] = {c: i.value for c, i in scores.per_class.items()}
+    out["class_iou_low"] = {c: i.low for c, i in scores.per_class.items()}
+    out["class_iou_high"] = {c: i.high for c, i in scores.per_class.items()}
+    return out
+
+
+def evaluate_model(
+    model: nn.Module,
+    params: Params,
+    *,
+    out_dir: Path,
+    fold: int | None = None,
+    shots: list[int] | None = None,
+    part: str = "test",
+    device: torch.device | None = None,
+    run=None,
+    label: str = "model",
+) -> dict:
+    """Evaluate on the fixed ``part`` episodes; write metrics.json, charts, overlays; log them."""
+    device = device or next(model.parameters()).device
+    fold = params.train.fold if fold is None else fold
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics: dict = {"fold": fold, "part": part, "model": label}
+    for k in shots or params.eval.shots:
+        dataset = episode_dataset(params, model, part, k, fold)
+        preds = predict_episodes(model, dataset, device, batch_size=4)
+        scores = score(
+            preds.stats,
+            sorted(set(dataset.class_index)),
+            preds.classes,
+            bootstrap=params.eval.bootstrap,
+            seed=params.eval.seed,
+        )
+        metrics[f"{k}shot"] = scores_to_metrics(scores)
+        np.save(out_dir / f"episode_stats_{k}shot.npy", preds.stats)  # for the paired gate
+        chart = class_bar_chart(
+            {c: (i.value, i.low, i.high) for c, i in scores.per_class.items()},
+            out_dir / f"class_iou_{k}shot.png",
+            f"{label}: {part} {k}-shot, fold {fold}",
+        )
+        mean, std = dataset.mean, dataset.std
+        rows = [
+            overlay_row(dataset[i], preds.preds[i], mean, std)
+            for i in range(min(6, len(preds.preds)))
+        ]
+        grid = overlay_grid(rows, out_dir / f"overlays_{k}shot.png") if rows else None
+        if run is not None:
+            run.metrics(
+                {
+                    f"{part}/{k}shot/miou": scores.miou.value,
+                    f"{part}/{k}shot/miou_low": scores.miou.low,
+                    f"{part}/{k}shot/miou_high": scores.miou.high,
+                    f"{part}/{k}shot/fbiou": scores.fbiou.value,
+                    **{f"{part}/{k}shot/iou/{c}": i.value for c, i in scores.per_class.items()},
+                }
+            )
+            run.artifact(chart, f"eval/{part}")
+            if grid is not None:
+                run.artifact(grid, f"eval/{part}")
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    if run is not None:
+        run.artifact(out_dir / "metrics.json", f"eval/{part}")
+    return metrics

@@ -1,0 +1,73 @@
+"""Pictures for people: episode overlays and per-class bar charts (PNG, logged to MLflow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+def _denorm(img, mean, std) -> np.ndarray:
+    arr = img.detach().cpu().float().numpy().transpose(1, 2, 0) * np.array(std) + np.array(mean)
+    return (np.clip(arr, 0, 1) * 255).astype(np.uint8)
+
+
+def _tint(rgb: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    out = rgb.astype(np.float32)
+    sel = mask == 1
+    out[sel] = 0.5 * out[sel] + 0.5 * np.array(colour)
+    return out.astype(np.uint8)
+
+
+def overlay_row(item: dict, pred: np.ndarray, mean, std) -> np.ndarray:
+    """support (green mask) | query with truth (green) | query with prediction (red)."""
+    support = _tint(
+        _denorm(item["support_imgs"][0], mean, std), item["support_masks"][0].numpy(), (0, 200, 0)
+    )
+    query = _denorm(item["query_img"], mean, std)
+    truth = _tint(query, item["query_mask"].numpy(), (0, 200, 0))
+    guess = _tint(query, pred, (230, 30, 30))
+    return np.concatenate([support, truth, guess], axis=1)
+
+
+def overlay_grid(rows: list[np.ndarray], path: Path, title: str = "") -> Path:
+    """Stack overlay rows into one PNG with a caption line."""
+    grid = np.concatenate(rows, axis=0)
+    canvas = Image.new("RGB", (grid.shape[1], grid.shape[0] + 14), "white")
+    canvas.paste(Image.fromarray(grid), (0, 14))
+    ImageDraw.Draw(canvas).text(
+        (2, 1), title or "support | query truth | query prediction", fill="black"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+    return path
+
+
+def class_bar_chart(
+    per_class: dict[str, tuple[float, float, float]], path: Path, title: str
+) -> Path:
+    """Horizontal bars of per-class IoU with their confidence intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(per_class)
+    values = np.array([per_class[n][0] for n in names])
+    err = np.array(
+        [
+            [per_class[n][0] - per_class[n][1] for n in names],
+            [per_class[n][2] - per_class[n][0] for n in names],
+        ]
+    )
+    fig, ax = plt.subplots(figsize=(6, 0.45 * len(names) + 1.2))
+    ax.barh(names, values, xerr=np.clip(err, 0, None), color="#3b7dd8", capsize=3)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("IoU (95% bootstrap CI)")
+    ax.set_title(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,143 @@
+"""Pipeline stages as plain functions of the params: the one code path behind both drivers.
+
+``lerenet <stage>`` (and so ``dvc repro``) and the Prefect tasks call these functions; each
+returns a small JSON-able summary and writes its outputs where ``params.yaml`` says. MLflow
+tracking lives here, not in the training or evaluation code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lerenet.config import Params
+from lerenet.lineage import lineage_tags
+
+TRAIN_SUMMARY = "train.json"
+
+
+def _baseline_params(params: Params) -> Params:
+    return params.model_copy(
+        update={"model": params.model.model_copy(update={"arch": "prototype"})}
+    )
+
+
+def train_stage(
+    params: Params,
+    *,
+    params_file: Path | None = None,
+    resume: bool = False,
+    track: bool = True,
+    show_progress: bool = True,
+) -> dict:
+    """Train LERENet (and the prototype baseline), log run + pyfunc model; write train.json."""
+    from lerenet.mlflow_model import log_model
+    from lerenet.tracking import start_run
+    from lerenet.train import train
+
+    out_dir = Path(params.train.out_dir)
+    summary_path = out_dir / TRAIN_SUMMARY
+    run_id = None
+    if resume and summary_path.exists():
+        run_id = json.loads(summary_path.read_text()).get("run_id")
+    tags = lineage_tags(params)
+    name = f"train-fold{params.train.fold}-{params.model.arch}-{params.model.backbone}"
+    with start_run(
+        params, run_name=name, tags=tags, enabled=track, run_id=run_id, params_file=params_file
+    ) as run:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if run.enabled:  # a resumed job finds its run again
+            summary_path.write_text(json.dumps({"run_id": run.run_id}) + "\n")
+        result = train(params, out_dir=out_dir, resume=resume, run=run, show_progress=show_progress)
+        summary = {
+            "run_id": run.run_id,
+            "best_path": str(result.best_path),
+            "best_step": result.best_step,
+            "best_val_miou": result.best_val_miou,
+            "steps": result.steps_done,
+            "interrupted": result.interrupted,
+            "weights_sha256": result.weights_sha256,
+            "model_uri": None,
+            "baseline_path": None,
+        }
+        run.tags(
+            {
+                "lerenet.weights_sha256": result.weights_sha256,
+                "lerenet.best_step": str(result.best_step),
+            }
+        )
+        if result.interrupted:
+            summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+            raise KeyboardInterrupt
+        if params.train.baseline and params.model.arch != "prototype":
+            base = train(
+                _baseline_params(params), out_dir=out_dir / "baseline", show_progress=show_progress
+            )
+            summary["baseline_path"] = str(base.best_path)
+            if run.enabled:
+                run.metrics({"baseline/best_val_miou": base.best_val_miou or 0.0})
+        if run.enabled:
+            info = log_model(result.best_path, size=params.data.image_size)
+            summary["model_uri"] = f"runs:/{run.run_id}/model"
+            summary["logged_model_id"] = getattr(info, "model_id", None)
+            run.artifact(out_dir / "history.json", "train")
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def read_train_summary(params: Params) -> dict:
+    path = Path(params.train.out_dir) / TRAIN_SUMMARY
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no training summary; run `lerenet train` first")
+    return json.loads(path.read_text())
+
+
+def evaluate_stage(
+    params: Params, *, model_uri: str | None = None, track: bool = True, out_dir: Path | None = None
+) -> dict:
+    """Test-class evaluation of a model (default: the last trained one) and its baseline.
+
+    Writes ``metrics.json`` with one section per model (``lerenet``, ``baseline``) and logs
+    everything to the training run when the model came from one.
+    """
+    from lerenet.evaluate import evaluate_model
+    from lerenet.mlflow_model import load_torch_model
+    from lerenet.tracking import start_run
+
+    out_dir = Path(out_dir or params.eval.out_dir)
+    summary = {}
+    if model_uri is None:
+        summary = read_train_summary(params)
+        model_uri = summary.get("model_uri") or summary["best_path"]
+    run_id = summary.get("run_id")
+    if model_uri.startswith("runs:/"):
+        run_id = model_uri.split("/")[1]
+    model, _ = load_torch_model(model_uri)
+    results: dict = {"model_uri": model_uri}
+    with start_run(
+        params,
+        run_name=f"evaluate-fold{params.train.fold}",
+        enabled=track,
+        run_id=run_id,
+        tags=None if run_id else lineage_tags(params),
+    ) as run:
+        results["lerenet"] = evaluate_model(
+            model, params, out_dir=out_dir / "lerenet", run=run, label="LERENet"
+        )
+        if summary.get("baseline_path"):
+            base, _ = load_torch_model(summary["baseline_path"])
+            results["baseline"] = evaluate_model(
+                base, params, out_dir=out_dir / "baseline", label="prototype baseline"
+            )
+            if run.enabled:
+                run.metrics(
+                    {
+                        f"baseline/test/{k}/miou": v["miou"]
+                        for k, v in results["baseline"].items()
+                        if k.endswith("shot")
+                    }
+                )
+        results["run_id"] = run.run_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    return results

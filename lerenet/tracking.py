@@ -1,0 +1,104 @@
+"""MLflow tracking: where runs go, and a thin run handle the stages log through.
+
+Tracking URI: ``tracking.tracking_uri`` in params, else ``$MLFLOW_TRACKING_URI``, else a SQLite
+file ``mlflow.db`` in the working directory (artifacts beside it in ``mlartifacts/``). Metric
+and run names are fixed strings so runs line up in the MLflow UI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from lerenet.config import Params, TrackingConfig, flatten
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+
+
+def tracking_uri(cfg: TrackingConfig) -> str:
+    return cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def configure(cfg: TrackingConfig) -> Any:
+    """Point mlflow at the configured server/database and experiment; returns the module."""
+    import mlflow
+
+    uri = tracking_uri(cfg)
+    mlflow.set_tracking_uri(uri)
+    if uri.startswith("sqlite:") and mlflow.get_experiment_by_name(cfg.experiment) is None:
+        # local default: keep artifacts next to the database, not in a cwd-relative ./mlruns
+        db = Path(uri.removeprefix("sqlite:///")).resolve()
+        mlflow.create_experiment(
+            cfg.experiment, artifact_location=(db.parent / "mlartifacts").as_uri()
+        )
+    mlflow.set_experiment(cfg.experiment)
+    return mlflow
+
+
+class Run:
+    """An active MLflow run; every method is a no-op when tracking is disabled."""
+
+    def __init__(self, mlflow: Any | None, run_id: str | None) -> None:
+        self.mlflow, self.run_id = mlflow, run_id
+
+    @property
+    def enabled(self) -> bool:
+        return self.mlflow is not None
+
+    def metrics(self, values: dict[str, float], step: int | None = None) -> None:
+        if self.enabled:
+            self.mlflow.log_metrics({k: float(v) for k, v in values.items()}, step=step)
+
+    def tags(self, values: dict[str, str]) -> None:
+        if self.enabled:
+            self.mlflow.set_tags(values)
+
+    def artifact(self, path: Path, folder: str | None = None) -> None:
+        if self.enabled and Path(path).exists():
+            self.mlflow.log_artifact(str(path), artifact_path=folder)
+
+    def figure_png(self, png: Path, name: str) -> None:
+        if self.enabled:
+            self.mlflow.log_artifact(str(png), artifact_path=name)
+
+    def text(self, text: str, name: str) -> None:
+        if self.enabled:
+            self.mlflow.log_text(text, name)
+
+
+@contextlib.contextmanager
+def start_run(
+    params: Params,
+    *,
+    run_name: str,
+    tags: dict[str, str] | None = None,
+    enabled: bool = True,
+    run_id: str | None = None,
+    params_file: Path | None = None,
+) -> Iterator[Run]:
+    """Start (or resume, by ``run_id``) a run with flattened params, tags and the params file."""
+    if not enabled:
+        yield Run(None, None)
+        return
+    mlflow = configure(params.tracking)
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name) as active:
+        if run_id is None:
+            mlflow.log_params(flatten(params))
+            if params_file is not None and Path(params_file).exists():
+                mlflow.log_artifact(str(params_file), artifact_path="config")
+            lock = Path("dvc.lock")
+            if lock.exists():
+                mlflow.log_artifact(str(lock), artifact_path="config")
+            import yaml
+
+            with tempfile.TemporaryDirectory() as tmp:
+                resolved = Path(tmp) / "params.resolved.yaml"
+                resolved.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+                mlflow.log_artifact(str(resolved), artifact_path="config")
+        if tags:
+            mlflow.set_tags(tags)
+        yield Run(mlflow, active.info.run_id)

@@ -1,0 +1,307 @@
+"""Training: episodic SGD on the training classes, model selection on validation classes only.
+
+Paper settings by default (LERENET.md "Training"): SGD momentum 0.9, weight decay 1e-4, base lr
+with poly decay (power 0.9), the head at ``head_lr_mult``× and the backbone at
+``backbone_lr_mult``× the base lr, batches of episodes, cross-entropy ignoring 255.
+
+Reproducibility: every training step's episodes and augmentations are seeded by (seed, step),
+and checkpoints carry the optimizer, scheduler, step and all RNG states, so a run interrupted
+and resumed on CPU ends with the same weights as one that was not (tested). The test (novel)
+classes are never read here; the best checkpoint is chosen by validation-class mIoU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from lerenet.checkpoint import (
+    atomic_save,
+    rng_state,
+    save_model_file,
+    seed_everything,
+    set_rng_state,
+)
+from lerenet.config import Params
+from lerenet.data.episodes import EpisodeDataset
+from lerenet.data.manifest import read_manifest
+from lerenet.data.splits import TrainEpisodeSampler, read_folds
+from lerenet.evaluate import backbone_norm, episode_dataset, predict_episodes
+from lerenet.inference import autocast_dtype
+from lerenet.metrics import score
+from lerenet.plots import overlay_grid, overlay_row
+
+LAST, BEST = "last.pt", "best.pt"
+
+
+def select_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but no CUDA device is available")
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def param_groups(model: nn.Module, lr: float, head_mult: float, backbone_mult: float) -> list:
+    """Pretrained backbone at backbone_mult×lr; head (and new backbone adapters) at head_mult×."""
+    backbone, head = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        pretrained = name.startswith("backbone.") and not name.startswith("backbone.projection")
+        (backbone if pretrained else head).append(param)
+    groups = [{"params": head, "lr": lr * head_mult, "name": "head"}]
+    if backbone:
+        groups.append({"params": backbone, "lr": lr * backbone_mult, "name": "backbone"})
+    return groups
+
+
+def poly_factor(power: float, steps: int):
+    return lambda step: max(0.0, 1.0 - step / steps) ** power
+
+
+class _StepBatches(Dataset):
+    """Item i = the collated batch of training step ``start + i`` (seeded by the step)."""
+
+    def __init__(
+        self,
+        sampler: TrainEpisodeSampler,
+        params: Params,
+        classes: list[str],
+        mean,
+        std,
+        start: int,
+        end: int,
+    ) -> None:
+        self.sampler, self.params, self.classes = sampler, params, classes
+        self.mean, self.std, self.start, self.end = mean, std, start, end
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def __getitem__(self, index: int) -> dict:
+        step = self.start + index
+        tcfg = self.params.train
+        episodes = self.sampler.batch(step, tcfg.batch_size)
+        ds = EpisodeDataset(
+            Path(self.params.data.root),
+            episodes,
+            self.classes,
+            image_size=self.params.data.image_size,
+            mean=self.mean,
+            std=self.std,
+            train=tcfg.augment,
+            seed=tcfg.seed * 1_000_003 + step,
+        )
+        return default_collate([ds[i] for i in range(len(ds))])
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    best_path: Path
+    last_path: Path
+    steps_done: int
+    best_val_miou: float | None
+    best_step: int
+    history: list[dict] = field(default_factory=list)
+    interrupted: bool = False
+    weights_sha256: str = ""
+
+
+def _validate(model, params, device, fold, run, step, out_dir) -> float | None:
+    try:
+        dataset = episode_dataset(
+            params, model, "val", params.model.shots, fold, limit=params.train.val_episodes
+        )
+    except FileNotFoundError:
+        return None
+    if not dataset.class_index:
+        return None
+    preds = predict_episodes(model, dataset, device, batch_size=params.train.batch_size)
+    scores = score(preds.stats, sorted(dataset.class_index), preds.classes, bootstrap=10)
+    if run is not None:
+        run.metrics({"val/miou": scores.miou.value, "val/fbiou": scores.fbiou.value}, step=step)
+        rows = [
+            overlay_row(dataset[i], preds.preds[i], dataset.mean, dataset.std)
+            for i in range(min(4, len(preds.preds)))
+        ]
+        if rows:
+            png = overlay_grid(
+                rows, out_dir / "overlays" / f"val_step{step:06d}.png", f"validation, step {step}"
+            )
+            run.artifact(png, "val_overlays")
+    return scores.miou.value
+
+
+def train(
+    params: Params,
+    *,
+    out_dir: Path | None = None,
+    resume: bool = False,
+    run=None,
+    show_progress: bool = True,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Train per ``params``; write last.pt (resumable), best.pt (model file), history.json.
+
+    ``stop_after`` ends this call after that many steps with a resumable checkpoint (for
+    preemptible workers and for the resume test); ``resume`` continues from ``last.pt``.
+    """
+    from lerenet.model import build_model
+
+    tcfg = params.train
+    out_dir = Path(out_dir or tcfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = select_device(tcfg.device)
+    seed_everything(tcfg.seed)
+    model, weights = build_model(params.model)
+    model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(
+        param_groups(model, tcfg.lr, tcfg.head_lr_mult, tcfg.backbone_lr_mult),
+        momentum=tcfg.momentum,
+        weight_decay=tcfg.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, poly_factor(tcfg.poly_power, tcfg.steps)
+    )
+    amp_dtype = autocast_dtype(device) if tcfg.amp else None
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+
+    folds = read_folds(Path(params.split.out_dir))
+    if tcfg.fold >= len(folds):
+        raise ValueError(f"train.fold {tcfg.fold} does not exist ({len(folds)} folds)")
+    fold = folds[tcfg.fold]
+    sampler = TrainEpisodeSampler(
+        read_manifest(Path(params.data.root)), fold.train, params.model.shots, tcfg.seed
+    )
+    start, best, best_step, history, flat_rounds = 0, None, 0, [], 0
+    last_path, best_path = out_dir / LAST, out_dir / BEST
+    if resume:
+        if not last_path.exists():
+            raise FileNotFoundError(f"{last_path}: nothing to resume; train without --resume")
+        state = torch.load(last_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start, best, best_step = state["step"], state["best"], state["best_step"]
+        history, flat_rounds = state["history"], state["flat_rounds"]
+        set_rng_state(state["rng"])
+
+    def save_last(step: int) -> None:
+        atomic_save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "step": step,
+                "best": best,
+                "best_step": best_step,
+                "history": history,
+                "flat_rounds": flat_rounds,
+                "rng": rng_state(),
+            },
+            last_path,
+        )
+
+    mean, std = backbone_norm(model)
+    end = tcfg.steps if stop_after is None else min(tcfg.steps, start + stop_after)
+    loader = DataLoader(
+        _StepBatches(sampler, params, fold.train, mean, std, start, end),
+        batch_size=None,
+        shuffle=False,
+        num_workers=tcfg.num_workers,
+    )
+    criterion = nn.CrossEntropyLoss(ignore_index=255)
+    log_every = max(1, tcfg.steps // 200)
+    step, interrupted, started = start, False, time.perf_counter()
+    progress = Progress(
+        TextColumn("[bold]train"),
+        BarColumn(),
+        TextColumn(
+            "{task.completed}/{task.total} loss {task.fields[loss]:.3f} lr {task.fields[lr]:.2e} "
+            "{task.fields[eps]:.1f} eps/s"
+        ),
+        TimeRemainingColumn(),
+        disable=not show_progress,
+    )
+    model.train()
+    try:
+        with progress:
+            bar = progress.add_task(
+                "train",
+                total=tcfg.steps,
+                completed=start,
+                loss=math.nan,
+                lr=scheduler.get_last_lr()[0],
+                eps=0.0,
+            )
+            for batch in loader:
+                with torch.autocast(
+                    device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+                ):
+                    logits = model(
+                        batch["query_img"].to(device),
+                        batch["support_imgs"].to(device),
+                        batch["support_masks"].to(device),
+                    )
+                    loss = criterion(logits.float(), batch["query_mask"].to(device))
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                step += 1
+                lr = optimizer.param_groups[0]["lr"]
+                eps = (step - start) * tcfg.batch_size / (time.perf_counter() - started)
+                progress.update(bar, completed=step, loss=loss.item(), lr=lr, eps=eps)
+                if run is not None and (step % log_every == 0 or step == tcfg.steps):
+                    run.metrics(
+                        {"train/loss": loss.item(), "train/lr": lr, "train/episodes_per_s": eps},
+                        step=step,
+                    )
+                if step % tcfg.val_every == 0 or step == tcfg.steps:
+                    val = _validate(model, params, device, tcfg.fold, run, step, out_dir)
+                    history.append({"step": step, "loss": loss.item(), "val_miou": val})
+                    improved = val is not None and (best is None or val > best)
+                    if improved or (val is None and step == tcfg.steps):
+                        best, best_step, flat_rounds = val, step, 0
+                        save_model_file(
+                            model, params.model, best_path, {"step": step, "val_miou": val}
+                        )
+                    else:
+                        flat_rounds += 1
+                if step % tcfg.checkpoint_every == 0 or step == end:
+                    save_last(step)
+                if tcfg.patience and flat_rounds >= tcfg.patience:
+                    break
+    except KeyboardInterrupt:
+        interrupted = True
+        save_last(step)  # Ctrl-C: keep everything up to the last finished step
+    if not best_path.exists():  # stopped before any validation round
+        save_model_file(model, params.model, best_path, {"step": step, "val_miou": None})
+        best_step = step
+    (out_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+    return TrainResult(
+        out_dir,
+        best_path,
+        last_path,
+        step,
+        best,
+        best_step,
+        history,
+        interrupted,
+        weights.sha256 if weights else "",
+    )
