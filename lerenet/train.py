@@ -223,6 +223,9 @@ def train(
         batch_size=None,
         shuffle=False,
         num_workers=tcfg.num_workers,
+        # its own generator: a DataLoader iterator otherwise draws its base seed from the
+        # global RNG, which would shift the dropout stream of a resumed run
+        generator=torch.Generator().manual_seed(tcfg.seed),
     )
     criterion = nn.CrossEntropyLoss(ignore_index=255)
     log_every = max(1, tcfg.steps // 200)

