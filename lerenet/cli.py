@@ -339,5 +339,92 @@ def evaluate_cmd(
     console.print(table)
 
 
+@app.command("gate")
+def gate_cmd(
+    params: ParamsOpt = Path("params.yaml"),
+    challenger: Annotated[
+        str | None, typer.Option(help="model to judge (default: the last trained)")
+    ] = None,
+    champion: Annotated[
+        str | None, typer.Option(help="model to beat (default: models:/NAME@production)")
+    ] = None,
+    out_dir: Annotated[Path, typer.Option(help="where decision.json goes")] = Path("outputs/gate"),
+    no_track: Annotated[bool, typer.Option("--no-track", help="do not use MLflow")] = False,
+) -> None:
+    """Decide whether the challenger may be promoted; exit 0 = passed, 1 = failed.
+
+    Floors from params.gate (mIoU, FB-IoU, worst class IoU) and, with a champion, a paired
+    bootstrap over the same test episodes (non-inferiority within gate.margin, or
+    superiority with gate.require_superiority).
+    """
+    from lerenet.stages import gate_stage
+
+    cfg = _params(params)
+    try:
+        result = gate_stage(
+            cfg, challenger=challenger, champion=champion, out_dir=out_dir, track=not no_track
+        )
+    except (FileNotFoundError, ValueError) as err:
+        err_console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from err
+    verdict = "[green]PASSED[/green]" if result["passed"] else "[red]FAILED[/red]"
+    console.print(f"gate {verdict} (champion: {result['champion'] or 'none'})")
+    for reason in result["reasons"]:
+        console.print(f"  - {reason}")
+    console.print(f"decision: {result['decision_path']}")
+    raise typer.Exit(0 if result["passed"] else 1)
+
+
+@app.command("promote")
+def promote_cmd(
+    params: ParamsOpt = Path("params.yaml"),
+    run_id: Annotated[
+        str | None, typer.Option(help="training run to register (default: the last trained)")
+    ] = None,
+    to: Annotated[str, typer.Option(help="staging | production")] = "staging",
+) -> None:
+    """Register the model as a new version and move an alias to it.
+
+    --to staging (default) registers the last trained run and points 'staging' at it;
+    --to production moves 'production' to the staging version (or to a newly registered
+    --run-id), only if its gate passed. Aliases move only after the version loads.
+    """
+    from lerenet.registry import PromotionError
+    from lerenet.stages import promote_stage
+
+    if to not in ("staging", "production"):
+        err_console.print("[red]error:[/red] --to must be staging or production")
+        raise typer.Exit(2)
+    cfg = _params(params)
+    try:
+        result = promote_stage(cfg, run_id=run_id, to=to)
+    except (PromotionError, FileNotFoundError) as err:
+        err_console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(1) from err
+    console.print(
+        f"{result['name']} v{result['version']} is now @{result['alias']} "
+        f"(was: {result.get('previous') or 'none'})"
+    )
+
+
+@app.command("rollback")
+def rollback_cmd(
+    reason: Annotated[str, typer.Option(help="why (kept in the version's tags)")],
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Point 'production' back at the previous production version."""
+    from lerenet.registry import PromotionError, rollback
+    from lerenet.tracking import configure
+
+    cfg = _params(params)
+    configure(cfg.tracking)
+    try:
+        promo = rollback(cfg.tracking.registered_model, reason)
+    except PromotionError as err:
+        err_console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(1) from err
+    console.print(f"{promo.name}: production v{promo.previous} → v{promo.version} ({reason})")
+
+
 def main() -> None:  # pragma: no cover - console-script shim
     app()

@@ -9,10 +9,14 @@ the defect probability. The served model is exactly the logged model file.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# The episode input is a dict of tensors validated by the signature, not by type hints.
+warnings.filterwarnings("ignore", message=r"(?s).*[Tt]ype hint.*predict")
 
 PIP_REQUIREMENTS = ["torch>=2.4", "numpy", "pydantic>=2.6", "pyyaml", "lerenet"]
 

@@ -41,6 +41,7 @@ def train_stage(
     if resume and summary_path.exists():
         run_id = json.loads(summary_path.read_text()).get("run_id")
     tags = lineage_tags(params)
+    tags.update(_class_tags(params))
     name = f"train-fold{params.train.fold}-{params.model.arch}-{params.model.backbone}"
     with start_run(
         params, run_name=name, tags=tags, enabled=track, run_id=run_id, params_file=params_file
@@ -78,11 +79,25 @@ def train_stage(
                 run.metrics({"baseline/best_val_miou": base.best_val_miou or 0.0})
         if run.enabled:
             info = log_model(result.best_path, size=params.data.image_size)
-            summary["model_uri"] = f"runs:/{run.run_id}/model"
-            summary["logged_model_id"] = getattr(info, "model_id", None)
+            summary["model_uri"] = info.model_uri  # MLflow 3: models:/m-<id>, a LoggedModel
+            run.tags({"lerenet.model_uri": info.model_uri})
             run.artifact(out_dir / "history.json", "train")
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _class_tags(params: Params) -> dict[str, str]:
+    from lerenet.data.splits import read_folds
+
+    folds_path = Path(params.split.out_dir) / "folds.json"
+    if not folds_path.exists():
+        return {}
+    fold = read_folds(Path(params.split.out_dir))[params.train.fold]
+    return {
+        "lerenet.classes.train": ", ".join(fold.train),
+        "lerenet.classes.val": ", ".join(fold.val),
+        "lerenet.classes.test": ", ".join(fold.test),
+    }
 
 
 def read_train_summary(params: Params) -> dict:
@@ -109,7 +124,7 @@ def evaluate_stage(
     if model_uri is None:
         summary = read_train_summary(params)
         model_uri = summary.get("model_uri") or summary["best_path"]
-    run_id = summary.get("run_id")
+    run_id = summary.get("run_id") if model_uri == summary.get("model_uri") else None
     if model_uri.startswith("runs:/"):
         run_id = model_uri.split("/")[1]
     model, _ = load_torch_model(model_uri)
@@ -141,3 +156,123 @@ def evaluate_stage(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     return results
+
+
+def _evidence(model, params: Params) -> dict:
+    """Per-shot episode stats of ``model`` on the fold's test episodes."""
+    from lerenet.evaluate import episode_dataset, predict_episodes
+    from lerenet.gate import ShotEvidence
+
+    device = next(model.parameters()).device
+    out = {}
+    for k in params.eval.shots:
+        dataset = episode_dataset(params, model, "test", k, params.train.fold)
+        preds = predict_episodes(model, dataset, device)
+        out[f"{k}shot"] = ShotEvidence(preds.stats, preds.classes)
+    return out
+
+
+def champion_uri(params: Params) -> str:
+    return f"models:/{params.tracking.registered_model}@production"
+
+
+def gate_stage(
+    params: Params,
+    *,
+    challenger: str | None = None,
+    champion: str | None = None,
+    out_dir: Path = Path("outputs/gate"),
+    track: bool = True,
+) -> dict:
+    """Score challenger and champion on the same test episodes; decide; log the decision."""
+    from lerenet.gate import decide, write_decision
+    from lerenet.mlflow_model import load_torch_model
+    from lerenet.registry import _client, alias_version
+    from lerenet.tracking import configure
+
+    summary = {}
+    if challenger is None:
+        summary = read_train_summary(params)
+        challenger = summary.get("model_uri") or summary["best_path"]
+    if track:
+        configure(params.tracking)
+    champion = champion or champion_uri(params)
+    champ_model = None
+    if champion.startswith("models:/") and track:
+        name, _, alias = champion.removeprefix("models:/").partition("@")
+        if alias and alias_version(_client(), name, alias) is None:
+            champion = None  # nothing in production yet: the floors alone decide
+    if champion is not None:
+        champ_model, _ = load_torch_model(champion)
+    chall_model, _ = load_torch_model(challenger)
+    decision = decide(
+        _evidence(chall_model, params),
+        _evidence(champ_model, params) if champ_model is not None else None,
+        params.gate,
+        challenger_uri=challenger,
+        champion_uri=champion,
+    )
+    path = write_decision(decision, Path(out_dir) / "decision.json")
+    run_id = (
+        summary.get("run_id")
+        if challenger == summary.get("model_uri")
+        else (challenger.split("/")[1] if challenger.startswith("runs:/") else None)
+    )
+    if track and run_id:
+        from lerenet.tracking import start_run
+
+        with start_run(params, run_name="gate", run_id=run_id) as run:
+            run.tags(
+                {
+                    "lerenet.gate": "passed" if decision.passed else "failed",
+                    "lerenet.gate_champion": champion or "none",
+                }
+            )
+            run.metrics(
+                {
+                    f"gate/{shot}/{k}": v
+                    for shot, nums in decision.numbers.items()
+                    for k, v in nums.items()
+                    if isinstance(v, float)
+                }
+            )
+            run.artifact(path, "gate")
+    return {
+        "passed": decision.passed,
+        "reasons": decision.reasons,
+        "numbers": decision.numbers,
+        "champion": champion,
+        "challenger": challenger,
+        "decision_path": str(path),
+    }
+
+
+def promote_stage(params: Params, *, run_id: str | None = None, to: str = "staging") -> dict:
+    """Register the trained run's model and move ``staging`` (or ``production``) to it."""
+    from lerenet.registry import promote_to_production, register
+    from lerenet.tracking import configure
+
+    configure(params.tracking)
+    name = params.tracking.registered_model
+    if to == "production" and run_id is None:
+        promo = promote_to_production(name)
+        return {
+            "name": name,
+            "version": promo.version,
+            "alias": "production",
+            "previous": promo.previous,
+        }
+    run_id = run_id or read_train_summary(params)["run_id"]
+    metrics_path = Path(params.eval.out_dir) / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()).get("lerenet") if metrics_path.exists() else None
+    promo = register(run_id, name=name, alias="staging", metrics=metrics)
+    result = {
+        "name": name,
+        "version": promo.version,
+        "alias": "staging",
+        "previous": promo.previous,
+    }
+    if to == "production":
+        prod = promote_to_production(name, promo.version)
+        result.update({"alias": "production", "previous_production": prod.previous})
+    return result

@@ -1,7 +1,7 @@
 """MLflow tracking: where runs go, and a thin run handle the stages log through.
 
-Tracking URI: ``tracking.tracking_uri`` in params, else ``$MLFLOW_TRACKING_URI``, else a SQLite
-file ``mlflow.db`` in the working directory (artifacts beside it in ``mlartifacts/``). Metric
+Tracking URI: ``$MLFLOW_TRACKING_URI`` (deployment: what ``lerenet stack up`` prints), else
+``tracking.tracking_uri`` in params, else a SQLite file ``mlflow.db`` in the working directory (artifacts beside it in ``mlartifacts/``). Metric
 and run names are fixed strings so runs line up in the MLflow UI.
 """
 
@@ -20,7 +20,7 @@ DEFAULT_URI = "sqlite:///mlflow.db"
 
 
 def tracking_uri(cfg: TrackingConfig) -> str:
-    return cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    return os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri or DEFAULT_URI
 
 
 def configure(cfg: TrackingConfig) -> Any:

@@ -136,3 +136,27 @@ def tiny_project(synthetic_source: Path, tmp_path: Path, monkeypatch: pytest.Mon
     ingest(str(synthetic_source), Path("data"), workers=1, show_progress=False)
     split_dataset(Path("data"), params.split)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(s3_server, tmp_path_factory: pytest.TempPathFactory):
+    """A real `mlflow server` (SQLite backend, artifacts proxied to the SeaweedFS bucket)."""
+    from lerenet.stack.mlflow_server import MlflowServer
+
+    server = MlflowServer(
+        tmp_path_factory.mktemp("mlflow"),
+        artifacts_destination="s3://lerenet-artifacts/mlflow",
+        s3_env=s3_server.env(),
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def tracked_project(tiny_project: Path, mlflow_server, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``tiny_project`` whose MLflow is the real server; the client holds no S3 credentials."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL"):
+        monkeypatch.delenv(key, raising=False)
+    return tiny_project

@@ -1,0 +1,139 @@
+"""The promotion gate: does the challenger deserve to replace the champion?
+
+Both models are scored on the *same* fixed test episodes. The challenger passes when, for every
+evaluated shot count, (1) it meets the absolute floors of ``params.gate`` (mIoU, FB-IoU, lowest
+per-class IoU) and (2) with a champion, a paired bootstrap over episodes (resampled within
+class, identically for both models) puts the one-sided 95% lower bound of Δ mIoU =
+challenger − champion above −margin (non-inferiority) or above 0 (``require_superiority``).
+With no champion, the floors alone decide.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lerenet.config import GateConfig
+from lerenet.metrics import score
+
+
+@dataclass
+class ShotEvidence:
+    """Per-episode stats of a model on the test episodes of one shot count."""
+
+    stats: np.ndarray
+    classes: list[str]
+
+
+@dataclass
+class GateDecision:
+    passed: bool
+    reasons: list[str] = field(default_factory=list)
+    numbers: dict = field(default_factory=dict)
+    champion: str | None = None
+    challenger: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True, default=float)
+
+
+def _miou(stats: np.ndarray, class_idx: np.ndarray, n: int) -> float:
+    inter = np.bincount(class_idx, weights=stats[:, 0], minlength=n)
+    union = np.bincount(class_idx, weights=stats[:, 1], minlength=n)
+    return float(np.where(union > 0, inter / np.maximum(union, 1), 0.0).mean())
+
+
+def paired_delta(
+    challenger: ShotEvidence,
+    champion: ShotEvidence,
+    *,
+    bootstrap: int,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Δ mIoU point estimate and its one-sided 95% lower / upper bounds (paired bootstrap)."""
+    if challenger.classes != champion.classes:
+        raise ValueError("challenger and champion were not scored on the same episodes")
+    names = sorted(set(challenger.classes))
+    idx = np.array([names.index(c) for c in challenger.classes])
+    delta = _miou(challenger.stats, idx, len(names)) - _miou(champion.stats, idx, len(names))
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(idx == i) for i in range(len(names))]
+    samples = []
+    for _ in range(bootstrap):
+        pick = np.concatenate([rng.choice(g, len(g), replace=True) for g in groups])
+        samples.append(
+            _miou(challenger.stats[pick], idx[pick], len(names))
+            - _miou(champion.stats[pick], idx[pick], len(names))
+        )
+    low, high = np.percentile(samples, [5, 95])
+    return delta, float(low), float(high)
+
+
+def decide(
+    challenger: dict[str, ShotEvidence],
+    champion: dict[str, ShotEvidence] | None,
+    cfg: GateConfig,
+    *,
+    challenger_uri: str = "",
+    champion_uri: str | None = None,
+) -> GateDecision:
+    """Apply floors and the paired comparison for every shot count (keys like ``1shot``)."""
+    decision = GateDecision(True, challenger=challenger_uri, champion=champion_uri)
+    for shot, ev in sorted(challenger.items()):
+        s = score(ev.stats, sorted(set(ev.classes)), ev.classes, bootstrap=cfg.bootstrap)
+        worst_cls, worst = min(((c, i.value) for c, i in s.per_class.items()), key=lambda t: t[1])
+        nums = {
+            "miou": s.miou.value,
+            "fbiou": s.fbiou.value,
+            "worst_class": worst_cls,
+            "worst_class_iou": worst,
+        }
+        for label, value, floor in (
+            ("mIoU", s.miou.value, cfg.min_miou),
+            ("FB-IoU", s.fbiou.value, cfg.min_fbiou),
+            (f"IoU of {worst_cls}", worst, cfg.min_class_iou),
+        ):
+            if value < floor:
+                decision.passed = False
+                decision.reasons.append(
+                    f"{shot}: {label} {value:.3f} is below the floor {floor:.3f}"
+                )
+        if champion is not None and shot in champion:
+            delta, low, high = paired_delta(ev, champion[shot], bootstrap=cfg.bootstrap)
+            nums.update(
+                {
+                    "champion_miou": s.miou.value - delta,
+                    "delta_miou": delta,
+                    "delta_low": low,
+                    "delta_high": high,
+                }
+            )
+            bound = 0.0 if cfg.require_superiority else -cfg.margin
+            if low <= bound:
+                decision.passed = False
+                want = (
+                    "better than"
+                    if cfg.require_superiority
+                    else (f"not worse by more than {cfg.margin:.3f} than")
+                )
+                decision.reasons.append(
+                    f"{shot}: Δ mIoU {delta:+.3f} (95% lower bound {low:+.3f}) does not show "
+                    f"the challenger {want} the champion"
+                )
+        decision.numbers[shot] = nums
+    if decision.passed:
+        decision.reasons.append(
+            "all floors met"
+            + ("" if champion is None else " and the champion comparison passed")
+            + ("" if champion is not None else "; no champion to compare")
+        )
+    return decision
+
+
+def write_decision(decision: GateDecision, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(decision.to_json() + "\n")
+    return path

@@ -1,0 +1,178 @@
+"""MLflow model registry with aliases (``staging``, ``production``), never deprecated stages.
+
+Promotion order makes a half-promotion impossible: register the version, wait until it is
+READY, tag it with its lineage, load it back through pyfunc (so the alias can only ever point at
+a loadable model), and only then move the alias. Production history lives in a tag of the
+registered model (``lerenet.production_history``, a JSON list of versions) so ``rollback`` knows
+where to go back to.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+HISTORY_TAG = "lerenet.production_history"
+GATE_TAG = "lerenet.gate"
+
+
+class PromotionError(RuntimeError):
+    """Promotion refused or failed; aliases are as they were before the call."""
+
+
+@dataclass(frozen=True)
+class Promotion:
+    name: str
+    version: str
+    alias: str
+    previous: str | None
+
+
+def _client(tracking_uri: str | None = None) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri) if tracking_uri else MlflowClient()
+
+
+def alias_version(client: Any, name: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def verify_loadable(uri: str) -> None:
+    """Load the model through pyfunc: what the alias will serve must load."""
+    import mlflow
+
+    mlflow.pyfunc.load_model(uri)
+
+
+def _wait_ready(client: Any, name: str, version: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.get_model_version(name, version).status
+        if status == "READY":
+            return
+        if status == "FAILED_REGISTRATION":
+            raise PromotionError(f"{name} v{version}: registration failed")
+        time.sleep(0.5)
+    raise PromotionError(f"{name} v{version}: not READY after {timeout:.0f} s")
+
+
+def describe(run: Any, metrics: dict | None) -> str:
+    """A version description in words: data, classes, test metrics."""
+    tags = run.data.tags
+    params = run.data.params
+    lines = [
+        f"LERENet ({params.get('model.backbone', '?')} backbone, "
+        f"{params.get('model.shots', '?')}-shot training) trained on data version "
+        f"{tags.get('lerenet.data_version', '?')}, fold {tags.get('lerenet.fold', '?')}."
+    ]
+    for key in ("train", "val", "test"):
+        if f"lerenet.classes.{key}" in tags:
+            lines.append(f"{key} classes: {tags[f'lerenet.classes.{key}']}.")
+    for shot, m in sorted((metrics or {}).items()):
+        if isinstance(m, dict) and "miou" in m:
+            lines.append(
+                f"Test {shot}: mIoU {m['miou']:.3f} [{m['miou_low']:.3f}, "
+                f"{m['miou_high']:.3f}], FB-IoU {m['fbiou']:.3f}."
+            )
+    lines.append(f"Gate: {tags.get(GATE_TAG, 'not run')}. Run {run.info.run_id}.")
+    return " ".join(lines)
+
+
+def register(
+    run_id: str,
+    *,
+    name: str,
+    alias: str = "staging",
+    artifact: str = "model",
+    metrics: dict | None = None,
+    tracking_uri: str | None = None,
+) -> Promotion:
+    """Register the run's model as a new version, verify it, then move ``alias`` to it."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    run = client.get_run(run_id)
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description="LERENet few-shot defect segmentation")
+    previous = alias_version(client, name, alias)
+    tags = {k: v for k, v in run.data.tags.items() if k.startswith("lerenet.")}
+    source = tags.get("lerenet.model_uri") or f"runs:/{run_id}/{artifact}"
+    model_id = source.removeprefix("models:/") if source.startswith("models:/m-") else None
+    version = client.create_model_version(
+        name, source=source, run_id=run_id, tags=tags, model_id=model_id
+    )
+    v = str(version.version)
+    try:
+        _wait_ready(client, name, v)
+        client.update_model_version(name, v, description=describe(run, metrics))
+        verify_loadable(f"models:/{name}/{v}")
+    except Exception as err:
+        client.set_model_version_tag(name, v, "lerenet.promotion", f"failed: {err}")
+        raise PromotionError(
+            f"{name} v{v} registered but not promoted (alias {alias!r} "
+            f"unchanged at {previous or 'none'}): {err}"
+        ) from err
+    client.set_registered_model_alias(name, alias, v)
+    client.set_model_version_tag(
+        name, v, f"lerenet.{alias}_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    )
+    return Promotion(name, v, alias, previous)
+
+
+def promote_to_production(
+    name: str, version: str | None = None, *, tracking_uri: str | None = None
+) -> Promotion:
+    """Point ``production`` at ``version`` (default: the ``staging`` one) if its gate passed."""
+    client = _client(tracking_uri)
+    version = version or alias_version(client, name, "staging")
+    if version is None:
+        raise PromotionError(f"{name} has no 'staging' version; promote one first")
+    mv = client.get_model_version(name, version)
+    if mv.tags.get(GATE_TAG) != "passed":
+        raise PromotionError(
+            f"{name} v{version} did not pass its gate "
+            f"({GATE_TAG}={mv.tags.get(GATE_TAG, 'missing')}); refusing to "
+            "put it in production"
+        )
+    verify_loadable(f"models:/{name}/{version}")
+    previous = alias_version(client, name, "production")
+    history = json.loads(client.get_registered_model(name).tags.get(HISTORY_TAG, "[]"))
+    client.set_registered_model_alias(name, "production", version)
+    if not history or history[-1] != version:
+        history.append(version)
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    return Promotion(name, version, "production", previous)
+
+
+def rollback(name: str, reason: str, *, tracking_uri: str | None = None) -> Promotion:
+    """Point ``production`` back at the previous production version, recording why."""
+    client = _client(tracking_uri)
+    history = json.loads(client.get_registered_model(name).tags.get(HISTORY_TAG, "[]"))
+    current = alias_version(client, name, "production")
+    if current is None or len(history) < 2:
+        raise PromotionError(f"{name}: no earlier production version to roll back to")
+    if history[-1] != current:
+        history.append(current)
+    history.pop()
+    target = history[-1]
+    verify_loadable(f"models:/{name}/{target}")
+    client.set_registered_model_alias(name, "production", target)
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    client.set_model_version_tag(
+        name,
+        current,
+        "lerenet.rolled_back",
+        json.dumps({"at": stamp, "reason": reason, "to": target}),
+    )
+    return Promotion(name, target, "production", current)

@@ -1,0 +1,99 @@
+"""A real ``mlflow server`` on loopback: SQLite (default) or PostgreSQL backend, artifacts
+proxied to S3 (clients need no S3 credentials: the server holds them)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from lerenet.stack.ports import free_port, port_free, wait_until
+
+
+class MlflowServer:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        artifacts_destination: str,
+        s3_env: dict[str, str],
+        backend_uri: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.backend_uri = backend_uri or f"sqlite:///{self.state_dir / 'mlflow.db'}"
+        self.artifacts_destination = artifacts_destination
+        self.s3_env = s3_env
+        self.port = port or free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 120) -> MlflowServer:
+        import urllib.request
+
+        if not port_free(self.port):
+            raise RuntimeError(f"MLflow port {self.port} on 127.0.0.1 is already in use")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        mlflow_bin = Path(sys.executable).parent / "mlflow"
+        cmd = [
+            str(mlflow_bin),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--backend-store-uri",
+            self.backend_uri,
+            "--artifacts-destination",
+            self.artifacts_destination,
+            "--workers",
+            "1",
+        ]
+        env = {
+            **os.environ,
+            **self.s3_env,
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "true",
+        }
+        env.pop("MLFLOW_TRACKING_URI", None)
+        with open(self.state_dir / "mlflow.log", "ab") as log:
+            self.process = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        (self.state_dir / "mlflow.pid").write_text(str(self.process.pid))
+
+        def healthy() -> bool:
+            with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as resp:
+                return resp.status == 200
+
+        try:
+            wait_until(
+                healthy,
+                timeout,
+                f"mlflow server at {self.uri}",
+                alive=lambda: self.process.poll() is None,
+            )
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+            except ProcessLookupError:
+                pass
+        self.process = None
+        (self.state_dir / "mlflow.pid").unlink(missing_ok=True)

@@ -1,0 +1,116 @@
+"""Gate and registry against a real `mlflow server` with artifacts on SeaweedFS S3."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lerenet.cli import app
+from lerenet.config import load_params
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+runner = CliRunner()
+
+
+def _client():
+    from mlflow import MlflowClient
+
+    return MlflowClient()
+
+
+def _train(params_path: str = "params.yaml") -> dict:
+    from lerenet.stages import train_stage
+
+    params = load_params(params_path)
+    summary = train_stage(params, params_file=Path(params_path), show_progress=False)
+    return summary
+
+
+def _aliases(name: str = "lerenet") -> dict[str, str]:
+    return dict(_client().get_registered_model(name).aliases)
+
+
+def test_gate_promote_rollback_cycle(tracked_project: Path, s3_server) -> None:
+    first = _train()
+    # no champion: the floors alone decide (floors 0 in the tiny params → pass, exit 0)
+    result = runner.invoke(app, ["gate"])
+    assert result.exit_code == 0, result.output
+    decision = json.loads(Path("outputs/gate/decision.json").read_text())
+    assert decision["passed"] and decision["champion"] is None
+    assert _client().get_run(first["run_id"]).data.tags["lerenet.gate"] == "passed"
+    assert runner.invoke(app, ["promote"]).exit_code == 0
+    assert _aliases() == {"staging": "1"}
+    assert runner.invoke(app, ["promote", "--to", "production"]).exit_code == 0
+    assert _aliases() == {"staging": "1", "production": "1"}
+    version = _client().get_model_version("lerenet", "1")
+    for key in (
+        "lerenet.git_commit",
+        "lerenet.data_version",
+        "lerenet.split_sha256",
+        "lerenet.params_sha256",
+        "lerenet.weights_sha256",
+        "lerenet.lock_sha256",
+        "lerenet.gate",
+    ):
+        assert key in version.tags, key
+    assert "test classes: " in version.description and "Gate: passed" in version.description
+    # the artifacts went through the server into the S3 bucket
+    keys = s3_server.client().list_objects_v2(Bucket="lerenet-artifacts", Prefix="mlflow/")
+    assert keys.get("KeyCount", 0) > 0
+
+    # a second model, judged against production: identical quality cannot be *superior*
+    second = _train()
+    Path("strict.yaml").write_text(
+        Path("params.yaml").read_text().replace("gate:\n", "gate:\n  require_superiority: true\n")
+    )
+    strict = runner.invoke(app, ["gate", "--params", "strict.yaml"])
+    assert strict.exit_code == 1, strict.output
+    assert "champion" in strict.output
+    assert _client().get_run(second["run_id"]).data.tags["lerenet.gate"] == "failed"
+    # a failed gate may reach staging but never production
+    assert runner.invoke(app, ["promote"]).exit_code == 0
+    refused = runner.invoke(app, ["promote", "--to", "production"])
+    assert refused.exit_code == 1 and "did not pass its gate" in refused.output
+    assert _aliases() == {"staging": "2", "production": "1"}
+
+    # non-inferiority passes; production moves; rollback returns to v1 with the reason kept
+    assert runner.invoke(app, ["gate"]).exit_code == 0
+    assert runner.invoke(app, ["promote"]).exit_code == 0  # v3 carries the passed gate
+    assert runner.invoke(app, ["promote", "--to", "production"]).exit_code == 0
+    assert _aliases()["production"] == "3"
+    back = runner.invoke(app, ["rollback", "--reason", "false rejects on line 4"])
+    assert back.exit_code == 0, back.output
+    assert _aliases()["production"] == "1"
+    tag = json.loads(_client().get_model_version("lerenet", "3").tags["lerenet.rolled_back"])
+    assert tag["reason"] == "false rejects on line 4" and tag["to"] == "1"
+
+
+def test_failure_mid_promotion_leaves_aliases(
+    tracked_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lerenet import registry
+    from lerenet.stages import promote_stage
+
+    _train()
+    params = load_params("params.yaml")
+    promote_stage(params)
+    before = _aliases()
+
+    def broken(uri: str) -> None:
+        raise OSError("artifact store unreachable")
+
+    _train()
+    monkeypatch.setattr(registry, "verify_loadable", broken)
+    with pytest.raises(registry.PromotionError, match="unchanged"):
+        promote_stage(params)
+    assert _aliases() == before
+    newest = max(int(v.version) for v in _client().search_model_versions("name='lerenet'"))
+    assert (
+        _client()
+        .get_model_version("lerenet", str(newest))
+        .tags["lerenet.promotion"]
+        .startswith("failed")
+    )
