@@ -1,8 +1,9 @@
 """MLflow tracking: where runs go, and a thin run handle the stages log through.
 
 Tracking URI: ``$MLFLOW_TRACKING_URI`` (deployment: what ``lerenet stack up`` prints), else
-``tracking.tracking_uri`` in params, else a SQLite file ``mlflow.db`` in the working directory (artifacts beside it in ``mlartifacts/``). Metric
-and run names are fixed strings so runs line up in the MLflow UI.
+``tracking.tracking_uri`` in params, else a SQLite file ``mlflow.db`` in the working directory
+(artifacts beside it in ``mlartifacts/``). Metric and run names are fixed strings so runs line
+up in the MLflow UI.
 """
 
 from __future__ import annotations
