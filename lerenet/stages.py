@@ -120,11 +120,14 @@ def evaluate_stage(
     from lerenet.tracking import start_run
 
     out_dir = Path(out_dir or params.eval.out_dir)
-    summary = {}
+    summary_path = Path(params.train.out_dir) / TRAIN_SUMMARY
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     if model_uri is None:
         summary = read_train_summary(params)
         model_uri = summary.get("model_uri") or summary["best_path"]
-    run_id = summary.get("run_id") if model_uri == summary.get("model_uri") else None
+    if model_uri != summary.get("model_uri"):
+        summary = {}  # another model than the last trained one: no baseline, no run to join
+    run_id = summary.get("run_id")
     if model_uri.startswith("runs:/"):
         run_id = model_uri.split("/")[1]
     model, _ = load_torch_model(model_uri)

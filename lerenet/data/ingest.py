@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,8 +213,8 @@ def ingest(
     report.per_class = {c: sum(p.cls == c for p in added) for c in sorted({p.cls for p in added})}
     if added:
         write_manifest(root, existing + added)
+        # no timestamp: the log is part of the versioned data and must be reproducible
         entry = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "source": source,
             "layout": chosen,
             "added": report.added,

@@ -1,0 +1,106 @@
+"""``lerenet-pipeline``: run the Prefect flows from a shell (the Prefect driver's front door).
+
+Prefect is ephemeral unless ``PREFECT_API_URL`` points at a server (``lerenet stack up``
+prints it). The library CLI (``lerenet``) stays free of Prefect; this is its orchestration twin.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+for _key, _value in {
+    "DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "DVC_NO_ANALYTICS": "1",
+    "NO_ALBUMENTATIONS_UPDATE": "1",
+    "GX_ANALYTICS_ENABLED": "false",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+app = typer.Typer(
+    help="Run lerenet's Prefect flows (retrain, onboard-class).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+console = Console()
+
+
+def _overrides(items: list[str] | None) -> dict:
+    import yaml
+
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"{item!r} is not section.key=value")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+@app.command()
+def retrain(
+    source: Annotated[str | None, typer.Option(help="new data to ingest first (optional)")] = None,
+    params: Annotated[Path, typer.Option("--params", "-p")] = Path("params.yaml"),
+    overrides: Annotated[list[str] | None, typer.Option("--set", "-s")] = None,
+    train_deployment: Annotated[
+        str | None, typer.Option(help="run training on this deployment (GPU pool)")
+    ] = None,
+    no_production: Annotated[
+        bool, typer.Option("--no-production", help="stop at @staging even if the gate passes")
+    ] = False,
+) -> None:
+    """ingest → validate → version → split → train → evaluate → gate → promote."""
+    from pipelines.flows import retrain as retrain_flow
+
+    result = retrain_flow(
+        source, str(params), _overrides(overrides), train_deployment, not no_production
+    )
+    _print_outcome(result)
+
+
+@app.command("onboard-class")
+def onboard_class(
+    source: Annotated[str, typer.Option(help="folder, archive or s3:// prefix of the class")],
+    class_name: Annotated[str | None, typer.Option(help="class name for a flat folder")] = None,
+    params: Annotated[Path, typer.Option("--params", "-p")] = Path("params.yaml"),
+    overrides: Annotated[list[str] | None, typer.Option("--set", "-s")] = None,
+    train_deployment: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Add a new defect class and retrain with it as a novel (test) class."""
+    from pipelines.flows import onboard_class as onboard_flow
+
+    result = onboard_flow(source, class_name, str(params), _overrides(overrides), train_deployment)
+    _print_outcome(result["retrain"])
+    console.print(
+        f"new class(es) {', '.join(result['new_classes'])}: {json.dumps(result['class_iou'])}"
+    )
+
+
+def _print_outcome(result: dict) -> None:
+    for name in ("lerenet", "baseline"):
+        for shot, m in sorted((result["evaluate"].get(name) or {}).items()):
+            if isinstance(m, dict) and "miou" in m:
+                console.print(
+                    f"{name:9s} {shot}: mIoU {m['miou']:.3f} "
+                    f"[{m['miou_low']:.3f}, {m['miou_high']:.3f}]  FB-IoU "
+                    f"{m['fbiou']:.3f}"
+                )
+    gate = result["gate"]
+    console.print(
+        f"gate: {'PASSED' if gate['passed'] else 'FAILED'} — " + "; ".join(gate["reasons"])
+    )
+    promo = result["promote"]
+    console.print(f"[bold]{promo['name']} v{promo['version']} → @{promo['alias']}[/bold]")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,192 @@
+"""Prefect flows: ``retrain`` (scheduled or on demand), ``onboard-class`` and ``train-gpu``.
+
+``retrain``: ingest → validate → version data → split → train → evaluate → gate → promote.
+Training runs where the GPU is: with ``train_deployment`` set (e.g.
+``train-gpu/lerenet-train-gpu``) it is started on that deployment's work pool with
+``run_deployment`` and the parent waits for its result; otherwise it runs in-process. The
+promote step holds the global concurrency limit ``lerenet-promote`` (one slot) so two
+retrains never move registry aliases at the same time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from pipelines.tasks import (
+    evaluate_task,
+    gate_task,
+    ingest_task,
+    params_of,
+    promote_task,
+    split_task,
+    train_task,
+    validate_task,
+    version_task,
+)
+
+PROMOTE_LIMIT = "lerenet-promote"
+
+
+def ensure_concurrency_limit(name: str = PROMOTE_LIMIT, limit: int = 1) -> None:
+    """Create the global concurrency limit if the server does not have it yet."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name=name, limit=limit)
+            )
+
+
+@flow(name="train-gpu", log_prints=True)
+def train_gpu(
+    params_path: str = "params.yaml",
+    overrides: dict | None = None,
+    expected_split_sha256: str | None = None,
+    pull_data: bool = True,
+) -> dict:
+    """The training deployment for a GPU work pool: fetch data, rebuild the split, train.
+
+    The split is rebuilt from the same manifest and params (deterministic) and must match the
+    parent's split sha256, so the worker trains on exactly the episodes the parent evaluates.
+    """
+    from lerenet.versioning import _dvc
+
+    params = params_of(params_path, overrides)
+    if pull_data and Path(".dvc").is_dir():
+        pulled = _dvc("pull", f"{params.data.root}.dvc", cwd=Path("."))
+        if pulled.returncode != 0:
+            raise RuntimeError(f"dvc pull failed: {pulled.stderr.strip()[-1000:]}")
+    lineage = split_task(params_path, overrides)
+    if expected_split_sha256 and lineage["split_sha256"] != expected_split_sha256:
+        raise RuntimeError(
+            f"split mismatch on the worker: {lineage['split_sha256']} != "
+            f"{expected_split_sha256} (data or params differ from the parent)"
+        )
+    return train_task(params_path, overrides)
+
+
+def _metrics_table(evaluation: dict) -> list[dict]:
+    rows = []
+    for name in ("lerenet", "baseline"):
+        for shot, m in sorted((evaluation.get(name) or {}).items()):
+            if isinstance(m, dict) and "miou" in m:
+                rows.append(
+                    {
+                        "model": name,
+                        "shots": shot,
+                        "mIoU": round(m["miou"], 4),
+                        "mIoU 95% CI": f"[{m['miou_low']:.3f}, {m['miou_high']:.3f}]",
+                        "FB-IoU": round(m["fbiou"], 4),
+                        "episodes": m["episodes"],
+                    }
+                )
+    return rows
+
+
+@flow(name="retrain", log_prints=True)
+def retrain(
+    source: str | None = None,
+    params_path: str = "params.yaml",
+    overrides: dict[str, Any] | None = None,
+    train_deployment: str | None = None,
+    promote_production: bool = True,
+    version: bool = True,
+    ingest_options: dict | None = None,
+) -> dict:
+    """Retrain LERENet end to end and promote the result if it passes the gate."""
+    logger = get_run_logger()
+    result: dict[str, Any] = {}
+    if source:
+        result["ingest"] = ingest_task(params_path, source, overrides, **(ingest_options or {}))
+    result["validate"] = validate_task(params_path, overrides)
+    if version:
+        result["data"] = version_task(params_path, overrides)
+    result["split"] = split_task(params_path, overrides)
+    if train_deployment:
+        from prefect.deployments import run_deployment
+
+        run = run_deployment(
+            train_deployment,
+            parameters={
+                "params_path": params_path,
+                "overrides": overrides,
+                "expected_split_sha256": result["split"]["split_sha256"],
+            },
+            timeout=None,
+        )
+        if not run.state or not run.state.is_completed():
+            raise RuntimeError(
+                f"training deployment {train_deployment} ended "
+                f"{run.state.name if run.state else 'without state'}"
+            )
+        result["train"] = run.state.result()
+    else:
+        result["train"] = train_task(params_path, overrides)
+    result["evaluate"] = evaluate_task(params_path, overrides, result["train"]["model_uri"])
+    result["gate"] = gate_task(params_path, overrides)
+    from prefect.concurrency.sync import concurrency
+
+    ensure_concurrency_limit()
+    with concurrency(PROMOTE_LIMIT, occupy=1, strict=True):
+        result["promote"] = promote_task(
+            params_path,
+            overrides,
+            result["train"]["run_id"],
+            promote_production and result["gate"]["passed"],
+        )
+    rows = _metrics_table(result["evaluate"])
+    if rows:
+        create_table_artifact(rows, key="test-metrics", description="novel-class test episodes")
+    promo = result["promote"]
+    create_markdown_artifact(
+        f"**{promo['name']} v{promo['version']}** is now `@{promo['alias']}`. Gate "
+        f"{'passed' if result['gate']['passed'] else 'failed'}: "
+        + "; ".join(result["gate"]["reasons"]),
+        key="promotion",
+    )
+    logger.info("%s v%s → @%s", promo["name"], promo["version"], promo["alias"])
+    return result
+
+
+@flow(name="onboard-class", log_prints=True)
+def onboard_class(
+    source: str,
+    class_name: str | None = None,
+    params_path: str = "params.yaml",
+    overrides: dict[str, Any] | None = None,
+    train_deployment: str | None = None,
+    layout: str | None = None,
+) -> dict:
+    """Ingest a new defect class's labelled images and retrain with it among the novel
+    (test) classes; report how well the new model segments it (its per-class IoU)."""
+    ingest = ingest_task(params_path, source, overrides, layout=layout, class_name=class_name)
+    new = ingest["new_classes"] or ([class_name] if class_name else [])
+    if not new:
+        raise ValueError(f"{source} added no new class (already in the dataset?)")
+    merged = {**(overrides or {}), "split.novel_classes": new}
+    result = retrain(None, params_path, merged, train_deployment)
+    report = {}
+    for shot, m in (result["evaluate"].get("lerenet") or {}).items():
+        if isinstance(m, dict) and "class_iou" in m:
+            report[shot] = {c: m["class_iou"].get(c) for c in new}
+    create_markdown_artifact(
+        "\n".join(
+            [f"New class(es): {', '.join(new)}"]
+            + [
+                f"- {shot}: "
+                + ", ".join(f"{c} IoU {v:.3f}" for c, v in ious.items() if v is not None)
+                for shot, ious in sorted(report.items())
+            ]
+        ),
+        key="onboarded-class",
+    )
+    return {"new_classes": new, "class_iou": report, "retrain": result}

@@ -1,0 +1,209 @@
+"""Prefect tasks: one per pipeline stage, each calling the library function of that stage.
+
+Retries with backoff only where failures are transient (S3, MLflow, DVC remote); none for
+deterministic compute, where a retry would fail the same way. Ingest, validate and split are
+cached on the hashes of their inputs (source listing, manifest, their params sections), so an
+unchanged data version and params skip them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+
+from lerenet.config import Params, load_params
+
+IO_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 10, 30]}
+
+
+def params_of(params_path: str, overrides: dict[str, Any] | None) -> Params:
+    return load_params(params_path, overrides=overrides)
+
+
+def _sha(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _file_sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "absent"
+
+
+def _source_fingerprint(source: str) -> str:
+    path = Path(source)
+    if path.is_dir():
+        return _sha(
+            [
+                (p.relative_to(path).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
+                for p in sorted(path.rglob("*"))
+                if p.is_file()
+            ]
+        )
+    if path.is_file():
+        return _file_sha(path)
+    return source  # s3:// prefixes: not cached by content (always re-listed; ingest is a no-op)
+
+
+def _ingest_key(context, args: dict) -> str | None:
+    if str(args["source"]).startswith("s3://"):
+        return None
+    p = params_of(args["params_path"], args.get("overrides"))
+    return _sha(
+        "ingest",
+        _source_fingerprint(args["source"]),
+        args.get("layout"),
+        args.get("class_map"),
+        args.get("class_name"),
+        _file_sha(Path(p.data.root) / "manifest.csv"),
+    )
+
+
+def _validate_key(context, args: dict) -> str:
+    p = params_of(args["params_path"], args.get("overrides"))
+    return _sha(
+        "validate",
+        _file_sha(Path(p.data.root) / "manifest.csv"),
+        p.data.model_dump(),
+        p.split.shots,
+        p.eval.shots,
+        p.model.shots,
+    )
+
+
+def _split_key(context, args: dict) -> str:
+    p = params_of(args["params_path"], args.get("overrides"))
+    return _sha(
+        "split",
+        _file_sha(Path(p.data.root) / "manifest.csv"),
+        _file_sha(Path(p.data.root) / "ingest_log.jsonl"),
+        p.split.model_dump(),
+        _file_sha(Path(p.split.out_dir) / "lineage.json"),
+    )
+
+
+@task(name="ingest", cache_key_fn=_ingest_key, persist_result=True, **IO_RETRIES)
+def ingest_task(
+    params_path: str,
+    source: str,
+    overrides: dict | None = None,
+    layout: str | None = None,
+    class_map: dict | None = None,
+    class_name: str | None = None,
+) -> dict:
+    from lerenet.data.ingest import ingest
+
+    p = params_of(params_path, overrides)
+    report = ingest(
+        source,
+        Path(p.data.root),
+        layout=layout,
+        class_map=class_map,
+        class_name=class_name,
+        max_pixels=p.data.max_pixels,
+        workers=p.data.workers,
+        show_progress=False,
+    )
+    return {
+        "added": report.added,
+        "skipped": report.skipped,
+        "new_classes": report.new_classes,
+        "quarantined": len(report.quarantined),
+        "layout": report.layout,
+    }
+
+
+class DataValidationError(RuntimeError):
+    """Blocking expectations failed: the flow stops here."""
+
+
+@task(name="validate", cache_key_fn=_validate_key, persist_result=True)
+def validate_task(params_path: str, overrides: dict | None = None) -> dict:
+    from lerenet.data.validate import limits_from, validate_dataset
+
+    p = params_of(params_path, overrides)
+    out_dir = Path("outputs/validate")
+    report = validate_dataset(
+        Path(p.data.root),
+        out_dir,
+        limits_from(p),
+        max_pixels=p.data.max_pixels,
+        workers=p.data.workers,
+        show_progress=False,
+    )
+    html = (out_dir / "report.html").resolve()
+    lines = [
+        f"**{'PASSED' if report.passed else 'FAILED'}**: {report.pairs} usable pairs, "
+        f"{len(report.classes)} classes, {report.quarantined} quarantined.",
+        f"Full report: [{html}]({html.as_uri()})",
+        "",
+    ]
+    lines += [f"- blocking: {b}" for b in report.blocking]
+    lines += [f"- quarantined `{f.file}`: {f.check}, {f.reason}" for f in report.findings[:50]]
+    create_markdown_artifact(
+        "\n".join(lines), key="data-validation", description="Great Expectations + per-file checks"
+    )
+    if not report.passed:
+        raise DataValidationError("; ".join(report.blocking) + f" (report: {html})")
+    return {"pairs": report.pairs, "classes": report.classes, "quarantined": report.quarantined}
+
+
+@task(name="version data (dvc add + push)", **IO_RETRIES)
+def version_task(params_path: str, overrides: dict | None = None, push: bool = True) -> dict:
+    from lerenet.versioning import version_data
+
+    p = params_of(params_path, overrides)
+    result = version_data(Path(p.data.root), push=push)
+    return {
+        "data_version": result.data_version,
+        "tracked": result.tracked,
+        "pushed": result.pushed,
+        "message": result.message,
+    }
+
+
+@task(name="split", cache_key_fn=_split_key, persist_result=True)
+def split_task(params_path: str, overrides: dict | None = None) -> dict:
+    from lerenet.data.splits import split_dataset
+
+    p = params_of(params_path, overrides)
+    return split_dataset(Path(p.data.root), p.split)
+
+
+@task(name="train", retries=0)
+def train_task(params_path: str, overrides: dict | None = None) -> dict:
+    from lerenet.stages import train_stage
+
+    return train_stage(
+        params_of(params_path, overrides), params_file=Path(params_path), show_progress=False
+    )
+
+
+@task(name="evaluate", retries=0)
+def evaluate_task(
+    params_path: str, overrides: dict | None = None, model_uri: str | None = None
+) -> dict:
+    from lerenet.stages import evaluate_stage
+
+    return evaluate_stage(params_of(params_path, overrides), model_uri=model_uri)
+
+
+@task(name="gate", retries=0)
+def gate_task(params_path: str, overrides: dict | None = None) -> dict:
+    from lerenet.stages import gate_stage
+
+    return gate_stage(params_of(params_path, overrides))
+
+
+@task(name="promote", **IO_RETRIES)
+def promote_task(params_path: str, overrides: dict | None, run_id: str, production: bool) -> dict:
+    from lerenet.stages import promote_stage
+
+    return promote_stage(
+        params_of(params_path, overrides),
+        run_id=run_id,
+        to="production" if production else "staging",
+    )
