@@ -350,6 +350,9 @@ def gate_cmd(
     ] = None,
     out_dir: Annotated[Path, typer.Option(help="where decision.json goes")] = Path("outputs/gate"),
     no_track: Annotated[bool, typer.Option("--no-track", help="do not use MLflow")] = False,
+    report_only: Annotated[
+        bool, typer.Option("--report-only", help="exit 0 whatever the decision (dvc stage)")
+    ] = False,
 ) -> None:
     """Decide whether the challenger may be promoted; exit 0 = passed, 1 = failed.
 
@@ -372,7 +375,7 @@ def gate_cmd(
     for reason in result["reasons"]:
         console.print(f"  - {reason}")
     console.print(f"decision: {result['decision_path']}")
-    raise typer.Exit(0 if result["passed"] else 1)
+    raise typer.Exit(0 if result["passed"] or report_only else 1)
 
 
 @app.command("promote")

@@ -20,6 +20,7 @@ from pipelines.tasks import (
     evaluate_task,
     gate_task,
     ingest_task,
+    outputs_missing,
     params_of,
     promote_task,
     split_task,
@@ -107,10 +108,15 @@ def retrain(
     result: dict[str, Any] = {}
     if source:
         result["ingest"] = ingest_task(params_path, source, overrides, **(ingest_options or {}))
-    result["validate"] = validate_task(params_path, overrides)
+    missing = outputs_missing(params_of(params_path, overrides))
+    result["validate"] = validate_task.with_options(refresh_cache=missing["validate"] or None)(
+        params_path, overrides
+    )
     if version:
         result["data"] = version_task(params_path, overrides)
-    result["split"] = split_task(params_path, overrides)
+    result["split"] = split_task.with_options(refresh_cache=missing["split"] or None)(
+        params_path, overrides
+    )
     if train_deployment:
         from prefect.deployments import run_deployment
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,10 @@ for _key, _value in {
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }.items():
     os.environ.setdefault(_key, _value)
+# Prefect keeps its ephemeral database here: per test session, never the user's ~/.prefect
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="lerenet-test-prefect-"))
+os.environ.pop("PREFECT_API_URL", None)
+os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
@@ -95,6 +100,7 @@ model:
   backbone: efficientnet_lite0
   weights: package
   feature_channels: 32
+  shots: 1
 data:
   root: data
   image_size: 48

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The README's main run: install, generate the embedded default data (synthetic defects), and
+# run the whole `retrain` flow (ephemeral Prefect, SQLite MLflow, local DVC remote).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+source scripts/env.sh
+start=$(date +%s)
+.venv/bin/lerenet data synth --out data-sources/synthetic
+.venv/bin/lerenet-pipeline retrain --source data-sources/synthetic "$@"
+cat <<MSG
+
+Done in $(( $(date +%s) - start )) s. Next:
+  MLflow UI:        .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db   (http://127.0.0.1:5000)
+  rerun with DVC:   .venv/bin/dvc repro        (only stages whose deps/params changed)
+  metrics:          .venv/bin/dvc metrics show
+  new defect class: .venv/bin/lerenet-pipeline onboard-class --source PATH --class-name NAME
+  to production:    .venv/bin/lerenet promote --to production   |   rollback: .venv/bin/lerenet rollback --reason "..."
+MSG

@@ -1,0 +1,123 @@
+"""The two drivers on one config: `dvc repro` and the Prefect `retrain` flow (ephemeral)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lerenet.data.ingest import ingest
+from tests.conftest import REPO_ROOT, TINY_PARAMS
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _env() -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # `lerenet` for dvc
+    return env
+
+
+def _run(cmd: list[str], cwd: Path) -> str:
+    out = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, check=False)
+    assert out.returncode == 0, f"{' '.join(cmd)}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out.stdout + out.stderr
+
+
+def _project(root: Path, synthetic_source: Path) -> Path:
+    """A DVC+git project like a user's clone: code, dvc.yaml, params, versioned data."""
+    root.mkdir()
+    shutil.copytree(
+        REPO_ROOT / "lerenet", root / "lerenet", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copy(REPO_ROOT / "dvc.yaml", root / "dvc.yaml")
+    (root / "params.yaml").write_text(TINY_PARAMS.format(tmp=root))
+    dvc = [sys.executable, "-m", "dvc"]
+    _run(["git", "init", "-q"], root)
+    _run([*dvc, "init", "-q"], root)
+    _run([*dvc, "remote", "add", "-d", "local", str(root.parent / f"{root.name}-remote")], root)
+    ingest(str(synthetic_source), root / "data", workers=1, show_progress=False)
+    _run([*dvc, "add", "data"], root)
+    return root
+
+
+def _metric(root: Path) -> dict:
+    return json.loads((root / "outputs/eval/metrics.json").read_text())
+
+
+def test_dvc_repro_and_prefect_flow_agree(
+    synthetic_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dvc_root = _project(tmp_path / "dvc", synthetic_source)
+    out = _run([sys.executable, "-m", "dvc", "repro"], dvc_root)
+    for stage in ("validate", "split", "train", "evaluate", "gate"):
+        assert f"Running stage '{stage}'" in out
+    shown = _run([sys.executable, "-m", "dvc", "metrics", "show"], dvc_root)
+    assert "lerenet.1shot.miou" in shown
+
+    # changing one param re-runs only what depends on it
+    params = dvc_root / "params.yaml"
+    params.write_text(params.read_text().replace("gate:\n", "gate:\n  margin: 0.05\n"))
+    again = _run([sys.executable, "-m", "dvc", "repro"], dvc_root)
+    assert "Running stage 'gate'" in again
+    for stage in ("validate", "split", "train", "evaluate"):
+        assert f"Running stage '{stage}'" not in again
+
+    # the Prefect flow on the same config and data
+    from mlflow import MlflowClient
+
+    from pipelines.flows import retrain
+
+    flow_root = _project(tmp_path / "flow", synthetic_source)
+    monkeypatch.chdir(flow_root)
+    result = retrain(params_path="params.yaml")
+    assert (
+        result["split"]["split_sha256"]
+        == json.loads((dvc_root / "splits/lineage.json").read_text())["split_sha256"]
+    )
+    a, b = _metric(dvc_root), _metric(flow_root)
+    for name in ("lerenet", "baseline"):
+        for k in ("1shot", "5shot"):
+            assert a[name][k]["miou"] == b[name][k]["miou"]
+            assert a[name][k]["class_iou"] == b[name][k]["class_iou"]
+    assert result["data"]["tracked"] and result["data"]["pushed"]
+    assert result["promote"]["alias"] == "production"  # tiny floors are 0: the gate passes
+
+    # unchanged data and params: ingest/validate/split come from the cache
+    state = retrain(params_path="params.yaml", source=str(synthetic_source), return_state=True)
+    assert state.is_completed()
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    states = {r.name.rsplit("-", 1)[0]: r.state.name for r in runs}
+    assert states["split"] == "Cached" and states["validate"] == "Cached", states
+    assert states["train"] == "Completed"  # training is never cached
+    assert state.result()["ingest"]["added"] == 0  # re-ingesting the same source: a no-op
+
+    # a failing stage leaves the registry as it was
+    client = MlflowClient(f"sqlite:///{flow_root}/mlflow.db")
+    before = dict(client.get_registered_model("lerenet").aliases)
+    params = flow_root / "params.yaml"
+    params.write_text(params.read_text().replace("shots: [1, 5]\ntrain:", "shots: [1, 50]\ntrain:"))
+    failed = retrain(params_path="params.yaml", return_state=True)
+    assert failed.is_failed()
+    assert dict(client.get_registered_model("lerenet").aliases) == before
+    assert "fewer than 51 usable pairs" in str(failed.result(raise_on_failure=False))
