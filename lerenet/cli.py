@@ -28,7 +28,9 @@ config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True
 data_app = typer.Typer(help="Default and example data.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 app.add_typer(config_app, name="config")
+stack_app = typer.Typer(help="Local service stack: S3, MLflow, Prefect.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(stack_app, name="stack")
 
 # Offline by default: no telemetry, no update checks, no download progress noise in logs.
 # Set before any command imports mlflow/prefect/dvc/albumentations; users can still override.
@@ -427,6 +429,56 @@ def rollback_cmd(
         err_console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(1) from err
     console.print(f"{promo.name}: production v{promo.previous} → v{promo.version} ({reason})")
+
+
+StackDir = Annotated[Path, typer.Option("--dir", help="state, logs and secrets")]
+
+
+@stack_app.command("up")
+def stack_up(
+    state_dir: StackDir = Path(".stack"),
+    backend_uri: Annotated[
+        str | None, typer.Option(help="MLflow backend (default SQLite; e.g. postgresql://…)")
+    ] = None,
+    no_prefect: Annotated[bool, typer.Option("--no-prefect")] = False,
+) -> None:
+    """Start SeaweedFS S3, an mlflow server and a prefect server + worker on 127.0.0.1."""
+    from lerenet.stack.local import up
+
+    try:
+        state = up(state_dir, backend_uri=backend_uri, with_prefect=not no_prefect)
+    except (RuntimeError, TimeoutError, FileNotFoundError) as err:
+        err_console.print(f"[red]error:[/red] {err} (logs in {state_dir})")
+        raise typer.Exit(1) from err
+    console.print(
+        f"stack up ({', '.join(state.pids)}). Use it with:\n  source {state.dir / 'env.sh'}"
+    )
+    for key in sorted(state.env):
+        if "SECRET" not in key:
+            console.print(f"  {key}={state.env[key]}")
+
+
+@stack_app.command("down")
+def stack_down(state_dir: StackDir = Path(".stack")) -> None:
+    """Stop every service the stack started (data stays under --dir)."""
+    from lerenet.stack.local import down
+
+    stopped = down(state_dir)
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@stack_app.command("status")
+def stack_status(state_dir: StackDir = Path(".stack")) -> None:
+    """Which services of the stack are running; exit 1 if any is down."""
+    from lerenet.stack.local import status
+
+    states = status(state_dir)
+    if not states:
+        console.print("stack is not running")
+        raise typer.Exit(1)
+    for name, alive in states.items():
+        console.print(f"{name:15s} {'[green]running[/green]' if alive else '[red]down[/red]'}")
+    raise typer.Exit(0 if all(states.values()) else 1)
 
 
 def main() -> None:  # pragma: no cover - console-script shim

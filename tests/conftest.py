@@ -166,3 +166,10 @@ def tracked_project(tiny_project: Path, mlflow_server, monkeypatch: pytest.Monke
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL"):
         monkeypatch.delenv(key, raising=False)
     return tiny_project
+
+
+@pytest.fixture(scope="session")
+def fixture_or_synthetic(synthetic_source: Path) -> Path:
+    """The real fixture when ../shared is there, else the synthetic source (same layout)."""
+    path = SHARED_DATASETS / "fixture"
+    return path if (path / "manifest.csv").exists() else synthetic_source

@@ -1,0 +1,138 @@
+"""``lerenet stack up | down | status``: the service stack on one machine, without Docker.
+
+SeaweedFS S3 (credentials enforced, buckets created), an ``mlflow server`` (SQLite by default,
+PostgreSQL when ``--backend-uri`` is given; artifacts proxied to the bucket) and a ``prefect
+server`` with a process work pool and a worker. State, logs and secrets live under one
+directory (``.stack/`` by default; the credentials file is mode 0600). ``up`` is idempotent
+(a running stack is left alone); ``down`` stops every process group it started.
+Clients use the stack through the environment variables written to ``<dir>/env.sh``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from lerenet.stack.mlflow_server import MlflowServer
+from lerenet.stack.prefect_server import PrefectServer, stop_group
+from lerenet.stack.seaweed import S3Credentials, SeaweedS3
+
+BUCKETS = ("lerenet-data", "lerenet-artifacts", "lerenet-results")
+WORK_POOL = "lerenet-process"
+
+
+@dataclass
+class StackState:
+    dir: Path
+    pids: dict[str, int]
+    env: dict[str, str]
+
+    def save(self) -> None:
+        (self.dir / "state.json").write_text(
+            json.dumps(
+                {
+                    "pids": self.pids,
+                    "env": {k: v for k, v in self.env.items() if "SECRET" not in k},
+                },
+                indent=2,
+            )
+        )
+        env_file = self.dir / "env.sh"
+        env_file.write_text("".join(f"export {k}={v}\n" for k, v in sorted(self.env.items())))
+        env_file.chmod(0o600)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def status(state_dir: Path) -> dict[str, bool]:
+    path = Path(state_dir) / "state.json"
+    if not path.exists():
+        return {}
+    return {name: _alive(pid) for name, pid in json.loads(path.read_text())["pids"].items()}
+
+
+def _credentials(state_dir: Path) -> S3Credentials:
+    """From LERENET_S3_ACCESS_KEY/LERENET_S3_SECRET_KEY, else generated once and kept (0600)."""
+    key, secret = os.environ.get("LERENET_S3_ACCESS_KEY"), os.environ.get("LERENET_S3_SECRET_KEY")
+    if key and secret:
+        return S3Credentials(key, secret)
+    path = state_dir / "credentials.json"
+    if path.exists():
+        return S3Credentials(**json.loads(path.read_text()))
+    creds = S3Credentials("lerenet-" + secrets.token_hex(4), secrets.token_urlsafe(24))
+    path.write_text(json.dumps(creds.__dict__))
+    path.chmod(0o600)
+    return creds
+
+
+def up(
+    state_dir: Path,
+    *,
+    backend_uri: str | None = None,
+    with_prefect: bool = True,
+    repo: Path = Path("."),
+) -> StackState:
+    state_dir = Path(state_dir).resolve()
+    running = status(state_dir)
+    if running and all(running.values()):
+        saved = json.loads((state_dir / "state.json").read_text())
+        env = dict(
+            line.removeprefix("export ").split("=", 1)
+            for line in (state_dir / "env.sh").read_text().splitlines()
+            if line
+        )
+        return StackState(state_dir, saved["pids"], env)
+    if running:
+        down(state_dir)  # half-dead stack: restart it cleanly
+    state_dir.mkdir(parents=True, exist_ok=True)
+    started: list = []
+    try:
+        s3 = SeaweedS3(state_dir / "seaweed", _credentials(state_dir), buckets=BUCKETS).start()
+        started.append(s3)
+        mlflow = MlflowServer(
+            state_dir / "mlflow",
+            backend_uri=backend_uri,
+            artifacts_destination=f"s3://{BUCKETS[1]}/mlflow",
+            s3_env=s3.env(),
+        ).start()
+        started.append(mlflow)
+        env = {
+            **s3.env(),
+            "MLFLOW_TRACKING_URI": mlflow.uri,
+            "LERENET_RESULTS_URI": f"s3://{BUCKETS[2]}/prefect",
+        }
+        pids = {"seaweedfs": s3.process.pid, "mlflow": mlflow.process.pid}
+        if with_prefect:
+            prefect = PrefectServer(state_dir / "prefect").start()
+            started.append(prefect)
+            worker = prefect.start_worker(WORK_POOL, cwd=repo, extra_env=env)
+            pids.update({"prefect-server": prefect.process.pid, "prefect-worker": worker.pid})
+            env["PREFECT_API_URL"] = prefect.api_url
+    except Exception:
+        for service in reversed(started):
+            service.stop()
+        raise
+    state = StackState(state_dir, pids, env)
+    state.save()
+    return state
+
+
+def down(state_dir: Path) -> list[str]:
+    path = Path(state_dir) / "state.json"
+    if not path.exists():
+        return []
+    pids = json.loads(path.read_text())["pids"]
+    for name in ("prefect-worker", "prefect-server", "mlflow", "seaweedfs"):
+        if name in pids:
+            stop_group(pids[name], timeout=20)
+    path.unlink()
+    return list(pids)

@@ -1,0 +1,137 @@
+"""A real ``prefect server`` on loopback, a process work pool and a worker for it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from lerenet.stack.ports import free_port, port_free, wait_until
+
+
+def _prefect() -> str:
+    return str(Path(sys.executable).parent / "prefect")
+
+
+def _group_gone(pid: int) -> bool:
+    """True when no process of group ``pid`` is left (reaping the leader if it is our child)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # started by another process (e.g. a previous `stack up`): nothing to reap
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def stop_group(pid: int, timeout: float = 15) -> None:
+    """SIGTERM a process group, SIGKILL it after ``timeout``; a missing group is fine."""
+    import time
+
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _group_gone(pid):
+            return
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    for _ in range(50):
+        if _group_gone(pid):
+            return
+        time.sleep(0.1)
+
+
+class PrefectServer:
+    def __init__(self, state_dir: Path, port: int | None = None) -> None:
+        self.state_dir = Path(state_dir)
+        self.port = port or free_port()
+        self.process: subprocess.Popen | None = None
+        self.worker: subprocess.Popen | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "PREFECT_HOME": str(self.state_dir / "home"),
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "true",
+        }
+
+    def start(self, timeout: float = 180) -> PrefectServer:
+        import urllib.request
+
+        if not port_free(self.port):
+            raise RuntimeError(f"Prefect port {self.port} on 127.0.0.1 is already in use")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        env = self.env()
+        env.pop("PREFECT_API_URL")  # the server itself must not point at an API
+        with open(self.state_dir / "prefect-server.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [_prefect(), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+
+        def healthy() -> bool:
+            with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as resp:
+                return resp.status == 200
+
+        try:
+            wait_until(
+                healthy,
+                timeout,
+                f"prefect server at {self.api_url}",
+                alive=lambda: self.process.poll() is None,
+            )
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def start_worker(
+        self, pool: str, cwd: Path | None = None, extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
+        """Create the process work pool if needed and start one worker polling it.
+
+        ``extra_env`` (S3 credentials, MLflow URI) reaches the flow runs the worker starts.
+        """
+        env = {**self.env(), **(extra_env or {})}
+        subprocess.run(
+            [_prefect(), "work-pool", "create", pool, "--type", "process", "--overwrite"],
+            env=env,
+            capture_output=True,
+            check=True,
+            cwd=cwd,
+        )
+        with open(self.state_dir / "prefect-worker.log", "ab") as log:
+            self.worker = subprocess.Popen(
+                [_prefect(), "worker", "start", "--pool", pool, "--type", "process"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                cwd=cwd,
+            )
+        return self.worker
+
+    def stop(self) -> None:
+        for proc in (self.worker, self.process):
+            if proc is not None and proc.poll() is None:
+                stop_group(proc.pid)
+        self.worker = self.process = None

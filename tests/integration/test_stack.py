@@ -1,0 +1,113 @@
+"""The whole local stack for real: `stack up`, a retrain deployment run by a process worker on
+the prefect server, results checked in MLflow (REST API) and S3, then `stack down`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, TINY_PARAMS
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _pids_alive(pids: dict[str, int]) -> list[str]:
+    alive = []
+    for name, pid in pids.items():
+        try:
+            os.killpg(pid, 0)
+            alive.append(name)
+        except ProcessLookupError:
+            pass
+    return alive
+
+
+def test_stack_runs_retrain_deployment(
+    synthetic_source: Path,
+    fixture_or_synthetic: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    from lerenet.stack.local import WORK_POOL, down, up
+
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("lerenet", "pipelines"):
+        shutil.copytree(
+            REPO_ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    (project / "params.yaml").write_text(TINY_PARAMS.format(tmp=project))
+    state = up(tmp_path / ".stack", repo=project)
+    try:
+        for key, value in state.env.items():
+            monkeypatch.setenv(key, value)
+        env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+        dvc = [sys.executable, "-m", "dvc"]
+        for cmd in (
+            ["git", "init", "-q"],
+            [*dvc, "init", "-q"],
+            [*dvc, "remote", "add", "-d", "s3", "s3://lerenet-data/dvc"],
+            [
+                *dvc,
+                "remote",
+                "modify",
+                "--local",
+                "s3",
+                "endpointurl",
+                state.env["AWS_ENDPOINT_URL_S3"],
+            ],
+        ):
+            subprocess.run(cmd, cwd=project, env=env, check=True, capture_output=True)
+
+        from prefect.deployments import run_deployment
+
+        from pipelines.flows import retrain
+
+        deployment_id = retrain.from_source(
+            source=str(project), entrypoint="pipelines/flows.py:retrain"
+        ).deploy(
+            name="stack-test",
+            work_pool_name=WORK_POOL,
+            job_variables={"working_dir": str(project)},
+            print_next_steps=False,
+        )
+        assert deployment_id
+        run = run_deployment(
+            "retrain/stack-test",
+            timeout=900,
+            poll_interval=2,
+            parameters={"source": str(fixture_or_synthetic)},
+        )
+        assert run.state.is_completed(), run.state
+
+        # MLflow through its REST API: the model is registered with lineage and an alias
+        base = state.env["MLFLOW_TRACKING_URI"]
+        with urllib.request.urlopen(
+            f"{base}/api/2.0/mlflow/registered-models/get?name=lerenet"
+        ) as resp:
+            model = json.load(resp)["registered_model"]
+        aliases = {a["alias"] for a in model.get("aliases", [])}
+        assert "staging" in aliases
+        with urllib.request.urlopen(
+            f"{base}/api/2.0/mlflow/model-versions/get?name=lerenet&version=1"
+        ) as resp:
+            tags = {t["key"] for t in json.load(resp)["model_version"]["tags"]}
+        assert {"lerenet.data_version", "lerenet.split_sha256", "lerenet.gate"} <= tags
+
+        # the data version and the model artifacts are in the S3 bucket
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=state.env["AWS_ENDPOINT_URL_S3"])
+        assert s3.list_objects_v2(Bucket="lerenet-data", Prefix="dvc/")["KeyCount"] > 10
+        assert s3.list_objects_v2(Bucket="lerenet-artifacts", Prefix="mlflow/")["KeyCount"] > 0
+    finally:
+        pids = dict(state.pids)
+        down(tmp_path / ".stack")
+    assert _pids_alive(pids) == []
