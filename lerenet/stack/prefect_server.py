@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,10 +18,9 @@ def _prefect() -> str:
 
 def _group_gone(pid: int) -> bool:
     """True when no process of group ``pid`` is left (reaping the leader if it is our child)."""
-    try:
+    # a group started by another process (a previous `stack up`) has no child of ours to reap
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass  # started by another process (e.g. a previous `stack up`): nothing to reap
     try:
         os.killpg(pid, 0)
     except ProcessLookupError:
