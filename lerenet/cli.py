@@ -431,6 +431,92 @@ def rollback_cmd(
     console.print(f"{promo.name}: production v{promo.previous} → v{promo.version} ({reason})")
 
 
+@app.command("predict")
+def predict_cmd(
+    queries: Annotated[list[Path], typer.Argument(help="query images or folders")],
+    model: Annotated[str, typer.Option(help="models:/NAME@ALIAS, runs:/… or a model file")] = (
+        "models:/lerenet@production"
+    ),
+    support: Annotated[
+        list[str] | None, typer.Option(help="IMAGE:MASK support pair (repeat for K shots)")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("predictions"),
+    threshold: Annotated[float, typer.Option(help="defect probability threshold")] = 0.5,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Segment the support's defect class in query images: <stem>_mask.png + _overlay.png."""
+    from lerenet.predict import predict_files
+    from lerenet.tracking import configure
+
+    pairs = []
+    for item in support or []:
+        img, sep, mask = item.partition(":")
+        if not sep:
+            err_console.print(f"[red]error:[/red] --support {item!r} is not IMAGE:MASK")
+            raise typer.Exit(2)
+        pairs.append((Path(img), Path(mask)))
+    if not pairs:
+        err_console.print("[red]error:[/red] give at least one --support IMAGE:MASK")
+        raise typer.Exit(2)
+    if params.exists():
+        configure(_params(params).tracking)
+    try:
+        written = predict_files(model, pairs, queries, out, threshold)
+    except (FileNotFoundError, ValueError) as err:
+        err_console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from err
+    console.print(f"wrote {len(written)} masks (+ overlays) to {out}")
+
+
+@app.command("export")
+def export_cmd(
+    onnx: Annotated[Path, typer.Option("--onnx", help="output .onnx file")],
+    model: Annotated[str, typer.Option(help="model to export")] = "models:/lerenet@production",
+    shots: Annotated[int, typer.Option(help="K of the exported graph (fixed shapes)")] = 1,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """ONNX export, checked against onnxruntime; logged to the version's run."""
+    from lerenet.stages import export_stage
+
+    result = export_stage(_params(params), model_uri=model, out=onnx, shots=shots)
+    console.print(
+        f"{onnx}: max |torch − onnxruntime| = {result['max_abs_diff']:.2e} over "
+        f"{result['episodes']} episodes ({result['real_episodes']} real)"
+    )
+
+
+@app.command("reproduce")
+def reproduce_cmd(
+    model: Annotated[str, typer.Argument(help="models:/NAME@ALIAS or models:/NAME/VERSION")],
+    params: ParamsOpt = Path("params.yaml"),
+    tolerance: Annotated[float, typer.Option(help="allowed |recorded − reproduced|")] = 0.0,
+    force: Annotated[bool, typer.Option(help="retrain even if the data changed")] = False,
+) -> None:
+    """Retrain a registered model from its lineage; compare metrics; exit 1 if they differ."""
+    from lerenet.reproduce import reproduce
+
+    result = reproduce(model, params, tolerance=tolerance, force=force)
+    for line in result.param_changes:
+        console.print(f"[yellow]params differ[/yellow] (the recorded ones are used): {line}")
+    if result.data_changes:
+        for line in result.data_changes[:30]:
+            err_console.print(f"[red]data differs[/red] {line}")
+        if not force:
+            err_console.print(
+                "restore the recorded data version first: git checkout <commit> "
+                "-- data.dvc && dvc checkout (see the version's lerenet.* tags)"
+            )
+            raise typer.Exit(1)
+    table = Table(title=f"run {result.run_id}: recorded vs reproduced")
+    for col in ("metric", "recorded", "reproduced", "|Δ|"):
+        table.add_column(col)
+    for name, rec, rep in result.rows:
+        table.add_row(name, f"{rec:.6f}", f"{rep:.6f}", f"{abs(rec - rep):.2e}")
+    console.print(table)
+    console.print(f"split sha256 {'matches' if result.split_matches else 'DIFFERS'}")
+    raise typer.Exit(0 if result.matches else 1)
+
+
 StackDir = Annotated[Path, typer.Option("--dir", help="state, logs and secrets")]
 
 

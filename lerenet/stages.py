@@ -82,6 +82,8 @@ def train_stage(
             summary["model_uri"] = info.model_uri  # MLflow 3: models:/m-<id>, a LoggedModel
             run.tags({"lerenet.model_uri": info.model_uri})
             run.artifact(out_dir / "history.json", "train")
+            # the manifest of the data trained on: `reproduce` names files that changed since
+            run.artifact(Path(params.data.root) / "manifest.csv", "data")
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -279,3 +281,69 @@ def promote_stage(params: Params, *, run_id: str | None = None, to: str = "stagi
         prod = promote_to_production(name, promo.version)
         result.update({"alias": "production", "previous_production": prod.previous})
     return result
+
+
+def version_run_id(uri: str) -> tuple[str | None, str | None, str | None]:
+    """``models:/name@alias`` or ``models:/name/version`` → (run id, name, version)."""
+    from mlflow import MlflowClient
+
+    if not uri.startswith("models:/") or uri.startswith("models:/m-"):
+        return None, None, None
+    ref = uri.removeprefix("models:/")
+    client = MlflowClient()
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        mv = client.get_model_version_by_alias(name, alias)
+    else:
+        name, version = ref.rsplit("/", 1)
+        mv = client.get_model_version(name, version)
+    return mv.run_id, name, str(mv.version)
+
+
+def export_stage(params: Params, *, model_uri: str, out: Path, shots: int = 1) -> dict:
+    """Export ``model_uri`` to ONNX, check parity with onnxruntime on random and real test
+    episodes, and log the file to the version's run (tagging the version with the parity)."""
+    from lerenet.evaluate import episode_dataset
+    from lerenet.export import export_onnx, parity
+    from lerenet.mlflow_model import load_torch_model
+    from lerenet.summary import dummy_episode
+    from lerenet.tracking import configure
+
+    configure(params.tracking)
+    model, meta = load_torch_model(model_uri)
+    size = int(meta.get("image_size") or params.data.image_size)
+    export_onnx(model, out, size, shots=shots)
+    episodes = [dummy_episode(1, shots, size, seed=s) for s in range(2)]
+    real = 0
+    try:
+        dataset = episode_dataset(params, model, "test", shots, params.train.fold, limit=4)
+        if dataset.image_size == size:
+            for i in range(len(dataset)):
+                item = dataset[i]
+                episodes.append(
+                    (
+                        item["query_img"][None],
+                        item["support_imgs"][None],
+                        item["support_masks"][None],
+                    )
+                )
+                real += 1
+    except FileNotFoundError:
+        pass  # no split here: random episodes only
+    worst = parity(model, out, episodes)
+    run_id, name, version = version_run_id(model_uri)
+    if run_id:
+        import mlflow
+
+        with mlflow.start_run(run_id=run_id):
+            mlflow.log_artifact(str(out), artifact_path="onnx")
+        mlflow.MlflowClient().set_model_version_tag(
+            name, version, "lerenet.onnx_max_abs_diff", f"{worst:.3g}"
+        )
+    return {
+        "path": str(out),
+        "max_abs_diff": worst,
+        "episodes": len(episodes),
+        "real_episodes": real,
+        "run_id": run_id,
+    }

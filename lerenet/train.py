@@ -282,7 +282,10 @@ def train(
                     if improved or (val is None and step == tcfg.steps):
                         best, best_step, flat_rounds = val, step, 0
                         save_model_file(
-                            model, params.model, best_path, {"step": step, "val_miou": val}
+                            model,
+                            params.model,
+                            best_path,
+                            {"step": step, "val_miou": val, "image_size": params.data.image_size},
                         )
                     else:
                         flat_rounds += 1
@@ -294,7 +297,12 @@ def train(
         interrupted = True
         save_last(step)  # Ctrl-C: keep everything up to the last finished step
     if not best_path.exists():  # stopped before any validation round
-        save_model_file(model, params.model, best_path, {"step": step, "val_miou": None})
+        save_model_file(
+            model,
+            params.model,
+            best_path,
+            {"step": step, "val_miou": None, "image_size": params.data.image_size},
+        )
         best_step = step
     (out_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
     return TrainResult(

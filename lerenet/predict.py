@@ -1,0 +1,122 @@
+"""Prediction on files: support image/mask pairs + query images → mask PNGs and overlays.
+
+The model is loaded through MLflow pyfunc when given a ``models:/`` or ``runs:/`` URI, and the
+prediction goes through ``pyfunc.predict``: what runs here is exactly the registered model.
+Images are resized to the model's input size and normalised with its backbone's statistics;
+probabilities are resized back to each query's original size before thresholding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from lerenet.data.imageio import load_label, load_rgb
+from lerenet.data.layouts import IMAGE_EXTS
+from lerenet.data.transforms import build_transform, to_tensors
+from lerenet.plots import _tint
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    predict: object  # callable(dict of arrays) -> B×H×W probabilities
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def load_for_prediction(uri: str) -> LoadedModel:
+    if Path(uri).exists():
+        from lerenet.checkpoint import load_model_file
+        from lerenet.inference import predict_logits
+
+        model, meta = load_model_file(Path(uri))
+
+        def run(inputs: dict) -> np.ndarray:
+            logits = predict_logits(
+                model,
+                torch.as_tensor(inputs["query_img"]),
+                torch.as_tensor(inputs["support_imgs"]),
+                torch.as_tensor(inputs["support_masks"]),
+            )
+            return torch.softmax(logits, 1)[:, 1].numpy()
+
+        predictor = run
+    else:
+        import mlflow
+
+        pyfunc = mlflow.pyfunc.load_model(uri)
+        wrapper = pyfunc.unwrap_python_model()
+        model, meta = wrapper.model, wrapper.meta
+        predictor = pyfunc.predict
+    size = int(meta.get("image_size") or 200)
+    return LoadedModel(predictor, size, tuple(model.backbone.mean), tuple(model.backbone.std))
+
+
+def expand_queries(paths: list[Path]) -> list[Path]:
+    """Files as given; folders → their images (sorted)."""
+    out = []
+    for path in paths:
+        if path.is_dir():
+            out += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+        elif path.exists():
+            out.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such query image or folder")
+    if not out:
+        raise FileNotFoundError("no query images found")
+    return out
+
+
+def predict_files(
+    model_uri: str,
+    supports: list[tuple[Path, Path]],
+    queries: list[Path],
+    out_dir: Path,
+    threshold: float = 0.5,
+) -> list[Path]:
+    """Write ``<stem>_mask.png`` (0/255) and ``<stem>_overlay.png`` per query; return masks."""
+    loaded = load_for_prediction(model_uri)
+    transform = build_transform(loaded.image_size, train=False)
+    s_imgs, s_masks = [], []
+    for img_path, mask_path in supports:
+        out = transform(image=load_rgb(img_path), mask=load_label(mask_path))
+        img, mask = to_tensors(out["image"], out["mask"], loaded.mean, loaded.std)
+        if not (mask == 1).any():
+            raise ValueError(f"{mask_path}: support mask has no defect pixel")
+        s_imgs.append(img)
+        s_masks.append(mask)
+    support_imgs = torch.stack(s_imgs)[None].numpy()
+    support_masks = torch.stack(s_masks)[None].numpy().astype(np.int64)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for query in expand_queries(queries):
+        rgb = load_rgb(query)
+        resized = transform(image=rgb, mask=np.zeros(rgb.shape[:2], np.uint8))["image"]
+        q, _ = to_tensors(resized, np.zeros(resized.shape[:2], np.uint8), loaded.mean, loaded.std)
+        prob = np.asarray(
+            loaded.predict(
+                {
+                    "query_img": q[None].numpy(),
+                    "support_imgs": support_imgs,
+                    "support_masks": support_masks,
+                }
+            )
+        )[0]
+        full = F.interpolate(
+            torch.as_tensor(prob)[None, None],
+            size=rgb.shape[:2],
+            mode="bilinear",
+            align_corners=True,
+        )[0, 0].numpy()
+        mask = (full >= threshold).astype(np.uint8)
+        mask_path = out_dir / f"{query.stem}_mask.png"
+        Image.fromarray(mask * 255).save(mask_path)
+        Image.fromarray(_tint(rgb, mask, (230, 30, 30))).save(out_dir / f"{query.stem}_overlay.png")
+        written.append(mask_path)
+    return written

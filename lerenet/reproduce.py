@@ -1,0 +1,123 @@
+"""Reproduce a registered model from its lineage and compare the metrics.
+
+From the version's run: the resolved params it was trained with, the manifest of its data and
+its lineage tags. The current workspace's data is compared with the recorded manifest (changed,
+added and removed files are named) and its params with the recorded ones; then the split is
+rebuilt with the recorded params (its sha256 must match the recorded one), the model is
+retrained and re-evaluated in a scratch folder, and recorded and reproduced test metrics are
+set side by side. On CPU with the same data, params, code and seed the aim is bit-identical.
+It restores nothing by itself: when the data differ, it says which files and how to check out
+the recorded version (``git checkout <commit> -- data.dvc && dvc checkout``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lerenet.config import Params, flatten, load_params
+
+
+@dataclass
+class Reproduction:
+    run_id: str
+    data_changes: list[str] = field(default_factory=list)
+    param_changes: list[str] = field(default_factory=list)
+    split_matches: bool | None = None
+    rows: list[tuple[str, float, float]] = field(default_factory=list)  # metric, rec, repro
+    tolerance: float = 0.0
+
+    @property
+    def matches(self) -> bool:
+        return (
+            not self.data_changes
+            and self.split_matches is not False
+            and all(abs(a - b) <= self.tolerance for _, a, b in self.rows)
+        )
+
+
+def _manifest_rows(text: str) -> dict[str, str]:
+    return {r["image"]: r["sha256"] for r in csv.DictReader(io.StringIO(text))}
+
+
+def diff_manifests(recorded: str, current: str) -> list[str]:
+    old, new = _manifest_rows(recorded), _manifest_rows(current)
+    out = [f"changed: {k}" for k in sorted(old.keys() & new.keys()) if old[k] != new[k]]
+    out += [f"removed: {k}" for k in sorted(old.keys() - new.keys())]
+    out += [f"added: {k}" for k in sorted(new.keys() - old.keys())]
+    return out
+
+
+def reproduce(
+    model_uri: str,
+    params_path: Path = Path("params.yaml"),
+    *,
+    tolerance: float = 0.0,
+    force: bool = False,
+    show_progress: bool = True,
+) -> Reproduction:
+    import mlflow
+
+    from lerenet.data.splits import split_dataset
+    from lerenet.evaluate import evaluate_model
+    from lerenet.mlflow_model import load_torch_model  # noqa: F401  (registers the flavour)
+    from lerenet.stages import version_run_id
+    from lerenet.train import train
+
+    current = load_params(params_path)
+    from lerenet.tracking import configure
+
+    configure(current.tracking)
+    run_id, _, _ = version_run_id(model_uri)
+    if run_id is None:
+        raise ValueError(
+            f"{model_uri}: give a registered model (models:/NAME@ALIAS or models:/NAME/VERSION)"
+        )
+    client = mlflow.MlflowClient()
+    run = client.get_run(run_id)
+    with tempfile.TemporaryDirectory(prefix="lerenet-repro-") as tmp:
+        tmp = Path(tmp)
+        cfg = Path(client.download_artifacts(run_id, "config/params.resolved.yaml", str(tmp)))
+        recorded = Params.model_validate(yaml.safe_load(cfg.read_text()))
+        result = Reproduction(run_id, tolerance=tolerance)
+        rec_flat, cur_flat = flatten(recorded), flatten(current)
+        result.param_changes = [
+            f"{k}: recorded {rec_flat.get(k)!r}, now {cur_flat.get(k)!r}"
+            for k in sorted(rec_flat.keys() | cur_flat.keys())
+            if rec_flat.get(k) != cur_flat.get(k)
+        ]
+        manifest = Path(client.download_artifacts(run_id, "data/manifest.csv", str(tmp)))
+        data_root = Path(recorded.data.root)
+        now = (
+            (data_root / "manifest.csv").read_text()
+            if (data_root / "manifest.csv").exists()
+            else "image,sha256\n"
+        )
+        result.data_changes = diff_manifests(manifest.read_text(), now)
+        if result.data_changes and not force:
+            return result
+        params = recorded.model_copy(
+            update={
+                "split": recorded.split.model_copy(update={"out_dir": str(tmp / "splits")}),
+                "train": recorded.train.model_copy(
+                    update={"out_dir": str(tmp / "train"), "baseline": False}
+                ),
+            }
+        )
+        lineage = split_dataset(data_root, params.split)
+        result.split_matches = lineage["split_sha256"] == run.data.tags.get("lerenet.split_sha256")
+        trained = train(params, show_progress=show_progress)
+        model, _ = load_torch_model(str(trained.best_path))
+        metrics = evaluate_model(model, params, out_dir=tmp / "eval", label="reproduced")
+        for key, m in sorted(metrics.items()):
+            if key.endswith("shot"):
+                for name in ("miou", "fbiou"):
+                    rec = run.data.metrics.get(f"test/{key}/{name}")
+                    if rec is not None:
+                        result.rows.append((f"test/{key}/{name}", rec, m[name]))
+    return result

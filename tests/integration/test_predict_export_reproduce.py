@@ -1,0 +1,93 @@
+"""Predict, ONNX export and reproduce on registered models (real mlflow server + S3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from lerenet.cli import app
+from lerenet.config import load_params
+from lerenet.data.manifest import read_manifest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+runner = CliRunner()
+
+
+@pytest.fixture
+def registered(tracked_project: Path) -> Path:
+    from lerenet.stages import evaluate_stage, promote_stage, train_stage
+
+    params = load_params("params.yaml")
+    train_stage(params, params_file=Path("params.yaml"), show_progress=False)
+    evaluate_stage(params)
+    promote_stage(params)  # → @staging
+    return tracked_project
+
+
+def test_predict_through_the_registry(registered: Path, fixture_or_synthetic: Path) -> None:
+    rows = read_manifest(fixture_or_synthetic)
+    cls = rows[0].cls
+    mine = [r for r in rows if r.cls == cls]
+    supports = [
+        f"--support={fixture_or_synthetic / r.image}:{fixture_or_synthetic / r.mask}"
+        for r in mine[:2]
+    ]
+    queries = [str(fixture_or_synthetic / r.image) for r in mine[2:4]]
+    result = runner.invoke(
+        app, ["predict", "--model", "models:/lerenet@staging", *supports, "--out", "pred", *queries]
+    )
+    assert result.exit_code == 0, result.output
+    for r in mine[2:4]:
+        mask = np.asarray(Image.open(Path("pred") / f"{Path(r.image).stem}_mask.png"))
+        assert mask.shape == (r.height, r.width)  # back at the query's own size
+        assert set(np.unique(mask)) <= {0, 255}
+        assert (Path("pred") / f"{Path(r.image).stem}_overlay.png").exists()
+    bad = runner.invoke(
+        app, ["predict", "--model", "models:/lerenet@staging", "--support", "nocolon", *queries]
+    )
+    assert bad.exit_code == 2 and "IMAGE:MASK" in bad.output
+
+
+def test_onnx_export_parity_and_logging(registered: Path) -> None:
+    from mlflow import MlflowClient
+
+    result = runner.invoke(
+        app,
+        ["export", "--onnx", "model.onnx", "--model", "models:/lerenet@staging", "--shots", "5"],
+    )
+    assert result.exit_code == 0, result.output
+    version = MlflowClient().get_model_version_by_alias("lerenet", "staging")
+    assert float(version.tags["lerenet.onnx_max_abs_diff"]) < 1e-4
+    assert "(4 real)" in result.output
+    logged = {a.path for a in MlflowClient().list_artifacts(version.run_id, "onnx")}
+    assert logged == {"onnx/model.onnx"}
+
+
+def test_reproduce_matches_then_names_changed_data(registered: Path) -> None:
+    ok = runner.invoke(app, ["reproduce", "models:/lerenet@staging"])
+    assert ok.exit_code == 0, ok.output
+    assert "split sha256 matches" in ok.output
+    # change one data file: reproduce refuses and names it
+    row = read_manifest(Path("data"))[3]
+    img = Path("data") / row.image
+    arr = np.asarray(Image.open(img)).copy()
+    arr[0, 0] = (arr[0, 0] + 1) % 255
+    Image.fromarray(arr).save(img)
+    import hashlib
+
+    from lerenet.data.manifest import Pair, write_manifest
+
+    rows = [
+        Pair(**{**r.__dict__, "sha256": hashlib.sha256(img.read_bytes()).hexdigest()})
+        if r.image == row.image
+        else r
+        for r in read_manifest(Path("data"))
+    ]
+    write_manifest(Path("data"), rows)
+    changed = runner.invoke(app, ["reproduce", "models:/lerenet@staging"])
+    assert changed.exit_code == 1
+    assert f"changed: {row.image}" in changed.output
