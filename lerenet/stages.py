@@ -40,6 +40,11 @@ def train_stage(
     run_id = None
     if resume and summary_path.exists():
         run_id = json.loads(summary_path.read_text()).get("run_id")
+    if track:
+        from lerenet.services import require_mlflow
+        from lerenet.tracking import tracking_uri
+
+        require_mlflow(tracking_uri(params.tracking))  # before hours of training, not after
     tags = lineage_tags(params)
     tags.update(_class_tags(params))
     name = f"train-fold{params.train.fold}-{params.model.arch}-{params.model.backbone}"
@@ -255,8 +260,10 @@ def gate_stage(
 def promote_stage(params: Params, *, run_id: str | None = None, to: str = "staging") -> dict:
     """Register the trained run's model and move ``staging`` (or ``production``) to it."""
     from lerenet.registry import promote_to_production, register
-    from lerenet.tracking import configure
+    from lerenet.services import require_mlflow
+    from lerenet.tracking import configure, tracking_uri
 
+    require_mlflow(tracking_uri(params.tracking))  # fail before registering anything
     configure(params.tracking)
     name = params.tracking.registered_model
     if to == "production" and run_id is None:

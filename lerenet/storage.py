@@ -36,7 +36,9 @@ def s3_client(endpoint_url: str | None = None) -> Any:
     endpoint = (
         endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     )
-    return boto3.client(
+    # a fresh session: the default one caches credentials at first use, so rotated keys
+    # (or a fixed wrong secret) would otherwise be ignored for the life of the process
+    return boto3.session.Session().client(
         "s3",
         endpoint_url=endpoint,
         region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),

@@ -101,6 +101,16 @@ def test_stack_runs_retrain_deployment(
             tags = {t["key"] for t in json.load(resp)["model_version"]["tags"]}
         assert {"lerenet.data_version", "lerenet.split_sha256", "lerenet.gate"} <= tags
 
+        # credentials never reach MLflow params or tags
+        with urllib.request.urlopen(
+            f"{base}/api/2.0/mlflow/model-versions/get?name=lerenet&version=1"
+        ) as resp:
+            run_id = json.load(resp)["model_version"]["run_id"]
+        with urllib.request.urlopen(f"{base}/api/2.0/mlflow/runs/get?run_id={run_id}") as resp:
+            run_data = json.dumps(json.load(resp)["run"]["data"])
+        assert state.env["AWS_SECRET_ACCESS_KEY"] not in run_data
+        assert state.env["AWS_ACCESS_KEY_ID"] not in run_data
+
         # the data version and the model artifacts are in the S3 bucket
         import boto3
 

@@ -1,0 +1,60 @@
+"""Reachability of the services a stage needs, with retries and errors that name them.
+
+A stage that needs MLflow or S3 calls ``require_mlflow`` / ``require_s3`` first: transient
+outages are retried with backoff; a service that stays down fails the stage *before* it changes
+anything, with the service's name and address in the message (not a stack trace from deep
+inside a client library).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+
+class ServiceUnavailable(RuntimeError):
+    """A required service did not answer; the message names it and its address."""
+
+
+def _retry(check: Callable[[], None], what: str, attempts: int, delay: float) -> None:
+    last: Exception | None = None
+    for attempt in range(attempts):
+        try:
+            check()
+            return
+        except Exception as err:  # connection refused, timeouts, 5xx
+            last = err
+            if attempt + 1 < attempts:
+                time.sleep(delay * 2**attempt)
+    raise ServiceUnavailable(f"{what} is unreachable after {attempts} attempts: {last}")
+
+
+def require_mlflow(uri: str, attempts: int = 3, delay: float = 1.0) -> None:
+    """For an ``http(s)://`` tracking URI, its ``/health`` must answer 200."""
+    if not uri.startswith(("http://", "https://")):
+        return  # a local SQLite/file store has no service to be down
+
+    def check() -> None:
+        import urllib.request
+
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as resp:
+            if resp.status != 200:
+                raise OSError(f"HTTP {resp.status}")
+
+    _retry(check, f"MLflow tracking server at {uri}", attempts, delay)
+
+
+def require_s3(
+    bucket: str, endpoint_url: str | None = None, attempts: int = 3, delay: float = 1.0
+) -> None:
+    """The bucket must be reachable with the configured credentials."""
+    from lerenet.storage import s3_client
+
+    endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or "AWS S3"
+    _retry(
+        lambda: s3_client(endpoint_url).head_bucket(Bucket=bucket),
+        f"S3 bucket {bucket!r} at {endpoint}",
+        attempts,
+        delay,
+    )

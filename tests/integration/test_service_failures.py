@@ -1,0 +1,61 @@
+"""Services down mid-run: clear errors naming the service, nothing half-promoted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lerenet.config import load_params
+from lerenet.services import ServiceUnavailable, require_s3
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_mlflow_down_before_promotion_changes_nothing(
+    tiny_project: Path, s3_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lerenet.stack.mlflow_server import MlflowServer
+    from lerenet.stages import promote_stage, train_stage
+    from mlflow import MlflowClient
+
+    state = tmp_path / "mlflow-state"
+    server = MlflowServer(
+        state, artifacts_destination="s3://lerenet-artifacts/failure", s3_env=s3_server.env()
+    ).start()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    params = load_params("params.yaml")
+    try:
+        train_stage(params, params_file=Path("params.yaml"), show_progress=False)
+        promote_stage(params)
+        before = dict(MlflowClient().get_registered_model("lerenet").aliases)
+        train_stage(params, params_file=Path("params.yaml"), show_progress=False)
+        server.stop()  # the tracking server goes down between training and promotion
+        with pytest.raises(ServiceUnavailable, match=f"MLflow tracking server at {server.uri}"):
+            promote_stage(params)
+        with pytest.raises(ServiceUnavailable, match="MLflow tracking server"):
+            train_stage(params, params_file=Path("params.yaml"), show_progress=False)
+    finally:
+        server.stop()
+    restarted = MlflowServer(
+        state,
+        artifacts_destination="s3://lerenet-artifacts/failure",
+        s3_env=s3_server.env(),
+        port=server.port,
+    ).start()
+    try:
+        assert dict(MlflowClient().get_registered_model("lerenet").aliases) == before
+        assert len(MlflowClient().search_model_versions("name='lerenet'")) == 1
+    finally:
+        restarted.stop()
+
+
+def test_s3_down_and_wrong_credentials_name_the_bucket(s3_env, monkeypatch) -> None:
+    require_s3("lerenet-data")  # up: passes
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
+    with pytest.raises(ServiceUnavailable, match="S3 bucket 'lerenet-data' at http://127"):
+        require_s3("lerenet-data", attempts=2, delay=0.1)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # nothing listens there
+    with pytest.raises(ServiceUnavailable, match="127.0.0.1:9"):
+        require_s3("lerenet-data", attempts=2, delay=0.1)
