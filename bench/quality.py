@@ -34,6 +34,15 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=50, help="test episodes per class")
     parser.add_argument("--folds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--data", type=Path, default=DEFECTS9)
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="*",
+        default=[],
+        help="LERENet model overrides, e.g. prototype=masked_mean",
+    )
+    parser.add_argument("--archs", nargs="*", default=["lerenet", "prototype"])
+    parser.add_argument("--tag", default="quality", help="results name and docs section")
     args = parser.parse_args()
     if not (args.data / "manifest.csv").exists():
         sys.exit(f"{args.data}: defects9 not found (it lives in ../shared/datasets)")
@@ -139,19 +148,20 @@ def main() -> None:
             )
     results["total_s"] = round(time.perf_counter() - started, 1)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "quality.json").write_text(json.dumps(results, indent=2))
+    (RESULTS / f"{args.tag}.json").write_text(json.dumps(results, indent=2))
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _report import replace_section
 
-    replace_section("quality", table(results))
-    print(f"total {results['total_s']:.0f} s; wrote bench/results/quality.json")
+    replace_section(args.tag, table(results))
+    print(f"total {results['total_s']:.0f} s; wrote bench/results/{args.tag}.json")
 
 
 def table(results: dict) -> str:
     cfg = results["config"]
     lines = [
         f"defects9, EfficientNet-Lite0 (ImageNet, offline), {cfg['size']}×{cfg['size']}, "
-        f"{cfg['steps']} training steps of 2 one-shot episodes per model, {cfg['episodes']} test "
+        + (f"LERENet with {', '.join(cfg['overrides'])}, " if cfg.get("overrides") else "")
+        + f"{cfg['steps']} training steps of 2 one-shot episodes per model, {cfg['episodes']} test "
         f"episodes per novel class × 3 episode seeds; whole run {results['total_s'] / 60:.0f} "
         "min on 2 CPU cores. mIoU: first seed with bootstrap 95% CI, then mean ± std over "
         "the three seeds.",
@@ -163,6 +173,8 @@ def table(results: dict) -> str:
     means = {}
     for fold, entry in results["folds"].items():
         for arch, label in (("lerenet", "LERENet"), ("prototype", "prototype baseline")):
+            if arch not in entry:
+                continue
             e = entry[arch]
             cells = []
             for shots in ("1shot", "5shot"):
@@ -178,6 +190,8 @@ def table(results: dict) -> str:
                 + " |"
             )
     for arch, label in (("lerenet", "LERENet"), ("prototype", "prototype baseline")):
+        if (arch, "1shot") not in means:
+            continue
         lines.append(
             f"| mean | | {label} | | {statistics.mean(means[(arch, '1shot')]):.3f} | "
             f"| {statistics.mean(means[(arch, '5shot')]):.3f} |"

@@ -7,7 +7,6 @@ lives here. Heavy imports (torch, mlflow, great_expectations) happen inside the 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lerenet.config import ConfigError, load_params
+from lerenet.offline import apply_offline_env
 
 app = typer.Typer(
     help="Few-shot surface-defect segmentation with LERENet: data, training, evaluation, "
@@ -32,19 +32,7 @@ stack_app = typer.Typer(help="Local service stack: S3, MLflow, Prefect.", no_arg
 app.add_typer(data_app, name="data")
 app.add_typer(stack_app, name="stack")
 
-# Offline by default: no telemetry, no update checks, no download progress noise in logs.
-# Set before any command imports mlflow/prefect/dvc/albumentations; users can still override.
-for _key, _value in {
-    "DO_NOT_TRACK": "true",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-    "DVC_NO_ANALYTICS": "1",
-    "NO_ALBUMENTATIONS_UPDATE": "1",
-    "GX_ANALYTICS_ENABLED": "false",
-}.items():
-    os.environ.setdefault(_key, _value)
+apply_offline_env()
 
 console = Console()
 err_console = Console(stderr=True)

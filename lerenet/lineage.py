@@ -16,6 +16,15 @@ import yaml
 
 from lerenet.config import Params, params_sha256
 
+LINEAGE_KEYS = (
+    "lerenet.git_commit",
+    "lerenet.data_version",
+    "lerenet.split_sha256",
+    "lerenet.params_sha256",
+    "lerenet.weights_sha256",
+    "lerenet.lock_sha256",
+)
+
 
 def _sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""

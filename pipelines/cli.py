@@ -7,24 +7,15 @@ prints it). The library CLI (``lerenet``) stays free of Prefect; this is its orc
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-for _key, _value in {
-    "DO_NOT_TRACK": "true",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-    "DVC_NO_ANALYTICS": "1",
-    "NO_ALBUMENTATIONS_UPDATE": "1",
-    "GX_ANALYTICS_ENABLED": "false",
-}.items():
-    os.environ.setdefault(_key, _value)
+from lerenet.offline import apply_offline_env
+
+apply_offline_env()
 
 app = typer.Typer(
     help="Run lerenet's Prefect flows (retrain, onboard-class).",

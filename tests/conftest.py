@@ -8,17 +8,9 @@ from pathlib import Path
 
 import pytest
 
-for _key, _value in {
-    "DO_NOT_TRACK": "true",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-    "DVC_NO_ANALYTICS": "1",
-    "NO_ALBUMENTATIONS_UPDATE": "1",
-    "GX_ANALYTICS_ENABLED": "false",
-    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-}.items():
-    os.environ.setdefault(_key, _value)
+from lerenet.offline import apply_offline_env
+
+apply_offline_env()
 # Prefect keeps its ephemeral database here: per test session, never the user's ~/.prefect
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="lerenet-test-prefect-"))
 os.environ.pop("PREFECT_API_URL", None)

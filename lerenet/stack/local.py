@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lerenet.stack.mlflow_server import MlflowServer
-from lerenet.stack.prefect_server import PrefectServer, stop_group
+from lerenet.stack.ports import stop_group
+from lerenet.stack.prefect_server import PrefectServer
 from lerenet.stack.seaweed import S3Credentials, SeaweedS3
 
 BUCKETS = ("lerenet-data", "lerenet-artifacts", "lerenet-results")

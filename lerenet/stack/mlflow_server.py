@@ -4,12 +4,11 @@ proxied to S3 (clients need no S3 credentials: the server holds them)."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from lerenet.stack.ports import free_port, port_free, wait_until
+from lerenet.stack.ports import free_port, port_free, stop_group, wait_until
 
 
 class MlflowServer:
@@ -84,16 +83,7 @@ class MlflowServer:
         return self
 
     def stop(self, timeout: float = 15) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
-            except ProcessLookupError:
-                pass
+        if self.process is not None:
+            stop_group(self.process.pid, timeout)
         self.process = None
         (self.state_dir / "mlflow.pid").unlink(missing_ok=True)

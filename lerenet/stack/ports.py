@@ -1,7 +1,10 @@
-"""Free-port discovery and health polling shared by the local services."""
+"""Free ports, health polling and process-group shutdown shared by the local services."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -49,3 +52,36 @@ def wait_until(
         time.sleep(delay)
         delay = min(delay * 1.5, 1.0)
     raise TimeoutError(f"{what} did not become healthy within {timeout:.0f} s")
+
+
+def _group_gone(pid: int) -> bool:
+    """True when no process of group ``pid`` is left (reaping the leader if it is our child)."""
+    # a group started by another process (a previous `stack up`) has no child of ours to reap
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def stop_group(pid: int, timeout: float = 15) -> None:
+    """SIGTERM a process group, SIGKILL it after ``timeout``; a missing group is fine."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _group_gone(pid):
+            return
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    for _ in range(50):
+        if _group_gone(pid):
+            return
+        time.sleep(0.1)

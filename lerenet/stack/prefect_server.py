@@ -2,53 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from lerenet.stack.ports import free_port, port_free, wait_until
+from lerenet.stack.ports import free_port, port_free, stop_group, wait_until
 
 
 def _prefect() -> str:
     return str(Path(sys.executable).parent / "prefect")
-
-
-def _group_gone(pid: int) -> bool:
-    """True when no process of group ``pid`` is left (reaping the leader if it is our child)."""
-    # a group started by another process (a previous `stack up`) has no child of ours to reap
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-    try:
-        os.killpg(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
-def stop_group(pid: int, timeout: float = 15) -> None:
-    """SIGTERM a process group, SIGKILL it after ``timeout``; a missing group is fine."""
-    import time
-
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _group_gone(pid):
-            return
-        time.sleep(0.2)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    for _ in range(50):
-        if _group_gone(pid):
-            return
-        time.sleep(0.1)
 
 
 class PrefectServer:

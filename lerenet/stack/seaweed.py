@@ -10,14 +10,12 @@ an identities file (an admin identity, and optionally a read-only one). Flags fr
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from lerenet.stack.ports import free_port, port_free, wait_until
+from lerenet.stack.ports import free_port, port_free, stop_group, wait_until
 
 
 @dataclass(frozen=True)
@@ -180,17 +178,8 @@ class SeaweedS3:
         A graceful stop takes ~15 s (the filer's grace period; volumes close within a second),
         so throwaway test servers pass a short ``timeout``.
         """
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
-            except ProcessLookupError:
-                pass
+        if self.process is not None:
+            stop_group(self.process.pid, timeout)
         self.process = None
         (self.state_dir / "weed.pid").unlink(missing_ok=True)
 

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from lerenet.cli import app
 from lerenet.config import load_params
+from lerenet.lineage import LINEAGE_KEYS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 runner = CliRunner()
@@ -46,15 +47,7 @@ def test_gate_promote_rollback_cycle(tracked_project: Path, s3_server) -> None:
     assert runner.invoke(app, ["promote", "--to", "production"]).exit_code == 0
     assert _aliases() == {"staging": "1", "production": "1"}
     version = _client().get_model_version("lerenet", "1")
-    for key in (
-        "lerenet.git_commit",
-        "lerenet.data_version",
-        "lerenet.split_sha256",
-        "lerenet.params_sha256",
-        "lerenet.weights_sha256",
-        "lerenet.lock_sha256",
-        "lerenet.gate",
-    ):
+    for key in (*LINEAGE_KEYS, "lerenet.gate"):
         assert key in version.tags, key
     assert "test classes: " in version.description and "Gate: passed" in version.description
     # the artifacts went through the server into the S3 bucket

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lerenet.config import ModelConfig, load_params
+from lerenet.lineage import LINEAGE_KEYS
 from lerenet.model import build_model
 from lerenet.summary import dummy_episode
 
@@ -55,7 +56,6 @@ def test_resume_gives_identical_weights(tiny_project: Path) -> None:
 
 def test_train_and_evaluate_stages_log_to_mlflow(tiny_project: Path) -> None:
     import mlflow
-
     from lerenet.stages import evaluate_stage, train_stage
 
     params = load_params("params.yaml")
@@ -75,14 +75,7 @@ def test_train_and_evaluate_stages_log_to_mlflow(tiny_project: Path) -> None:
     client = mlflow.MlflowClient(f"sqlite:///{tiny_project}/mlflow.db")
     run = client.get_run(summary["run_id"])
     assert run.data.params["train.steps"] == "6" and run.data.params["model.arch"] == "lerenet"
-    for key in (
-        "lerenet.git_commit",
-        "lerenet.data_version",
-        "lerenet.split_sha256",
-        "lerenet.params_sha256",
-        "lerenet.weights_sha256",
-        "lerenet.lock_sha256",
-    ):
+    for key in LINEAGE_KEYS:
         assert key in run.data.tags
     assert (
         run.data.tags["lerenet.split_sha256"]
