@@ -6,8 +6,9 @@ added and removed files are named) and its params with the recorded ones; then t
 rebuilt with the recorded params (its sha256 must match the recorded one), the model is
 retrained and re-evaluated in a scratch folder, and recorded and reproduced test metrics are
 set side by side. On CPU with the same data, params, code and seed the aim is bit-identical.
-It restores nothing by itself: when the data differ, it says which files and how to check out
-the recorded version (``git checkout <commit> -- data.dvc && dvc checkout``).
+When the workspace's data differ and the recorded data version is a DVC hash, that exact
+version is fetched from the DVC remote into the scratch folder (the workspace's ``data/`` is
+left alone) and used; otherwise the changed files are named and nothing is retrained.
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ class Reproduction:
     split_matches: bool | None = None
     rows: list[tuple[str, float, float]] = field(default_factory=list)  # metric, rec, repro
     tolerance: float = 0.0
+    restored_data: str | None = None  # the DVC version fetched when the workspace differs
 
     @property
     def matches(self) -> bool:
+        usable_data = not self.data_changes or self.restored_data is not None
         return (
-            not self.data_changes
+            usable_data
             and self.split_matches is not False
             and all(abs(a - b) <= self.tolerance for _, a, b in self.rows)
         )
@@ -60,9 +63,9 @@ def reproduce(
     tolerance: float = 0.0,
     force: bool = False,
     show_progress: bool = True,
+    repo: Path = Path("."),
 ) -> Reproduction:
     import mlflow
-
     from lerenet.data.splits import split_dataset
     from lerenet.evaluate import evaluate_model
     from lerenet.mlflow_model import load_torch_model  # noqa: F401  (registers the flavour)
@@ -99,7 +102,21 @@ def reproduce(
             else "image,sha256\n"
         )
         result.data_changes = diff_manifests(manifest.read_text(), now)
-        if result.data_changes and not force:
+        recorded_version = run.data.tags.get("lerenet.data_version", "")
+        if result.data_changes and recorded_version.startswith("dvc:"):
+            from lerenet.versioning import fetch_data_version
+
+            data_root = fetch_data_version(recorded_version, tmp / "dvc", repo)
+            restored = diff_manifests(
+                manifest.read_text(), (data_root / "manifest.csv").read_text()
+            )
+            if restored:
+                raise RuntimeError(
+                    f"DVC version {recorded_version} does not match the run's "
+                    f"manifest: {restored[:5]}"
+                )
+            result.restored_data = recorded_version
+        elif result.data_changes and not force:
             return result
         params = recorded.model_copy(
             update={

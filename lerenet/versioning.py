@@ -54,3 +54,48 @@ def version_data(
             )
         pushed, message = True, "tracked and pushed"
     return VersionResult(data_version(data_root), True, pushed, message)
+
+
+def fetch_data_version(version: str, dest: Path, repo: Path = Path(".")) -> Path:
+    """Materialise the recorded DVC data version (``dvc:<md5>.dir``) at ``dest`` from the
+    repository's DVC remote, without touching the workspace's own ``data/``.
+
+    A scratch DVC project gets the repository's remote configuration and a ``.dvc`` file
+    pointing at the recorded hash; ``dvc pull`` then fetches exactly that version.
+    """
+    import shutil
+
+    if not version.startswith("dvc:"):
+        raise ValueError(
+            f"data version {version!r} is not a DVC hash; only DVC-versioned data can be restored"
+        )
+    repo, dest = Path(repo), Path(dest)
+    if not (repo / ".dvc" / "config").exists():
+        raise FileNotFoundError(f"{repo}: no .dvc/config, so no remote to restore data from")
+    dest.mkdir(parents=True, exist_ok=True)
+    init = _dvc("init", "--no-scm", "-q", cwd=dest)
+    if init.returncode != 0 and "already" not in init.stderr:
+        raise RuntimeError(f"dvc init failed: {init.stderr.strip()}")
+    for name in ("config", "config.local"):
+        source = repo / ".dvc" / name
+        if source.exists():
+            text = source.read_text()
+            shutil.copy(source, dest / ".dvc" / name)
+            # relative local remotes are relative to the original .dvc/ folder
+            if "url = " in text:
+                lines = []
+                for line in text.splitlines():
+                    key, sep, value = line.partition("url = ")
+                    if sep and "://" not in value and not Path(value).is_absolute():
+                        value = str((repo / ".dvc" / value).resolve())
+                    lines.append(key + sep + value)
+                (dest / ".dvc" / name).write_text("\n".join(lines) + "\n")
+    _dvc("config", "core.no_scm", "true", cwd=dest)  # the copied config replaced init's
+    md5 = version.removeprefix("dvc:")
+    (dest / "data.dvc").write_text(f"outs:\n- md5: {md5}\n  path: data\n  hash: md5\n")
+    pulled = _dvc("pull", "data.dvc", cwd=dest)
+    if pulled.returncode != 0:
+        raise RuntimeError(
+            f"dvc pull of data version {md5} failed: {pulled.stderr.strip()[-1000:]}"
+        )
+    return dest / "data"

@@ -4,7 +4,8 @@ Used for the DVC remote, MLflow artifacts and Prefect results in development, te
 production the same code points at AWS S3 with another endpoint. Credentials are enforced via
 an identities file (an admin identity, and optionally a read-only one). Flags from STACK.md:
 ``-volume.max=0 -master.volumeSizeLimitMB=64`` (else the third bucket fails) and
-``-volume.preStopSeconds=0`` (else stopping takes ~24 s and a quick restart hits a busy port).
+``-volume.preStopSeconds=0`` (else stopping takes ~24 s and a quick restart hits a busy port),
+and no Iceberg/Lance listeners (fixed ports 8181/9101 that made parallel instances collide).
 """
 
 from __future__ import annotations
@@ -127,6 +128,10 @@ class SeaweedS3:
             "-master.volumeSizeLimitMB=64",
             "-master.telemetry=false",
             "-volume.preStopSeconds=0",
+            # 4.x also opens an Iceberg catalog (8181) and a Lance server (9101) on fixed
+            # ports: two instances on one machine would collide, and we use neither
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
             f"-master.port={master}",
             f"-volume.port={volume}",
             f"-filer.port={filer}",

@@ -67,27 +67,64 @@ def test_onnx_export_parity_and_logging(registered: Path) -> None:
     assert logged == {"onnx/model.onnx"}
 
 
-def test_reproduce_matches_then_names_changed_data(registered: Path) -> None:
-    ok = runner.invoke(app, ["reproduce", "models:/lerenet@staging"])
-    assert ok.exit_code == 0, ok.output
-    assert "split sha256 matches" in ok.output
-    # change one data file: reproduce refuses and names it
-    row = read_manifest(Path("data"))[3]
-    img = Path("data") / row.image
-    arr = np.asarray(Image.open(img)).copy()
-    arr[0, 0] = (arr[0, 0] + 1) % 255
-    Image.fromarray(arr).save(img)
+def _touch_one_image(root: Path) -> str:
+    """Change one stored image (and its manifest sha256, as a re-ingest would)."""
     import hashlib
 
     from lerenet.data.manifest import Pair, write_manifest
 
-    rows = [
-        Pair(**{**r.__dict__, "sha256": hashlib.sha256(img.read_bytes()).hexdigest()})
-        if r.image == row.image
-        else r
-        for r in read_manifest(Path("data"))
-    ]
-    write_manifest(Path("data"), rows)
+    row = read_manifest(root)[3]
+    img = root / row.image
+    arr = np.asarray(Image.open(img)).copy()
+    arr[0, 0] = (arr[0, 0] + 1) % 255
+    Image.fromarray(arr).save(img)
+    digest = hashlib.sha256(img.read_bytes()).hexdigest()
+    write_manifest(
+        root,
+        [
+            Pair(**{**r.__dict__, "sha256": digest}) if r.image == row.image else r
+            for r in read_manifest(root)
+        ],
+    )
+    return row.image
+
+
+def test_reproduce_restores_the_recorded_dvc_version(tracked_project: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from lerenet.stages import evaluate_stage, promote_stage, train_stage
+
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    dvc = [sys.executable, "-m", "dvc"]
+    for cmd in (
+        ["git", "init", "-q"],
+        [*dvc, "init", "-q"],
+        [*dvc, "remote", "add", "-d", "local", "../dvc-remote"],
+        [*dvc, "add", "data"],
+        [*dvc, "push"],
+    ):
+        subprocess.run(cmd, env=env, check=True, capture_output=True)
+    params = load_params("params.yaml")
+    train_stage(params, params_file=Path("params.yaml"), show_progress=False)
+    evaluate_stage(params)
+    promote_stage(params)
+    changed = _touch_one_image(Path("data"))
+    result = runner.invoke(app, ["reproduce", "models:/lerenet@staging"])
+    text = " ".join(result.output.split())  # rich wraps long lines
+    assert result.exit_code == 0, result.output
+    assert f"changed: {changed}" in text
+    assert "retrained on the recorded data version dvc:" in text
+    assert "split sha256 matches" in text and "test/1shot/miou" in text
+
+
+def test_reproduce_matches_then_names_changed_data(registered: Path) -> None:
+    ok = runner.invoke(app, ["reproduce", "models:/lerenet@staging"])
+    assert ok.exit_code == 0, ok.output
+    assert "split sha256 matches" in ok.output
+    # change one data file (no DVC here, so nothing to restore): it refuses and names it
+    name = _touch_one_image(Path("data"))
     changed = runner.invoke(app, ["reproduce", "models:/lerenet@staging"])
     assert changed.exit_code == 1
-    assert f"changed: {row.image}" in changed.output
+    assert f"changed: {name}" in changed.output
