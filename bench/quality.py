@@ -71,7 +71,8 @@ def main() -> None:
     results = {"config": vars(args) | {"data": str(args.data)}, "folds": {}}
     for fold in args.folds:
         results["folds"][fold] = {"classes": folds[fold].__dict__}
-        for arch in ("lerenet", "prototype"):
+        for arch in args.archs:
+            extra = dict(kv.split("=", 1) for kv in args.overrides) if arch == "lerenet" else {}
             params = Params.model_validate(
                 {
                     "model": {
@@ -79,6 +80,7 @@ def main() -> None:
                         "backbone": "efficientnet_lite0",
                         "weights": "package",
                         "feature_channels": 128,
+                        **extra,
                     },
                     "data": {"root": str(data), "image_size": args.size},
                     "split": {"out_dir": str(work / "splits_s0"), "episodes_per_class": 20},

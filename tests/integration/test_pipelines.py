@@ -77,7 +77,6 @@ def test_dvc_repro_and_prefect_flow_agree(
 
     # the Prefect flow on the same config and data
     from mlflow import MlflowClient
-
     from pipelines.flows import retrain
 
     flow_root = _project(tmp_path / "flow", synthetic_source)
@@ -121,3 +120,31 @@ def test_dvc_repro_and_prefect_flow_agree(
     assert failed.is_failed()
     assert dict(client.get_registered_model("lerenet").aliases) == before
     assert "fewer than 51 usable pairs" in str(failed.result(raise_on_failure=False))
+
+
+def test_onboard_class_flow_reports_the_new_class(
+    synthetic_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.flows import onboard_class
+
+    known = tmp_path / "known"
+    shutil.copytree(synthetic_source, known, ignore=shutil.ignore_patterns("*Synth_Stain*"))
+    new = tmp_path / "new_defect" / "Dent"
+    new.mkdir(parents=True)
+    for img in sorted((synthetic_source / "images" / "Synth_Stain").glob("*.png")):
+        shutil.copy(img, new / img.name)
+        shutil.copy(
+            synthetic_source / "masks" / "Synth_Stain" / img.name, new / f"{img.stem}_mask.png"
+        )
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "params.yaml").write_text(TINY_PARAMS.format(tmp=root))
+    monkeypatch.chdir(root)
+    ingest(str(known), Path("data"), workers=1, show_progress=False)
+    result = onboard_class(str(tmp_path / "new_defect"), class_name="Dent", layout="suffix")
+    assert result["new_classes"] == ["Dent"]
+    folds = json.loads(Path("splits/folds.json").read_text())
+    assert all("Dent" in f["test"] and "Dent" not in f["train"] + f["val"] for f in folds)
+    assert set(result["class_iou"]) == {"1shot", "5shot"}
+    assert all(0.0 <= v["Dent"] <= 1.0 for v in result["class_iou"].values())
+    assert result["retrain"]["promote"]["alias"] in ("staging", "production")
