@@ -1,8 +1,9 @@
 """MLflow tracking: where runs go, and a thin run handle the stages log through.
 
-Tracking URI: ``$MLFLOW_TRACKING_URI`` (deployment: what ``lerenet stack up`` prints), else
-``tracking.tracking_uri`` in params, else a SQLite file ``mlflow.db`` in the working directory
-(artifacts beside it in ``mlartifacts/``). Metric and run names are fixed strings so runs line
+Tracking URI: ``tracking.tracking_uri`` in params, else ``$MLFLOW_TRACKING_URI`` (deployment:
+what ``lerenet stack up`` prints; the repository's params leave the URI unset), else a SQLite
+file ``mlflow.db`` in the working directory (artifacts beside it in ``mlartifacts/``).
+Metric and run names are fixed strings so runs line
 up in the MLflow UI.
 """
 
@@ -21,7 +22,9 @@ DEFAULT_URI = "sqlite:///mlflow.db"
 
 
 def tracking_uri(cfg: TrackingConfig) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri or DEFAULT_URI
+    # params first: mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI into the process
+    # environment, so an env-first rule would let one run's URI leak into the next
+    return cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
 def configure(cfg: TrackingConfig) -> Any:

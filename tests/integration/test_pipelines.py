@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lerenet.data.ingest import ingest
-from tests.conftest import REPO_ROOT, TINY_PARAMS
+from tests.conftest import REPO_ROOT, tiny_params
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -43,7 +43,7 @@ def _project(root: Path, synthetic_source: Path) -> Path:
         REPO_ROOT / "lerenet", root / "lerenet", ignore=shutil.ignore_patterns("__pycache__")
     )
     shutil.copy(REPO_ROOT / "dvc.yaml", root / "dvc.yaml")
-    (root / "params.yaml").write_text(TINY_PARAMS.format(tmp=root))
+    (root / "params.yaml").write_text(tiny_params(root))
     dvc = [sys.executable, "-m", "dvc"]
     _run(["git", "init", "-q"], root)
     _run([*dvc, "init", "-q"], root)
@@ -138,7 +138,7 @@ def test_onboard_class_flow_reports_the_new_class(
         )
     root = tmp_path / "project"
     root.mkdir()
-    (root / "params.yaml").write_text(TINY_PARAMS.format(tmp=root))
+    (root / "params.yaml").write_text(tiny_params(root))
     monkeypatch.chdir(root)
     ingest(str(known), Path("data"), workers=1, show_progress=False)
     result = onboard_class(str(tmp_path / "new_defect"), class_name="Dent", layout="suffix")

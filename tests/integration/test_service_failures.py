@@ -8,6 +8,7 @@ import pytest
 
 from lerenet.config import load_params
 from lerenet.services import ServiceUnavailable, require_s3
+from tests.conftest import tiny_params
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -23,7 +24,8 @@ def test_mlflow_down_before_promotion_changes_nothing(
     server = MlflowServer(
         state, artifacts_destination="s3://lerenet-artifacts/failure", s3_env=s3_server.env()
     ).start()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
+    (tiny_project / "params.yaml").write_text(tiny_params(tiny_project, server.uri))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)  # for bare MlflowClient()
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     params = load_params("params.yaml")
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, TINY_PARAMS
+from tests.conftest import REPO_ROOT, tiny_params
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -43,8 +43,8 @@ def test_stack_runs_retrain_deployment(
         shutil.copytree(
             REPO_ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__")
         )
-    (project / "params.yaml").write_text(TINY_PARAMS.format(tmp=project))
     state = up(tmp_path / ".stack", repo=project)
+    (project / "params.yaml").write_text(tiny_params(project, state.env["MLFLOW_TRACKING_URI"]))
     try:
         for key, value in state.env.items():
             monkeypatch.setenv(key, value)
@@ -67,9 +67,13 @@ def test_stack_runs_retrain_deployment(
             subprocess.run(cmd, cwd=project, env=env, check=True, capture_output=True)
 
         from prefect.deployments import run_deployment
+        from prefect.settings import PREFECT_API_URL, temporary_settings
 
         from pipelines.flows import retrain
 
+        # Prefect caches its API URL per process: point this block at the stack's server
+        api = temporary_settings(updates={PREFECT_API_URL: state.env["PREFECT_API_URL"]})
+        api.__enter__()
         deployment_id = retrain.from_source(
             source=str(project), entrypoint="pipelines/flows.py:retrain"
         ).deploy(
@@ -118,6 +122,8 @@ def test_stack_runs_retrain_deployment(
         assert s3.list_objects_v2(Bucket="lerenet-data", Prefix="dvc/")["KeyCount"] > 10
         assert s3.list_objects_v2(Bucket="lerenet-artifacts", Prefix="mlflow/")["KeyCount"] > 0
     finally:
+        if "api" in locals():
+            api.__exit__(None, None, None)
         pids = dict(state.pids)
         down(tmp_path / ".stack")
     assert _pids_alive(pids) == []
