@@ -30,8 +30,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="lerenet-vbench-"))
     ingest(str(DEFECTS9), work / "data", show_progress=False)
     # warm-up: the first call pays Great Expectations' import (seconds), not decoding
-    validate_dataset(work / "data", work / "warmup", SuiteLimits(min_pairs_per_class=6),
-                     show_progress=False)
+    validate_dataset(
+        work / "data", work / "warmup", SuiteLimits(min_pairs_per_class=6), show_progress=False
+    )
     results = {}
     for label, workers in (("1 process", 1), (f"{os.cpu_count()} processes", 0)):
         start = time.perf_counter()
