@@ -109,12 +109,16 @@ def up(
         env = {
             **s3.env(),
             "MLFLOW_TRACKING_URI": mlflow.uri,
-            "LERENET_RESULTS_URI": f"s3://{BUCKETS[2]}/prefect",
         }
         pids = {"seaweedfs": s3.process.pid, "mlflow": mlflow.process.pid}
         if with_prefect:
             prefect = PrefectServer(state_dir / "prefect").start()
             started.append(prefect)
+            # flow and task results persisted to the results bucket, not the worker's disk
+            env["PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"] = prefect.save_result_storage(
+                f"s3://{BUCKETS[2]}/prefect", s3.endpoint, "lerenet-results"
+            )
+            env["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] = "true"
             worker = prefect.start_worker(WORK_POOL, cwd=repo, extra_env=env)
             pids.update({"prefect-server": prefect.process.pid, "prefect-worker": worker.pid})
             env["PREFECT_API_URL"] = prefect.api_url

@@ -93,6 +93,21 @@ class PrefectServer:
             )
         return self.worker
 
+    def save_result_storage(self, basepath: str, endpoint_url: str, name: str) -> str:
+        """Save a RemoteFileSystem block for task/flow results on S3; returns its slug.
+
+        Only the endpoint goes into the block; credentials stay in the workers' environment.
+        """
+        code = (
+            "from prefect.filesystems import RemoteFileSystem; "
+            f"RemoteFileSystem(basepath={basepath!r}, settings={{'client_kwargs': "
+            f"{{'endpoint_url': {endpoint_url!r}}}}}).save({name!r}, overwrite=True)"
+        )
+        subprocess.run(
+            [sys.executable, "-c", code], env=self.env(), check=True, capture_output=True
+        )
+        return f"remote-file-system/{name}"
+
     def stop(self) -> None:
         for proc in (self.worker, self.process):
             if proc is not None and proc.poll() is None:

@@ -121,6 +121,8 @@ def test_stack_runs_retrain_deployment(
         s3 = boto3.client("s3", endpoint_url=state.env["AWS_ENDPOINT_URL_S3"])
         assert s3.list_objects_v2(Bucket="lerenet-data", Prefix="dvc/")["KeyCount"] > 10
         assert s3.list_objects_v2(Bucket="lerenet-artifacts", Prefix="mlflow/")["KeyCount"] > 0
+        # the flow's task results were persisted to the results bucket by the worker
+        assert s3.list_objects_v2(Bucket="lerenet-results", Prefix="prefect/")["KeyCount"] > 0
     finally:
         if "api" in locals():
             api.__exit__(None, None, None)
