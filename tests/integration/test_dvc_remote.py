@@ -71,3 +71,24 @@ def test_wrong_credentials_are_rejected(s3_server) -> None:
     reader = s3_server.client(s3_server.readonly)
     with pytest.raises(ClientError, match="AccessDenied"):
         reader.put_object(Bucket="lerenet-data", Key="x", Body=b"x")
+
+
+def test_backbone_weights_from_s3_uri(s3_env, tmp_path: Path) -> None:
+    """Weights load from s3:// exactly as from a local file, with the same sha256 lineage."""
+    import torch
+
+    from lerenet.model.backbone import VGG16BN
+    from lerenet.model.weights import load_backbone_weights
+    from lerenet.storage import file_sha256
+
+    source = VGG16BN()
+    torch.nn.init.normal_(source.features[0].weight)
+    path = tmp_path / "vgg.pth"
+    torch.save(source.state_dict(), path)
+    s3_env.client().upload_file(str(path), "lerenet-artifacts", "weights/vgg.pth")
+    target = VGG16BN()
+    info = load_backbone_weights(target, "s3://lerenet-artifacts/weights/vgg.pth")
+    assert info.sha256 == file_sha256(path)
+    assert torch.equal(target.features[0].weight, source.features[0].weight)
+    with pytest.raises(Exception, match="404|Not Found|NoSuchKey"):
+        load_backbone_weights(VGG16BN(), "s3://lerenet-artifacts/weights/missing.pth")
