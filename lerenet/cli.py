@@ -150,21 +150,19 @@ def ingest_cmd(
     MT_<Class>/Imgs/*.jpg + .png; sd_saliency 'Source Images/' + 'Ground truth/';
     suffix <id>.jpg + <id>_mask.png (class = folder name).
     """
-    from lerenet.data.ingest import ingest, parse_class_map
+    from lerenet.data.ingest import ingest_with_params, parse_class_map
     from lerenet.data.sources import UnsafeArchiveError
 
     cfg = _params(params)
     try:
-        report = ingest(
+        report = ingest_with_params(
             source,
-            Path(cfg.data.root),
+            cfg,
             layout=layout,
             class_map=parse_class_map(class_map),
             class_name=class_name,
             mask_suffix=mask_suffix,
             source_name=source_name,
-            max_pixels=cfg.data.max_pixels,
-            workers=cfg.data.workers,
             endpoint_url=endpoint_url,
         )
     except (FileNotFoundError, ValueError, UnsafeArchiveError) as err:

@@ -101,17 +101,14 @@ def ingest_task(
     class_map: dict | None = None,
     class_name: str | None = None,
 ) -> dict:
-    from lerenet.data.ingest import ingest
+    from lerenet.data.ingest import ingest_with_params
 
-    p = params_of(params_path, overrides)
-    report = ingest(
+    report = ingest_with_params(
         source,
-        Path(p.data.root),
+        params_of(params_path, overrides),
         layout=layout,
         class_map=class_map,
         class_name=class_name,
-        max_pixels=p.data.max_pixels,
-        workers=p.data.workers,
         show_progress=False,
     )
     return {

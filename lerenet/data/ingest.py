@@ -18,6 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from lerenet.config import Params
 from lerenet.data.imageio import DecodeError, binarize_mask, open_image
 from lerenet.data.layouts import SourceItem, detect_layout, iter_items
 from lerenet.data.manifest import Pair, read_manifest, write_manifest
@@ -224,6 +225,17 @@ def ingest(
         with open(root / INGEST_LOG, "a") as handle:
             handle.write(json.dumps(entry) + "\n")
     return report
+
+
+def ingest_with_params(source: str, params: Params, **options) -> IngestReport:
+    """The ingest stage as both drivers call it: root, pixel limit and workers from params."""
+    return ingest(
+        source,
+        Path(params.data.root),
+        max_pixels=params.data.max_pixels,
+        workers=params.data.workers,
+        **options,
+    )
 
 
 def last_new_classes(root: Path) -> list[str]:
