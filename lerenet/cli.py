@@ -524,7 +524,14 @@ StackDir = Annotated[Path, typer.Option("--dir", help="state, logs and secrets")
 def stack_up(
     state_dir: StackDir = Path(".stack"),
     backend_uri: Annotated[
-        str | None, typer.Option(help="MLflow backend (default SQLite; e.g. postgresql://…)")
+        str | None,
+        typer.Option(
+            envvar="MLFLOW_BACKEND_STORE_URI",
+            help="MLflow backend store (default SQLite under --dir; e.g. "
+            "postgresql://user:password@host:5432/mlflow, needs lerenet[postgres]). Prefer the "
+            "environment variable: a password on the command line is visible to other users.",
+            show_envvar=True,
+        ),
     ] = None,
     no_prefect: Annotated[bool, typer.Option("--no-prefect")] = False,
 ) -> None:
@@ -536,8 +543,12 @@ def stack_up(
     except (RuntimeError, TimeoutError, FileNotFoundError) as err:
         err_console.print(f"[red]error:[/red] {err} (logs in {state_dir})")
         raise typer.Exit(1) from err
+    from lerenet.stack.mlflow_server import redact
+
     console.print(
-        f"stack up ({', '.join(state.pids)}). Use it with:\n  source {state.dir / 'env.sh'}"
+        f"stack up ({', '.join(state.pids)}); MLflow backend store: "
+        f"{redact(backend_uri) if backend_uri else 'SQLite under ' + str(state_dir)}.\n"
+        f"Use it with:\n  source {state.dir / 'env.sh'}"
     )
     for key in sorted(state.env):
         if "SECRET" not in key:

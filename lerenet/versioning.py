@@ -29,6 +29,37 @@ def _dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+def _remote_location(repo: Path, remote: str | None) -> tuple[str, str | None] | None:
+    """The (url, endpointurl) of ``remote`` (or the default remote), merged over all config
+    levels, or None when it cannot be read."""
+    name = remote or _dvc("remote", "default", cwd=repo).stdout.strip()
+    if not name:
+        return None
+    url = _dvc("config", f"remote.{name}.url", cwd=repo)
+    if url.returncode != 0:
+        return None
+    endpoint = _dvc("config", f"remote.{name}.endpointurl", cwd=repo)
+    return url.stdout.strip(), (
+        endpoint.stdout.strip() or None
+    ) if endpoint.returncode == 0 else None
+
+
+def _raise_if_s3_unreachable(repo: Path, remote: str | None) -> None:
+    """After a failed DVC command: if the remote is S3 and its bucket does not answer, raise
+    the error that names the bucket and the endpoint (DVC's own names only the remote).
+
+    Only run on failure, so a healthy push pays nothing for it.
+    """
+    from lerenet.services import require_s3
+    from lerenet.storage import is_s3_uri, split_s3_uri
+
+    location = _remote_location(repo, remote)
+    if location is None or not is_s3_uri(location[0]):
+        return
+    bucket, _ = split_s3_uri(location[0])
+    require_s3(bucket, location[1], attempts=1)
+
+
 def version_data(
     data_root: Path, repo: Path = Path("."), push: bool = True, remote: str | None = None
 ) -> VersionResult:
@@ -49,6 +80,7 @@ def version_data(
         args = ["push", f"{data_root}.dvc"] + (["-r", remote] if remote else [])
         result = _dvc(*args, cwd=repo)
         if result.returncode != 0:
+            _raise_if_s3_unreachable(repo, remote)
             raise RuntimeError(
                 f"dvc push failed (remote {remote or 'default'}): {result.stderr.strip()[-2000:]}"
             )

@@ -17,6 +17,6 @@ if [ ! -f "$stamp" ]; then
     # shellcheck disable=SC2086  # the spec may carry pip options
     "$venv/bin/python" -m pip install -q $torch_spec
   fi
-  "$venv/bin/python" -m pip install -q -c constraints.txt -e ".[dev,pretrained,export]"
+  "$venv/bin/python" -m pip install -q -c constraints.txt -e ".[dev,pretrained,export,postgres]"
   rm -f "$venv"/.installed-* && touch "$stamp"
 fi

@@ -10,7 +10,7 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY lerenet lerenet
 COPY pipelines pipelines
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
- && pip install -c constraints.txt ".[pretrained,export]"
+ && pip install -c constraints.txt ".[pretrained,export,postgres]"
 USER lerenet
 WORKDIR /home/lerenet/work
 ENTRYPOINT ["lerenet"]

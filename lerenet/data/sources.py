@@ -62,8 +62,11 @@ def extract_archive(archive: Path, dest: Path) -> None:
 
 def download_prefix(uri: str, dest: Path, endpoint_url: str | None = None) -> int:
     """Download every object under an ``s3://bucket/prefix`` into ``dest``; returns the count."""
+    from lerenet.services import require_s3
+
     bucket, prefix = split_s3_uri(uri)
     prefix = prefix.rstrip("/") + "/" if prefix else ""
+    require_s3(bucket, endpoint_url)  # retried; names bucket + endpoint when it stays down
     client = s3_client(endpoint_url)
     count = 0
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):

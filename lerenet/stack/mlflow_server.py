@@ -11,6 +11,40 @@ from pathlib import Path
 from lerenet.stack.ports import free_port, port_free, stop_group, wait_until
 
 
+# SQLAlchemy 2.1's default DBAPI module per dialect (``postgresql://`` means psycopg 3)
+_DRIVERS = {"postgresql": "psycopg", "mysql": "mysqldb", "mssql": "pyodbc"}
+
+
+def _check_backend_driver(backend_uri: str) -> None:
+    """Fail before start-up, with the fix, when the backend's database driver is missing.
+
+    Without this the server dies in its log with a SQLAlchemy traceback and the caller sees
+    only "exited during start-up".
+    """
+    import importlib.util
+
+    scheme = backend_uri.split(":", 1)[0]
+    dialect, _, driver = scheme.partition("+")
+    module = driver or _DRIVERS.get(dialect)
+    if module and importlib.util.find_spec(module) is None:
+        extra = " (pip install 'lerenet[postgres]')" if dialect == "postgresql" else ""
+        raise RuntimeError(
+            f"the MLflow backend {dialect}:// needs the Python driver '{module}', which is "
+            f"not installed{extra}"
+        )
+
+
+def redact(uri: str) -> str:
+    """``uri`` with any password replaced by ``***`` (for logs and messages)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 class MlflowServer:
     def __init__(
         self,
@@ -46,16 +80,17 @@ class MlflowServer:
             "127.0.0.1",
             "--port",
             str(self.port),
-            "--backend-store-uri",
-            self.backend_uri,
             "--artifacts-destination",
             self.artifacts_destination,
             "--workers",
             "1",
         ]
+        _check_backend_driver(self.backend_uri)
         env = {
             **os.environ,
             **self.s3_env,
+            # through the environment, not argv: a PostgreSQL password stays out of `ps`
+            "MLFLOW_BACKEND_STORE_URI": self.backend_uri,
             "MLFLOW_DISABLE_TELEMETRY": "true",
             "DO_NOT_TRACK": "true",
         }

@@ -61,3 +61,30 @@ def test_s3_down_and_wrong_credentials_name_the_bucket(s3_env, monkeypatch) -> N
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # nothing listens there
     with pytest.raises(ServiceUnavailable, match="127.0.0.1:9"):
         require_s3("lerenet-data", attempts=2, delay=0.1)
+
+
+def test_dvc_push_and_s3_ingest_failures_name_bucket_and_endpoint(
+    s3_env, synthetic_dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    from lerenet.data.ingest import ingest
+    from lerenet.versioning import version_data
+
+    repo = synthetic_dataset.parent
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    for cmd in (
+        ["init", "--no-scm", "-q"],
+        ["remote", "add", "-d", "store", "s3://lerenet-data/failures"],
+        ["remote", "modify", "--local", "store", "endpointurl", s3_env.endpoint],
+    ):
+        subprocess.run([sys.executable, "-m", "dvc", *cmd], cwd=repo, check=True)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
+    with pytest.raises(ServiceUnavailable, match=f"S3 bucket 'lerenet-data' at {s3_env.endpoint}"):
+        version_data(Path("data"), repo=repo)
+    # the same S3, unreachable, as the source of an ingest: named before any download
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
+    monkeypatch.setattr("lerenet.services.time.sleep", lambda _: None)  # skip the backoff
+    with pytest.raises(ServiceUnavailable, match="S3 bucket 'lerenet-data' at http://127.0.0.1:9"):
+        ingest("s3://lerenet-data/new-class/", repo / "data", workers=1, show_progress=False)

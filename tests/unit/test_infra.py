@@ -91,3 +91,24 @@ def test_compose_file(tmp_path: Path) -> None:
         check=False,
     )
     assert out.returncode == 0, out.stderr
+
+
+def test_missing_backend_driver_is_named_before_the_server_starts(tmp_path: Path) -> None:
+    from lerenet.stack.mlflow_server import MlflowServer
+
+    server = MlflowServer(
+        tmp_path,
+        backend_uri="mysql+nosuchdriver://u:p@127.0.0.1/mlflow",
+        artifacts_destination="s3://b/m",
+        s3_env={},
+    )
+    with pytest.raises(RuntimeError, match="needs the Python driver 'nosuchdriver'"):
+        server.start()
+    assert server.process is None  # nothing was started
+
+
+def test_redact_hides_only_the_password() -> None:
+    from lerenet.stack.mlflow_server import redact
+
+    assert redact("postgresql://ml:s3cret@db:5432/mlflow") == "postgresql://ml:***@db:5432/mlflow"
+    assert redact("sqlite:///x/mlflow.db") == "sqlite:///x/mlflow.db"
