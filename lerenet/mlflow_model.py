@@ -62,10 +62,9 @@ def example_input(size: int = 64, shots: int = 1) -> dict[str, np.ndarray]:
 
 def log_model(model_file: Path, *, name: str = "model", size: int = 64) -> Any:
     """Log a model file as a pyfunc model of the active run; returns MLflow's ModelInfo."""
+    import mlflow
     from mlflow.models import infer_signature
     from mlflow.types.schema import Schema, TensorSpec
-
-    import mlflow
 
     example = example_input(size)
     signature = infer_signature(example, np.zeros((1, size, size), np.float32))

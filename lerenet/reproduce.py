@@ -66,6 +66,7 @@ def reproduce(
     repo: Path = Path("."),
 ) -> Reproduction:
     import mlflow
+
     from lerenet.data.splits import split_dataset
     from lerenet.evaluate import evaluate_model
     from lerenet.mlflow_model import load_torch_model  # noqa: F401  (registers the flavour)

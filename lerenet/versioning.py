@@ -39,9 +39,7 @@ def _remote_location(repo: Path, remote: str | None) -> tuple[str, str | None] |
     if url.returncode != 0:
         return None
     endpoint = _dvc("config", f"remote.{name}.endpointurl", cwd=repo)
-    return url.stdout.strip(), (
-        endpoint.stdout.strip() or None
-    ) if endpoint.returncode == 0 else None
+    return url.stdout.strip(), endpoint.stdout.strip() if endpoint.returncode == 0 else None
 
 
 def _raise_if_s3_unreachable(repo: Path, remote: str | None) -> None:

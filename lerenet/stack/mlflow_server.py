@@ -10,7 +10,6 @@ from pathlib import Path
 
 from lerenet.stack.ports import free_port, port_free, stop_group, wait_until
 
-
 # SQLAlchemy 2.1's default DBAPI module per dialect (``postgresql://`` means psycopg 3)
 _DRIVERS = {"postgresql": "psycopg", "mysql": "mysqldb", "mssql": "pyodbc"}
 

@@ -77,6 +77,7 @@ def test_dvc_repro_and_prefect_flow_agree(
 
     # the Prefect flow on the same config and data
     from mlflow import MlflowClient
+
     from pipelines.flows import retrain
 
     flow_root = _project(tmp_path / "flow", synthetic_source)

@@ -16,9 +16,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_mlflow_down_before_promotion_changes_nothing(
     tiny_project: Path, s3_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from mlflow import MlflowClient
+
     from lerenet.stack.mlflow_server import MlflowServer
     from lerenet.stages import promote_stage, train_stage
-    from mlflow import MlflowClient
 
     state = tmp_path / "mlflow-state"
     server = MlflowServer(

@@ -56,6 +56,7 @@ def test_resume_gives_identical_weights(tiny_project: Path) -> None:
 
 def test_train_and_evaluate_stages_log_to_mlflow(tiny_project: Path) -> None:
     import mlflow
+
     from lerenet.stages import evaluate_stage, train_stage
 
     params = load_params("params.yaml")
