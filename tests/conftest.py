@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -18,6 +20,34 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
+
+
+def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for `git`/`dvc`/`lerenet` subprocesses of a test: this venv's tools
+    first on PATH (dvc stages call `lerenet`), no analytics, a git identity for commits."""
+    env = {
+        **os.environ,
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+        **(extra or {}),
+    }
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def run_ok(cmd: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> str:
+    """Run ``cmd``; fail the test with its output unless it exits 0. Returns stdout+stderr."""
+    out = subprocess.run(
+        cmd, cwd=cwd, env=subprocess_env(extra_env), capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, f"{' '.join(cmd)}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out.stdout + out.stderr
+
+
+DVC = [sys.executable, "-m", "dvc"]
 
 
 @pytest.fixture(scope="session")
@@ -172,3 +202,20 @@ def fixture_or_synthetic(synthetic_source: Path) -> Path:
     """The real fixture when ../shared is there, else the synthetic source (same layout)."""
     path = SHARED_DATASETS / "fixture"
     return path if (path / "manifest.csv").exists() else synthetic_source
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop Prefect's ephemeral API server while pytest's streams are still open.
+
+    Otherwise Prefect's own atexit hook logs "Stopping temporary server" to a stream pytest has
+    already closed, which prints a logging traceback after the summary.
+    """
+    import sys
+
+    server_module = sys.modules.get("prefect.server.api.server")
+    if server_module is not None:
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=5)  # send buffered run logs while the server listens
+        for server in list(server_module.SubprocessASGIServer._instances.values()):
+            server.stop()

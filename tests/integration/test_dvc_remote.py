@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from lerenet.data.ingest import ingest
+from tests.conftest import DVC, run_ok
 
 pytestmark = pytest.mark.integration
-
-
-def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
-    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout}\n{out.stderr}"
-    return out.stdout
 
 
 def _digest(folder: Path) -> str:
@@ -33,29 +25,20 @@ def _digest(folder: Path) -> str:
 def test_dvc_push_pull_round_trip(s3_server, synthetic_source: Path, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
-    env = {
-        **os.environ,
-        **s3_server.env(),
-        "DVC_NO_ANALYTICS": "1",
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@t",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@t",
-    }
-    dvc = [sys.executable, "-m", "dvc"]
-    _run(["git", "init", "-q"], repo, env)
-    _run([*dvc, "init", "-q"], repo, env)
-    _run([*dvc, "remote", "add", "-d", "storage", "s3://lerenet-data/dvcstore"], repo, env)
-    _run([*dvc, "remote", "modify", "storage", "endpointurl", s3_server.endpoint], repo, env)
+    env = s3_server.env()
+    run_ok(["git", "init", "-q"], repo, env)
+    run_ok([*DVC, "init", "-q"], repo, env)
+    run_ok([*DVC, "remote", "add", "-d", "storage", "s3://lerenet-data/dvcstore"], repo, env)
+    run_ok([*DVC, "remote", "modify", "storage", "endpointurl", s3_server.endpoint], repo, env)
     ingest(str(synthetic_source), repo / "data", workers=1, show_progress=False)
     original = _digest(repo / "data")
-    _run([*dvc, "add", "data"], repo, env)
-    _run([*dvc, "push"], repo, env)
+    run_ok([*DVC, "add", "data"], repo, env)
+    run_ok([*DVC, "push"], repo, env)
     objects = s3_server.client().list_objects_v2(Bucket="lerenet-data", Prefix="dvcstore/")
     assert objects.get("KeyCount", 0) > 40  # the files are in the bucket, not only locally
     shutil.rmtree(repo / "data")
     shutil.rmtree(repo / ".dvc" / "cache")
-    _run([*dvc, "pull"], repo, env)
+    run_ok([*DVC, "pull"], repo, env)
     assert _digest(repo / "data") == original
 
 

@@ -3,37 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from lerenet.data.ingest import ingest
-from tests.conftest import REPO_ROOT, tiny_params
+from tests.conftest import DVC, REPO_ROOT, run_ok, tiny_params
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _env() -> dict[str, str]:
-    env = {
-        **os.environ,
-        "DVC_NO_ANALYTICS": "1",
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@t",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@t",
-    }
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # `lerenet` for dvc
-    return env
-
-
-def _run(cmd: list[str], cwd: Path) -> str:
-    out = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, check=False)
-    assert out.returncode == 0, f"{' '.join(cmd)}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
-    return out.stdout + out.stderr
 
 
 def _project(root: Path, synthetic_source: Path) -> Path:
@@ -42,14 +20,14 @@ def _project(root: Path, synthetic_source: Path) -> Path:
     shutil.copytree(
         REPO_ROOT / "lerenet", root / "lerenet", ignore=shutil.ignore_patterns("__pycache__")
     )
-    shutil.copy(REPO_ROOT / "dvc.yaml", root / "dvc.yaml")
+    for name in ("dvc.yaml", ".gitignore"):  # the repo's own: DVC must work with them
+        shutil.copy(REPO_ROOT / name, root / name)
     (root / "params.yaml").write_text(tiny_params(root))
-    dvc = [sys.executable, "-m", "dvc"]
-    _run(["git", "init", "-q"], root)
-    _run([*dvc, "init", "-q"], root)
-    _run([*dvc, "remote", "add", "-d", "local", str(root.parent / f"{root.name}-remote")], root)
+    run_ok(["git", "init", "-q"], root)
+    run_ok([*DVC, "init", "-q"], root)
+    run_ok([*DVC, "remote", "add", "-d", "local", str(root.parent / f"{root.name}-remote")], root)
     ingest(str(synthetic_source), root / "data", workers=1, show_progress=False)
-    _run([*dvc, "add", "data"], root)
+    run_ok([*DVC, "add", "data"], root)
     return root
 
 
@@ -61,19 +39,33 @@ def test_dvc_repro_and_prefect_flow_agree(
     synthetic_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dvc_root = _project(tmp_path / "dvc", synthetic_source)
-    out = _run([sys.executable, "-m", "dvc", "repro"], dvc_root)
+    out = run_ok([*DVC, "repro"], dvc_root)
     for stage in ("validate", "split", "train", "evaluate", "gate"):
         assert f"Running stage '{stage}'" in out
-    shown = _run([sys.executable, "-m", "dvc", "metrics", "show"], dvc_root)
+    shown = run_ok([*DVC, "metrics", "show"], dvc_root)
     assert "lerenet.1shot.miou" in shown
 
     # changing one param re-runs only what depends on it
     params = dvc_root / "params.yaml"
     params.write_text(params.read_text().replace("gate:\n", "gate:\n  margin: 0.05\n"))
-    again = _run([sys.executable, "-m", "dvc", "repro"], dvc_root)
+    again = run_ok([*DVC, "repro"], dvc_root)
     assert "Running stage 'gate'" in again
     for stage in ("validate", "split", "train", "evaluate"):
         assert f"Running stage '{stage}'" not in again
+
+    # the declared plots render
+    run_ok([*DVC, "plots", "show", "-o", "plots"], dvc_root)
+    html = (dvc_root / "plots" / "index.html").read_text()
+    assert "outputs/train/history.json" in html and "class_iou_1shot.png" in html
+
+    # an experiment varies a param: only the stages that read it run, its metrics are kept
+    run_ok(["git", "add", "-A"], dvc_root)
+    run_ok(["git", "commit", "-qm", "baseline run"], dvc_root)
+    exp = run_ok([*DVC, "exp", "run", "-n", "margin-02", "-S", "gate.margin=0.2"], dvc_root)
+    assert "Running stage 'gate'" in exp and "Running stage 'train'" not in exp
+    shown = run_ok([*DVC, "exp", "show", "--csv", "--no-pager"], dvc_root)
+    row = next(line for line in shown.splitlines() if line.startswith("margin-02,"))
+    assert "0.2" in row.split(",") and "True" in row.split(",")  # the param and gate's result
 
     # the Prefect flow on the same config and data
     from mlflow import MlflowClient

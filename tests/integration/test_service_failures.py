@@ -8,7 +8,7 @@ import pytest
 
 from lerenet.config import load_params
 from lerenet.services import ServiceUnavailable, require_s3
-from tests.conftest import tiny_params
+from tests.conftest import DVC, run_ok, tiny_params
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -67,20 +67,16 @@ def test_s3_down_and_wrong_credentials_name_the_bucket(s3_env, monkeypatch) -> N
 def test_dvc_push_and_s3_ingest_failures_name_bucket_and_endpoint(
     s3_env, synthetic_dataset: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import subprocess
-    import sys
-
     from lerenet.data.ingest import ingest
     from lerenet.versioning import version_data
 
     repo = synthetic_dataset.parent
-    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
     for cmd in (
         ["init", "--no-scm", "-q"],
         ["remote", "add", "-d", "store", "s3://lerenet-data/failures"],
         ["remote", "modify", "--local", "store", "endpointurl", s3_env.endpoint],
     ):
-        subprocess.run([sys.executable, "-m", "dvc", *cmd], cwd=repo, check=True)
+        run_ok([*DVC, *cmd], repo)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
     with pytest.raises(ServiceUnavailable, match=f"S3 bucket 'lerenet-data' at {s3_env.endpoint}"):
         version_data(Path("data"), repo=repo)

@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, tiny_params
+from tests.conftest import DVC, REPO_ROOT, run_ok, tiny_params
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -35,7 +33,7 @@ def test_stack_runs_retrain_deployment(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ):
-    from lerenet.stack.local import WORK_POOL, down, up
+    from lerenet.stack.local import WORK_POOL, down, status, up
 
     project = tmp_path / "project"
     project.mkdir()
@@ -44,18 +42,19 @@ def test_stack_runs_retrain_deployment(
             REPO_ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__")
         )
     state = up(tmp_path / ".stack", repo=project)
+    # idempotent: a second `up` finds the running stack and starts nothing
+    assert up(tmp_path / ".stack", repo=project).pids == state.pids
+    assert status(tmp_path / ".stack") == dict.fromkeys(state.pids, True)
     (project / "params.yaml").write_text(tiny_params(project, state.env["MLFLOW_TRACKING_URI"]))
     try:
         for key, value in state.env.items():
             monkeypatch.setenv(key, value)
-        env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-        dvc = [sys.executable, "-m", "dvc"]
         for cmd in (
             ["git", "init", "-q"],
-            [*dvc, "init", "-q"],
-            [*dvc, "remote", "add", "-d", "s3", "s3://lerenet-data/dvc"],
+            [*DVC, "init", "-q"],
+            [*DVC, "remote", "add", "-d", "s3", "s3://lerenet-data/dvc"],
             [
-                *dvc,
+                *DVC,
                 "remote",
                 "modify",
                 "--local",
@@ -64,12 +63,12 @@ def test_stack_runs_retrain_deployment(
                 state.env["AWS_ENDPOINT_URL_S3"],
             ],
         ):
-            subprocess.run(cmd, cwd=project, env=env, check=True, capture_output=True)
+            run_ok(cmd, project)
 
         from prefect.deployments import run_deployment
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        from pipelines.flows import retrain
+        from pipelines.flows import retrain, train_gpu
 
         # Prefect caches its API URL per process: point this block at the stack's server
         api = temporary_settings(updates={PREFECT_API_URL: state.env["PREFECT_API_URL"]})
@@ -83,13 +82,39 @@ def test_stack_runs_retrain_deployment(
             print_next_steps=False,
         )
         assert deployment_id
+        # the training deployment, here on the same process pool in place of the GPU pool
+        train_gpu.from_source(
+            source=str(project), entrypoint="pipelines/flows.py:train_gpu"
+        ).deploy(
+            name="stack-train",
+            work_pool_name=WORK_POOL,
+            job_variables={"working_dir": str(project)},
+            print_next_steps=False,
+        )
         run = run_deployment(
             "retrain/stack-test",
             timeout=900,
             poll_interval=2,
-            parameters={"source": str(fixture_or_synthetic)},
+            parameters={
+                "source": str(fixture_or_synthetic),
+                "train_deployment": "train-gpu/stack-train",
+            },
         )
         assert run.state.is_completed(), run.state
+
+        # training ran as its own flow run of the training deployment, a child of the retrain
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+        with get_client(sync_client=True) as client:
+            children = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id])
+                )
+            )
+            trains = [c for c in children if c.deployment_id is not None]
+            assert len(trains) == 1 and trains[0].state.is_completed(), trains
+            assert client.read_deployment(trains[0].deployment_id).name == "stack-train"
 
         # MLflow through its REST API: the model is registered with lineage and an alias
         base = state.env["MLFLOW_TRACKING_URI"]
