@@ -108,6 +108,24 @@ def scores_to_metrics(scores: SegmentationScores) -> dict:
     return out
 
 
+def evidence_path(out_dir: Path, shots: int) -> Path:
+    return Path(out_dir) / f"evidence_{shots}shot.npz"
+
+
+def save_evidence(out_dir: Path, shots: int, stats: np.ndarray, classes: list[str]) -> None:
+    """Per-episode stats + classes: what the gate's paired bootstrap needs, so it does not
+    predict the test episodes a second time."""
+    np.savez(evidence_path(out_dir, shots), stats=stats, classes=np.asarray(classes, dtype=str))
+
+
+def load_evidence(out_dir: Path, shots: int) -> tuple[np.ndarray, list[str]] | None:
+    path = evidence_path(out_dir, shots)
+    if not path.exists():
+        return None
+    with np.load(path) as data:
+        return data["stats"], [str(c) for c in data["classes"]]
+
+
 def evaluate_model(
     model: nn.Module,
     params: Params,
@@ -137,7 +155,7 @@ def evaluate_model(
             seed=params.eval.seed,
         )
         metrics[f"{k}shot"] = scores_to_metrics(scores)
-        np.save(out_dir / f"episode_stats_{k}shot.npy", preds.stats)  # for the paired gate
+        save_evidence(out_dir, k, preds.stats, preds.classes)  # the paired gate reads it
         chart = class_bar_chart(
             {c: (i.value, i.low, i.high) for c, i in scores.per_class.items()},
             out_dir / f"class_iou_{k}shot.png",

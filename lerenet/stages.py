@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from lerenet.config import Params
-from lerenet.lineage import lineage_tags
+from lerenet.lineage import lineage_tags, split_sha256
 
 TRAIN_SUMMARY = "train.json"
 
@@ -83,6 +83,9 @@ def train_stage(
             if run.enabled:
                 run.metrics({"baseline/best_val_miou": base.best_val_miou or 0.0})
         if run.enabled:
+            from lerenet.storage import file_sha256
+
+            summary["best_sha256"] = file_sha256(result.best_path)
             info = log_model(result.best_path, size=params.data.image_size)
             summary["model_uri"] = info.model_uri  # MLflow 3: models:/m-<id>, a LoggedModel
             run.tags({"lerenet.model_uri": info.model_uri})
@@ -105,6 +108,23 @@ def _class_tags(params: Params) -> dict[str, str]:
         "lerenet.classes.val": ", ".join(fold.val),
         "lerenet.classes.test": ", ".join(fold.test),
     }
+
+
+def local_copy(model_uri: str, summary: dict) -> str:
+    """``model_uri``, or the local model file it was logged from when that file is still
+    byte-identical (sha256 recorded at logging time): the same weights without a round trip
+    through the artifact store."""
+    from lerenet.storage import file_sha256
+
+    path = Path(summary.get("best_path") or "")
+    if (
+        model_uri == summary.get("model_uri")
+        and summary.get("best_sha256")
+        and path.is_file()
+        and file_sha256(path) == summary["best_sha256"]
+    ):
+        return str(path)
+    return model_uri
 
 
 def read_train_summary(params: Params) -> dict:
@@ -137,8 +157,11 @@ def evaluate_stage(
     run_id = summary.get("run_id")
     if model_uri.startswith("runs:/"):
         run_id = model_uri.split("/")[1]
-    model, _ = load_torch_model(model_uri)
-    results: dict = {"model_uri": model_uri}
+    model, _ = load_torch_model(local_copy(model_uri, summary))
+    results: dict = {
+        "model_uri": model_uri,
+        "split_sha256": split_sha256(Path(params.split.out_dir)),
+    }
     with start_run(
         params,
         run_name=f"evaluate-fold{params.train.fold}",
@@ -182,6 +205,31 @@ def _evidence(model, params: Params) -> dict:
     return out
 
 
+def _saved_evidence(params: Params, model_uri: str) -> dict | None:
+    """The evaluate stage's per-episode stats of ``model_uri``, when they were computed on the
+    current split for every gated shot count; else None (the gate then predicts itself)."""
+    from lerenet.evaluate import load_evidence
+    from lerenet.gate import ShotEvidence
+
+    out_dir = Path(params.eval.out_dir)
+    metrics_path = out_dir / "metrics.json"
+    if not metrics_path.exists():
+        return None
+    metrics = json.loads(metrics_path.read_text())
+    current = split_sha256(Path(params.split.out_dir))
+    if metrics.get("model_uri") != model_uri or not current:
+        return None
+    if metrics.get("split_sha256") != current:
+        return None
+    out = {}
+    for k in params.eval.shots:
+        saved = load_evidence(out_dir / "lerenet", k)
+        if saved is None or f"{k}shot" not in (metrics.get("lerenet") or {}):
+            return None
+        out[f"{k}shot"] = ShotEvidence(*saved)
+    return out
+
+
 def champion_uri(params: Params) -> str:
     return f"models:/{params.tracking.registered_model}@production"
 
@@ -206,17 +254,20 @@ def gate_stage(
         challenger = summary.get("model_uri") or summary["best_path"]
     if track:
         configure(params.tracking)
-    champion = champion or champion_uri(params)
+    # untracked (no registry to ask): only an explicitly given champion is compared against
+    champion = champion or (champion_uri(params) if track else None)
     champ_model = None
-    if champion.startswith("models:/") and track:
+    if champion is not None and champion.startswith("models:/") and track:
         name, _, alias = champion.removeprefix("models:/").partition("@")
         if alias and alias_version(_client(), name, alias) is None:
             champion = None  # nothing in production yet: the floors alone decide
     if champion is not None:
         champ_model, _ = load_torch_model(champion)
-    chall_model, _ = load_torch_model(challenger)
+    evidence = _saved_evidence(params, challenger)
+    if evidence is None:
+        evidence = _evidence(load_torch_model(challenger)[0], params)
     decision = decide(
-        _evidence(chall_model, params),
+        evidence,
         _evidence(champ_model, params) if champ_model is not None else None,
         params.gate,
         challenger_uri=challenger,

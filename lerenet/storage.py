@@ -63,9 +63,31 @@ def download(uri: str, dest: Path | None = None, endpoint_url: str | None = None
     try:
         s3_client(endpoint_url).download_file(bucket, key, str(tmp_path))
         tmp_path.replace(dest)
+    except Exception as err:
+        raise _named_error(err, uri, endpoint_url) from err
     finally:
         tmp_path.unlink(missing_ok=True)
     return dest
+
+
+def _named_error(err: Exception, uri: str, endpoint_url: str | None) -> Exception:
+    """boto's errors say "An error occurred (404) when calling the HeadObject operation";
+    users need the object and the endpoint, and a type they can act on."""
+    from botocore.exceptions import ClientError
+
+    endpoint = (
+        endpoint_url
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+        or "AWS S3"
+    )
+    if isinstance(err, ClientError):
+        code = str(err.response.get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchKey", "NoSuchBucket"):
+            return FileNotFoundError(f"{uri}: no such object at {endpoint}")
+        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            return PermissionError(f"{uri}: access denied at {endpoint} (check the credentials)")
+    return OSError(f"{uri}: download from {endpoint} failed: {err}")
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:

@@ -164,11 +164,14 @@ def load_backbone_weights(backbone: nn.Module, uri: str | None, fmt: str = "auto
             stacklevel=2,
         )
         return WeightsInfo(uri="random", path="", sha256="", format="random")
-    path = (
-        package_weights_path()
-        if uri == "package"
-        else (download(uri) if is_s3_uri(uri) else Path(uri))
-    )
+    try:
+        path = (
+            package_weights_path()
+            if uri == "package"
+            else (download(uri) if is_s3_uri(uri) else Path(uri))
+        )
+    except OSError as err:  # a missing or forbidden s3:// object, an unreachable endpoint
+        raise WeightsError(str(err)) from err
     if not path.is_file():
         raise WeightsError(f"{uri}: no such weights file")
     try:

@@ -73,5 +73,10 @@ def test_backbone_weights_from_s3_uri(s3_env, tmp_path: Path) -> None:
     info = load_backbone_weights(target, "s3://lerenet-artifacts/weights/vgg.pth")
     assert info.sha256 == file_sha256(path)
     assert torch.equal(target.features[0].weight, source.features[0].weight)
-    with pytest.raises(Exception, match="404|Not Found|NoSuchKey"):
+    from lerenet.model.weights import WeightsError
+
+    with pytest.raises(WeightsError, match=f"missing.pth: no such object at {s3_env.endpoint}"):
         load_backbone_weights(VGG16BN(), "s3://lerenet-artifacts/weights/missing.pth")
+    from lerenet.storage import cache_dir
+
+    assert cache_dir().is_dir() and not list(cache_dir().rglob("*.part"))  # no partial file

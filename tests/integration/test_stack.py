@@ -73,24 +73,20 @@ def test_stack_runs_retrain_deployment(
         # Prefect caches its API URL per process: point this block at the stack's server
         api = temporary_settings(updates={PREFECT_API_URL: state.env["PREFECT_API_URL"]})
         api.__enter__()
-        deployment_id = retrain.from_source(
-            source=str(project), entrypoint="pipelines/flows.py:retrain"
-        ).deploy(
-            name="stack-test",
-            work_pool_name=WORK_POOL,
-            job_variables={"working_dir": str(project)},
-            print_next_steps=False,
-        )
-        assert deployment_id
-        # the training deployment, here on the same process pool in place of the GPU pool
-        train_gpu.from_source(
-            source=str(project), entrypoint="pipelines/flows.py:train_gpu"
-        ).deploy(
-            name="stack-train",
-            work_pool_name=WORK_POOL,
-            job_variables={"working_dir": str(project)},
-            print_next_steps=False,
-        )
+        # the training deployment goes on the same process pool, in place of the GPU pool
+        for flow_obj, func, name in (
+            (retrain, "retrain", "stack-test"),
+            (train_gpu, "train_gpu", "stack-train"),
+        ):
+            deployment_id = flow_obj.from_source(
+                source=str(project), entrypoint=f"pipelines/flows.py:{func}"
+            ).deploy(
+                name=name,
+                work_pool_name=WORK_POOL,
+                job_variables={"working_dir": str(project)},
+                print_next_steps=False,
+            )
+            assert deployment_id
         run = run_deployment(
             "retrain/stack-test",
             timeout=900,
