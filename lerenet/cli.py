@@ -7,11 +7,14 @@ lives here. Heavy imports (torch, mlflow, great_expectations) happen inside the 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lerenet.config import ConfigError, load_params
@@ -37,15 +40,30 @@ apply_offline_env()
 console = Console()
 err_console = Console(stderr=True)
 
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One red line on stderr and exit ``code`` (2: bad input, 1: a check said no)."""
+    err_console.print(f"[red]error:[/red] {escape(message)}")
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def user_errors(*kinds: type[Exception], code: int = 2, hint: str = "") -> Iterator[None]:
+    """The errors a command expects (bad input, a missing file, a refused promotion) become
+    one line and an exit code; any other exception keeps its traceback, because it is a bug."""
+    try:
+        yield
+    except kinds as err:
+        err_console.print(f"[red]error:[/red] {escape(str(err))}{escape(hint)}")
+        raise typer.Exit(code) from err
+
+
 ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params file", show_default=True)]
 
 
 def _params(path: Path):
-    try:
+    with user_errors(ConfigError):
         return load_params(path)
-    except ConfigError as err:
-        err_console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from err
 
 
 @config_app.command("show")
@@ -78,13 +96,9 @@ def model_summary_cmd(
     from lerenet.summary import model_summary
 
     cfg = _params(params)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model, info = build_model(cfg.model, load_weights=not random_init)
-    except WeightsError as err:
-        err_console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from err
+    with user_errors(WeightsError), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model, info = build_model(cfg.model, load_weights=not random_init)
     rows = model_summary(model, batch=batch, shots=shots, size=size)
     table = Table(
         title=f"{cfg.model.arch} / {cfg.model.backbone}: B={batch} K={shots} {size}×{size}"
@@ -117,11 +131,8 @@ def data_synth(
     """
     from lerenet.data.synth import write_synthetic
 
-    try:
+    with user_errors(ValueError):
         written = write_synthetic(out, per_class=per_class, size=size, seed=seed, classes=classes)
-    except ValueError as err:
-        err_console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from err
     console.print(f"wrote {len(written)} synthetic pairs to {out}")
 
 
@@ -154,7 +165,7 @@ def ingest_cmd(
     from lerenet.data.sources import UnsafeArchiveError
 
     cfg = _params(params)
-    try:
+    with user_errors(FileNotFoundError, ValueError, UnsafeArchiveError):
         report = ingest_with_params(
             source,
             cfg,
@@ -165,9 +176,6 @@ def ingest_cmd(
             source_name=source_name,
             endpoint_url=endpoint_url,
         )
-    except (FileNotFoundError, ValueError, UnsafeArchiveError) as err:
-        err_console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from err
     console.print(
         f"{source} ({report.layout}): {report.added} added, {report.skipped} already "
         f"present, {report.binarized} grey masks binarised (≥128 → defect), "
@@ -195,7 +203,7 @@ def validate_cmd(
     from lerenet.data.validate import limits_from, validate_dataset
 
     cfg = _params(params)
-    try:
+    with user_errors(FileNotFoundError):
         report = validate_dataset(
             Path(cfg.data.root),
             out_dir,
@@ -203,9 +211,6 @@ def validate_cmd(
             max_pixels=cfg.data.max_pixels,
             workers=cfg.data.workers,
         )
-    except FileNotFoundError as err:
-        err_console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from err
     for finding in report.findings[:20]:
         err_console.print(f"  [yellow]quarantined[/yellow] {finding.line()}")
     console.print(
@@ -225,11 +230,8 @@ def split_cmd(params: ParamsOpt = Path("params.yaml")) -> None:
     from lerenet.data.splits import split_dataset
 
     cfg = _params(params)
-    try:
+    with user_errors(FileNotFoundError, ValueError):
         lineage = split_dataset(Path(cfg.data.root), cfg.split)
-    except (FileNotFoundError, ValueError) as err:
-        err_console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from err
     console.print(
         f"split sha256 {lineage['split_sha256']} ({len(lineage['files'])} files in "
         f"{cfg.split.out_dir}); novel classes: {lineage['novel_classes'] or 'none'}"
@@ -247,14 +249,10 @@ def _params_with(path: Path, overrides: list[str] | None):
     for item in overrides or []:
         key, sep, value = item.partition("=")
         if not sep:
-            err_console.print(f"[red]error:[/red] --set {item!r} is not section.key=value")
-            raise typer.Exit(2)
+            fail(f"--set {item!r} is not section.key=value")
         pairs[key] = yaml.safe_load(value)
-    try:
+    with user_errors(ConfigError):
         return load_params(path, overrides=pairs)
-    except ConfigError as err:
-        err_console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from err
 
 
 @app.command("train")
@@ -275,13 +273,11 @@ def train_cmd(
 
     cfg = _params_with(params, overrides)
     try:
-        summary = train_stage(cfg, params_file=params, resume=resume, track=not no_track)
+        with user_errors(FileNotFoundError, ValueError, WeightsError, RuntimeError):
+            summary = train_stage(cfg, params_file=params, resume=resume, track=not no_track)
     except KeyboardInterrupt:
         err_console.print("interrupted: checkpoint saved; resume with `lerenet train --resume`")
         raise typer.Exit(130) from None
-    except (FileNotFoundError, ValueError, WeightsError, RuntimeError) as err:
-        err_console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from err
     val = summary["best_val_miou"]
     console.print(
         f"trained {summary['steps']} steps; best validation mIoU "
@@ -306,11 +302,8 @@ def evaluate_cmd(
     from lerenet.stages import evaluate_stage
 
     cfg = _params_with(params, overrides)
-    try:
+    with user_errors(FileNotFoundError, ValueError):
         results = evaluate_stage(cfg, model_uri=model, track=not no_track)
-    except (FileNotFoundError, ValueError) as err:
-        err_console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from err
     table = Table(title=f"test classes, fold {cfg.train.fold}")
     for col in ("model", "shots", "mIoU [95% CI]", "FB-IoU [95% CI]", "episodes"):
         table.add_column(col)
@@ -351,13 +344,10 @@ def gate_cmd(
     from lerenet.stages import gate_stage
 
     cfg = _params(params)
-    try:
+    with user_errors(FileNotFoundError, ValueError):
         result = gate_stage(
             cfg, challenger=challenger, champion=champion, out_dir=out_dir, track=not no_track
         )
-    except (FileNotFoundError, ValueError) as err:
-        err_console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from err
     verdict = "[green]PASSED[/green]" if result["passed"] else "[red]FAILED[/red]"
     console.print(f"gate {verdict} (champion: {result['champion'] or 'none'})")
     for reason in result["reasons"]:
@@ -384,14 +374,10 @@ def promote_cmd(
     from lerenet.stages import promote_stage
 
     if to not in ("staging", "production"):
-        err_console.print("[red]error:[/red] --to must be staging or production")
-        raise typer.Exit(2)
+        fail("--to must be staging or production")
     cfg = _params(params)
-    try:
+    with user_errors(PromotionError, FileNotFoundError, code=1):
         result = promote_stage(cfg, run_id=run_id, to=to)
-    except (PromotionError, FileNotFoundError) as err:
-        err_console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(1) from err
     console.print(
         f"{result['name']} v{result['version']} is now @{result['alias']} "
         f"(was: {result.get('previous') or 'none'})"
@@ -409,11 +395,8 @@ def rollback_cmd(
 
     cfg = _params(params)
     configure(cfg.tracking)
-    try:
+    with user_errors(PromotionError, code=1):
         promo = rollback(cfg.tracking.registered_model, reason)
-    except PromotionError as err:
-        err_console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(1) from err
     console.print(f"{promo.name}: production v{promo.previous} → v{promo.version} ({reason})")
 
 
@@ -438,19 +421,14 @@ def predict_cmd(
     for item in support or []:
         img, sep, mask = item.partition(":")
         if not sep:
-            err_console.print(f"[red]error:[/red] --support {item!r} is not IMAGE:MASK")
-            raise typer.Exit(2)
+            fail(f"--support {item!r} is not IMAGE:MASK")
         pairs.append((Path(img), Path(mask)))
     if not pairs:
-        err_console.print("[red]error:[/red] give at least one --support IMAGE:MASK")
-        raise typer.Exit(2)
+        fail("give at least one --support IMAGE:MASK")
     if params.exists():
         configure(_params(params).tracking)
-    try:
+    with user_errors(FileNotFoundError, ValueError):
         written = predict_files(model, pairs, queries, out, threshold)
-    except (FileNotFoundError, ValueError) as err:
-        err_console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from err
     console.print(f"wrote {len(written)} masks (+ overlays) to {out}")
 
 
@@ -534,15 +512,26 @@ def stack_up(
         ),
     ] = None,
     no_prefect: Annotated[bool, typer.Option("--no-prefect")] = False,
+    s3_port: Annotated[int, typer.Option(help="S3 API port (gRPC uses port + 10000)")] = 8333,
+    mlflow_port: Annotated[int, typer.Option(help="MLflow server and UI port")] = 5000,
+    prefect_port: Annotated[int, typer.Option(help="Prefect server and UI port")] = 4200,
 ) -> None:
-    """Start SeaweedFS S3, an mlflow server and a prefect server + worker on 127.0.0.1."""
-    from lerenet.stack.local import up
+    """Start SeaweedFS S3, an mlflow server and a prefect server + worker on 127.0.0.1.
 
-    try:
-        state = up(state_dir, backend_uri=backend_uri, with_prefect=not no_prefect)
-    except (RuntimeError, TimeoutError, FileNotFoundError) as err:
-        err_console.print(f"[red]error:[/red] {err} (logs in {state_dir})")
-        raise typer.Exit(1) from err
+    Ports are fixed (UI bookmarks survive restarts); pass 0 for any free port. A running stack
+    in --dir is left as it is.
+    """
+    from lerenet.stack.local import StackPorts, up
+
+    with user_errors(
+        RuntimeError, TimeoutError, FileNotFoundError, code=1, hint=f" (logs in {state_dir})"
+    ):
+        state = up(
+            state_dir,
+            backend_uri=backend_uri,
+            with_prefect=not no_prefect,
+            ports=StackPorts(s3_port or None, mlflow_port or None, prefect_port or None),
+        )
     from lerenet.stack.mlflow_server import redact
 
     console.print(

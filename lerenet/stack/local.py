@@ -75,12 +75,23 @@ def _credentials(state_dir: Path) -> S3Credentials:
     return creds
 
 
+@dataclass(frozen=True)
+class StackPorts:
+    """Fixed ports keep bookmarks (the MLflow UI) and clients' env valid across restarts;
+    ``None`` picks a free port (tests, several stacks on one machine)."""
+
+    s3: int | None = None
+    mlflow: int | None = None
+    prefect: int | None = None
+
+
 def up(
     state_dir: Path,
     *,
     backend_uri: str | None = None,
     with_prefect: bool = True,
     repo: Path = Path("."),
+    ports: StackPorts = StackPorts(),
 ) -> StackState:
     state_dir = Path(state_dir).resolve()
     running = status(state_dir)
@@ -97,13 +108,16 @@ def up(
     state_dir.mkdir(parents=True, exist_ok=True)
     started: list = []
     try:
-        s3 = SeaweedS3(state_dir / "seaweed", _credentials(state_dir), buckets=BUCKETS).start()
+        s3 = SeaweedS3(
+            state_dir / "seaweed", _credentials(state_dir), buckets=BUCKETS, s3_port=ports.s3
+        ).start()
         started.append(s3)
         mlflow = MlflowServer(
             state_dir / "mlflow",
             backend_uri=backend_uri,
             artifacts_destination=f"s3://{BUCKETS[1]}/mlflow",
             s3_env=s3.env(),
+            port=ports.mlflow,
         ).start()
         started.append(mlflow)
         env = {
@@ -112,7 +126,7 @@ def up(
         }
         pids = {"seaweedfs": s3.process.pid, "mlflow": mlflow.process.pid}
         if with_prefect:
-            prefect = PrefectServer(state_dir / "prefect").start()
+            prefect = PrefectServer(state_dir / "prefect", port=ports.prefect).start()
             started.append(prefect)
             # flow and task results persisted to the results bucket, not the worker's disk
             env["PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"] = prefect.save_result_storage(

@@ -98,7 +98,17 @@ def _query(uri: str, sql: str) -> list[tuple]:
 def _stack_up(state_dir: Path, uri: str) -> dict[str, str]:
     result = runner.invoke(
         app,
-        ["stack", "up", "--dir", str(state_dir), "--no-prefect"],
+        [
+            "stack",
+            "up",
+            "--dir",
+            str(state_dir),
+            "--no-prefect",
+            "--s3-port",
+            "0",
+            "--mlflow-port",
+            "0",
+        ],
         env={"MLFLOW_BACKEND_STORE_URI": uri},
     )
     assert result.exit_code == 0, result.output

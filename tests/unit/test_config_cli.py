@@ -78,3 +78,13 @@ def test_summary_flops_scale_with_shots() -> None:
     five = {r.name: r.flops for r in model_summary(model, shots=5, size=64)}
     assert five["backbone"] == 3 * one["backbone"]  # 2 images → 6 images
     assert five["ifm"] == one["ifm"]  # the head sees the averaged support once
+
+
+def test_expected_errors_are_one_line_with_brackets_kept(tmp_path: Path) -> None:
+    """A path with [brackets] must reach the user as written (not eaten as rich markup)."""
+    missing = tmp_path / "lot[7]" / "params.yaml"
+    result = runner.invoke(app, ["config", "show", "--params", str(missing)])
+    assert result.exit_code == 2
+    assert "lot[7]" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["promote", "--to", "archive"])
+    assert result.exit_code == 2 and "--to must be staging or production" in result.output
