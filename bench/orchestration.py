@@ -1,6 +1,6 @@
 """Orchestration overhead: the `retrain` flow vs the same stages as a plain script, same run.
 
-    python bench/orchestration.py
+    python bench/orchestration.py [--repeat 3]
 
 Every run is a fresh Python process timed from outside (interpreter start and imports
 included on both sides), on the embedded default (synthetic data, params.yaml) in its own
@@ -130,13 +130,27 @@ def flow(warm: bool) -> float:
 
 
 def main() -> None:
-    if sys.argv[1:] == ["--stages"]:
+    import argparse
+    import statistics
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--stages", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="interleaved rounds; the table shows medians"
+    )
+    args = parser.parse_args()
+    if args.stages:
         run_stages()
         return
-    t_stages = stages()
-    t_cold = flow(warm=False)
-    t_warm = flow(warm=True)
+    runs: dict[str, list[float]] = {"stages": [], "cold": [], "warm": []}
+    for _ in range(args.repeat):  # interleaved, so machine noise hits all three alike
+        runs["stages"].append(stages())
+        runs["cold"].append(flow(warm=False))
+        runs["warm"].append(flow(warm=True))
+    t_stages, t_cold, t_warm = (statistics.median(runs[k]) for k in ("stages", "cold", "warm"))
     result = {
+        "rounds": args.repeat,
+        "runs_s": {k: [round(t, 1) for t in v] for k, v in runs.items()},
         "stages_s": round(t_stages, 1),
         "flow_cold_s": round(t_cold, 1),
         "flow_warm_s": round(t_warm, 1),
@@ -163,7 +177,9 @@ def main() -> None:
             "process timed from outside): the stages as a plain script (no Prefect, no MLflow, "
             "no DVC) vs the Prefect `retrain` flow (ephemeral Prefect incl. its start-up, SQLite "
             "MLflow with model logging, DVC add + push). Cold: new Prefect and MLflow databases; "
-            "warm: both exist, as on every run after the first.\n\n"
+            "warm: both exist, as on every run after the first. Medians of "
+            f"{args.repeat} interleaved round(s); every run in bench/results/orchestration.json."
+            "\n\n"
             "| run | wall time | overhead |\n|---|---|---|\n"
             f"| stages only | {t_stages:.1f} s | |\n" + rows
         ).rstrip(),

@@ -113,6 +113,21 @@ def test_dvc_repro_and_prefect_flow_agree(
     assert failed.is_failed()
     assert dict(client.get_registered_model("lerenet").aliases) == before
     assert "fewer than 51 usable pairs" in str(failed.result(raise_on_failure=False))
+    # the failed validation left its report on the flow run, linking the HTML
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as prefect_client:
+        artifacts = prefect_client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[failed.state_details.flow_run_id])
+            )
+        )
+        report = next(a for a in artifacts if a.key == "data-validation")
+        assert report.data.startswith("**FAILED**") and "report.html" in report.data
+        assert not any(a.key == "promotion" for a in artifacts)
+        # promotions are serialised by a one-slot global concurrency limit
+        limit = prefect_client.read_global_concurrency_limit_by_name("lerenet-promote")
+        assert limit.limit == 1
 
 
 def test_onboard_class_flow_reports_the_new_class(
