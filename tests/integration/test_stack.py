@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -37,7 +38,8 @@ def test_stack_runs_retrain_deployment(
 
     project = tmp_path / "project"
     project.mkdir()
-    for name in ("lerenet", "pipelines"):
+    shutil.copy(REPO_ROOT / "prefect.yaml", project / "prefect.yaml")
+    for name in ("lerenet", "pipelines", "infra"):
         shutil.copytree(
             REPO_ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__")
         )
@@ -144,6 +146,35 @@ def test_stack_runs_retrain_deployment(
         assert s3.list_objects_v2(Bucket="lerenet-artifacts", Prefix="mlflow/")["KeyCount"] > 0
         # the flow's task results were persisted to the results bucket by the worker
         assert s3.list_objects_v2(Bucket="lerenet-results", Prefix="prefect/")["KeyCount"] > 0
+
+        # prefect.yaml as users deploy it: the GPU pool from the repo's Kubernetes template
+        prefect_cli = str(Path(sys.executable).parent / "prefect")
+        deploy_env = {
+            "LERENET_GIT_REPOSITORY": "https://git.example/lerenet.git",
+            "LERENET_GIT_BRANCH": "main",
+            "LERENET_GPU_IMAGE": "registry.example/lerenet-gpu:abc1234",
+        }
+        run_ok(
+            [prefect_cli, "work-pool", "create", "lerenet-gpu", "--type", "kubernetes",
+             "--base-job-template", "infra/k8s/gpu-base-job-template.json"],
+            project,
+        )  # fmt: skip
+        run_ok([prefect_cli, "--no-prompt", "deploy", "--all"], project, deploy_env)
+        with get_client(sync_client=True) as client:
+            nightly = client.read_deployment_by_name("retrain/lerenet-nightly-retrain")
+            assert nightly.schedules[0].schedule.cron == "0 2 * * *"
+            assert nightly.parameters["train_deployment"] == "train-gpu/lerenet-train-gpu"
+            assert nightly.work_pool_name == WORK_POOL
+            gpu = client.read_deployment_by_name("train-gpu/lerenet-train-gpu")
+            assert gpu.work_pool_name == "lerenet-gpu"
+            assert gpu.job_variables["image"] == deploy_env["LERENET_GPU_IMAGE"]
+            clone = gpu.pull_steps[0]["prefect.deployments.steps.git_clone"]
+            assert clone["repository"] == deploy_env["LERENET_GIT_REPOSITORY"]
+            pool = client.read_work_pool("lerenet-gpu")
+            container = pool.base_job_template["job_configuration"]["job_manifest"]["spec"][
+                "template"
+            ]["spec"]["containers"][0]
+            assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     finally:
         if "api" in locals():
             api.__exit__(None, None, None)
