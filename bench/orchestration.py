@@ -64,7 +64,7 @@ def run_stages() -> None:
     from lerenet.config import load_params
     from lerenet.data.ingest import ingest
     from lerenet.data.splits import split_dataset
-    from lerenet.data.validate import limits_from, validate_dataset
+    from lerenet.data.validate import validate_with_params
     from lerenet.evaluate import evaluate_model, load_evidence
     from lerenet.gate import ShotEvidence, decide
     from lerenet.offline import apply_offline_env
@@ -74,9 +74,7 @@ def run_stages() -> None:
     apply_offline_env()
     params = load_params("params.yaml")
     ingest("data-sources/synthetic", Path("data"), show_progress=False)
-    validate_dataset(
-        Path("data"), Path("outputs/validate"), limits_from(params), show_progress=False
-    )
+    validate_with_params(params, Path("outputs/validate"), show_progress=False)
     split_dataset(Path("data"), params.split)
     main = train(params, show_progress=False)
     base = train(

@@ -200,17 +200,11 @@ def validate_cmd(
     failing pairs alone are moved to data/quarantine/validate/ and the run goes on.
     Writes OUT_DIR/report.html and report.json.
     """
-    from lerenet.data.validate import limits_from, validate_dataset
+    from lerenet.data.validate import validate_with_params
 
     cfg = _params(params)
     with user_errors(FileNotFoundError):
-        report = validate_dataset(
-            Path(cfg.data.root),
-            out_dir,
-            limits_from(cfg),
-            max_pixels=cfg.data.max_pixels,
-            workers=cfg.data.workers,
-        )
+        report = validate_with_params(cfg, out_dir)
     for finding in report.findings[:20]:
         err_console.print(f"  [yellow]quarantined[/yellow] {finding.line()}")
     console.print(

@@ -126,18 +126,10 @@ class DataValidationError(RuntimeError):
 
 @task(name="validate", cache_key_fn=_validate_key, persist_result=True)
 def validate_task(params_path: str, overrides: dict | None = None) -> dict:
-    from lerenet.data.validate import limits_from, validate_dataset
+    from lerenet.data.validate import validate_with_params
 
-    p = params_of(params_path, overrides)
     out_dir = Path("outputs/validate")
-    report = validate_dataset(
-        Path(p.data.root),
-        out_dir,
-        limits_from(p),
-        max_pixels=p.data.max_pixels,
-        workers=p.data.workers,
-        show_progress=False,
-    )
+    report = validate_with_params(params_of(params_path, overrides), out_dir, show_progress=False)
     html = (out_dir / "report.html").resolve()
     lines = [
         f"**{'PASSED' if report.passed else 'FAILED'}**: {report.pairs} usable pairs, "

@@ -184,3 +184,18 @@ def limits_from(params: Params) -> SuiteLimits:
         min_pairs_per_class=largest_k + 1,
         allowed_classes=tuple(params.data.classes) if params.data.classes else None,
     )
+
+
+def validate_with_params(
+    params: Params, out_dir: Path = Path("outputs/validate"), *, show_progress: bool = True
+) -> ValidationReport:
+    """``validate_dataset`` as every driver calls it: root, bounds and workers from params
+    (one call shared by `lerenet validate` and the Prefect task)."""
+    return validate_dataset(
+        Path(params.data.root),
+        out_dir,
+        limits_from(params),
+        max_pixels=params.data.max_pixels,
+        workers=params.data.workers,
+        show_progress=show_progress,
+    )
