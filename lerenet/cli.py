@@ -556,8 +556,19 @@ def stack_status(state_dir: StackDir = Path(".stack")) -> None:
     if not states:
         console.print("stack is not running")
         raise typer.Exit(1)
+    import json
+
+    env = json.loads((Path(state_dir) / "state.json").read_text()).get("env", {})
+    where = {
+        "seaweedfs": env.get("AWS_ENDPOINT_URL_S3", ""),
+        "mlflow": env.get("MLFLOW_TRACKING_URI", ""),
+        "prefect-server": env.get("PREFECT_API_URL", "").removesuffix("/api"),
+    }
     for name, alive in states.items():
-        console.print(f"{name:15s} {'[green]running[/green]' if alive else '[red]down[/red]'}")
+        state = f"[green]{'running':8s}[/green]" if alive else f"[red]{'down':8s}[/red]"
+        console.print(f"{name:15s} {state} {where.get(name, '')}")
+    if not all(states.values()):
+        err_console.print(f"restart with: lerenet stack down --dir {state_dir} && lerenet stack up")
     raise typer.Exit(0 if all(states.values()) else 1)
 
 

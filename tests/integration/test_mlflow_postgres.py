@@ -137,6 +137,8 @@ def test_stack_with_postgres_backend(
         # the backend password is nowhere a local user could read it: argv, state, env.sh
         pids = status(first)
         assert pids == {"seaweedfs": True, "mlflow": True}
+        shown = runner.invoke(app, ["stack", "status", "--dir", str(first)])
+        assert shown.exit_code == 0 and uri in shown.output  # where to point the browser
         import json
 
         mlflow_pid = json.loads((first / "state.json").read_text())["pids"]["mlflow"]
@@ -170,3 +172,4 @@ def test_stack_with_postgres_backend(
     finally:
         down(second)
     assert status(second) == {}
+    assert runner.invoke(app, ["stack", "status", "--dir", str(second)]).exit_code == 1
