@@ -39,7 +39,8 @@ def main() -> None:
         dest="overrides",
         nargs="*",
         default=[],
-        help="LERENet model overrides, e.g. prototype=masked_mean",
+        help="LERENet overrides: model keys (prototype=masked_mean) or section.key "
+        "(train.foreground_weight=5)",
     )
     parser.add_argument("--archs", nargs="*", default=["lerenet", "prototype"])
     parser.add_argument("--tag", default="quality", help="results name and docs section")
@@ -72,7 +73,11 @@ def main() -> None:
     for fold in args.folds:
         results["folds"][fold] = {"classes": folds[fold].__dict__}
         for arch in args.archs:
-            extra = dict(kv.split("=", 1) for kv in args.overrides) if arch == "lerenet" else {}
+            extra: dict[str, dict] = {"model": {}, "train": {}, "data": {}}
+            for kv in args.overrides if arch == "lerenet" else []:
+                key, value = kv.split("=", 1)
+                section, _, name = key.rpartition(".")
+                extra[section or "model"][name] = value
             params = Params.model_validate(
                 {
                     "model": {
@@ -80,9 +85,9 @@ def main() -> None:
                         "backbone": "efficientnet_lite0",
                         "weights": "package",
                         "feature_channels": 128,
-                        **extra,
+                        **extra["model"],
                     },
-                    "data": {"root": str(data), "image_size": args.size},
+                    "data": {"root": str(data), "image_size": args.size, **extra["data"]},
                     "split": {"out_dir": str(work / "splits_s0"), "episodes_per_class": 20},
                     "train": {
                         "fold": fold,
@@ -93,6 +98,7 @@ def main() -> None:
                         "val_episodes": 60,
                         "out_dir": str(work / f"train_f{fold}_{arch}"),
                         "baseline": False,
+                        **extra["train"],
                     },
                 }
             )

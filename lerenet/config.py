@@ -80,6 +80,12 @@ class TrainConfig(Section):
     momentum: float = 0.9
     weight_decay: float = 1e-4
     poly_power: float = 0.9
+    foreground_weight: float = Field(
+        1.0,
+        gt=0,
+        description="Cross-entropy weight of the defect class; 1 is the paper's unweighted "
+        "loss, more counters the background's share of the pixels.",
+    )
     batch_size: int = Field(2, ge=1)
     steps: int = Field(1000, ge=1)
     val_every: int = Field(100, ge=1)

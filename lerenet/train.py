@@ -142,6 +142,16 @@ def _validate(model, params, device, fold, run, step, out_dir) -> float | None:
     return scores.miou.value
 
 
+def segmentation_loss(foreground_weight: float = 1.0) -> nn.CrossEntropyLoss:
+    """Cross-entropy over {background, defect}, ignoring 255 (padding, out-of-frame pixels).
+
+    ``foreground_weight`` 1 is the paper's loss; defects cover a few percent of a surface
+    image, so a larger weight keeps the defect class from being drowned by the background.
+    """
+    weight = None if foreground_weight == 1.0 else torch.tensor([1.0, foreground_weight])
+    return nn.CrossEntropyLoss(weight=weight, ignore_index=255)
+
+
 def train(
     params: Params,
     *,
@@ -227,7 +237,7 @@ def train(
         # global RNG, which would shift the dropout stream of a resumed run
         generator=torch.Generator().manual_seed(tcfg.seed),
     )
-    criterion = nn.CrossEntropyLoss(ignore_index=255)
+    criterion = segmentation_loss(tcfg.foreground_weight).to(device)
     log_every = max(1, tcfg.steps // 200)
     step, interrupted, started = start, False, time.perf_counter()
     progress = Progress(

@@ -197,3 +197,15 @@ def test_prototype_baseline_segments_by_similarity() -> None:
     mask[:4] = 1
     pred = model(img[None], img[None, None], mask[None, None]).argmax(1)[0]
     assert torch.equal(pred, mask)
+
+
+def test_foreground_weight_weights_defect_pixels_and_ignores_255() -> None:
+    import math
+
+    from lerenet.train import segmentation_loss
+
+    logits = torch.tensor([2.0, 0.0]).view(1, 2, 1, 1).expand(1, 2, 1, 3).contiguous()
+    target = torch.tensor([[[0, 1, 255]]])  # background, defect, ignored
+    bg, defect = math.log1p(math.exp(-2.0)), math.log1p(math.exp(2.0))
+    assert segmentation_loss(1.0)(logits, target).item() == pytest.approx((bg + defect) / 2)
+    assert segmentation_loss(3.0)(logits, target).item() == pytest.approx((bg + 3 * defect) / 4)
