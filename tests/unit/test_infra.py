@@ -112,3 +112,18 @@ def test_redact_hides_only_the_password() -> None:
 
     assert redact("postgresql://ml:s3cret@db:5432/mlflow") == "postgresql://ml:***@db:5432/mlflow"
     assert redact("sqlite:///x/mlflow.db") == "sqlite:///x/mlflow.db"
+
+
+def test_repository_ships_no_run_outputs() -> None:
+    """outputs/ and dvc.lock are not git-ignored (DVC experiments commit them in a user's
+    project), so a careless `git add -A` here would ship one machine's run; CI catches it."""
+    if shutil.which("git") is None or not (REPO_ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(
+        ["git", "ls-files", "outputs", "dvc.lock", "splits", "mlflow.db", "data"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert tracked == []
