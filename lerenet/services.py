@@ -8,7 +8,6 @@ inside a client library).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 
@@ -49,9 +48,9 @@ def require_s3(
     bucket: str, endpoint_url: str | None = None, attempts: int = 3, delay: float = 1.0
 ) -> None:
     """The bucket must be reachable with the configured credentials."""
-    from lerenet.storage import s3_client
+    from lerenet.storage import s3_client, s3_endpoint
 
-    endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or "AWS S3"
+    endpoint = s3_endpoint(endpoint_url) or "AWS S3"
     _retry(
         lambda: s3_client(endpoint_url).head_bucket(Bucket=bucket),
         f"S3 bucket {bucket!r} at {endpoint}",

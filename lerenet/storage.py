@@ -28,14 +28,20 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+def s3_endpoint(endpoint_url: str | None = None) -> str | None:
+    """The endpoint every S3 call here uses: the argument, else ``AWS_ENDPOINT_URL_S3``, else
+    ``AWS_ENDPOINT_URL``; None means AWS S3 itself."""
+    return (
+        endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    )
+
+
 def s3_client(endpoint_url: str | None = None) -> Any:
     """A boto3 S3 client with retries; credentials come from the usual AWS chain."""
     import boto3
     from botocore.config import Config
 
-    endpoint = (
-        endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    )
+    endpoint = s3_endpoint(endpoint_url)
     # a fresh session: the default one caches credentials at first use, so rotated keys
     # (or a fixed wrong secret) would otherwise be ignored for the life of the process
     return boto3.session.Session().client(
@@ -75,12 +81,7 @@ def _named_error(err: Exception, uri: str, endpoint_url: str | None) -> Exceptio
     users need the object and the endpoint, and a type they can act on."""
     from botocore.exceptions import ClientError
 
-    endpoint = (
-        endpoint_url
-        or os.environ.get("AWS_ENDPOINT_URL_S3")
-        or os.environ.get("AWS_ENDPOINT_URL")
-        or "AWS S3"
-    )
+    endpoint = s3_endpoint(endpoint_url) or "AWS S3"
     if isinstance(err, ClientError):
         code = str(err.response.get("Error", {}).get("Code", ""))
         if code in ("404", "NoSuchKey", "NoSuchBucket"):
