@@ -58,6 +58,21 @@ def _raise_if_s3_unreachable(repo: Path, remote: str | None) -> None:
     require_s3(bucket, location[1], attempts=1)
 
 
+def _dvc_transfer(*args: str, cwd: Path, remote: str | None, what: str) -> None:
+    """``dvc push``/``dvc pull``; on failure an S3 remote that does not answer is named (bucket
+    and endpoint), else DVC's own error is raised."""
+    result = _dvc(*args, *(["-r", remote] if remote else []), cwd=cwd)
+    if result.returncode != 0:
+        _raise_if_s3_unreachable(cwd, remote)
+        raise RuntimeError(f"{what} failed: {result.stderr.strip()[-2000:]}")
+
+
+def pull_data(data_root: Path, repo: Path = Path("."), remote: str | None = None) -> None:
+    """``dvc pull <data_root>.dvc``: the data version the repository records (a GPU worker's
+    first step)."""
+    _dvc_transfer("pull", f"{data_root}.dvc", cwd=Path(repo), remote=remote, what="dvc pull")
+
+
 def version_data(
     data_root: Path, repo: Path = Path("."), push: bool = True, remote: str | None = None
 ) -> VersionResult:
@@ -75,13 +90,13 @@ def version_data(
         raise RuntimeError(f"dvc add {data_root} failed:\n{added.stderr.strip()}")
     pushed, message = False, "tracked"
     if push:
-        args = ["push", f"{data_root}.dvc"] + (["-r", remote] if remote else [])
-        result = _dvc(*args, cwd=repo)
-        if result.returncode != 0:
-            _raise_if_s3_unreachable(repo, remote)
-            raise RuntimeError(
-                f"dvc push failed (remote {remote or 'default'}): {result.stderr.strip()[-2000:]}"
-            )
+        _dvc_transfer(
+            "push",
+            f"{data_root}.dvc",
+            cwd=repo,
+            remote=remote,
+            what=f"dvc push (remote {remote or 'default'})",
+        )
         pushed, message = True, "tracked and pushed"
     return VersionResult(data_version(data_root), True, pushed, message)
 
@@ -123,9 +138,5 @@ def fetch_data_version(version: str, dest: Path, repo: Path = Path(".")) -> Path
     _dvc("config", "core.no_scm", "true", cwd=dest)  # the copied config replaced init's
     md5 = version.removeprefix("dvc:")
     (dest / "data.dvc").write_text(f"outs:\n- md5: {md5}\n  path: data\n  hash: md5\n")
-    pulled = _dvc("pull", "data.dvc", cwd=dest)
-    if pulled.returncode != 0:
-        raise RuntimeError(
-            f"dvc pull of data version {md5} failed: {pulled.stderr.strip()[-1000:]}"
-        )
+    _dvc_transfer("pull", "data.dvc", cwd=dest, remote=None, what=f"dvc pull of data version {md5}")
     return dest / "data"

@@ -59,13 +59,11 @@ def train_gpu(
     The split is rebuilt from the same manifest and params (deterministic) and must match the
     parent's split sha256, so the worker trains on exactly the episodes the parent evaluates.
     """
-    from lerenet.versioning import _dvc
+    from lerenet.versioning import pull_data as dvc_pull_data
 
     params = params_of(params_path, overrides)
     if pull_data and Path(".dvc").is_dir():
-        pulled = _dvc("pull", f"{params.data.root}.dvc", cwd=Path("."))
-        if pulled.returncode != 0:
-            raise RuntimeError(f"dvc pull failed: {pulled.stderr.strip()[-1000:]}")
+        dvc_pull_data(Path(params.data.root))
     lineage = split_task(params_path, overrides)
     if expected_split_sha256 and lineage["split_sha256"] != expected_split_sha256:
         raise RuntimeError(
