@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lerenet.stack.mlflow_server import MlflowServer
-from lerenet.stack.ports import stop_group
+from lerenet.stack.ports import group_alive, stop_group
 from lerenet.stack.prefect_server import PrefectServer
 from lerenet.stack.seaweed import S3Credentials, SeaweedS3
 
@@ -46,19 +46,20 @@ class StackState:
         env_file.chmod(0o600)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.killpg(pid, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
-
-
 def status(state_dir: Path) -> dict[str, bool]:
     path = Path(state_dir) / "state.json"
     if not path.exists():
         return {}
-    return {name: _alive(pid) for name, pid in json.loads(path.read_text())["pids"].items()}
+    return {name: group_alive(pid) for name, pid in json.loads(path.read_text())["pids"].items()}
+
+
+def read_env(state_dir: Path) -> dict[str, str]:
+    """The variables ``env.sh`` exports (what clients of the stack need, secrets included)."""
+    return dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in (Path(state_dir) / "env.sh").read_text().splitlines()
+        if line
+    )
 
 
 def _credentials(state_dir: Path) -> S3Credentials:
@@ -97,12 +98,7 @@ def up(
     running = status(state_dir)
     if running and all(running.values()):
         saved = json.loads((state_dir / "state.json").read_text())
-        env = dict(
-            line.removeprefix("export ").split("=", 1)
-            for line in (state_dir / "env.sh").read_text().splitlines()
-            if line
-        )
-        return StackState(state_dir, saved["pids"], env)
+        return StackState(state_dir, saved["pids"], read_env(state_dir))
     if running:
         down(state_dir)  # half-dead stack: restart it cleanly
     state_dir.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lerenet.stack.ports import free_port, port_free, stop_group, wait_until
+from lerenet.stack.ports import free_port, http_ok, port_free, spawn, stop_group, wait_started
 
 # SQLAlchemy 2.1's default DBAPI module per dialect (``postgresql://`` means psycopg 3)
 _DRIVERS = {"postgresql": "psycopg", "mysql": "mysqldb", "mssql": "pyodbc"}
@@ -66,8 +66,6 @@ class MlflowServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 120) -> MlflowServer:
-        import urllib.request
-
         if not port_free(self.port):
             raise RuntimeError(f"MLflow port {self.port} on 127.0.0.1 is already in use")
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -94,26 +92,15 @@ class MlflowServer:
             "DO_NOT_TRACK": "true",
         }
         env.pop("MLFLOW_TRACKING_URI", None)
-        with open(self.state_dir / "mlflow.log", "ab") as log:
-            self.process = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
+        self.process = spawn(cmd, self.state_dir / "mlflow.log", env=env)
         (self.state_dir / "mlflow.pid").write_text(str(self.process.pid))
-
-        def healthy() -> bool:
-            with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as resp:
-                return resp.status == 200
-
-        try:
-            wait_until(
-                healthy,
-                timeout,
-                f"mlflow server at {self.uri}",
-                alive=lambda: self.process.poll() is None,
-            )
-        except Exception:
-            self.stop()
-            raise
+        wait_started(
+            self.process,
+            lambda: http_ok(f"{self.uri}/health"),
+            timeout,
+            f"mlflow server at {self.uri}",
+            self.stop,
+        )
         return self
 
     def stop(self, timeout: float = 15) -> None:

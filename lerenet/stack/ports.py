@@ -6,8 +6,10 @@ import contextlib
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -52,6 +54,50 @@ def wait_until(
         time.sleep(delay)
         delay = min(delay * 1.5, 1.0)
     raise TimeoutError(f"{what} did not become healthy within {timeout:.0f} s")
+
+
+def spawn(
+    cmd: list[str], log_path: Path, *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen:
+    """Start a service in its own process group (``stop_group`` then ends it and everything it
+    started), its output appended to ``log_path``."""
+    with open(log_path, "ab") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
+        )
+
+
+def http_ok(url: str) -> bool:
+    """A health endpoint answered 200 (connection errors propagate: ``wait_until`` retries)."""
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        return resp.status == 200
+
+
+def wait_started(
+    process: subprocess.Popen,
+    check: Callable[[], bool],
+    timeout: float,
+    what: str,
+    stop: Callable[[], None],
+) -> None:
+    """``wait_until`` for a just-spawned service: fail early if its process exits, and ``stop``
+    it on any failure so that no half-started service is left behind."""
+    try:
+        wait_until(check, timeout, what, alive=lambda: process.poll() is None)
+    except Exception:
+        stop()
+        raise
+
+
+def group_alive(pid: int) -> bool:
+    """Process group ``pid`` still has a process we may signal."""
+    try:
+        os.killpg(pid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
 
 
 def _group_gone(pid: int) -> bool:

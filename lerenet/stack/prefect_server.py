@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lerenet.stack.ports import free_port, port_free, stop_group, wait_until
+from lerenet.stack.ports import free_port, http_ok, port_free, spawn, stop_group, wait_started
 
 
 def _prefect() -> str:
@@ -35,36 +35,23 @@ class PrefectServer:
         }
 
     def start(self, timeout: float = 180) -> PrefectServer:
-        import urllib.request
-
         if not port_free(self.port):
             raise RuntimeError(f"Prefect port {self.port} on 127.0.0.1 is already in use")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         env = self.env()
         env.pop("PREFECT_API_URL")  # the server itself must not point at an API
-        with open(self.state_dir / "prefect-server.log", "ab") as log:
-            self.process = subprocess.Popen(
-                [_prefect(), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-
-        def healthy() -> bool:
-            with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as resp:
-                return resp.status == 200
-
-        try:
-            wait_until(
-                healthy,
-                timeout,
-                f"prefect server at {self.api_url}",
-                alive=lambda: self.process.poll() is None,
-            )
-        except Exception:
-            self.stop()
-            raise
+        self.process = spawn(
+            [_prefect(), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+            self.state_dir / "prefect-server.log",
+            env=env,
+        )
+        wait_started(
+            self.process,
+            lambda: http_ok(f"{self.api_url}/health"),
+            timeout,
+            f"prefect server at {self.api_url}",
+            self.stop,
+        )
         return self
 
     def start_worker(
@@ -82,15 +69,12 @@ class PrefectServer:
             check=True,
             cwd=cwd,
         )
-        with open(self.state_dir / "prefect-worker.log", "ab") as log:
-            self.worker = subprocess.Popen(
-                [_prefect(), "worker", "start", "--pool", pool, "--type", "process"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-                cwd=cwd,
-            )
+        self.worker = spawn(
+            [_prefect(), "worker", "start", "--pool", pool, "--type", "process"],
+            self.state_dir / "prefect-worker.log",
+            env=env,
+            cwd=cwd,
+        )
         return self.worker
 
     def save_result_storage(self, basepath: str, endpoint_url: str, name: str) -> str:

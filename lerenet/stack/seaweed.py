@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from lerenet.stack.ports import free_port, port_free, stop_group, wait_until
+from lerenet.stack.ports import free_port, port_free, spawn, stop_group, wait_until
 
 
 @dataclass(frozen=True)
@@ -137,10 +137,7 @@ class SeaweedS3:
             f"-filer.port={filer}",
             f"-s3.port={self.s3_port}",
         ]
-        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
-            self.process = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        self.process = spawn(cmd, self.log_path)
         (self.state_dir / "weed.pid").write_text(str(self.process.pid))
         client = self.client()
         try:

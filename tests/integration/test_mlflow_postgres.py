@@ -112,11 +112,9 @@ def _stack_up(state_dir: Path, uri: str) -> dict[str, str]:
         env={"MLFLOW_BACKEND_STORE_URI": uri},
     )
     assert result.exit_code == 0, result.output
-    env = dict(
-        line.removeprefix("export ").split("=", 1)
-        for line in (state_dir / "env.sh").read_text().splitlines()
-    )
-    return env
+    from lerenet.stack.local import read_env
+
+    return read_env(state_dir)
 
 
 def test_stack_with_postgres_backend(

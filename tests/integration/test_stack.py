@@ -4,7 +4,6 @@ the prefect server, results checked in MLflow (REST API) and S3, then `stack dow
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import urllib.request
@@ -15,17 +14,6 @@ import pytest
 from tests.conftest import DVC, REPO_ROOT, run_ok, tiny_params
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _pids_alive(pids: dict[str, int]) -> list[str]:
-    alive = []
-    for name, pid in pids.items():
-        try:
-            os.killpg(pid, 0)
-            alive.append(name)
-        except ProcessLookupError:
-            pass
-    return alive
 
 
 def test_stack_runs_retrain_deployment(
@@ -180,4 +168,6 @@ def test_stack_runs_retrain_deployment(
             api.__exit__(None, None, None)
         pids = dict(state.pids)
         down(tmp_path / ".stack")
-    assert _pids_alive(pids) == []
+    from lerenet.stack.ports import group_alive
+
+    assert [name for name, pid in pids.items() if group_alive(pid)] == []
