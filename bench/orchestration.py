@@ -68,8 +68,7 @@ def run_stages() -> None:
     from lerenet.evaluate import evaluate_model, load_evidence
     from lerenet.gate import ShotEvidence, decide
     from lerenet.offline import apply_offline_env
-    from lerenet.stages import _baseline_params
-    from lerenet.train import train
+    from lerenet.train import save_baseline, train
 
     apply_offline_env()
     params = load_params("params.yaml")
@@ -77,12 +76,10 @@ def run_stages() -> None:
     validate_with_params(params, Path("outputs/validate"), show_progress=False)
     split_dataset(Path("data"), params.split)
     main = train(params, show_progress=False)
-    base = train(
-        _baseline_params(params), out_dir=Path("outputs/train/baseline"), show_progress=False
-    )
+    base_path = save_baseline(params, Path("outputs/train/baseline"))
     model, _ = load_model_file(main.best_path)
     evaluate_model(model, params, out_dir=Path("outputs/eval/lerenet"))
-    baseline, _ = load_model_file(base.best_path)
+    baseline, _ = load_model_file(base_path)
     evaluate_model(baseline, params, out_dir=Path("outputs/eval/baseline"))
     evidence = {
         f"{k}shot": ShotEvidence(*load_evidence(Path("outputs/eval/lerenet"), k))

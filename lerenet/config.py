@@ -37,10 +37,39 @@ class ModelConfig(Section):
     num_node: int | None = Field(None, ge=1, description="MPR node count v (default C).")
     reduction: int = Field(16, ge=1)
     prototype: Literal["gap", "masked_mean"] = "gap"
-    prior: Literal["positional", "prototype"] = "positional"
+    prior: Literal["positional", "prototype", "matching"] = Field(
+        "positional",
+        description="IFM prior: positional (authors' code), prototype (cosine to the support "
+        "prototype) or matching (training-free prototype and max cosines on prior_stages).",
+    )
+    prior_stages: list[Literal["s4", "s8", "s16"]] = Field(
+        default_factory=lambda: ["s4", "s8", "s16"],
+        min_length=1,
+        description="Pretrained backbone stages matched by the matching prior, the residual "
+        "start and the prototype baseline.",
+    )
+    residual: bool = Field(
+        False,
+        description="Add the parameter-free matching logits (the prototype baseline) to the "
+        "head's output; its classifier starts at zero, so training starts at the baseline.",
+    )
+    backbone_bn: Literal["per_group", "joint", "frozen"] = Field(
+        "per_group",
+        description="Pretrained BatchNorm in training: per_group (authors': query and each "
+        "shot in separate calls), joint (one call) or frozen (running statistics).",
+    )
     normalize_graph: bool = False
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     shots: int = Field(1, ge=1, description="K used for training episodes.")
+
+    @model_validator(mode="after")
+    def _stages_in_depth_order(self) -> ModelConfig:
+        if len(set(self.prior_stages)) != len(self.prior_stages):
+            raise ValueError(f"model.prior_stages repeats a stage: {self.prior_stages}")
+        ordered = sorted(self.prior_stages, key=["s4", "s8", "s16"].index)
+        if ordered != self.prior_stages:
+            object.__setattr__(self, "prior_stages", ordered)
+        return self
 
 
 class DataConfig(Section):
@@ -96,7 +125,25 @@ class TrainConfig(Section):
     amp: bool = True
     augment: bool = True
     num_workers: int = Field(0, ge=0)
-    baseline: bool = Field(True, description="Also train the prototype baseline to compare.")
+    feature_cache: bool = Field(
+        False,
+        description="Train the head on backbone features computed once per image copy (needs "
+        "a frozen backbone: backbone_lr_mult 0 and model.backbone_bn frozen).",
+    )
+    cache_copies: int = Field(4, ge=1, description="Augmented copies per cached image.")
+    synthetic_classes: int = Field(
+        0,
+        ge=0,
+        description="Synthetic defect classes painted on the training images (0 = none): "
+        "more varied base classes (lerenet/data/synth_tasks.py).",
+    )
+    synthetic_per_class: int = Field(20, ge=2)
+    synthetic_share: float = Field(
+        0.5, ge=0.0, le=1.0, description="Share of training episodes from synthetic classes."
+    )
+    baseline: bool = Field(
+        True, description="Also save the parameter-free prototype baseline to compare with."
+    )
     out_dir: str = "outputs/train"
 
 
@@ -108,11 +155,22 @@ class EvalConfig(Section):
 
 
 class GateConfig(Section):
-    min_miou: float = Field(0.0, ge=0, le=1)
-    min_fbiou: float = Field(0.0, ge=0, le=1)
+    min_miou: float = Field(0.0, ge=0, le=1, description="Sanity floor, not protection.")
+    min_fbiou: float = Field(0.0, ge=0, le=1, description="Sanity floor, not protection.")
     min_class_iou: float = Field(0.0, ge=0, le=1)
     margin: float = Field(0.01, ge=0)
     require_superiority: bool = False
+    beat_baseline: bool = Field(
+        True,
+        description="Production only for a challenger shown better than the parameter-free "
+        "prototype baseline on the same episodes (paired bootstrap); else it stays @staging.",
+    )
+    baseline_margin: float = Field(
+        0.0,
+        ge=0,
+        description="How far above the baseline the one-sided 95% lower bound of Δ mIoU must "
+        "be (0: better with 95% confidence).",
+    )
     bootstrap: int = Field(1000, ge=10)
 
 

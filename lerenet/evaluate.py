@@ -57,6 +57,7 @@ class Predictions:
     stats: np.ndarray  # episodes × [I_fg, U_fg, I_bg, U_bg]
     classes: list[str]  # class of each episode
     preds: list[np.ndarray]  # the first few predicted masks, for overlays
+    areas: np.ndarray  # predicted defect pixels per episode (0 = nothing found)
 
 
 def predict_episodes(
@@ -73,7 +74,7 @@ def predict_episodes(
     was_training = model.training
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    stats, kept = [], []
+    stats, kept, areas = [], [], []
     with inference_context(device, amp):
         for batch in loader:
             logits = model(
@@ -83,12 +84,14 @@ def predict_episodes(
             )
             pred = logits.argmax(1).cpu()
             stats.append(episode_stats(pred, batch["query_mask"]))
+            areas.append((pred == 1).sum(dim=(1, 2)).numpy())
             kept += [p.numpy() for p in pred[: max(0, keep - len(kept))]]
     model.train(was_training)
     return Predictions(
         np.concatenate(stats) if stats else np.zeros((0, 4), np.int64),
         [ep.cls for ep in dataset.episodes],
         kept,
+        np.concatenate(areas) if areas else np.zeros(0, np.int64),
     )
 
 

@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, default_collate
 
 from lerenet.checkpoint import (
     atomic_save,
@@ -31,13 +30,17 @@ from lerenet.checkpoint import (
     set_rng_state,
 )
 from lerenet.config import Params
-from lerenet.data.episodes import EpisodeDataset
-from lerenet.data.manifest import read_manifest
-from lerenet.data.splits import TrainEpisodeSampler, read_folds
+from lerenet.data.splits import read_folds
 from lerenet.evaluate import backbone_norm, episode_dataset, predict_episodes
 from lerenet.inference import autocast_dtype
 from lerenet.metrics import score
 from lerenet.plots import overlay_grid, overlay_row
+from lerenet.train_batches import (
+    check_feature_cache,
+    episode_sampler,
+    step_logits,
+    training_batches,
+)
 
 LAST, BEST = "last.pt", "best.pt"
 
@@ -51,12 +54,18 @@ def select_device(choice: str) -> torch.device:
 
 
 def param_groups(model: nn.Module, lr: float, head_mult: float, backbone_mult: float) -> list:
-    """Pretrained backbone at backbone_mult×lr; head (and new backbone adapters) at head_mult×."""
+    """Pretrained backbone at backbone_mult×lr; head (and new backbone adapters) at head_mult×.
+
+    ``backbone_mult`` 0 freezes the pretrained weights outright (no gradient is computed for
+    them), which is what makes a step cheap and the feature cache possible.
+    """
     backbone, head = [], []
     for name, param in model.named_parameters():
+        pretrained = name.startswith("backbone.") and not name.startswith("backbone.projection")
+        if pretrained and backbone_mult == 0:
+            param.requires_grad_(False)
         if not param.requires_grad:
             continue
-        pretrained = name.startswith("backbone.") and not name.startswith("backbone.projection")
         (backbone if pretrained else head).append(param)
     groups = [{"params": head, "lr": lr * head_mult, "name": "head"}]
     if backbone:
@@ -66,42 +75,6 @@ def param_groups(model: nn.Module, lr: float, head_mult: float, backbone_mult: f
 
 def poly_factor(power: float, steps: int):
     return lambda step: max(0.0, 1.0 - step / steps) ** power
-
-
-class _StepBatches(Dataset):
-    """Item i = the collated batch of training step ``start + i`` (seeded by the step)."""
-
-    def __init__(
-        self,
-        sampler: TrainEpisodeSampler,
-        params: Params,
-        classes: list[str],
-        mean,
-        std,
-        start: int,
-        end: int,
-    ) -> None:
-        self.sampler, self.params, self.classes = sampler, params, classes
-        self.mean, self.std, self.start, self.end = mean, std, start, end
-
-    def __len__(self) -> int:
-        return self.end - self.start
-
-    def __getitem__(self, index: int) -> dict:
-        step = self.start + index
-        tcfg = self.params.train
-        episodes = self.sampler.batch(step, tcfg.batch_size)
-        ds = EpisodeDataset(
-            Path(self.params.data.root),
-            episodes,
-            self.classes,
-            image_size=self.params.data.image_size,
-            mean=self.mean,
-            std=self.std,
-            train=tcfg.augment,
-            seed=tcfg.seed * 1_000_003 + step,
-        )
-        return default_collate([ds[i] for i in range(len(ds))])
 
 
 @dataclass
@@ -152,6 +125,23 @@ def segmentation_loss(foreground_weight: float = 1.0) -> nn.CrossEntropyLoss:
     return nn.CrossEntropyLoss(weight=weight, ignore_index=255)
 
 
+def save_baseline(params: Params, out_dir: Path) -> Path:
+    """Write the parameter-free prototype baseline (``model.arch: prototype`` on the same
+    backbone and stages) as a model file, for evaluation next to the trained model.
+
+    Nothing is trained: the baseline is the pretrained backbone's features matched to the
+    support prototypes, the reference a trained head has to beat.
+    """
+    from lerenet.model import build_model
+
+    cfg = params.model.model_copy(update={"arch": "prototype"})
+    model, _ = build_model(cfg)
+    path = Path(out_dir) / BEST
+    meta = {"step": 0, "val_miou": None, "image_size": params.data.image_size}
+    save_model_file(model, cfg, path, meta)
+    return path
+
+
 def train(
     params: Params,
     *,
@@ -169,6 +159,7 @@ def train(
     from lerenet.model import build_model
 
     tcfg = params.train
+    check_feature_cache(params)
     out_dir = Path(out_dir or tcfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = select_device(tcfg.device)
@@ -192,9 +183,7 @@ def train(
     if tcfg.fold >= len(folds):
         raise ValueError(f"train.fold {tcfg.fold} does not exist ({len(folds)} folds)")
     fold = folds[tcfg.fold]
-    sampler = TrainEpisodeSampler(
-        read_manifest(Path(params.data.root)), fold.train, params.model.shots, tcfg.seed
-    )
+    sampler = episode_sampler(params, fold.train, out_dir)
     start, best, best_step, history, flat_rounds = 0, None, 0, [], 0
     last_path, best_path = out_dir / LAST, out_dir / BEST
     if resume:
@@ -228,15 +217,7 @@ def train(
 
     mean, std = backbone_norm(model)
     end = tcfg.steps if stop_after is None else min(tcfg.steps, start + stop_after)
-    loader = DataLoader(
-        _StepBatches(sampler, params, fold.train, mean, std, start, end),
-        batch_size=None,
-        shuffle=False,
-        num_workers=tcfg.num_workers,
-        # its own generator: a DataLoader iterator otherwise draws its base seed from the
-        # global RNG, which would shift the dropout stream of a resumed run
-        generator=torch.Generator().manual_seed(tcfg.seed),
-    )
+    loader = training_batches(params, model, sampler, start, end, device, show_progress)
     criterion = segmentation_loss(tcfg.foreground_weight).to(device)
     log_every = max(1, tcfg.steps // 200)
     step, interrupted, started = start, False, time.perf_counter()
@@ -265,11 +246,7 @@ def train(
                 with torch.autocast(
                     device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
                 ):
-                    logits = model(
-                        batch["query_img"].to(device),
-                        batch["support_imgs"].to(device),
-                        batch["support_masks"].to(device),
-                    )
+                    logits = step_logits(model, batch, device)
                     loss = criterion(logits.float(), batch["query_mask"].to(device))
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()

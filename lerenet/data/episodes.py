@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from lerenet.data.imageio import load_label, load_rgb
+from lerenet.data.manifest import mask_of
 from lerenet.data.splits import Episode
 from lerenet.data.transforms import build_transform, to_tensors
 
@@ -48,8 +49,7 @@ class EpisodeDataset(Dataset):
 
     def _load(self, image_rel: str, transform) -> tuple[torch.Tensor, torch.Tensor]:
         image = load_rgb(self.root / image_rel)
-        mask_rel = image_rel.replace("images/", "masks/", 1)
-        label = load_label(self.root / mask_rel)
+        label = load_label(self.root / mask_of(image_rel))
         out = transform(image=image, mask=label)
         return to_tensors(out["image"], out["mask"].astype(np.uint8), self.mean, self.std)
 

@@ -43,6 +43,18 @@ class Pair:
 COLUMNS = [("class" if f.name == "cls" else f.name) for f in fields(Pair)]
 
 
+def mask_of(image: str) -> str:
+    """The mask path of an image path: its last ``images/`` folder becomes ``masks/``.
+
+    The last one, so that absolute paths (synthetic training tasks) whose parents happen to
+    contain an ``images/`` folder map correctly too.
+    """
+    head, sep, tail = image.rpartition("images/")
+    if not sep:
+        raise ValueError(f"{image}: not under an images/ folder")
+    return f"{head}masks/{tail}"
+
+
 def read_manifest(root: Path) -> list[Pair]:
     """Rows of ``root/manifest.csv`` (empty list if the dataset is new)."""
     path = Path(root) / MANIFEST

@@ -202,26 +202,48 @@ class TrainEpisodeSampler:
     """Infinite, seeded stream of training episodes drawn from the train classes.
 
     Each step's episodes come from ``random.Random`` seeded by (seed, step), so resuming at step
-    N draws exactly what an uninterrupted run draws at step N.
+    N draws exactly what an uninterrupted run draws at step N. ``extra`` classes (synthetic
+    tasks: class → image paths) supply a share ``extra_share`` of the episodes.
     """
 
-    def __init__(self, pairs: list[Pair], classes: list[str], shots: int, seed: int) -> None:
+    def __init__(
+        self,
+        pairs: list[Pair],
+        classes: list[str],
+        shots: int,
+        seed: int,
+        extra: dict[str, list[str]] | None = None,
+        extra_share: float = 0.0,
+    ) -> None:
         self.by_class: dict[str, list[str]] = {}
         for p in sorted(pairs, key=lambda p: p.image):
             if p.cls in classes:
                 self.by_class.setdefault(p.cls, []).append(p.image)
-        short = [c for c in classes if len(self.by_class.get(c, [])) < shots + 1]
+        self.extra = {c: sorted(images) for c, images in (extra or {}).items()}
+        short = [
+            c
+            for c in [*classes, *self.extra]
+            if len(self.by_class.get(c, self.extra.get(c, []))) < shots + 1
+        ]
         if short:
             raise ValueError(f"train classes with fewer than {shots + 1} pairs: {short}")
         self.classes = sorted(self.by_class)
         self.shots, self.seed = shots, seed
+        self.extra_share = extra_share if self.extra else 0.0
+
+    def images(self) -> list[str]:
+        """Every image an episode can draw (real and extra classes)."""
+        return sorted({i for pool in (self.by_class, self.extra) for v in pool.values() for i in v})
 
     def batch(self, step: int, size: int) -> list[Episode]:
         rng = _rng("train", self.seed, step)
         out = []
         for _ in range(size):
-            cls = rng.choice(self.classes)
-            chosen = rng.sample(self.by_class[cls], self.shots + 1)
+            pool = self.by_class
+            if self.extra_share and rng.random() < self.extra_share:
+                pool = self.extra
+            cls = rng.choice(sorted(pool))
+            chosen = rng.sample(pool[cls], self.shots + 1)
             out.append(Episode(cls, chosen[0], tuple(chosen[1:])))
         return out
 

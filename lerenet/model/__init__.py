@@ -19,17 +19,19 @@ def build_model(
     ``load_weights=False`` is for restoring a whole trained checkpoint, whose state dict
     overrides the backbone anyway.
     """
+    matching = cfg.arch == "prototype" or cfg.prior == "matching" or cfg.residual
     backbone = build_backbone(
         cfg.backbone,
         deep_stem=cfg.deep_stem,
         feature_channels=cfg.feature_channels,
         full_depth=full_depth,
+        stages=tuple(cfg.prior_stages) if matching else (),
     )
     info = (
         load_backbone_weights(backbone, cfg.weights, cfg.weights_format) if load_weights else None
     )
     if cfg.arch == "prototype":
-        return PrototypeBaseline(backbone), info
+        return PrototypeBaseline(backbone, tuple(cfg.prior_stages)), info
     model = LERENet(
         backbone,
         num_state=cfg.num_state,
@@ -39,6 +41,9 @@ def build_model(
         prior=cfg.prior,
         normalize_graph=cfg.normalize_graph,
         dropout=cfg.dropout,
+        prior_stages=tuple(cfg.prior_stages),
+        residual=cfg.residual,
+        backbone_bn=cfg.backbone_bn,
     )
     return model, info
 

@@ -1,9 +1,12 @@
-"""Prototype baseline: masked average pooling + cosine similarity (PANet-style, no alignment).
+"""Prototype baseline: parameter-free matching of query pixels to support prototypes.
 
-The reference every LERENet report is compared with: same backbone, same episodes, no head.
-Foreground and background prototypes are masked averages of the shot-pooled support features;
-each query pixel's logits are its scaled cosine similarities to the two prototypes.
-Shapes follow the episode contract of ``lerenet.py`` → logits B×2×H×W.
+The reference every LERENet report and every promotion is compared with: the same pretrained
+backbone, the same episodes, no head and nothing trained. Background and defect prototypes are
+masked averages of the supports' pretrained features (all K shots' pixels pooled); each query
+pixel's logits are its scaled cosine similarities to the two prototypes, averaged over the
+backbone stages given (PANet without alignment, on several stages: ``priors.matching_logits``).
+Because it has no parameters it needs no training and can be rebuilt and scored on any
+episodes by the gate. Shapes follow the episode contract of ``lerenet.py`` → logits B×2×H×W.
 """
 
 from __future__ import annotations
@@ -12,16 +15,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lerenet.model.lerenet import encode_episode
+from lerenet.model.lerenet import Stages, encode_episode
+from lerenet.model.priors import SCALE, matching_logits
 
 
 class PrototypeBaseline(nn.Module):
     """Masked-average-pooling prototypes compared to query pixels by cosine similarity."""
 
-    def __init__(self, backbone: nn.Module, scale: float = 20.0) -> None:
+    def __init__(
+        self, backbone: nn.Module, stages: tuple[str, ...] = ("s4",), scale: float = SCALE
+    ) -> None:
         super().__init__()
+        missing = sorted(set(stages) - set(backbone.stages))
+        if missing:
+            raise ValueError(f"backbone was built without the stage(s) {missing}")
         self.backbone = backbone
-        self.scale = scale  # PANet's temperature: cosine in [-1, 1] is too flat for softmax
+        self.stages = tuple(stages)
+        self.scale = scale
 
     def forward(
         self,
@@ -29,23 +39,18 @@ class PrototypeBaseline(nn.Module):
         support_imgs: torch.Tensor,
         support_masks: torch.Tensor,
     ) -> torch.Tensor:
-        query, supports = encode_episode(self.backbone, query_img, support_imgs)
-        b, k, c, h, w = supports.shape
-        fg = (support_masks == 1).to(query.dtype).flatten(0, 1).unsqueeze(1)
-        fg = F.interpolate(fg, size=(h, w), mode="bilinear", align_corners=True)
-        valid = (support_masks != 255).to(query.dtype).flatten(0, 1).unsqueeze(1)
-        valid = F.interpolate(valid, size=(h, w), mode="bilinear", align_corners=True)
-        bg = (valid - fg).clamp_min(0)
-        flat = supports.flatten(0, 1)
+        query, supports = encode_episode(self.backbone, query_img, support_imgs, per_group=False)
+        return self.forward_stages(query, supports, support_masks, tuple(query_img.shape[-2:]))
 
-        def pooled(weight: torch.Tensor) -> torch.Tensor:
-            num = (flat * weight).view(b, k, c, -1).sum(dim=(1, 3))
-            den = weight.view(b, k, -1).sum(dim=(1, 2)).clamp_min(1e-5)
-            return num / den[:, None]
-
-        protos = torch.stack([pooled(bg), pooled(fg)], dim=1)  # B×2×C
-        sim = F.cosine_similarity(
-            query.unsqueeze(1), protos[:, :, :, None, None], dim=2, eps=1e-7
-        )  # B×2×h×w
-        logits = self.scale * sim
-        return F.interpolate(logits, size=query_img.shape[-2:], mode="bilinear", align_corners=True)
+    def forward_stages(
+        self,
+        query_stages: Stages,
+        support_stages: Stages,
+        support_masks: torch.Tensor,
+        size: tuple[int, int],
+    ) -> torch.Tensor:
+        finest = max((tuple(query_stages[n].shape[-2:]) for n in self.stages), key=sum)
+        logits = matching_logits(
+            query_stages, support_stages, support_masks, self.stages, finest, self.scale
+        )
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=True)

@@ -1,7 +1,11 @@
 """IFM: information fusion of the MPR and MPE branches with a similarity prior.
 
-Concatenate [MPR (C), MPE (C), prior (1)], fuse with a 1×1 conv, refine with a residual block of
+Concatenate [MPR (C), MPE (C), prior (P)], fuse with a 1×1 conv, refine with a residual block of
 two 3×3 convs, classify into background/defect, upsample to the input size (LERENet.md, "IFM").
+The paper's prior is one channel (P = 1); the ``matching`` prior of ``priors.py`` has more.
+With ``residual=True`` the classifier's last layer starts at zero and its output is added to
+given ``base`` logits (the parameter-free matching), so training starts exactly at that
+baseline and learns a correction to it.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PriorMode = Literal["positional", "prototype"]
+PriorMode = Literal["positional", "prototype", "matching"]
 
 
 def similarity_prior(
@@ -42,13 +46,21 @@ def similarity_prior(
 class IFM(nn.Module):
     """Fusion head producing 2-class logits at the input resolution.
 
-    Shapes: ``mpr_out``/``mpe_out`` B×C×h×w, ``prior`` B×1×h×w, ``size`` (H, W) → B×2×H×W.
+    Shapes: ``mpr_out``/``mpe_out`` B×C×h×w, ``prior`` B×P×h×w, ``base`` B×2×h×w or None,
+    ``size`` (H, W) → B×2×H×W.
     """
 
-    def __init__(self, channels: int, dropout: float = 0.1, num_classes: int = 2) -> None:
+    def __init__(
+        self,
+        channels: int,
+        dropout: float = 0.1,
+        num_classes: int = 2,
+        prior_channels: int = 1,
+        residual: bool = False,
+    ) -> None:
         super().__init__()
         self.fuse = nn.Sequential(
-            nn.Conv2d(2 * channels + 1, channels, kernel_size=1, bias=False),
+            nn.Conv2d(2 * channels + prior_channels, channels, kernel_size=1, bias=False),
             nn.ReLU(inplace=True),
         )
         self.residual = nn.Sequential(
@@ -63,6 +75,9 @@ class IFM(nn.Module):
             nn.Dropout2d(dropout),
             nn.Conv2d(channels, num_classes, kernel_size=1),
         )
+        if residual:
+            nn.init.zeros_(self.classifier[-1].weight)
+            nn.init.zeros_(self.classifier[-1].bias)
 
     def forward(
         self,
@@ -70,8 +85,11 @@ class IFM(nn.Module):
         mpe_out: torch.Tensor,
         prior: torch.Tensor,
         size: tuple[int, int],
+        base: torch.Tensor | None = None,
     ) -> torch.Tensor:
         x = self.fuse(torch.cat([mpr_out, mpe_out, prior], dim=1))
         x = x + self.residual(x)
         logits = self.classifier(x)
+        if base is not None:
+            logits = logits + base
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=True)

@@ -4,9 +4,21 @@ Episode contract (STYLE.md, pattern 2): ``query_img`` B×3×H×W, ``support_imgs
 ``support_masks`` B×K×H×W with 1 = defect, 0 = background and 255 = ignore → logits B×2×H×W.
 K-shot handling lives here: the K masked support feature maps are averaged before the head, so
 the output does not depend on support order and K identical supports equal one.
+
+The forward pass has two halves: ``encode_episode`` runs the backbone's pretrained stages, and
+``forward_stages`` does everything after them. Training a frozen backbone from cached stage
+features calls the second half only (``lerenet/features.py``).
+
+Deviations from the authors' code, each off by default and switched on by params (measured in
+docs/benchmarks.md): ``prototype="masked_mean"``, ``prior="matching"`` (training-free
+similarity maps from several pretrained stages instead of the positional cosine),
+``residual=True`` (the head corrects the parameter-free matching logits instead of starting
+from nothing) and ``backbone_bn`` other than ``per_group``.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -15,19 +27,43 @@ from torch import nn
 from lerenet.model.ifm import IFM, PriorMode, similarity_prior
 from lerenet.model.mpe import MPE, PrototypeMode, support_prototype
 from lerenet.model.mpr import MPR
+from lerenet.model.priors import matching_logits, matching_maps
+
+BackboneBN = Literal["joint", "per_group", "frozen"]
+Stages = dict[str, torch.Tensor]
 
 
 def encode_episode(
-    backbone: nn.Module, query_img: torch.Tensor, support_imgs: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the shared backbone once over query and supports.
+    backbone: nn.Module, query_img: torch.Tensor, support_imgs: torch.Tensor, per_group: bool
+) -> tuple[Stages, Stages]:
+    """Run the backbone's pretrained stages over query and supports.
 
-    One batched call (B + B·K images) instead of K + 1 calls: the same weights, fewer kernel
-    launches. Shapes: → query B×C×h×w, supports B×K×C×h×w.
+    ``per_group=False``: one batched call (B + B·K images), fewest kernel launches.
+    ``per_group=True`` (the authors' code): the query batch, then each shot's batch, so that
+    in training every BatchNorm sees batch statistics of one group only. In eval mode both
+    give the same features, so only a training step pays for the extra calls.
+    Shapes: → {stage: B×C×h×w} (query), {stage: B×K×C×h×w} (supports).
     """
     b, k = support_imgs.shape[:2]
-    feats = backbone(torch.cat([query_img, support_imgs.flatten(0, 1)], dim=0))
-    return feats[:b], feats[b:].unflatten(0, (b, k))
+    if per_group and backbone.training:
+        query = backbone.forward_stages(query_img)
+        shots = [backbone.forward_stages(support_imgs[:, i]) for i in range(k)]
+        return query, {name: torch.stack([s[name] for s in shots], 1) for name in query}
+    feats = backbone.forward_stages(torch.cat([query_img, support_imgs.flatten(0, 1)], dim=0))
+    return (
+        {name: f[:b] for name, f in feats.items()},
+        {name: f[b:].unflatten(0, (b, k)) for name, f in feats.items()},
+    )
+
+
+def head_inputs(
+    backbone: nn.Module, query_stages: Stages, support_stages: Stages
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The head's C-channel maps: query B×C×h×w and supports B×K×C×h×w."""
+    b, k = next(iter(support_stages.values())).shape[:2]
+    query = backbone.head_features(query_stages)
+    flat = {name: f.flatten(0, 1) for name, f in support_stages.items()}
+    return query, backbone.head_features(flat).unflatten(0, (b, k))
 
 
 def masked_support_mean(
@@ -58,6 +94,11 @@ class LERENet(nn.Module):
         prior: IFM prior mode (``positional`` = authors' code).
         normalize_graph: MPR 1/HW normalisation of pooled node states.
         dropout: IFM classifier dropout.
+        prior_stages: pretrained stages of the ``matching`` prior and of ``residual``.
+        residual: add the parameter-free matching logits to the IFM output.
+        backbone_bn: BatchNorm of the pretrained backbone in training — ``per_group`` (the
+            authors': query and each shot in separate calls), ``joint`` (one call for all)
+            or ``frozen`` (running statistics).
     """
 
     def __init__(
@@ -71,15 +112,27 @@ class LERENet(nn.Module):
         prior: PriorMode = "positional",
         normalize_graph: bool = False,
         dropout: float = 0.1,
+        prior_stages: tuple[str, ...] = ("s4", "s8", "s16"),
+        residual: bool = False,
+        backbone_bn: BackboneBN = "per_group",
     ) -> None:
         super().__init__()
         channels = int(backbone.out_channels)
+        matching = prior == "matching" or residual
+        missing = sorted(set(prior_stages) - set(backbone.stages)) if matching else []
+        if missing:
+            raise ValueError(f"backbone was built without the prior stage(s) {missing}")
         self.backbone = backbone
+        self.backbone.frozen_bn = backbone_bn == "frozen"
         self.mpr = MPR(channels, num_state, num_node, normalize=normalize_graph)
         self.mpe = MPE(channels, reduction)
-        self.ifm = IFM(channels, dropout)
+        prior_channels = 4 * len(prior_stages) if prior == "matching" else 1
+        self.ifm = IFM(channels, dropout, prior_channels=prior_channels, residual=residual)
         self.prototype_mode: PrototypeMode = prototype
         self.prior_mode: PriorMode = prior
+        self.prior_stages = tuple(prior_stages)
+        self.residual = residual
+        self.per_group = backbone_bn == "per_group"
 
     def forward(
         self,
@@ -87,10 +140,32 @@ class LERENet(nn.Module):
         support_imgs: torch.Tensor,
         support_masks: torch.Tensor,
     ) -> torch.Tensor:
-        query, supports = encode_episode(self.backbone, query_img, support_imgs)
+        query, supports = encode_episode(self.backbone, query_img, support_imgs, self.per_group)
+        return self.forward_stages(query, supports, support_masks, tuple(query_img.shape[-2:]))
+
+    def forward_stages(
+        self,
+        query_stages: Stages,
+        support_stages: Stages,
+        support_masks: torch.Tensor,
+        size: tuple[int, int],
+    ) -> torch.Tensor:
+        """Everything after the pretrained stages; ``size`` is the input's (H, W)."""
+        query, supports = head_inputs(self.backbone, query_stages, support_stages)
         support, mask = masked_support_mean(supports, support_masks)
         prototype = support_prototype(support, mask, self.prototype_mode)
         mpr_out = self.mpr(support, query)
         mpe_out = self.mpe(query, prototype)
-        prior = similarity_prior(query, support, prototype, self.prior_mode)
-        return self.ifm(mpr_out, mpe_out, prior, size=tuple(query_img.shape[-2:]))
+        head_size = tuple(query.shape[-2:])
+        if self.prior_mode == "matching":
+            prior = matching_maps(
+                query_stages, support_stages, support_masks, self.prior_stages, head_size
+            )
+        else:
+            prior = similarity_prior(query, support, prototype, self.prior_mode)
+        base = None
+        if self.residual:
+            base = matching_logits(
+                query_stages, support_stages, support_masks, self.prior_stages, head_size
+            )
+        return self.ifm(mpr_out, mpe_out, prior, size=size, base=base)

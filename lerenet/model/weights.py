@@ -28,7 +28,7 @@ _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 _PREFIXES = ("module.", "backbone.", "model.")
 _UNUSED = re.compile(
     r"^(layer[234]\.|fc\.|classifier\.|features\.(1[4-9]|[2-9]\d)\.|_blocks\.([5-9]|1\d)\.|"
-    r"_conv_head\.|_bn1\.|_fc\.|deeper\.)"
+    r"_conv_head\.|_bn1\.|_fc\.)"
 )
 # Modules the loader never fills: new layers that are trained from scratch.
 _NEW = re.compile(r"^projection\.")

@@ -184,10 +184,10 @@ def test_prototype_baseline_segments_by_similarity() -> None:
     """With an identity-like backbone the baseline labels pixels like the support's defect."""
 
     class Identity(torch.nn.Module):
-        out_channels = 3
+        out_channels, stages = 3, ("s4",)
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x
+        def forward_stages(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"s4": x}
 
     model = PrototypeBaseline(Identity())
     red, blue = torch.tensor([1.0, 0.1, 0.1]), torch.tensor([0.1, 0.1, 1.0])

@@ -1,0 +1,123 @@
+"""Cached backbone features: training steps that run the head only.
+
+With a frozen backbone (``train.backbone_lr_mult: 0`` and ``model.backbone_bn: frozen``) the
+pretrained stages are a fixed function of the augmented image, so computing them again at every
+step wastes most of a CPU training step. ``build_cache`` runs the backbone once over every
+training image in ``copies`` seeded augmentations (the paper's: scale, rotation, blur, flip) and
+keeps the stage maps in memory as fp16; ``cached_batch`` then assembles a step's episodes from
+them, choosing one copy per image from the step's seed, so a resumed run draws what an
+uninterrupted one draws. The head's own input (the EfficientNet projection) is *not* cached:
+it trains. Memory: about 0.2 MB per copy at 200×200 with stages s4, s8, s16.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import Progress
+from torch import nn
+
+from lerenet.data.imageio import load_label, load_rgb
+from lerenet.data.manifest import mask_of
+from lerenet.data.splits import Episode
+from lerenet.data.transforms import build_transform, to_tensors
+
+
+@dataclass
+class FeatureCache:
+    """Stage maps of every cached image copy, and where each image's copies are."""
+
+    stages: dict[str, torch.Tensor]  # name → N×C×h×w, fp16
+    labels: torch.Tensor  # N×H×W uint8 (0, 1, 255)
+    rows: dict[str, list[int]]  # image path → the rows of its copies
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (*self.stages.values(), self.labels))
+
+
+def image_key(image: str) -> str:
+    """``<Class>/<file>``: what seeds an image's augmentations, wherever its folder lives (a
+    resumed run may render its synthetic tasks under another directory)."""
+    return "/".join(Path(image).parts[-2:])
+
+
+def build_cache(
+    backbone: nn.Module,
+    root: Path,
+    images: list[str],
+    *,
+    image_size: int,
+    copies: int,
+    seed: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    device: torch.device,
+    batch_size: int = 32,
+    show_progress: bool = True,
+) -> FeatureCache:
+    """Run the frozen backbone's stages over ``copies`` augmented versions of each image.
+
+    Copy c of an image is augmented with a pipeline seeded by (seed, ``image_key``, c): the
+    cache is the same on every run with the same inputs. ``images`` may be absolute paths (synthetic
+    tasks) or paths relative to ``root``.
+    """
+    was_training = backbone.training
+    backbone.eval()
+    stages: dict[str, list[torch.Tensor]] = {}
+    labels: list[torch.Tensor] = []
+    rows: dict[str, list[int]] = {}
+    jobs = [(image, c) for image in images for c in range(copies)]
+    with Progress(disable=not show_progress, transient=True) as progress:
+        bar = progress.add_task(f"caching features of {len(images)} images", total=len(jobs))
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start : start + batch_size]
+            tensors = []
+            for image, c in chunk:
+                rng = random.Random(f"{seed}|{image_key(image)}|{c}")
+                transform = build_transform(image_size, True, seed=rng.randrange(2**31))
+                out = transform(
+                    image=load_rgb(root / image), mask=load_label(root / mask_of(image))
+                )
+                img, label = to_tensors(out["image"], out["mask"].astype(np.uint8), mean, std)
+                tensors.append(img)
+                labels.append(label.to(torch.uint8))
+                rows.setdefault(image, []).append(len(labels) - 1)
+            with torch.inference_mode():
+                feats = backbone.forward_stages(torch.stack(tensors).to(device))
+            for name, value in feats.items():
+                stages.setdefault(name, []).append(value.half().cpu())
+            progress.update(bar, advance=len(chunk))
+    backbone.train(was_training)
+    return FeatureCache(
+        {name: torch.cat(parts) for name, parts in stages.items()}, torch.stack(labels), rows
+    )
+
+
+def cached_batch(
+    cache: FeatureCache, episodes: list[Episode], seed: int, device: torch.device
+) -> dict:
+    """One training step's episodes from the cache, one seeded copy per image.
+
+    Returns ``query_stages`` {stage: B×C×h×w}, ``support_stages`` {stage: B×K×C×h×w},
+    ``support_masks`` B×K×H×W and ``query_mask`` B×H×W (long, on ``device``).
+    """
+    rng = random.Random(seed)
+    query_rows = [rng.choice(cache.rows[ep.query]) for ep in episodes]
+    support_rows = [[rng.choice(cache.rows[s]) for s in ep.supports] for ep in episodes]
+    b, k = len(episodes), len(episodes[0].supports)
+    flat = torch.tensor([r for rows in support_rows for r in rows])
+    query_idx = torch.tensor(query_rows)
+
+    def take(rows: torch.Tensor, name: str) -> torch.Tensor:
+        return cache.stages[name][rows].to(device).float()
+
+    return {
+        "query_stages": {name: take(query_idx, name) for name in cache.stages},
+        "support_stages": {name: take(flat, name).unflatten(0, (b, k)) for name in cache.stages},
+        "support_masks": cache.labels[flat].long().unflatten(0, (b, k)).to(device),
+        "query_mask": cache.labels[query_idx].long().to(device),
+    }

@@ -1,0 +1,140 @@
+"""The training-free matching (priors, baseline, residual start) and the backbone BN modes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lerenet.config import ModelConfig
+from lerenet.model import LERENet, PrototypeBaseline, build_model
+from lerenet.model.backbone import VGG16BN, ResNet50
+from lerenet.model.priors import matching_maps, max_cosine, prototype_cosine, support_weights
+from lerenet.summary import dummy_episode
+
+SIZE = 64
+
+
+def two_colour_episode(shots: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Feature maps where the defect is 'red' and the background 'blue', at 8×8."""
+    red, blue = torch.tensor([1.0, 0.1, 0.1]), torch.tensor([0.1, 0.1, 1.0])
+    img = blue[:, None, None].expand(3, 8, 8).clone()
+    img[:, :3] = red[:, None, None]
+    mask = torch.zeros(8, 8, dtype=torch.long)
+    mask[:3] = 1
+    return (
+        img[None],
+        img[None, None].repeat(1, shots, 1, 1, 1),
+        mask[None, None].repeat(1, shots, 1, 1),
+    )
+
+
+def test_prototype_and_max_cosine_find_the_support_colour() -> None:
+    query, supports, masks = two_colour_episode()
+    fg, bg = support_weights(masks, (8, 8))
+    for sim in (prototype_cosine(query, supports, fg, bg), max_cosine(query, supports, fg, bg)):
+        assert sim.shape == (1, 2, 8, 8)
+        assert torch.equal(sim.argmax(1)[0], masks[0, 0])
+        assert sim.max() <= 1 + 1e-6 and sim.min() >= -1 - 1e-6
+
+
+def test_five_shot_prototype_pools_pixels_not_positions() -> None:
+    """Supports whose defects sit at different positions still give the defect's own
+    prototype: pixels are pooled over shots, not masked maps averaged position by position."""
+    query, supports, masks = two_colour_episode(shots=2)
+    supports[:, 1] = torch.roll(supports[:, 1], shifts=4, dims=-2)
+    masks[:, 1] = torch.roll(masks[:, 1], shifts=4, dims=-2)
+    fg, bg = support_weights(masks, (8, 8))
+    sim = prototype_cosine(query, supports, fg, bg)
+    torch.testing.assert_close(sim[:, 1].max(), torch.tensor(1.0))
+    assert torch.equal(
+        sim.argmax(1)[0], torch.zeros(8, 8, dtype=torch.long).index_fill(0, torch.arange(3), 1)
+    )
+
+
+def test_empty_side_gives_finite_maps() -> None:
+    query, supports, masks = two_colour_episode()
+    fg, bg = support_weights(torch.zeros_like(masks), (8, 8))
+    maps = torch.cat(
+        [prototype_cosine(query, supports, fg, bg), max_cosine(query, supports, fg, bg)], 1
+    )
+    assert torch.isfinite(maps).all()
+    assert torch.all(maps[:, 3] == -1)  # no defect pixel to match: the lowest similarity
+
+
+def test_matching_maps_shape_and_order_invariance() -> None:
+    torch.manual_seed(0)
+    stages_q = {"s4": torch.randn(2, 8, 16, 16), "s8": torch.randn(2, 16, 8, 8)}
+    stages_s = {"s4": torch.randn(2, 3, 8, 16, 16), "s8": torch.randn(2, 3, 16, 8, 8)}
+    masks = (torch.rand(2, 3, SIZE, SIZE) > 0.6).long()
+    maps = matching_maps(stages_q, stages_s, masks, ("s4", "s8"), (16, 16))
+    assert maps.shape == (2, 8, 16, 16)
+    perm = torch.tensor([2, 0, 1])
+    shuffled = {k: v[:, perm] for k, v in stages_s.items()}
+    torch.testing.assert_close(
+        maps, matching_maps(stages_q, shuffled, masks[:, perm], ("s4", "s8"), (16, 16))
+    )
+
+
+def test_residual_lerenet_starts_exactly_at_the_baseline() -> None:
+    """With ``residual`` the untrained head adds zero: its output is the baseline's."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        backbone="vgg16_bn",
+        weights="random",
+        prior="matching",
+        residual=True,
+        prior_stages=["s4", "s8"],
+    )
+    with pytest.warns(UserWarning, match="random"):
+        model, _ = build_model(cfg)
+    baseline = PrototypeBaseline(model.backbone, ("s4", "s8")).eval()
+    episode = dummy_episode(2, 3, SIZE, seed=4)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(*episode), baseline(*episode))
+
+
+def test_prototype_baseline_has_no_trainable_head() -> None:
+    with pytest.warns(UserWarning, match="random"):
+        model, _ = build_model(ModelConfig(arch="prototype", backbone="vgg16_bn", weights="random"))
+    assert all(name.startswith("backbone.") for name, _ in model.named_parameters())
+
+
+def test_prior_stages_are_built_and_validated() -> None:
+    backbone = ResNet50(stages=("s16",))
+    assert backbone.stages == ("s4", "s16") and hasattr(backbone, "layer3")
+    assert not hasattr(ResNet50(), "layer2")  # the faithful model builds stride 4 only
+    with pytest.raises(ValueError, match="without the prior stage"):
+        LERENet(VGG16BN(), prior="matching", prior_stages=("s4", "s8"))
+    with pytest.raises(ValueError, match="repeats"):
+        ModelConfig(prior_stages=["s4", "s4"])
+    assert ModelConfig(prior_stages=["s16", "s4"]).prior_stages == ["s4", "s16"]
+
+
+def _bn_stats(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [
+        m.running_mean.clone()
+        for m in model.backbone.modules()
+        if isinstance(m, torch.nn.BatchNorm2d)
+    ]
+
+
+def test_backbone_bn_modes_differ_in_training_only() -> None:
+    """per_group (the authors') and joint see different batch statistics and frozen keeps the
+    running statistics; in eval mode the three give the same output."""
+    episode = dummy_episode(2, 2, SIZE, seed=7)
+    outputs, stats = {}, {}
+    for mode in ("per_group", "joint", "frozen"):
+        torch.manual_seed(0)
+        model = LERENet(VGG16BN(), backbone_bn=mode)
+        with torch.no_grad():
+            outputs[mode] = model.eval()(*episode)
+            before = _bn_stats(model)
+            model.train()(*episode)
+        stats[mode] = _bn_stats(model)
+        changed = [not torch.equal(a, b) for a, b in zip(before, stats[mode], strict=True)]
+        assert not any(changed) if mode == "frozen" else all(changed)
+    torch.testing.assert_close(outputs["joint"], outputs["per_group"])
+    torch.testing.assert_close(outputs["joint"], outputs["frozen"])
+    assert not all(
+        torch.allclose(a, b) for a, b in zip(stats["per_group"], stats["joint"], strict=True)
+    )
