@@ -335,7 +335,7 @@ def gate_cmd(
     bootstrap over the same test episodes (non-inferiority within gate.margin, or
     superiority with gate.require_superiority).
     """
-    from lerenet.stages import gate_stage
+    from lerenet.gate_stage import gate_stage
 
     cfg = _params(params)
     with user_errors(FileNotFoundError, ValueError):

@@ -1,11 +1,15 @@
 """The promotion gate: does the challenger deserve to replace the champion?
 
-Both models are scored on the *same* fixed test episodes. The challenger passes when, for every
+All models are scored on the *same* fixed test episodes. The challenger passes when, for every
 evaluated shot count, (1) it meets the absolute floors of ``params.gate`` (mIoU, FB-IoU, lowest
-per-class IoU) and (2) with a champion, a paired bootstrap over episodes (resampled within
-class, identically for both models) puts the one-sided 95% lower bound of Δ mIoU =
+per-class IoU: sanity checks only), (2) a paired bootstrap over episodes (resampled within
+class, identically for both models) shows it better than the parameter-free prototype baseline:
+the one-sided 95% lower bound of Δ mIoU = challenger − baseline above ``baseline_margin``
+(``beat_baseline``; a model that loses to matching pretrained features without any training is
+no product), and (3) with a champion, the same bootstrap puts the lower bound of Δ mIoU =
 challenger − champion above −margin (non-inferiority) or above 0 (``require_superiority``).
-With no champion, the floors alone decide.
+A challenger that fails only gets ``@staging``; the reasons say which test failed and by how
+much.
 """
 
 from __future__ import annotations
@@ -77,11 +81,18 @@ def decide(
     champion: dict[str, ShotEvidence] | None,
     cfg: GateConfig,
     *,
+    baseline: dict[str, ShotEvidence] | None = None,
     challenger_uri: str = "",
     champion_uri: str | None = None,
 ) -> GateDecision:
-    """Apply floors and the paired comparison for every shot count (keys like ``1shot``)."""
+    """Apply floors and the paired comparisons for every shot count (keys like ``1shot``)."""
     decision = GateDecision(True, challenger=challenger_uri, champion=champion_uri)
+    if cfg.beat_baseline and baseline is None:
+        decision.passed = False
+        decision.reasons.append(
+            "no prototype-baseline evidence on these episodes, so the challenger is not "
+            "shown to beat it (gate.beat_baseline)"
+        )
     for shot, ev in sorted(challenger.items()):
         s = score(ev.stats, sorted(set(ev.classes)), ev.classes, bootstrap=cfg.bootstrap)
         worst_cls, worst = min(((c, i.value) for c, i in s.per_class.items()), key=lambda t: t[1])
@@ -100,6 +111,23 @@ def decide(
                 decision.passed = False
                 decision.reasons.append(
                     f"{shot}: {label} {value:.3f} is below the floor {floor:.3f}"
+                )
+        if cfg.beat_baseline and baseline is not None and shot in baseline:
+            delta, low, high = paired_delta(ev, baseline[shot], bootstrap=cfg.bootstrap)
+            nums.update(
+                {
+                    "baseline_miou": s.miou.value - delta,
+                    "baseline_delta": delta,
+                    "baseline_delta_low": low,
+                    "baseline_delta_high": high,
+                }
+            )
+            if low <= cfg.baseline_margin:
+                decision.passed = False
+                decision.reasons.append(
+                    f"{shot}: Δ mIoU vs the prototype baseline {delta:+.3f} (95% lower bound "
+                    f"{low:+.3f}, needs > {cfg.baseline_margin:+.3f}): not shown better than "
+                    "the parameter-free baseline"
                 )
         if champion is not None and shot in champion:
             delta, low, high = paired_delta(ev, champion[shot], bootstrap=cfg.bootstrap)
@@ -127,6 +155,7 @@ def decide(
     if decision.passed:
         decision.reasons.append(
             "all floors met"
+            + (", better than the prototype baseline" if cfg.beat_baseline else "")
             + ("" if champion is None else " and the champion comparison passed")
             + ("" if champion is not None else "; no champion to compare")
         )

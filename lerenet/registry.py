@@ -82,7 +82,10 @@ def describe(run: Any, metrics: dict | None) -> str:
                 f"Test {shot}: mIoU {m['miou']:.3f} [{m['miou_low']:.3f}, "
                 f"{m['miou_high']:.3f}], FB-IoU {m['fbiou']:.3f}."
             )
-    lines.append(f"Gate: {tags.get(GATE_TAG, 'not run')}. Run {run.info.run_id}.")
+    gate = tags.get(GATE_TAG, "not run")
+    reasons = tags.get("lerenet.gate_reasons")
+    why = f" ({reasons})" if reasons else ""
+    lines.append(f"Gate: {gate}{why}. Run {run.info.run_id}.")
     return " ".join(lines)
 
 

@@ -16,12 +16,6 @@ from lerenet.lineage import lineage_tags, split_sha256
 TRAIN_SUMMARY = "train.json"
 
 
-def _baseline_params(params: Params) -> Params:
-    return params.model_copy(
-        update={"model": params.model.model_copy(update={"arch": "prototype"})}
-    )
-
-
 def train_stage(
     params: Params,
     *,
@@ -30,10 +24,11 @@ def train_stage(
     track: bool = True,
     show_progress: bool = True,
 ) -> dict:
-    """Train LERENet (and the prototype baseline), log run + pyfunc model; write train.json."""
+    """Train LERENet (and save the prototype baseline), log run + pyfunc model; write
+    train.json."""
     from lerenet.mlflow_model import log_model
     from lerenet.tracking import start_run
-    from lerenet.train import train
+    from lerenet.train import save_baseline, train
 
     out_dir = Path(params.train.out_dir)
     summary_path = out_dir / TRAIN_SUMMARY
@@ -76,12 +71,7 @@ def train_stage(
             summary_path.write_text(json.dumps(summary, indent=2) + "\n")
             raise KeyboardInterrupt
         if params.train.baseline and params.model.arch != "prototype":
-            base = train(
-                _baseline_params(params), out_dir=out_dir / "baseline", show_progress=show_progress
-            )
-            summary["baseline_path"] = str(base.best_path)
-            if run.enabled:
-                run.metrics({"baseline/best_val_miou": base.best_val_miou or 0.0})
+            summary["baseline_path"] = str(save_baseline(params, out_dir / "baseline"))
         if run.enabled:
             from lerenet.storage import file_sha256
 
@@ -189,123 +179,6 @@ def evaluate_stage(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     return results
-
-
-def _evidence(model, params: Params) -> dict:
-    """Per-shot episode stats of ``model`` on the fold's test episodes."""
-    from lerenet.evaluate import episode_dataset, predict_episodes
-    from lerenet.gate import ShotEvidence
-
-    device = next(model.parameters()).device
-    out = {}
-    for k in params.eval.shots:
-        dataset = episode_dataset(params, model, "test", k, params.train.fold)
-        preds = predict_episodes(model, dataset, device)
-        out[f"{k}shot"] = ShotEvidence(preds.stats, preds.classes)
-    return out
-
-
-def _saved_evidence(params: Params, model_uri: str) -> dict | None:
-    """The evaluate stage's per-episode stats of ``model_uri``, when they were computed on the
-    current split for every gated shot count; else None (the gate then predicts itself)."""
-    from lerenet.evaluate import load_evidence
-    from lerenet.gate import ShotEvidence
-
-    out_dir = Path(params.eval.out_dir)
-    metrics_path = out_dir / "metrics.json"
-    if not metrics_path.exists():
-        return None
-    metrics = json.loads(metrics_path.read_text())
-    current = split_sha256(Path(params.split.out_dir))
-    if metrics.get("model_uri") != model_uri or not current:
-        return None
-    if metrics.get("split_sha256") != current:
-        return None
-    out = {}
-    for k in params.eval.shots:
-        saved = load_evidence(out_dir / "lerenet", k)
-        if saved is None or f"{k}shot" not in (metrics.get("lerenet") or {}):
-            return None
-        out[f"{k}shot"] = ShotEvidence(*saved)
-    return out
-
-
-def champion_uri(params: Params) -> str:
-    return f"models:/{params.tracking.registered_model}@production"
-
-
-def gate_stage(
-    params: Params,
-    *,
-    challenger: str | None = None,
-    champion: str | None = None,
-    out_dir: Path = Path("outputs/gate"),
-    track: bool = True,
-) -> dict:
-    """Score challenger and champion on the same test episodes; decide; log the decision."""
-    from lerenet.gate import decide, write_decision
-    from lerenet.mlflow_model import load_torch_model
-    from lerenet.registry import _client, alias_version
-    from lerenet.tracking import configure
-
-    summary = {}
-    if challenger is None:
-        summary = read_train_summary(params)
-        challenger = summary.get("model_uri") or summary["best_path"]
-    if track:
-        configure(params.tracking)
-    # untracked (no registry to ask): only an explicitly given champion is compared against
-    champion = champion or (champion_uri(params) if track else None)
-    champ_model = None
-    if champion is not None and champion.startswith("models:/") and track:
-        name, _, alias = champion.removeprefix("models:/").partition("@")
-        if alias and alias_version(_client(), name, alias) is None:
-            champion = None  # nothing in production yet: the floors alone decide
-    if champion is not None:
-        champ_model, _ = load_torch_model(champion)
-    evidence = _saved_evidence(params, challenger)
-    if evidence is None:
-        evidence = _evidence(load_torch_model(challenger)[0], params)
-    decision = decide(
-        evidence,
-        _evidence(champ_model, params) if champ_model is not None else None,
-        params.gate,
-        challenger_uri=challenger,
-        champion_uri=champion,
-    )
-    path = write_decision(decision, Path(out_dir) / "decision.json")
-    run_id = (
-        summary.get("run_id")
-        if challenger == summary.get("model_uri")
-        else (challenger.split("/")[1] if challenger.startswith("runs:/") else None)
-    )
-    if track and run_id:
-        from lerenet.tracking import start_run
-
-        with start_run(params, run_name="gate", run_id=run_id) as run:
-            run.tags(
-                {
-                    "lerenet.gate": "passed" if decision.passed else "failed",
-                    "lerenet.gate_champion": champion or "none",
-                }
-            )
-            run.metrics(
-                {
-                    f"gate/{shot}/{k}": v
-                    for shot, nums in decision.numbers.items()
-                    for k, v in nums.items()
-                    if isinstance(v, float)
-                }
-            )
-            run.artifact(path, "gate")
-    return {
-        "passed": decision.passed,
-        "reasons": decision.reasons,
-        "numbers": decision.numbers,
-        "champion": champion,
-        "challenger": challenger,
-        "decision_path": str(path),
-    }
 
 
 def promote_stage(params: Params, *, run_id: str | None = None, to: str = "staging") -> dict:

@@ -189,7 +189,7 @@ def evaluate_task(
 
 @task(name="gate", retries=0)
 def gate_task(params_path: str, overrides: dict | None = None) -> dict:
-    from lerenet.stages import gate_stage
+    from lerenet.gate_stage import gate_stage
 
     return gate_stage(params_of(params_path, overrides))
 

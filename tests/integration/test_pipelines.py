@@ -87,10 +87,33 @@ def test_dvc_repro_and_prefect_flow_agree(
     assert result["data"]["tracked"] and result["data"]["pushed"]
     assert result["promote"]["alias"] == "production"  # tiny floors are 0: the gate passes
 
+    # with the baseline rule on, the six-step model loses to the baseline: @staging only, and
+    # the flow's promotion artifact says why
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    ruled_state = retrain(
+        params_path="params.yaml", overrides={"gate.beat_baseline": True}, return_state=True
+    )
+    ruled = ruled_state.result()
+    assert not ruled["gate"]["passed"] and ruled["promote"]["alias"] == "staging"
+    assert any("prototype baseline" in r for r in ruled["gate"]["reasons"])
+    registry = MlflowClient(f"sqlite:///{flow_root}/mlflow.db")
+    aliases = dict(registry.get_registered_model("lerenet").aliases)
+    assert aliases["production"] == result["promote"]["version"]
+    assert aliases["staging"] == ruled["promote"]["version"]
+    with get_client(sync_client=True) as prefect_client:
+        artifacts = prefect_client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[ruled_state.state_details.flow_run_id])
+            )
+        )
+    promotion = next(a for a in artifacts if a.key == "promotion")
+    assert "@staging" in promotion.data and "prototype baseline" in promotion.data
+
     # unchanged data and params: ingest/validate/split come from the cache
     state = retrain(params_path="params.yaml", source=str(synthetic_source), return_state=True)
     assert state.is_completed()
-    from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     with get_client(sync_client=True) as client:
@@ -114,8 +137,6 @@ def test_dvc_repro_and_prefect_flow_agree(
     assert dict(client.get_registered_model("lerenet").aliases) == before
     assert "fewer than 51 usable pairs" in str(failed.result(raise_on_failure=False))
     # the failed validation left its report on the flow run, linking the HTML
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-
     with get_client(sync_client=True) as prefect_client:
         artifacts = prefect_client.read_artifacts(
             artifact_filter=ArtifactFilter(

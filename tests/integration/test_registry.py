@@ -107,3 +107,29 @@ def test_failure_mid_promotion_leaves_aliases(
         .tags["lerenet.promotion"]
         .startswith("failed")
     )
+
+
+def test_a_model_worse_than_the_baseline_cannot_take_production(tracked_project: Path) -> None:
+    """The baseline rule on: the tiny model loses to the parameter-free baseline, so the gate
+    fails with that reason (CLI, decision, MLflow run and version), and the model reaches
+    @staging only."""
+    from lerenet.stages import evaluate_stage
+
+    params_path = Path("params.yaml")
+    params_path.write_text(params_path.read_text().replace("beat_baseline: false", ""))
+    assert load_params(params_path).gate.beat_baseline
+    summary = _train()
+    evaluate_stage(load_params(params_path))
+    result = runner.invoke(app, ["gate"])
+    assert result.exit_code == 1, result.output
+    decision = json.loads(Path("outputs/gate/decision.json").read_text())
+    for shot in ("1shot", "5shot"):  # the premise: six steps of training lose to the baseline
+        assert decision["numbers"][shot]["baseline_delta"] < 0, decision["numbers"]
+    assert "prototype baseline" in result.output
+    tags = _client().get_run(summary["run_id"]).data.tags
+    assert tags["lerenet.gate"] == "failed" and "prototype baseline" in tags["lerenet.gate_reasons"]
+    assert runner.invoke(app, ["promote"]).exit_code == 0
+    refused = runner.invoke(app, ["promote", "--to", "production"])
+    assert refused.exit_code == 1 and "did not pass its gate" in refused.output
+    assert _aliases() == {"staging": "1"}
+    assert "prototype baseline" in _client().get_model_version("lerenet", "1").description

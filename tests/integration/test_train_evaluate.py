@@ -106,7 +106,8 @@ def test_train_and_evaluate_stages_log_to_mlflow(tiny_project: Path) -> None:
     assert out.shape == (1, 48, 48) and ((out >= 0) & (out <= 1)).all()
 
     # evaluation reads the local file only while it is byte-identical to the logged model
-    from lerenet.stages import _saved_evidence, local_copy
+    from lerenet.gate_stage import _saved_evidence
+    from lerenet.stages import local_copy
 
     assert local_copy(summary["model_uri"], summary) == summary["best_path"]
     assert local_copy("models:/lerenet/7", summary) == "models:/lerenet/7"  # another model

@@ -1,0 +1,166 @@
+"""The gate stage: score challenger, champion and baseline on the same episodes, then decide.
+
+The decision rules are in ``gate.py`` (pure functions of per-episode stats); this module finds
+the stats — reusing what the evaluate stage saved for the same model and split, predicting
+otherwise — and records the decision in ``decision.json`` and on the challenger's MLflow run
+(tags ``lerenet.gate`` and ``lerenet.gate_reasons``, ``gate/…`` metrics), from where the
+registry copies it onto the model version.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lerenet.config import Params
+from lerenet.lineage import split_sha256
+from lerenet.stages import read_train_summary
+
+
+def _evidence(model, params: Params) -> dict:
+    """Per-shot episode stats of ``model`` on the fold's test episodes."""
+    from lerenet.evaluate import episode_dataset, predict_episodes
+    from lerenet.gate import ShotEvidence
+
+    device = next(model.parameters()).device
+    out = {}
+    for k in params.eval.shots:
+        dataset = episode_dataset(params, model, "test", k, params.train.fold)
+        preds = predict_episodes(model, dataset, device)
+        out[f"{k}shot"] = ShotEvidence(preds.stats, preds.classes)
+    return out
+
+
+def _saved_evidence(params: Params, model_uri: str, name: str = "lerenet") -> dict | None:
+    """The evaluate stage's per-episode stats of ``model_uri`` (``name="lerenet"``) or of the
+    baseline saved with it (``name="baseline"``), when they were computed on the current split
+    for every gated shot count; else None (the gate then predicts itself)."""
+    from lerenet.evaluate import load_evidence
+    from lerenet.gate import ShotEvidence
+
+    out_dir = Path(params.eval.out_dir)
+    metrics_path = out_dir / "metrics.json"
+    if not metrics_path.exists():
+        return None
+    metrics = json.loads(metrics_path.read_text())
+    current = split_sha256(Path(params.split.out_dir))
+    if metrics.get("model_uri") != model_uri or not current:
+        return None
+    if metrics.get("split_sha256") != current:
+        return None
+    out = {}
+    for k in params.eval.shots:
+        saved = load_evidence(out_dir / name, k)
+        if saved is None or f"{k}shot" not in (metrics.get(name) or {}):
+            return None
+        out[f"{k}shot"] = ShotEvidence(*saved)
+    return out
+
+
+def _baseline_evidence(params: Params, challenger: str) -> tuple[dict | None, str]:
+    """The parameter-free baseline's per-episode stats on the gated episodes, and where they
+    came from: saved by evaluate for this challenger, or rebuilt from the challenger's own
+    model configuration (same backbone, pretrained weights and stages) and predicted here."""
+    from lerenet.checkpoint import load_model_file
+    from lerenet.config import ModelConfig
+    from lerenet.mlflow_model import load_torch_model
+    from lerenet.model import build_model
+    from lerenet.model.weights import WeightsError
+
+    saved = _saved_evidence(params, challenger, "baseline")
+    if saved is not None:
+        return saved, "saved by evaluate"
+    path = Path(challenger)
+    meta = load_model_file(path)[1] if path.exists() else load_torch_model(challenger)[1]
+    cfg = ModelConfig.model_validate(meta["model_config"]).model_copy(update={"arch": "prototype"})
+    try:
+        baseline, _ = build_model(cfg)
+    except WeightsError as err:
+        return None, f"cannot rebuild the baseline: {err}"
+    return _evidence(baseline.eval(), params), "rebuilt from the challenger's configuration"
+
+
+def champion_uri(params: Params) -> str:
+    return f"models:/{params.tracking.registered_model}@production"
+
+
+def gate_stage(
+    params: Params,
+    *,
+    challenger: str | None = None,
+    champion: str | None = None,
+    out_dir: Path = Path("outputs/gate"),
+    track: bool = True,
+) -> dict:
+    """Score challenger and champion on the same test episodes; decide; log the decision."""
+    from lerenet.gate import decide, write_decision
+    from lerenet.mlflow_model import load_torch_model
+    from lerenet.registry import _client, alias_version
+    from lerenet.tracking import configure
+
+    summary = {}
+    if challenger is None:
+        summary = read_train_summary(params)
+        challenger = summary.get("model_uri") or summary["best_path"]
+    if track:
+        configure(params.tracking)
+    # untracked (no registry to ask): only an explicitly given champion is compared against
+    champion = champion or (champion_uri(params) if track else None)
+    champ_model = None
+    if champion is not None and champion.startswith("models:/") and track:
+        name, _, alias = champion.removeprefix("models:/").partition("@")
+        if alias and alias_version(_client(), name, alias) is None:
+            champion = None  # nothing in production yet: the floors alone decide
+    if champion is not None:
+        champ_model, _ = load_torch_model(champion)
+    evidence = _saved_evidence(params, challenger)
+    if evidence is None:
+        evidence = _evidence(load_torch_model(challenger)[0], params)
+    baseline, baseline_source = (
+        _baseline_evidence(params, challenger) if params.gate.beat_baseline else (None, "")
+    )
+    decision = decide(
+        evidence,
+        _evidence(champ_model, params) if champ_model is not None else None,
+        params.gate,
+        baseline=baseline,
+        challenger_uri=challenger,
+        champion_uri=champion,
+    )
+    if baseline is None and params.gate.beat_baseline:
+        decision.reasons.append(baseline_source)
+    path = write_decision(decision, Path(out_dir) / "decision.json")
+    run_id = (
+        summary.get("run_id")
+        if challenger == summary.get("model_uri")
+        else (challenger.split("/")[1] if challenger.startswith("runs:/") else None)
+    )
+    if track and run_id:
+        from lerenet.tracking import start_run
+
+        with start_run(params, run_name="gate", run_id=run_id) as run:
+            run.tags(
+                {
+                    "lerenet.gate": "passed" if decision.passed else "failed",
+                    "lerenet.gate_champion": champion or "none",
+                    # the MLflow UI shows why a model stayed at @staging
+                    "lerenet.gate_reasons": "; ".join(decision.reasons)[:4000],
+                }
+            )
+            run.metrics(
+                {
+                    f"gate/{shot}/{k}": v
+                    for shot, nums in decision.numbers.items()
+                    for k, v in nums.items()
+                    if isinstance(v, float)
+                }
+            )
+            run.artifact(path, "gate")
+    return {
+        "passed": decision.passed,
+        "reasons": decision.reasons,
+        "numbers": decision.numbers,
+        "champion": champion,
+        "challenger": challenger,
+        "decision_path": str(path),
+    }
