@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from rich.progress import Progress
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from lerenet.data.imageio import load_label, load_rgb
 from lerenet.data.manifest import mask_of
@@ -45,6 +46,35 @@ def image_key(image: str) -> str:
     return "/".join(Path(image).parts[-2:])
 
 
+class _Copies(Dataset):
+    """Item i = (augmented image, label) of job i = (image, copy index)."""
+
+    def __init__(
+        self,
+        root: Path,
+        jobs: list[tuple[str, int]],
+        image_size: int,
+        seed: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+    ) -> None:
+        self.root, self.jobs, self.image_size, self.seed = root, jobs, image_size, seed
+        self.mean, self.std = mean, std
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, copy = self.jobs[index]
+        rng = random.Random(f"{self.seed}|{image_key(image)}|{copy}")
+        transform = build_transform(self.image_size, True, seed=rng.randrange(2**31))
+        out = transform(
+            image=load_rgb(self.root / image), mask=load_label(self.root / mask_of(image))
+        )
+        img, label = to_tensors(out["image"], out["mask"].astype(np.uint8), self.mean, self.std)
+        return img, label.to(torch.uint8)
+
+
 def build_cache(
     backbone: nn.Module,
     root: Path,
@@ -57,43 +87,45 @@ def build_cache(
     std: tuple[float, ...],
     device: torch.device,
     batch_size: int = 32,
+    num_workers: int = 0,
     show_progress: bool = True,
 ) -> FeatureCache:
     """Run the frozen backbone's stages over ``copies`` augmented versions of each image.
 
     Copy c of an image is augmented with a pipeline seeded by (seed, ``image_key``, c): the
-    cache is the same on every run with the same inputs. ``images`` may be absolute paths (synthetic
-    tasks) or paths relative to ``root``.
+    cache is the same on every run with the same inputs, whatever ``num_workers`` decode and
+    augment in parallel. ``images`` may be absolute paths (synthetic tasks) or paths relative
+    to ``root``.
     """
     was_training = backbone.training
     backbone.eval()
+    jobs = [(image, c) for image in images for c in range(copies)]
+    loader = DataLoader(
+        _Copies(Path(root), jobs, image_size, seed, mean, std),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        # its own generator: an iterator otherwise draws a seed from the global RNG, which
+        # would shift the dropout stream of a resumed run against an uninterrupted one
+        generator=torch.Generator().manual_seed(seed),
+    )
     stages: dict[str, list[torch.Tensor]] = {}
     labels: list[torch.Tensor] = []
-    rows: dict[str, list[int]] = {}
-    jobs = [(image, c) for image in images for c in range(copies)]
     with Progress(disable=not show_progress, transient=True) as progress:
         bar = progress.add_task(f"caching features of {len(images)} images", total=len(jobs))
-        for start in range(0, len(jobs), batch_size):
-            chunk = jobs[start : start + batch_size]
-            tensors = []
-            for image, c in chunk:
-                rng = random.Random(f"{seed}|{image_key(image)}|{c}")
-                transform = build_transform(image_size, True, seed=rng.randrange(2**31))
-                out = transform(
-                    image=load_rgb(root / image), mask=load_label(root / mask_of(image))
-                )
-                img, label = to_tensors(out["image"], out["mask"].astype(np.uint8), mean, std)
-                tensors.append(img)
-                labels.append(label.to(torch.uint8))
-                rows.setdefault(image, []).append(len(labels) - 1)
+        for imgs, labs in loader:
             with torch.inference_mode():
-                feats = backbone.forward_stages(torch.stack(tensors).to(device))
+                feats = backbone.forward_stages(imgs.to(device, non_blocking=True))
             for name, value in feats.items():
                 stages.setdefault(name, []).append(value.half().cpu())
-            progress.update(bar, advance=len(chunk))
+            labels.append(labs)
+            progress.update(bar, advance=len(labs))
     backbone.train(was_training)
+    rows: dict[str, list[int]] = {}
+    for row, (image, _) in enumerate(jobs):
+        rows.setdefault(image, []).append(row)
     return FeatureCache(
-        {name: torch.cat(parts) for name, parts in stages.items()}, torch.stack(labels), rows
+        {name: torch.cat(parts) for name, parts in stages.items()}, torch.cat(labels), rows
     )
 
 

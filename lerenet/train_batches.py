@@ -151,6 +151,7 @@ def training_batches(
             mean=mean,
             std=std,
             device=device,
+            num_workers=tcfg.num_workers,
             show_progress=show_progress,
         )
         size = tcfg.batch_size
