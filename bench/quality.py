@@ -1,14 +1,18 @@
-"""LERENet vs the prototype baseline on real defects (../shared/datasets/defects9).
+"""LERENet vs the parameter-free prototype baseline on real defects (../shared/datasets/defects9).
 
-    python bench/quality.py [--steps 600] [--size 160] [--episodes 50] [--folds 0 1 2]
+    python bench/quality.py                      # full protocol: the claim (about 1 h on 2 cores)
+    python bench/quality.py --protocol quick     # ablations: one episode seed, fewer episodes
+    python bench/quality.py --protocol quick --set model.prior=positional --tag q_positional
 
-Three class-disjoint folds (seeded, 3 test classes + 1 validation class each), the offline
-ImageNet-pretrained EfficientNet-Lite0 backbone, one model per fold and architecture trained
-with 1-shot episodes (checkpoint chosen on the validation class only), evaluated 1-shot and
-5-shot on the fold's novel classes over three episode seeds. Reports per fold and mean:
-mIoU with its bootstrap 95% CI (first seed) and mean ± std over the seeds.
-Budget (2 CPU cores): see the table header; results in bench/results/quality.json and
-docs/benchmarks.md.
+Three class-disjoint folds (seeded: 3 test classes, 1 validation class and 5 training classes
+each), the offline ImageNet EfficientNet-Lite0 backbone, one LERENet per fold trained with the
+project's own ``train()`` from the given params file (default: the repository's params.yaml,
+whose model and train sections are the project's default configuration) plus ``--set``
+overrides; the checkpoint is chosen on the validation class only. Every model and the baseline
+are scored on the same fixed test episodes, 1-shot and 5-shot, per episode seed: mIoU with its
+bootstrap 95% CI, the share of episodes where nothing was predicted, and (LERENet) the mIoU on
+training-class episodes, which tells fitting from transfer. Results: bench/results/<tag>.json
+and a table in docs/benchmarks.md between ``<!-- <tag>:begin/end -->``.
 """
 
 from __future__ import annotations
@@ -24,186 +28,252 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFECTS9 = ROOT.parent / "shared" / "datasets" / "defects9"
 RESULTS = Path(__file__).resolve().parent / "results"
-EPISODE_SEEDS = (0, 1, 2)
+PROTOCOLS = {
+    # episode seeds, test episodes per class, training steps
+    "full": {"seeds": (0, 1, 2), "episodes": 50, "steps": 1500},
+    "quick": {"seeds": (0,), "episodes": 30, "steps": 600},
+}
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--size", type=int, default=160)
-    parser.add_argument("--episodes", type=int, default=50, help="test episodes per class")
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="full")
+    parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    parser.add_argument("--steps", type=int, help="training steps (default: the protocol's)")
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--size", type=int, default=200, help="image size (the paper's 200)")
     parser.add_argument("--folds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--data", type=Path, default=DEFECTS9)
+    parser.add_argument("--device", default="cpu", help="cpu | cuda")
     parser.add_argument(
         "--set",
         dest="overrides",
         nargs="*",
         default=[],
-        help="LERENet overrides: model keys (prototype=masked_mean) or section.key "
-        "(train.foreground_weight=5)",
+        help="section.key=value overrides of the params file (model.prior=positional)",
     )
-    parser.add_argument("--archs", nargs="*", default=["lerenet", "prototype"])
+    parser.add_argument("--workers", type=int, default=0, help="data loading processes")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the baseline rows")
+    parser.add_argument(
+        "--docs",
+        action="store_true",
+        help="write the table into docs/benchmarks.md (always for the full protocol; quick "
+        "runs feed bench/diagnosis.py instead)",
+    )
     parser.add_argument("--tag", default="quality", help="results name and docs section")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def resolved_params(args: argparse.Namespace, data: Path, splits: Path, fold: int, out: Path):
+    """The params file with the benchmark's data, split, budget and ``--set`` overrides."""
+    import yaml
+
+    from lerenet.config import load_params
+
+    overrides = {
+        "data.root": str(data),
+        "data.image_size": args.size,
+        "split.out_dir": str(splits),
+        "train.fold": fold,
+        "train.steps": args.steps,
+        "train.batch_size": args.batch_size,
+        "train.val_every": max(1, args.steps // 5),
+        "train.checkpoint_every": args.steps,
+        "train.val_episodes": 60,
+        "train.out_dir": str(out),
+        "train.device": args.device,
+        "train.num_workers": args.workers,
+        "train.baseline": False,
+        "train.patience": None,
+    }
+    for item in args.overrides:
+        key, _, value = item.partition("=")
+        overrides[key] = yaml.safe_load(value)
+    return load_params(args.params, overrides)
+
+
+def score_model(model, params, work: Path, fold: int, seeds, part: str = "test") -> dict:
+    """mIoU [CI], FB-IoU, per-class IoU and the empty-prediction share, per shot and seed."""
+    import torch
+
+    from lerenet.evaluate import episode_dataset, predict_episodes
+    from lerenet.metrics import score
+
+    device = torch.device(params.train.device)
+    workers = params.train.num_workers
+    entry: dict = {}
+    for shots in (1, 5):
+        per_seed = []
+        for seed in seeds:
+            split = params.split.model_copy(update={"out_dir": str(work / f"splits_s{seed}")})
+            run_params = params.model_copy(update={"split": split})
+            ds = episode_dataset(run_params, model, part, shots, fold)
+            preds = predict_episodes(model, ds, device, batch_size=8, num_workers=workers)
+            s = score(preds.stats, sorted(ds.class_index), preds.classes, bootstrap=1000, seed=seed)
+            per_seed.append(
+                {
+                    "miou": s.miou.value,
+                    "low": s.miou.low,
+                    "high": s.miou.high,
+                    "fbiou": s.fbiou.value,
+                    "class_iou": {c: i.value for c, i in s.per_class.items()},
+                    "empty_share": float((preds.areas == 0).mean()),
+                }
+            )
+        mious = [x["miou"] for x in per_seed]
+        entry[f"{shots}shot"] = {
+            "seeds": per_seed,
+            "mean": statistics.mean(mious),
+            "std": statistics.stdev(mious) if len(mious) > 1 else 0.0,
+        }
+    return entry
+
+
+def main() -> None:
+    args = parse_args()
+    protocol = PROTOCOLS[args.protocol]
+    args.steps = args.steps or protocol["steps"]
     if not (args.data / "manifest.csv").exists():
         sys.exit(f"{args.data}: defects9 not found (it lives in ../shared/datasets)")
 
     import torch
 
-    from lerenet.config import Params
+    from lerenet.checkpoint import load_model_file
     from lerenet.data.ingest import ingest
     from lerenet.data.manifest import classes_of, read_manifest
     from lerenet.data.splits import assign_folds, write_split
-    from lerenet.evaluate import episode_dataset, predict_episodes
-    from lerenet.metrics import score
-    from lerenet.train import train
+    from lerenet.train import save_baseline, train
 
-    torch.set_num_threads(2)
+    if args.device == "cpu":
+        torch.set_num_threads(2)
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="lerenet-quality-"))
     data = work / "data"
     ingest(str(args.data), data, show_progress=False)
     pairs = read_manifest(data)
     folds = assign_folds(classes_of(pairs), seed=0, num_folds=3, val_classes=1)
-    for seed in EPISODE_SEEDS:
+    seeds = protocol["seeds"]
+    for seed in seeds:
         write_split(
-            pairs, work / f"splits_s{seed}", folds, shots=[1, 5], per_class=args.episodes, seed=seed
+            pairs,
+            work / f"splits_s{seed}",
+            folds,
+            shots=[1, 5],
+            per_class=protocol["episodes"],
+            seed=seed,
         )
-    results = {"config": vars(args) | {"data": str(args.data)}, "folds": {}}
+    # training-class episodes (the "does it fit what it trained on" probe), one seed
+    fit_folds = [type(f)(f.train, f.train, f.test) for f in folds]
+    write_split(pairs, work / "splits_fit", fit_folds, shots=[1], per_class=20, seed=0)
+    results: dict = {
+        "config": vars(args) | {"data": str(args.data), "params": str(args.params)},
+        "protocol": {"name": args.protocol, **protocol},
+        "folds": {},
+    }
     for fold in args.folds:
-        results["folds"][fold] = {"classes": folds[fold].__dict__}
-        for arch in args.archs:
-            extra: dict[str, dict] = {"model": {}, "train": {}, "data": {}}
-            for kv in args.overrides if arch == "lerenet" else []:
-                key, value = kv.split("=", 1)
-                section, _, name = key.rpartition(".")
-                extra[section or "model"][name] = value
-            params = Params.model_validate(
-                {
-                    "model": {
-                        "arch": arch,
-                        "backbone": "efficientnet_lite0",
-                        "weights": "package",
-                        "feature_channels": 128,
-                        **extra["model"],
-                    },
-                    "data": {"root": str(data), "image_size": args.size, **extra["data"]},
-                    "split": {"out_dir": str(work / "splits_s0"), "episodes_per_class": 20},
-                    "train": {
-                        "fold": fold,
-                        "steps": args.steps,
-                        "val_every": args.steps // 4,
-                        "checkpoint_every": args.steps,
-                        "lr": 0.002,
-                        "val_episodes": 60,
-                        "out_dir": str(work / f"train_f{fold}_{arch}"),
-                        "baseline": False,
-                        **extra["train"],
-                    },
-                }
-            )
-            t0 = time.perf_counter()
-            res = train(params, show_progress=False)
-            train_s = time.perf_counter() - t0
-            from lerenet.checkpoint import load_model_file
+        out = work / f"train_f{fold}"
+        params = resolved_params(args, data, work / f"splits_s{seeds[0]}", fold, out)
+        results["params"] = params.model_dump(mode="json")
+        entry: dict = {"classes": folds[fold].__dict__}
+        t0 = time.perf_counter()
+        res = train(params, show_progress=False)
+        model, _ = load_model_file(res.best_path, params.train.device)
+        lerenet = score_model(model, params, work, fold, seeds)
+        fit_params = params.model_copy(
+            update={"split": params.split.model_copy(update={"out_dir": str(work / "splits_fit")})}
+        )
+        from lerenet.evaluate import episode_dataset, predict_episodes
+        from lerenet.metrics import score
 
-            model, _ = load_model_file(res.best_path)
-            entry = {
-                "train_s": round(train_s, 1),
-                "best_step": res.best_step,
-                "best_val_miou": res.best_val_miou,
-            }
-            for shots in (1, 5):
-                per_seed = []
-                for seed in EPISODE_SEEDS:
-                    p = params.model_copy(
-                        update={
-                            "split": params.split.model_copy(
-                                update={"out_dir": str(work / f"splits_s{seed}")}
-                            )
-                        }
-                    )
-                    ds = episode_dataset(p, model, "test", shots, fold)
-                    preds = predict_episodes(model, ds, torch.device("cpu"), batch_size=8)
-                    s = score(
-                        preds.stats,
-                        sorted(ds.class_index),
-                        preds.classes,
-                        bootstrap=1000,
-                        seed=seed,
-                    )
-                    per_seed.append(
-                        {
-                            "miou": s.miou.value,
-                            "low": s.miou.low,
-                            "high": s.miou.high,
-                            "fbiou": s.fbiou.value,
-                            "class_iou": {c: i.value for c, i in s.per_class.items()},
-                        }
-                    )
-                mious = [x["miou"] for x in per_seed]
-                entry[f"{shots}shot"] = {
-                    "seeds": per_seed,
-                    "mean": statistics.mean(mious),
-                    "std": statistics.stdev(mious),
-                }
-            results["folds"][fold][arch] = entry
-            print(
-                f"fold {fold} {arch:9s} train {train_s:.0f}s  1-shot "
-                f"{entry['1shot']['mean']:.3f}±{entry['1shot']['std']:.3f}  5-shot "
-                f"{entry['5shot']['mean']:.3f}±{entry['5shot']['std']:.3f}",
-                flush=True,
-            )
+        fit = episode_dataset(fit_params, model, "val", 1, fold)
+        fit_preds = predict_episodes(model, fit, torch.device(params.train.device), batch_size=8)
+        lerenet |= {
+            "train_s": round(time.perf_counter() - t0, 1),
+            "best_step": res.best_step,
+            "best_val_miou": res.best_val_miou,
+            "history": res.history,
+            "train_fit_miou": score(
+                fit_preds.stats, sorted(fit.class_index), fit_preds.classes, bootstrap=10
+            ).miou.value,
+        }
+        entry["lerenet"] = lerenet
+        if not args.no_baseline:
+            base, _ = load_model_file(save_baseline(params, out / "baseline"), args.device)
+            entry["prototype"] = score_model(base, params, work, fold, seeds)
+        results["folds"][fold] = entry
+        print(fold_line(fold, entry), flush=True)
     results["total_s"] = round(time.perf_counter() - started, 1)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.tag}.json").write_text(json.dumps(results, indent=2))
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _report import replace_section
+    if args.docs or args.protocol == "full":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _report import replace_section
 
-    replace_section(args.tag, table(results))
-    print(f"total {results['total_s']:.0f} s; wrote bench/results/{args.tag}.json")
+        replace_section(args.tag, table(results))
+    print(f"total {results['total_s'] / 60:.1f} min; wrote bench/results/{args.tag}.json")
+
+
+def fold_line(fold: int, entry: dict) -> str:
+    parts = [f"fold {fold}"]
+    for arch in ("lerenet", "prototype"):
+        if arch in entry:
+            e = entry[arch]
+            parts.append(f"{arch} {e['1shot']['mean']:.3f} / {e['5shot']['mean']:.3f}")
+    return "  ".join(parts)
+
+
+def _cell(e: dict, shots: str) -> list[str]:
+    first = e[shots]["seeds"][0]
+    mean = e[shots]["mean"]
+    spread = f" ± {e[shots]['std']:.3f}" if len(e[shots]["seeds"]) > 1 else ""
+    empty = statistics.mean(s["empty_share"] for s in e[shots]["seeds"])
+    return [
+        f"{first['miou']:.3f} [{first['low']:.3f}, {first['high']:.3f}]",
+        f"{mean:.3f}{spread}",
+        f"{empty:.0%}",
+    ]
 
 
 def table(results: dict) -> str:
-    cfg = results["config"]
+    cfg, proto = results["config"], results["protocol"]
+    overrides = f" with {', '.join(cfg['overrides'])}" if cfg.get("overrides") else ""
     lines = [
-        f"defects9, EfficientNet-Lite0 (ImageNet, offline), {cfg['size']}×{cfg['size']}, "
-        + (f"LERENet with {', '.join(cfg['overrides'])}, " if cfg.get("overrides") else "")
-        + f"{cfg['steps']} training steps of 2 one-shot episodes per model, {cfg['episodes']} test "
-        f"episodes per novel class × 3 episode seeds; whole run {results['total_s'] / 60:.0f} "
-        "min on 2 CPU cores. mIoU: first seed with bootstrap 95% CI, then mean ± std over "
-        "the three seeds.",
+        f"`python bench/quality.py --protocol {proto['name']}"
+        + (f" --set {' '.join(cfg['overrides'])}" if cfg.get("overrides") else "")
+        + f"` — defects9, EfficientNet-Lite0 (ImageNet, offline), {cfg['size']}×{cfg['size']}, "
+        f"LERENet from params.yaml{overrides}: {cfg['steps']} steps × {cfg['batch_size']} "
+        f"one-shot episodes per fold on {cfg['device']}; prototype baseline: parameter-free, "
+        f"no training. {proto['episodes']} test episodes per novel class × "
+        f"{len(proto['seeds'])} episode seed(s); whole run {results['total_s'] / 60:.0f} min. "
+        "mIoU: first seed with bootstrap 95% CI, then mean (± std over seeds); empty: share of "
+        "test episodes with no defect pixel predicted; fit: LERENet's 1-shot mIoU on episodes of "
+        "its own training classes.",
         "",
-        "| fold | test classes | model | 1-shot mIoU [CI] | 1-shot mean±std | 5-shot mIoU [CI] "
-        "| 5-shot mean±std |",
-        "|---|---|---|---|---|---|---|",
+        "| fold | test classes | model | 1-shot mIoU [CI] | 1-shot mean | empty | 5-shot mIoU [CI] "
+        "| 5-shot mean | empty | fit |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    means = {}
+    means: dict = {}
     for fold, entry in results["folds"].items():
         for arch, label in (("lerenet", "LERENet"), ("prototype", "prototype baseline")):
             if arch not in entry:
                 continue
             e = entry[arch]
-            cells = []
+            cells = _cell(e, "1shot") + _cell(e, "5shot")
             for shots in ("1shot", "5shot"):
-                first = e[shots]["seeds"][0]
-                cells += [
-                    f"{first['miou']:.3f} [{first['low']:.3f}, {first['high']:.3f}]",
-                    f"{e[shots]['mean']:.3f} ± {e[shots]['std']:.3f}",
-                ]
                 means.setdefault((arch, shots), []).append(e[shots]["mean"])
+            fit = f"{e['train_fit_miou']:.3f}" if "train_fit_miou" in e else ""
             lines.append(
                 f"| {fold} | {', '.join(entry['classes']['test'])} | {label} | "
                 + " | ".join(cells)
-                + " |"
+                + f" | {fit} |"
             )
     for arch, label in (("lerenet", "LERENet"), ("prototype", "prototype baseline")):
-        if (arch, "1shot") not in means:
-            continue
-        lines.append(
-            f"| mean | | {label} | | {statistics.mean(means[(arch, '1shot')]):.3f} | "
-            f"| {statistics.mean(means[(arch, '5shot')]):.3f} |"
-        )
+        if (arch, "1shot") in means:
+            lines.append(
+                f"| mean | | {label} | | {statistics.mean(means[(arch, '1shot')]):.3f} | | "
+                f"| {statistics.mean(means[(arch, '5shot')]):.3f} | | |"
+            )
     return "\n".join(lines)
 
 

@@ -231,7 +231,26 @@ def train(
         TimeRemainingColumn(),
         disable=not show_progress,
     )
+
+    def val_round(step: int, loss: float | None) -> None:
+        """Validate; keep the model as best.pt when validation mIoU improved."""
+        nonlocal best, best_step, flat_rounds
+        val = _validate(model, params, device, tcfg.fold, run, step, out_dir)
+        history.append({"step": step, "loss": loss, "val_miou": val})
+        if (val is not None and (best is None or val > best)) or (
+            val is None and step == tcfg.steps
+        ):
+            best, best_step, flat_rounds = val, step, 0
+            meta = {"step": step, "val_miou": val, "image_size": params.data.image_size}
+            save_model_file(model, params.model, best_path, meta)
+        else:
+            flat_rounds += 1
+
     model.train()
+    if start == 0 and params.model.residual:
+        # a residual model starts as the parameter-free baseline: that start is a candidate
+        # too, so training that only degrades the validation classes keeps it
+        val_round(0, None)
     try:
         with progress:
             bar = progress.add_task(
@@ -263,19 +282,7 @@ def train(
                         step=step,
                     )
                 if step % tcfg.val_every == 0 or step == tcfg.steps:
-                    val = _validate(model, params, device, tcfg.fold, run, step, out_dir)
-                    history.append({"step": step, "loss": loss.item(), "val_miou": val})
-                    improved = val is not None and (best is None or val > best)
-                    if improved or (val is None and step == tcfg.steps):
-                        best, best_step, flat_rounds = val, step, 0
-                        save_model_file(
-                            model,
-                            params.model,
-                            best_path,
-                            {"step": step, "val_miou": val, "image_size": params.data.image_size},
-                        )
-                    else:
-                        flat_rounds += 1
+                    val_round(step, loss.item())
                 if step % tcfg.checkpoint_every == 0 or step == end:
                     save_last(step)
                 if tcfg.patience and flat_rounds >= tcfg.patience:

@@ -1,0 +1,144 @@
+"""The diagnosis table: one quick-protocol run of ``bench/quality.py`` per variant, all folds.
+
+    python bench/ablations.py --commands     # print the quality.py command of every variant
+    python bench/ablations.py                # table from bench/results/q_*.json → docs
+
+Each variant is the project's default configuration (params.yaml) or the authors' faithful one,
+changed in one respect; the table puts every fold's mIoU next to the parameter-free baseline's
+on the same episodes, with the share of test episodes predicted empty and the model's mIoU on
+its own training classes (fit). Variants not run yet are listed as such, never guessed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# the authors' configuration, as overrides of params.yaml (backbone fine-tuned at 0.1×)
+FAITHFUL = (
+    "model.prior=positional model.residual=false model.backbone_bn=per_group "
+    "model.prototype=gap train.backbone_lr_mult=0.1 train.feature_cache=false "
+    "train.synthetic_classes=0"
+)
+FROZEN = "model.backbone_bn=frozen train.backbone_lr_mult=0"
+VARIANTS: list[tuple[str, str, str]] = [
+    # (tag, what it tests, quality.py arguments after --protocol quick)
+    ("q_faithful", "authors' configuration (BN per group, backbone ×0.1)", f"--set {FAITHFUL}"),
+    (
+        "q_bn_joint",
+        "… BatchNorm over query and supports in one batch",
+        f"--set {FAITHFUL} model.backbone_bn=joint",
+    ),
+    (
+        "q_bn_frozen",
+        "… BatchNorm frozen (running statistics)",
+        f"--set {FAITHFUL} model.backbone_bn=frozen",
+    ),
+    ("q_backbone_frozen", "… backbone frozen (weights and BN)", f"--set {FAITHFUL} {FROZEN}"),
+    ("q_masked_mean", "… masked-mean prototype", f"--set {FAITHFUL} model.prototype=masked_mean"),
+    (
+        "q_prior_prototype",
+        "… prior: cosine to the prototype",
+        f"--set {FAITHFUL} model.prior=prototype",
+    ),
+    (
+        "q_prior_matching",
+        "… prior: training-free matching, s4+s8+s16",
+        f"--set {FAITHFUL} model.prior=matching",
+    ),
+    (
+        "q_fg_weight",
+        "… loss: defect pixels weighted ×5",
+        f"--set {FAITHFUL} train.foreground_weight=5",
+    ),
+    ("q_size160", "… image size 160 (paper: 200)", f"--size 160 --set {FAITHFUL}"),
+    ("q_default", "project default (params.yaml)", ""),
+    ("q_no_synthetic", "default without synthetic classes", "--set train.synthetic_classes=0"),
+    ("q_no_residual", "default without the residual start", "--set model.residual=false"),
+    ("q_s4_only", "default, matching on stride 4 only", "--set model.prior_stages=[s4]"),
+    ("q_default_160", "default at 160×160", "--size 160"),
+]
+
+
+def command(tag: str, args: str) -> str:
+    return f"python bench/quality.py --protocol quick --tag {tag} {args}".strip()
+
+
+def row(tag: str, label: str) -> list[str] | None:
+    path = RESULTS / f"{tag}.json"
+    if not path.exists():
+        return None
+    res = json.loads(path.read_text())
+    folds = [res["folds"][f] for f in sorted(res["folds"])]
+    cells = [label]
+    for shots in ("1shot", "5shot"):
+        model = [f["lerenet"][shots]["mean"] for f in folds]
+        base = [f["prototype"][shots]["mean"] for f in folds]
+        cells.append(" / ".join(f"{m:.3f}" for m in model) + f" → **{statistics.mean(model):.3f}**")
+        cells.append(f"{statistics.mean(model) - statistics.mean(base):+.3f}")
+    empty = [f["lerenet"]["1shot"]["seeds"][0]["empty_share"] for f in folds]
+    cells.append(" / ".join(f"{e:.0%}" for e in empty))
+    cells.append(" / ".join(f"{f['lerenet']['train_fit_miou']:.2f}" for f in folds))
+    return cells
+
+
+def baseline_row() -> list[str] | None:
+    for tag, _, _ in VARIANTS:
+        path = RESULTS / f"{tag}.json"
+        if path.exists():
+            res = json.loads(path.read_text())
+            folds = [res["folds"][f]["prototype"] for f in sorted(res["folds"])]
+            cells = ["parameter-free prototype baseline (same episodes)"]
+            for shots in ("1shot", "5shot"):
+                vals = [f[shots]["mean"] for f in folds]
+                cells += [
+                    " / ".join(f"{v:.3f}" for v in vals) + f" → **{statistics.mean(vals):.3f}**",
+                    "",
+                ]
+            empty = [f["1shot"]["seeds"][0]["empty_share"] for f in folds]
+            return cells + [" / ".join(f"{e:.0%}" for e in empty), ""]
+    return None
+
+
+def table() -> str:
+    lines = [
+        "Quick protocol (`bench/quality.py --protocol quick`: 600 steps × 2 one-shot episodes, "
+        "200×200 unless noted, 30 test episodes per class, episode seed 0), folds 0 / 1 / 2 → "
+        "mean. Δ base: mean minus the parameter-free baseline's mean on the same episodes. "
+        "empty: 1-shot test episodes with nothing predicted. fit: 1-shot mIoU on the model's "
+        "own training classes. Commands: `python bench/ablations.py --commands`.",
+        "",
+        "| variant | 1-shot mIoU | Δ base | 5-shot mIoU | Δ base | empty (1-shot) | fit |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    base = baseline_row()
+    if base:
+        lines.append("| " + " | ".join(base) + " |")
+    for tag, label, _ in VARIANTS:
+        cells = row(tag, label)
+        lines.append("| " + " | ".join(cells or [label, "not run", "", "", "", "", ""]) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--commands", action="store_true", help="print the commands and exit")
+    args = parser.parse_args()
+    if args.commands:
+        for tag, _, extra in VARIANTS:
+            print(command(tag, extra))
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _report import replace_section
+
+    replace_section("ablations", table())
+    print(table())
+
+
+if __name__ == "__main__":
+    main()
