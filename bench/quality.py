@@ -165,8 +165,14 @@ def main() -> None:
     # training-class episodes (the "does it fit what it trained on" probe), one seed
     fit_folds = [type(f)(f.train, f.train, f.test) for f in folds]
     write_split(pairs, work / "splits_fit", fit_folds, shots=[1], per_class=20, seed=0)
+    device_name = (
+        torch.cuda.get_device_name(0)
+        if args.device == "cuda"
+        else f"CPU, {torch.get_num_threads()} threads"
+    )
     results: dict = {
         "config": vars(args) | {"data": str(args.data), "params": str(args.params)},
+        "device_name": device_name,
         "protocol": {"name": args.protocol, **protocol},
         "folds": {},
     }
@@ -242,7 +248,8 @@ def table(results: dict) -> str:
         + (f" --set {' '.join(cfg['overrides'])}" if cfg.get("overrides") else "")
         + f"` — defects9, EfficientNet-Lite0 (ImageNet, offline), {cfg['size']}×{cfg['size']}, "
         f"LERENet from params.yaml{overrides}: {cfg['steps']} steps × {cfg['batch_size']} "
-        f"one-shot episodes per fold on {cfg['device']}; prototype baseline: parameter-free, "
+        f"one-shot episodes per fold on {results.get('device_name', cfg['device'])}; prototype "
+        "baseline: parameter-free, "
         f"no training. {proto['episodes']} test episodes per novel class × "
         f"{len(proto['seeds'])} episode seed(s); whole run {results['total_s'] / 60:.0f} min. "
         "mIoU: first seed with bootstrap 95% CI, then mean (± std over seeds); empty: share of "

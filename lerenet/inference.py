@@ -22,11 +22,23 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 
+class _Stages(nn.Module):
+    """The backbone's ``forward_stages`` as a module's forward, so FX can trace and fuse it."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.backbone.forward_stages(x)
+
+
 def optimize_for_inference(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
     """An eval-mode copy of ``model`` with BN folded into convs, in channels-last layout.
 
-    The original is left untouched (training can go on with it). A backbone that FX cannot
-    trace is kept unfused with a log message: slower, never wrong.
+    The original is left untouched (training can go on with it). The pretrained stages are
+    traced and fused; the head's own input layer (``head_features``) stays as it is. A
+    backbone that FX cannot trace is kept unfused with a log message: slower, never wrong.
     """
     from torch.fx.experimental.optimization import fuse
 
@@ -34,9 +46,8 @@ def optimize_for_inference(model: nn.Module, device: str | torch.device = "cpu")
     backbone = getattr(fast, "backbone", None)
     if backbone is not None:
         try:
-            fused = fuse(backbone)
-            fused.out_channels = getattr(backbone, "out_channels", None)
-            fast.backbone = fused
+            backbone.fused_stages = fuse(_Stages(backbone))  # a submodule: .to() reaches it
+            backbone.forward_stages = backbone.fused_stages.forward  # instance override
         except Exception as err:  # tracing limits of third-party modules
             log.info("backbone not fused (%s); running it unfused", err)
     return fast.to(memory_format=torch.channels_last)

@@ -209,3 +209,27 @@ def test_foreground_weight_weights_defect_pixels_and_ignores_255() -> None:
     bg, defect = math.log1p(math.exp(-2.0)), math.log1p(math.exp(2.0))
     assert segmentation_loss(1.0)(logits, target).item() == pytest.approx((bg + defect) / 2)
     assert segmentation_loss(3.0)(logits, target).item() == pytest.approx((bg + 3 * defect) / 4)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        ModelConfig(backbone="resnet50", weights="random"),
+        ModelConfig(backbone="vgg16_bn", weights="random", prior="matching", residual=True),
+        ModelConfig(backbone="vgg16_bn", weights="random", arch="prototype"),
+    ],
+    ids=["faithful", "matching-residual", "baseline"],
+)
+def test_inference_copy_with_fused_stages_gives_the_same_logits(cfg: ModelConfig) -> None:
+    from lerenet.inference import optimize_for_inference, predict_logits
+
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match="random"):
+        model, _ = build_model(cfg)
+    model.eval()
+    fast = optimize_for_inference(model)
+    assert hasattr(fast.backbone, "fused_stages")  # the stages really were traced and fused
+    episode = dummy_episode(2, 3, SIZE, seed=9)
+    torch.testing.assert_close(
+        predict_logits(fast, *episode), predict_logits(model, *episode), rtol=1e-4, atol=1e-4
+    )
