@@ -89,3 +89,35 @@ def test_the_comparison_would_see_a_deviation() -> None:
         deviated = model.eval()(*golden_inputs(5))
     with pytest.raises(AssertionError, match="not close"):
         torch.testing.assert_close(deviated, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_repository_params_are_one_change_from_the_authors(repo_root: Path) -> None:
+    """``recipe: paper`` in the project's own params.yaml gives the authors' head and
+    training (with their backbone: the package weights are EfficientNet's)."""
+    from lerenet.config import TrainConfig, load_params
+
+    params = load_params(
+        repo_root / "params.yaml",
+        {"recipe": "paper", "model.backbone": "resnet50", "model.weights": "random"},
+    )
+    head = {"prior", "prototype", "residual", "backbone_bn", "normalize_graph", "dropout"}
+    assert params.model.model_dump(include=head) == FAITHFUL["resnet50"].model_dump(include=head)
+    authors = TrainConfig()
+    for key in (
+        "backbone_lr_mult",
+        "head_lr_mult",
+        "momentum",
+        "weight_decay",
+        "poly_power",
+        "foreground_weight",
+        "feature_cache",
+        "synthetic_classes",
+        "augment",
+    ):
+        assert getattr(params.train, key) == getattr(authors, key), key
+    with pytest.warns(UserWarning, match="random"):
+        model, _ = build_model(params.model)
+    golden_init(model)
+    expected = torch.load(GOLDEN, weights_only=True)["resnet50_1shot"]
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(*golden_inputs(1)), expected, rtol=1e-5, atol=1e-5)

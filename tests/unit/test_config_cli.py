@@ -88,3 +88,15 @@ def test_expected_errors_are_one_line_with_brackets_kept(tmp_path: Path) -> None
     assert "lot[7]" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["promote", "--to", "archive"])
     assert result.exit_code == 2 and "--to must be staging or production" in result.output
+
+
+def test_recipe_fills_only_the_keys_the_file_leaves_out(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("recipe: improved\nmodel:\n  residual: false\n")
+    params = load_params(path)
+    assert params.model.prior == "matching" and params.train.feature_cache  # from the recipe
+    assert params.model.residual is False  # written in the file: the file wins
+    paper = load_params(path, {"recipe": "paper"})
+    assert (paper.model.prior, paper.train.feature_cache) == ("positional", False)
+    with pytest.raises(ConfigError, match="recipe"):
+        load_params(path, {"recipe": "best"})
