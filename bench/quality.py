@@ -148,6 +148,10 @@ def main() -> None:
         torch.set_num_threads(2)
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="lerenet-quality-"))
+    # a snapshot: editing params.yaml while the benchmark runs must not change later folds
+    snapshot = work / "params.yaml"
+    snapshot.write_text(args.params.read_text())
+    args.params = snapshot
     data = work / "data"
     ingest(str(args.data), data, show_progress=False)
     pairs = read_manifest(data)
@@ -171,7 +175,7 @@ def main() -> None:
         else f"CPU, {torch.get_num_threads()} threads"
     )
     results: dict = {
-        "config": vars(args) | {"data": str(args.data), "params": str(args.params)},
+        "config": vars(args) | {"data": str(args.data), "params": snapshot.read_text()},
         "device_name": device_name,
         "protocol": {"name": args.protocol, **protocol},
         "folds": {},
@@ -183,6 +187,7 @@ def main() -> None:
         entry: dict = {"classes": folds[fold].__dict__}
         t0 = time.perf_counter()
         res = train(params, show_progress=False)
+        train_s = time.perf_counter() - t0
         model, _ = load_model_file(res.best_path, params.train.device)
         lerenet = score_model(model, params, work, fold, seeds)
         fit_params = params.model_copy(
@@ -194,7 +199,8 @@ def main() -> None:
         fit = episode_dataset(fit_params, model, "val", 1, fold)
         fit_preds = predict_episodes(model, fit, torch.device(params.train.device), batch_size=8)
         lerenet |= {
-            "train_s": round(time.perf_counter() - t0, 1),
+            "train_s": round(train_s, 1),
+            "eval_s": round(time.perf_counter() - t0 - train_s, 1),
             "best_step": res.best_step,
             "best_val_miou": res.best_val_miou,
             "history": res.history,
@@ -225,6 +231,9 @@ def fold_line(fold: int, entry: dict) -> str:
         if arch in entry:
             e = entry[arch]
             parts.append(f"{arch} {e['1shot']['mean']:.3f} / {e['5shot']['mean']:.3f}")
+    lerenet = entry.get("lerenet", {})
+    if "train_s" in lerenet:
+        parts.append(f"(train {lerenet['train_s']:.0f} s, eval {lerenet['eval_s']:.0f} s)")
     return "  ".join(parts)
 
 
