@@ -19,7 +19,7 @@ def build_model(
     ``load_weights=False`` is for restoring a whole trained checkpoint, whose state dict
     overrides the backbone anyway.
     """
-    matching = cfg.arch == "prototype" or cfg.prior == "matching" or cfg.residual
+    matching = cfg.arch == "prototype" or cfg.prior == "matching" or cfg.residual != "off"
     backbone = build_backbone(
         cfg.backbone,
         deep_stem=cfg.deep_stem,
@@ -43,6 +43,7 @@ def build_model(
         dropout=cfg.dropout,
         prior_stages=tuple(cfg.prior_stages),
         residual=cfg.residual,
+        lda_shrinkage=cfg.lda_shrinkage,
         backbone_bn=cfg.backbone_bn,
     )
     return model, info

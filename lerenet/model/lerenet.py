@@ -12,8 +12,8 @@ features calls the second half only (``lerenet/features.py``).
 Deviations from the authors' code, each off by default and switched on by params (measured in
 docs/benchmarks.md): ``prototype="masked_mean"``, ``prior="matching"`` (training-free
 similarity maps from several pretrained stages instead of the positional cosine),
-``residual=True`` (the head corrects the parameter-free matching logits instead of starting
-from nothing) and ``backbone_bn`` other than ``per_group``.
+``residual`` (the head corrects parameter-free logits — the prototype baseline's or the
+support LDA's — instead of starting from nothing) and ``backbone_bn`` other than ``per_group``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from torch import nn
 from lerenet.model.ifm import IFM, PriorMode, similarity_prior
 from lerenet.model.mpe import MPE, PrototypeMode, support_prototype
 from lerenet.model.mpr import MPR
-from lerenet.model.priors import matching_logits, matching_maps
+from lerenet.model.priors import lda_logits, matching_logits, matching_maps
 
 BackboneBN = Literal["joint", "per_group", "frozen"]
 Stages = dict[str, torch.Tensor]
@@ -95,7 +95,9 @@ class LERENet(nn.Module):
         normalize_graph: MPR 1/HW normalisation of pooled node states.
         dropout: IFM classifier dropout.
         prior_stages: pretrained stages of the ``matching`` prior and of ``residual``.
-        residual: add the parameter-free matching logits to the IFM output.
+        residual: ``off``, or the parameter-free logits the IFM output is added to
+            (``prototype``: the prototype baseline's; ``lda``: the support LDA's).
+        lda_shrinkage: the support LDA's ridge at K = 1.
         backbone_bn: BatchNorm of the pretrained backbone in training — ``per_group`` (the
             authors': query and each shot in separate calls), ``joint`` (one call for all)
             or ``frozen`` (running statistics).
@@ -113,12 +115,13 @@ class LERENet(nn.Module):
         normalize_graph: bool = False,
         dropout: float = 0.1,
         prior_stages: tuple[str, ...] = ("s4", "s8", "s16"),
-        residual: bool = False,
+        residual: Literal["off", "prototype", "lda"] = "off",
+        lda_shrinkage: float = 3.0,
         backbone_bn: BackboneBN = "per_group",
     ) -> None:
         super().__init__()
         channels = int(backbone.out_channels)
-        matching = prior == "matching" or residual
+        matching = prior == "matching" or residual != "off"
         missing = sorted(set(prior_stages) - set(backbone.stages)) if matching else []
         if missing:
             raise ValueError(f"backbone was built without the prior stage(s) {missing}")
@@ -126,12 +129,13 @@ class LERENet(nn.Module):
         self.backbone.frozen_bn = backbone_bn == "frozen"
         self.mpr = MPR(channels, num_state, num_node, normalize=normalize_graph)
         self.mpe = MPE(channels, reduction)
-        prior_channels = 4 * len(prior_stages) if prior == "matching" else 1
-        self.ifm = IFM(channels, dropout, prior_channels=prior_channels, residual=residual)
+        prior_channels = 4 * len(prior_stages) + 1 if prior == "matching" else 1
+        self.ifm = IFM(channels, dropout, prior_channels=prior_channels, residual=residual != "off")
         self.prototype_mode: PrototypeMode = prototype
         self.prior_mode: PriorMode = prior
         self.prior_stages = tuple(prior_stages)
         self.residual = residual
+        self.lda_shrinkage = lda_shrinkage
         self.per_group = backbone_bn == "per_group"
 
     def forward(
@@ -157,15 +161,14 @@ class LERENet(nn.Module):
         mpr_out = self.mpr(support, query)
         mpe_out = self.mpe(query, prototype)
         head_size = tuple(query.shape[-2:])
+        stages = (query_stages, support_stages, support_masks, self.prior_stages, head_size)
         if self.prior_mode == "matching":
-            prior = matching_maps(
-                query_stages, support_stages, support_masks, self.prior_stages, head_size
-            )
+            prior = matching_maps(*stages, shrinkage=self.lda_shrinkage)
         else:
             prior = similarity_prior(query, support, prototype, self.prior_mode)
         base = None
-        if self.residual:
-            base = matching_logits(
-                query_stages, support_stages, support_masks, self.prior_stages, head_size
-            )
+        if self.residual == "prototype":
+            base = matching_logits(*stages)
+        elif self.residual == "lda":
+            base = lda_logits(*stages, shrinkage=self.lda_shrinkage)
         return self.ifm(mpr_out, mpe_out, prior, size=size, base=base)

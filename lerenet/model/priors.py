@@ -12,10 +12,16 @@ parameters:
 - ``max_cosine``: the best match of each query position among the support's defect pixels and
   among its background pixels (PFENet's prior, here for both sides).
 
-``matching_maps`` stacks both for several stages (``s4``, ``s8``, ``s16``) at the head's
-resolution: LERENet's ``matching`` prior. ``matching_logits`` averages the stages' prototype
-cosines into 2-class logits: the parameter-free prototype baseline, and the starting point of a
-``residual`` LERENet head.
+- ``support_lda``: a linear discriminant fitted in closed form to the support's own pixels
+  (Fisher LDA on the stages' L2-normalised features, shrunk towards the identity by
+  ``shrinkage``/K): where a prototype keeps only the class means, it also learns which feature
+  directions separate *this* defect from *this* background, and uses all the pixels of K
+  shots. Nothing is learned from the training classes, so nothing is biased towards them.
+
+``matching_maps`` stacks the cosines for several stages (``s4``, ``s8``, ``s16``) at the head's
+resolution, plus the LDA map: LERENet's ``matching`` prior. ``matching_logits`` averages the
+stages' prototype cosines into 2-class logits: the parameter-free prototype baseline.
+``lda_logits`` is the LDA as 2-class logits: the starting point of a ``residual: lda`` head.
 
 Masks: 1 = defect, 0 = background, 255 = ignore (neither side). Shapes in each docstring.
 """
@@ -84,17 +90,95 @@ def max_cosine(
     return torch.cat(maps, dim=1)
 
 
+def _pixels(stages_maps: dict[str, torch.Tensor], names: tuple[str, ...], size) -> torch.Tensor:
+    """The stages L2-normalised per pixel, resized to ``size`` and concatenated: …×D×h×w."""
+    out = []
+    for name in names:
+        feat = stages_maps[name].float()
+        lead = feat.shape[:-3]
+        flat = F.interpolate(
+            feat.flatten(0, feat.dim() - 4), size=size, mode="bilinear", align_corners=True
+        )
+        out.append(F.normalize(flat, dim=1, eps=1e-7).unflatten(0, lead))
+    return torch.cat(out, dim=-3)
+
+
+def support_lda(
+    query_stages: dict[str, torch.Tensor],
+    support_stages: dict[str, torch.Tensor],
+    support_masks: torch.Tensor,
+    stages: tuple[str, ...],
+    size: tuple[int, int],
+    shrinkage: float = 3.0,
+) -> torch.Tensor:
+    """Fisher LDA fitted to the supports' defect vs background pixels, applied to the query.
+
+    The within-class covariance Σ of the support pixels (features of ``stages`` normalised and
+    concatenated at ``size``) is shrunk to Σ + (shrinkage/K)·tr(Σ)/D·I — more shots, more
+    pixels, less shrinkage — and w = (Σ + …)⁻¹(μ_defect − μ_background). The map is
+    w·x − w·(μ_d + μ_b)/2 in units of w·(μ_d − μ_b)/4, so it is +2 at the defect mean and −2 at
+    the background mean whatever the episode. Episodes whose supports show no defect pixel get
+    zeros. Computed in float32 (the solve is ill-conditioned in half precision).
+    Shapes as ``matching_maps`` → B×1×h×w.
+    """
+    with torch.autocast(support_masks.device.type, enabled=False):
+        query = _pixels(query_stages, stages, size)  # B×D×h×w
+        supports = _pixels(support_stages, stages, size)  # B×K×D×h×w
+        b, k, d = supports.shape[:3]
+        fg, bg = support_weights(support_masks, size)
+        x = supports.permute(0, 1, 3, 4, 2).reshape(b, -1, d)  # B×N×D
+        weights = [(w.flatten(1) > 0.5).float() for w in (fg, bg)]  # B×N each
+        counts = [w.sum(1).clamp_min(1.0) for w in weights]
+        means = [
+            (x * w[..., None]).sum(1) / n[:, None] for w, n in zip(weights, counts, strict=True)
+        ]
+        scatter = (
+            sum(
+                torch.einsum("bn,bni,bnj->bij", w, x, x)
+                - n[:, None, None] * m[:, :, None] * m[:, None, :]
+                for w, n, m in zip(weights, counts, means, strict=True)
+            )
+            / (counts[0] + counts[1])[:, None, None]
+        )
+        trace = torch.diagonal(scatter, dim1=1, dim2=2).sum(1).clamp_min(1e-6) / d
+        eye = torch.eye(d, device=x.device)
+        ridge = scatter + (shrinkage / k) * trace[:, None, None] * eye + 1e-6 * eye
+        diff = means[0] - means[1]
+        direction = torch.linalg.solve(ridge, diff.unsqueeze(-1)).squeeze(-1)  # B×D
+        separation = (direction * diff).sum(1).clamp_min(1e-6)
+        bias = (direction * (means[0] + means[1])).sum(1) / 2
+        score = torch.einsum("bd,bdhw->bhw", direction, query) - bias[:, None, None]
+        score = 4 * score / separation[:, None, None]
+        has_defect = (weights[0].sum(1) > 0).float()[:, None, None]
+        return (score * has_defect).unsqueeze(1)
+
+
+def lda_logits(
+    query_stages: dict[str, torch.Tensor],
+    support_stages: dict[str, torch.Tensor],
+    support_masks: torch.Tensor,
+    stages: tuple[str, ...],
+    size: tuple[int, int],
+    shrinkage: float = 3.0,
+) -> torch.Tensor:
+    """``support_lda`` as 2-class logits [−s/2, s/2]: B×2×h×w (channel 1 = defect)."""
+    score = support_lda(query_stages, support_stages, support_masks, stages, size, shrinkage)
+    return torch.cat([-score / 2, score / 2], dim=1)
+
+
 def matching_maps(
     query_stages: dict[str, torch.Tensor],
     support_stages: dict[str, torch.Tensor],
     support_masks: torch.Tensor,
     stages: tuple[str, ...],
     size: tuple[int, int],
+    shrinkage: float = 3.0,
 ) -> torch.Tensor:
-    """[prototype cosine (2), max cosine (2)] of every stage, resized to ``size``.
+    """[prototype cosine (2), max cosine (2)] of every stage, then the support LDA (1), all at
+    ``size``.
 
     Shapes: stage maps B×C_s×h_s×w_s (query) and B×K×C_s×h_s×w_s (supports),
-    ``support_masks`` B×K×H×W → B×4·len(stages)×h×w.
+    ``support_masks`` B×K×H×W → B×(4·len(stages) + 1)×h×w.
     """
     maps = []
     for name in stages:
@@ -104,6 +188,7 @@ def matching_maps(
             [prototype_cosine(query, supports, fg, bg), max_cosine(query, supports, fg, bg)], 1
         )
         maps.append(F.interpolate(both, size=size, mode="bilinear", align_corners=True))
+    maps.append(support_lda(query_stages, support_stages, support_masks, stages, size, shrinkage))
     return torch.cat(maps, dim=1)
 
 

@@ -95,7 +95,7 @@ def test_recipe_fills_only_the_keys_the_file_leaves_out(tmp_path: Path) -> None:
     path.write_text("recipe: improved\nmodel:\n  residual: false\n")
     params = load_params(path)
     assert params.model.prior == "matching" and params.train.feature_cache  # from the recipe
-    assert params.model.residual is False  # written in the file: the file wins
+    assert params.model.residual == "off"  # written in the file: the file wins
     paper = load_params(path, {"recipe": "paper"})
     assert (paper.model.prior, paper.train.feature_cache) == ("positional", False)
     with pytest.raises(ConfigError, match="recipe"):

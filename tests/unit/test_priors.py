@@ -67,7 +67,7 @@ def test_matching_maps_shape_and_order_invariance() -> None:
     stages_s = {"s4": torch.randn(2, 3, 8, 16, 16), "s8": torch.randn(2, 3, 16, 8, 8)}
     masks = (torch.rand(2, 3, SIZE, SIZE) > 0.6).long()
     maps = matching_maps(stages_q, stages_s, masks, ("s4", "s8"), (16, 16))
-    assert maps.shape == (2, 8, 16, 16)
+    assert maps.shape == (2, 9, 16, 16)  # 4 cosines per stage + the support LDA
     perm = torch.tensor([2, 0, 1])
     shuffled = {k: v[:, perm] for k, v in stages_s.items()}
     torch.testing.assert_close(
@@ -138,3 +138,69 @@ def test_backbone_bn_modes_differ_in_training_only() -> None:
     assert not all(
         torch.allclose(a, b) for a, b in zip(stats["per_group"], stats["joint"], strict=True)
     )
+
+
+def test_support_lda_separates_what_the_support_marks() -> None:
+    from lerenet.model.priors import support_lda
+
+    query, supports, masks = two_colour_episode(shots=2)
+    stages_q, stages_s = {"s4": query}, {"s4": supports}
+    score = support_lda(stages_q, stages_s, masks, ("s4",), (8, 8))
+    assert score.shape == (1, 1, 8, 8)
+    assert torch.equal((score[0, 0] > 0).long(), masks[0, 0])
+    # +2 at the defect mean, -2 at the background mean, by construction
+    torch.testing.assert_close(score[0, 0, 0, 0], torch.tensor(2.0), atol=1e-3, rtol=0)
+    torch.testing.assert_close(score[0, 0, 7, 7], torch.tensor(-2.0), atol=1e-3, rtol=0)
+    empty = support_lda(stages_q, stages_s, torch.zeros_like(masks), ("s4",), (8, 8))
+    assert torch.equal(empty, torch.zeros_like(empty))
+
+
+def test_support_lda_is_order_invariant_and_batched() -> None:
+    from lerenet.model.priors import support_lda
+
+    torch.manual_seed(1)
+    stages_q = {"s4": torch.randn(3, 8, 16, 16), "s8": torch.randn(3, 16, 8, 8)}
+    stages_s = {"s4": torch.randn(3, 4, 8, 16, 16), "s8": torch.randn(3, 4, 16, 8, 8)}
+    masks = (torch.rand(3, 4, 32, 32) > 0.7).long()
+    score = support_lda(stages_q, stages_s, masks, ("s4", "s8"), (16, 16))
+    perm = torch.tensor([3, 1, 0, 2])
+    shuffled = {k: v[:, perm] for k, v in stages_s.items()}
+    torch.testing.assert_close(
+        score,
+        support_lda(stages_q, shuffled, masks[:, perm], ("s4", "s8"), (16, 16)),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+    single = support_lda(
+        {k: v[1:2] for k, v in stages_q.items()},
+        {k: v[1:2] for k, v in stages_s.items()},
+        masks[1:2],
+        ("s4", "s8"),
+        (16, 16),
+    )
+    torch.testing.assert_close(score[1:2], single, rtol=1e-4, atol=1e-4)
+
+
+def test_lda_residual_lerenet_starts_at_the_support_lda() -> None:
+    import torch.nn.functional as F
+
+    from lerenet.model.lerenet import encode_episode
+    from lerenet.model.priors import lda_logits
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        backbone="vgg16_bn",
+        weights="random",
+        prior="matching",
+        residual="lda",
+        prior_stages=["s4", "s8"],
+    )
+    with pytest.warns(UserWarning, match="random"):
+        model, _ = build_model(cfg)
+    model.eval()
+    episode = dummy_episode(2, 3, SIZE, seed=4)
+    with torch.no_grad():
+        q, s = encode_episode(model.backbone, episode[0], episode[1], per_group=False)
+        start = lda_logits(q, s, episode[2], ("s4", "s8"), (16, 16), shrinkage=3.0)
+        expected = F.interpolate(start, size=(SIZE, SIZE), mode="bilinear", align_corners=True)
+        torch.testing.assert_close(model(*episode), expected)
