@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -134,6 +134,12 @@ class TrainConfig(Section):
         description="Cross-entropy weight of the defect class; 1 is the paper's unweighted "
         "loss, more counters the background's share of the pixels.",
     )
+    shots: list[Annotated[int, Field(ge=1)]] | None = Field(
+        None,
+        min_length=1,
+        description="K of training episodes, drawn per step from this list (default: "
+        "[model.shots], the paper's one-shot training).",
+    )
     batch_size: int = Field(2, ge=1)
     steps: int = Field(1000, ge=1)
     val_every: int = Field(100, ge=1)
@@ -156,7 +162,7 @@ class TrainConfig(Section):
         description="Synthetic defect classes painted on the training images (0 = none): "
         "more varied base classes (lerenet/data/synth_tasks.py).",
     )
-    synthetic_per_class: int = Field(20, ge=2)
+    synthetic_per_class: int = Field(20, ge=6)
     synthetic_share: float = Field(
         0.5, ge=0.0, le=1.0, description="Share of training episodes from synthetic classes."
     )

@@ -119,7 +119,7 @@ def episode_sampler(params: Params, train_classes: list[str], out_dir: Path) -> 
     return TrainEpisodeSampler(
         read_manifest(Path(params.data.root)),
         train_classes,
-        params.model.shots,
+        tcfg.shots or params.model.shots,
         tcfg.seed,
         extra=synthetic_tasks(params, train_classes, out_dir),
         extra_share=tcfg.synthetic_share,

@@ -202,19 +202,21 @@ class TrainEpisodeSampler:
     """Infinite, seeded stream of training episodes drawn from the train classes.
 
     Each step's episodes come from ``random.Random`` seeded by (seed, step), so resuming at step
-    N draws exactly what an uninterrupted run draws at step N. ``extra`` classes (synthetic
-    tasks: class → image paths) supply a share ``extra_share`` of the episodes.
+    N draws exactly what an uninterrupted run draws at step N. ``shots`` may list several K:
+    each step draws one for its whole batch. ``extra`` classes (synthetic tasks: class → image
+    paths) supply a share ``extra_share`` of the episodes.
     """
 
     def __init__(
         self,
         pairs: list[Pair],
         classes: list[str],
-        shots: int,
+        shots: int | list[int],
         seed: int,
         extra: dict[str, list[str]] | None = None,
         extra_share: float = 0.0,
     ) -> None:
+        choices = sorted(set(shots)) if isinstance(shots, list) else [shots]
         self.by_class: dict[str, list[str]] = {}
         for p in sorted(pairs, key=lambda p: p.image):
             if p.cls in classes:
@@ -223,12 +225,12 @@ class TrainEpisodeSampler:
         short = [
             c
             for c in [*classes, *self.extra]
-            if len(self.by_class.get(c, self.extra.get(c, []))) < shots + 1
+            if len(self.by_class.get(c, self.extra.get(c, []))) < choices[-1] + 1
         ]
         if short:
-            raise ValueError(f"train classes with fewer than {shots + 1} pairs: {short}")
+            raise ValueError(f"train classes with fewer than {choices[-1] + 1} pairs: {short}")
         self.classes = sorted(self.by_class)
-        self.shots, self.seed = shots, seed
+        self.choices, self.seed = choices, seed
         self.extra_share = extra_share if self.extra else 0.0
 
     def images(self) -> list[str]:
@@ -236,14 +238,16 @@ class TrainEpisodeSampler:
         return sorted({i for pool in (self.by_class, self.extra) for v in pool.values() for i in v})
 
     def batch(self, step: int, size: int) -> list[Episode]:
+        """``size`` episodes of one K (drawn per step when several are allowed)."""
         rng = _rng("train", self.seed, step)
+        shots = self.choices[0] if len(self.choices) == 1 else rng.choice(self.choices)
         out = []
         for _ in range(size):
             pool = self.by_class
             if self.extra_share and rng.random() < self.extra_share:
                 pool = self.extra
             cls = rng.choice(sorted(pool))
-            chosen = rng.sample(pool[cls], self.shots + 1)
+            chosen = rng.sample(pool[cls], shots + 1)
             out.append(Episode(cls, chosen[0], tuple(chosen[1:])))
         return out
 

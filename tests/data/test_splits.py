@@ -108,6 +108,13 @@ def test_train_sampler_is_seeded_per_step(synthetic_dataset: Path) -> None:
     ).batch(7, 4)
     assert sampler.batch(7, 4) != sampler.batch(8, 4)
     assert {ep.cls for s in range(20) for ep in sampler.batch(s, 2)} == {"Synth_Pit", "Synth_Crack"}
+    # several K: one per step for the whole batch, both drawn over the steps, seeded
+    mixed = TrainEpisodeSampler(pairs, ["Synth_Pit", "Synth_Crack"], shots=[1, 3], seed=3)
+    ks = [{len(ep.supports) for ep in mixed.batch(s, 4)} for s in range(30)]
+    assert all(len(k) == 1 for k in ks) and set().union(*ks) == {1, 3}
+    assert mixed.batch(5, 4) == TrainEpisodeSampler(
+        pairs, ["Synth_Pit", "Synth_Crack"], shots=[3, 1], seed=3
+    ).batch(5, 4)
 
 
 @pytest.mark.parametrize("train", [False, True])

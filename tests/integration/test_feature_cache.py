@@ -98,7 +98,12 @@ def test_cache_needs_a_frozen_backbone(tiny_project: Path) -> None:
 def test_cached_training_with_synthetic_tasks_resumes_identically(tiny_project: Path) -> None:
     from lerenet.train import train
 
-    extra = {**FAST, "train.synthetic_classes": 3, "train.synthetic_per_class": 4}
+    extra = {
+        **FAST,
+        "train.synthetic_classes": 3,
+        "train.synthetic_per_class": 6,
+        "train.shots": [1, 2],  # K drawn per step
+    }
     params = load_params("params.yaml", extra)
     full = train(params, out_dir=Path("full"), show_progress=False)
     part = train(params, out_dir=Path("resumed"), show_progress=False, stop_after=4)
@@ -116,7 +121,7 @@ def test_cached_training_with_synthetic_tasks_resumes_identically(tiny_project: 
     # synthetic tasks: the same files on both runs, painted on training-class images only
     tasks = sorted((Path("full") / "synthetic_tasks" / "images").rglob("*.png"))
     again = sorted((Path("resumed") / "synthetic_tasks" / "images").rglob("*.png"))
-    assert len(tasks) == 12 and [p.read_bytes() for p in tasks] == [p.read_bytes() for p in again]
+    assert len(tasks) == 18 and [p.read_bytes() for p in tasks] == [p.read_bytes() for p in again]
     masks = sorted((Path("full") / "synthetic_tasks" / "masks").rglob("*.png"))
     from PIL import Image
 
