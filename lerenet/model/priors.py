@@ -144,7 +144,10 @@ def support_lda(
         eye = torch.eye(d, device=x.device)
         ridge = scatter + (shrinkage / k) * trace[:, None, None] * eye + 1e-6 * eye
         diff = means[0] - means[1]
-        direction = torch.linalg.solve(ridge, diff.unsqueeze(-1)).squeeze(-1)  # B×D
+        # symmetric positive definite: Cholesky (the batched LU of the CPU wheel's MKL fails
+        # with two threads: "Parameter 6 was incorrect on entry to SLASWP")
+        chol = torch.linalg.cholesky(ridge)
+        direction = torch.cholesky_solve(diff.unsqueeze(-1), chol).squeeze(-1)  # B×D
         separation = (direction * diff).sum(1).clamp_min(1e-6)
         bias = (direction * (means[0] + means[1])).sum(1) / 2
         score = torch.einsum("bd,bdhw->bhw", direction, query) - bias[:, None, None]
