@@ -214,9 +214,9 @@ def main() -> None:
             entry["prototype"] = score_model(base, params, work, fold, seeds)
         results["folds"][fold] = entry
         print(fold_line(fold, entry), flush=True)
-    results["total_s"] = round(time.perf_counter() - started, 1)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.tag}.json").write_text(json.dumps(results, indent=2))
+        results["total_s"] = round(time.perf_counter() - started, 1)
+        RESULTS.mkdir(exist_ok=True)  # after every fold: a run cut short keeps what it did
+        (RESULTS / f"{args.tag}.json").write_text(json.dumps(results, indent=2))
     if args.docs or args.protocol == "full":
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from _report import replace_section
