@@ -35,21 +35,40 @@ SCALE = 20.0  # PANet's temperature: cosines in [-1, 1] are too flat for a softm
 
 
 def support_weights(
-    support_masks: torch.Tensor, size: tuple[int, int]
+    support_masks: torch.Tensor, size: tuple[int, int], area: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Defect and background weights of each support at feature size.
 
-    Shapes: ``support_masks`` B×K×H×W → fg, bg each B×K×1×h×w (bilinear, align_corners=True).
+    ``area=False``: bilinear resizing (align_corners=True), the authors' and PANet's masking,
+    kept for the prototypes (measured: prototypes from area weights score lower). ``area=True``:
+    the share of each feature cell's pixels that are defect / background. At stride 4 bilinear
+    resizing reads one pixel in four per axis, and a pit of a few pixels between those samples
+    disappears from the support altogether (tested); the pixel-level matchers (best-pixel
+    cosine, support LDA) use area weights for that reason.
+    Shapes: ``support_masks`` B×K×H×W → fg, bg each B×K×1×h×w.
     """
     b, k = support_masks.shape[:2]
 
     def resize(mask: torch.Tensor) -> torch.Tensor:
         flat = mask.float().flatten(0, 1).unsqueeze(1)
-        return F.interpolate(flat, size=size, mode="bilinear", align_corners=True).view(
-            b, k, 1, *size
-        )
+        if area:
+            return F.adaptive_avg_pool2d(flat, size).view(b, k, 1, *size)
+        out = F.interpolate(flat, size=size, mode="bilinear", align_corners=True)
+        return out.view(b, k, 1, *size)
 
     return resize(support_masks == 1), resize(support_masks == 0)
+
+
+def side_pixels(weight: torch.Tensor) -> torch.Tensor:
+    """Which support pixels stand for a side: weight at least half the episode's peak.
+
+    Relative, not an absolute 0.5: a defect smaller than one feature cell (a pit of a few
+    pixels) resizes to weights below 0.5 everywhere and would otherwise have no pixel at all.
+    Shapes: B×K×1×h×w → B×K·h·w bool (False everywhere when the side is empty).
+    """
+    flat = weight.flatten(1)
+    peak = flat.amax(dim=1, keepdim=True)
+    return (flat >= 0.5 * peak) & (peak > 0)
 
 
 def prototype_cosine(
@@ -74,8 +93,8 @@ def max_cosine(
 ) -> torch.Tensor:
     """Highest cosine of each query position to any background / defect support pixel.
 
-    Support pixels count for a side when their resized weight is over 0.5; a side with no such
-    pixel gives -1 everywhere. Shapes as ``prototype_cosine`` → B×2×h×w.
+    Support pixels count for a side as ``side_pixels`` says; an empty side gives -1
+    everywhere. Shapes as ``prototype_cosine`` → B×2×h×w.
     """
     b, c, h, w = query.shape
     q = F.normalize(query.flatten(2), dim=1, eps=1e-7)  # B×C×hw
@@ -84,7 +103,7 @@ def max_cosine(
     cos = torch.bmm(q.transpose(1, 2), s)  # B×hw×K·hw
     maps = []
     for weight in (bg, fg):
-        keep = (weight.flatten(1) > 0.5).unsqueeze(1)  # B×1×K·hw
+        keep = side_pixels(weight).unsqueeze(1)  # B×1×K·hw
         best = cos.masked_fill(~keep, -1.0).amax(dim=2)
         maps.append(best.view(b, 1, h, w))
     return torch.cat(maps, dim=1)
@@ -125,9 +144,9 @@ def support_lda(
         query = _pixels(query_stages, stages, size)  # B×D×h×w
         supports = _pixels(support_stages, stages, size)  # B×K×D×h×w
         b, k, d = supports.shape[:3]
-        fg, bg = support_weights(support_masks, size)
+        fg, bg = support_weights(support_masks, size, area=True)
         x = supports.permute(0, 1, 3, 4, 2).reshape(b, -1, d)  # B×N×D
-        weights = [(w.flatten(1) > 0.5).float() for w in (fg, bg)]  # B×N each
+        weights = [side_pixels(w).float() for w in (fg, bg)]  # B×N each
         counts = [w.sum(1).clamp_min(1.0) for w in weights]
         means = [
             (x * w[..., None]).sum(1) / n[:, None] for w, n in zip(weights, counts, strict=True)
@@ -186,9 +205,13 @@ def matching_maps(
     maps = []
     for name in stages:
         query, supports = query_stages[name], support_stages[name]
-        fg, bg = support_weights(support_masks, tuple(query.shape[-2:]))
+        cells = tuple(query.shape[-2:])
         both = torch.cat(
-            [prototype_cosine(query, supports, fg, bg), max_cosine(query, supports, fg, bg)], 1
+            [
+                prototype_cosine(query, supports, *support_weights(support_masks, cells)),
+                max_cosine(query, supports, *support_weights(support_masks, cells, area=True)),
+            ],
+            1,
         )
         maps.append(F.interpolate(both, size=size, mode="bilinear", align_corners=True))
     maps.append(support_lda(query_stages, support_stages, support_masks, stages, size, shrinkage))

@@ -70,8 +70,11 @@ def test_matching_maps_shape_and_order_invariance() -> None:
     assert maps.shape == (2, 9, 16, 16)  # 4 cosines per stage + the support LDA
     perm = torch.tensor([2, 0, 1])
     shuffled = {k: v[:, perm] for k, v in stages_s.items()}
-    torch.testing.assert_close(
-        maps, matching_maps(stages_q, shuffled, masks[:, perm], ("s4", "s8"), (16, 16))
+    torch.testing.assert_close(  # float sums in another order: 1e-4
+        maps,
+        matching_maps(stages_q, shuffled, masks[:, perm], ("s4", "s8"), (16, 16)),
+        rtol=1e-4,
+        atol=1e-4,
     )
 
 
@@ -204,3 +207,23 @@ def test_lda_residual_lerenet_starts_at_the_support_lda() -> None:
         start = lda_logits(q, s, episode[2], ("s4", "s8"), (16, 16), shrinkage=3.0)
         expected = F.interpolate(start, size=(SIZE, SIZE), mode="bilinear", align_corners=True)
         torch.testing.assert_close(model(*episode), expected)
+
+
+def test_a_defect_smaller_than_a_feature_cell_still_counts() -> None:
+    """A 2×2-pixel pit on a 64×64 support covers 1/16 of an 8×8 cell: area resizing keeps it
+    (bilinear sampling would miss it), and its best cell stands for the defect."""
+    from lerenet.model.priors import side_pixels, support_lda
+
+    masks = torch.zeros(1, 1, 64, 64, dtype=torch.long)
+    masks[0, 0, 30:32, 30:32] = 1
+    fg, bg = support_weights(masks, (8, 8), area=True)
+    assert 0 < fg.max() < 0.5 and side_pixels(fg).sum() >= 1
+    sampled = torch.nn.functional.interpolate(
+        (masks == 1).float(), size=(8, 8), mode="bilinear", align_corners=True
+    )
+    assert sampled.max() == 0  # what the authors' bilinear masking sees of the same pit
+    torch.manual_seed(0)
+    query, supports = torch.randn(1, 8, 8, 8), torch.randn(1, 1, 8, 8, 8)
+    assert torch.all(max_cosine(query, supports, fg, bg)[:, 1] > -1)
+    score = support_lda({"s4": query}, {"s4": supports}, masks, ("s4",), (8, 8))
+    assert score.abs().sum() > 0
