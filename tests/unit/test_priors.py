@@ -227,3 +227,47 @@ def test_a_defect_smaller_than_a_feature_cell_still_counts() -> None:
     assert torch.all(max_cosine(query, supports, fg, bg)[:, 1] > -1)
     score = support_lda({"s4": query}, {"s4": supports}, masks, ("s4",), (8, 8))
     assert score.abs().sum() > 0
+
+
+def test_conjugate_gradients_match_a_direct_solve() -> None:
+    from lerenet.model.priors import solve_spd
+
+    torch.manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(3, 176, 176)).Q
+    spectrum = torch.linspace(1.0, 60.0, 176)  # condition 60, above what LDA meets on defects9
+    matrix = basis @ torch.diag_embed(spectrum.expand(3, -1)) @ basis.transpose(1, 2)
+    rhs = torch.randn(3, 176)
+    direct = torch.linalg.solve(matrix.double(), rhs.double().unsqueeze(-1)).squeeze(-1)
+    got = solve_spd(matrix, rhs).double()
+    assert ((got - direct).norm(dim=1) / direct.norm(dim=1)).max() < 1e-4
+
+
+def test_area_resize_pools_each_stage_cell_and_exports() -> None:
+    from lerenet.model.priors import area_resize
+
+    mask = torch.zeros(1, 1, 200, 200)
+    mask[..., 100:102, 100:102] = 1  # a 2×2 pit
+    for cells in (50, 25, 13):  # EfficientNet's s4, s8, s16 grids at 200×200
+        pooled = area_resize(mask, (cells, cells))
+        assert pooled.shape[-2:] == (cells, cells)
+        assert pooled.max() > 0  # the pit is seen at every stage
+    torch.testing.assert_close(area_resize(mask, (50, 50)).sum() * 16, mask.sum())
+
+
+@pytest.mark.parametrize("shots", [1, 3])
+def test_the_improved_model_exports_to_onnx(tmp_path, shots: int) -> None:
+    pytest.importorskip("onnxruntime")
+    from lerenet.config import Params
+    from lerenet.export import export_onnx, parity
+
+    cfg = Params.model_validate(
+        {"recipe": "improved", "model": {"backbone": "vgg16_bn", "weights": "random"}}
+    ).model
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match="random"):
+        model, _ = build_model(cfg)
+    with torch.no_grad():  # a head that is not zero, so its path is checked too
+        model.ifm.classifier[-1].weight.normal_(0, 0.01)
+    path = export_onnx(model, tmp_path / "m.onnx", SIZE, shots=shots)
+    worst = parity(model, path, [dummy_episode(1, shots, SIZE, seed=s) for s in range(2)])
+    assert worst < 1e-3
