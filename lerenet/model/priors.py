@@ -198,11 +198,11 @@ def support_lda(
         means = [
             (x * w[..., None]).sum(1) / n[:, None] for w, n in zip(weights, counts, strict=True)
         ]
+        # centred before the products: Σxxᵀ − n·mmᵀ cancels badly in float32
         scatter = (
             sum(
-                torch.einsum("bn,bni,bnj->bij", w, x, x)
-                - n[:, None, None] * m[:, :, None] * m[:, None, :]
-                for w, n, m in zip(weights, counts, means, strict=True)
+                torch.einsum("bn,bni,bnj->bij", w, x - m[:, None], x - m[:, None])
+                for w, m in zip(weights, means, strict=True)
             )
             / (counts[0] + counts[1])[:, None, None]
         )
