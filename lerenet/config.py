@@ -64,6 +64,11 @@ class ModelConfig(Section):
     lda_shrinkage: float = Field(
         3.0, gt=0, description="Support LDA ridge at K = 1 (divided by K: more shots, less)."
     )
+    mask_resize: Literal["bilinear", "area"] = Field(
+        "bilinear",
+        description="Support masks to the feature grid: bilinear (authors'; a pit smaller than "
+        "a cell can vanish) or area (each cell's defect share).",
+    )
     backbone_bn: Literal["per_group", "joint", "frozen"] = Field(
         "per_group",
         description="Pretrained BatchNorm in training: per_group (authors': query and each "
@@ -215,7 +220,12 @@ class TrackingConfig(Section):
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {},
     "improved": {
-        "model": {"prior": "matching", "residual": "lda", "backbone_bn": "frozen"},
+        "model": {
+            "prior": "matching",
+            "residual": "lda",
+            "mask_resize": "area",
+            "backbone_bn": "frozen",
+        },
         "train": {"backbone_lr_mult": 0.0, "feature_cache": True, "synthetic_classes": 60},
     },
 }

@@ -21,13 +21,12 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lerenet.model.ifm import IFM, PriorMode, similarity_prior
 from lerenet.model.mpe import MPE, PrototypeMode, support_prototype
 from lerenet.model.mpr import MPR
-from lerenet.model.priors import lda_logits, matching_logits, matching_maps
+from lerenet.model.priors import lda_logits, matching_logits, matching_maps, support_weights
 
 BackboneBN = Literal["joint", "per_group", "frozen"]
 Stages = dict[str, torch.Tensor]
@@ -67,20 +66,20 @@ def head_inputs(
 
 
 def masked_support_mean(
-    support_feats: torch.Tensor, support_masks: torch.Tensor
+    support_feats: torch.Tensor, support_masks: torch.Tensor, area: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mask each support's features with its resized defect mask and average over K shots.
 
     The mask is ``label == 1`` (255 counts as background, as in the authors' code), resized
-    bilinearly with ``align_corners=True`` to the feature size.
+    bilinearly with ``align_corners=True`` to the feature size (the authors'), or by area
+    (``area=True``: a defect smaller than a feature cell keeps its share of that cell instead
+    of vanishing between the bilinear samples; ``priors.support_weights``).
     Shapes: ``support_feats`` B×K×C×h×w, ``support_masks`` B×K×H×W → masked mean B×C×h×w and the
     shot-averaged mask B×1×h×w.
     """
-    b, k, c, h, w = support_feats.shape
-    fg = (support_masks == 1).to(support_feats.dtype).flatten(0, 1).unsqueeze(1)
-    fg = F.interpolate(fg, size=(h, w), mode="bilinear", align_corners=True)
-    masked = support_feats.flatten(0, 1) * fg
-    return masked.view(b, k, c, h, w).mean(1), fg.view(b, k, 1, h, w).mean(1)
+    fg, _ = support_weights(support_masks, tuple(support_feats.shape[-2:]), area=area)
+    fg = fg.to(support_feats.dtype)
+    return (support_feats * fg).mean(1), fg.mean(1)
 
 
 class LERENet(nn.Module):
@@ -98,6 +97,8 @@ class LERENet(nn.Module):
         residual: ``off``, or the parameter-free logits the IFM output is added to
             (``prototype``: the prototype baseline's; ``lda``: the support LDA's).
         lda_shrinkage: the support LDA's ridge at K = 1.
+        mask_resize: how support masks reach the feature grid for the masked support mean
+            and the prior's prototypes — ``bilinear`` (the authors') or ``area``.
         backbone_bn: BatchNorm of the pretrained backbone in training — ``per_group`` (the
             authors': query and each shot in separate calls), ``joint`` (one call for all)
             or ``frozen`` (running statistics).
@@ -117,6 +118,7 @@ class LERENet(nn.Module):
         prior_stages: tuple[str, ...] = ("s4", "s8", "s16"),
         residual: Literal["off", "prototype", "lda"] = "off",
         lda_shrinkage: float = 3.0,
+        mask_resize: Literal["bilinear", "area"] = "bilinear",
         backbone_bn: BackboneBN = "per_group",
     ) -> None:
         super().__init__()
@@ -136,6 +138,7 @@ class LERENet(nn.Module):
         self.prior_stages = tuple(prior_stages)
         self.residual = residual
         self.lda_shrinkage = lda_shrinkage
+        self.area = mask_resize == "area"
         self.per_group = backbone_bn == "per_group"
 
     def forward(
@@ -156,14 +159,14 @@ class LERENet(nn.Module):
     ) -> torch.Tensor:
         """Everything after the pretrained stages; ``size`` is the input's (H, W)."""
         query, supports = head_inputs(self.backbone, query_stages, support_stages)
-        support, mask = masked_support_mean(supports, support_masks)
+        support, mask = masked_support_mean(supports, support_masks, self.area)
         prototype = support_prototype(support, mask, self.prototype_mode)
         mpr_out = self.mpr(support, query)
         mpe_out = self.mpe(query, prototype)
         head_size = tuple(query.shape[-2:])
         stages = (query_stages, support_stages, support_masks, self.prior_stages, head_size)
         if self.prior_mode == "matching":
-            prior = matching_maps(*stages, shrinkage=self.lda_shrinkage)
+            prior = matching_maps(*stages, shrinkage=self.lda_shrinkage, area=self.area)
         else:
             prior = similarity_prior(query, support, prototype, self.prior_mode)
         base = None

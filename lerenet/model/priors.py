@@ -239,9 +239,11 @@ def matching_maps(
     stages: tuple[str, ...],
     size: tuple[int, int],
     shrinkage: float = 3.0,
+    area: bool = False,
 ) -> torch.Tensor:
     """[prototype cosine (2), max cosine (2)] of every stage, then the support LDA (1), all at
-    ``size``.
+    ``size``; ``area`` resizes the prototypes' masks by area too (the pixel-level matchers
+    always do).
 
     Shapes: stage maps B×C_s×h_s×w_s (query) and B×K×C_s×h_s×w_s (supports),
     ``support_masks`` B×K×H×W → B×(4·len(stages) + 1)×h×w.
@@ -252,7 +254,7 @@ def matching_maps(
         cells = tuple(query.shape[-2:])
         both = torch.cat(
             [
-                prototype_cosine(query, supports, *support_weights(support_masks, cells)),
+                prototype_cosine(query, supports, *support_weights(support_masks, cells, area)),
                 max_cosine(query, supports, *support_weights(support_masks, cells, area=True)),
             ],
             1,

@@ -100,7 +100,15 @@ def test_the_repository_params_are_one_change_from_the_authors(repo_root: Path) 
         repo_root / "params.yaml",
         {"recipe": "paper", "model.backbone": "resnet50", "model.weights": "random"},
     )
-    head = {"prior", "prototype", "residual", "backbone_bn", "normalize_graph", "dropout"}
+    head = {
+        "prior",
+        "prototype",
+        "residual",
+        "mask_resize",
+        "backbone_bn",
+        "normalize_graph",
+        "dropout",
+    }
     assert params.model.model_dump(include=head) == FAITHFUL["resnet50"].model_dump(include=head)
     authors = TrainConfig()
     for key in (
