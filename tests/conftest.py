@@ -118,6 +118,8 @@ def s3_env(s3_server, monkeypatch: pytest.MonkeyPatch):
 
 
 TINY_PARAMS = """
+# the authors' configuration: fast, and dvc.yaml tracks the recipe key
+recipe: paper
 model:
   backbone: efficientnet_lite0
   weights: package

@@ -99,9 +99,9 @@ def test_dvc_repro_and_prefect_flow_agree(
     assert not ruled["gate"]["passed"] and ruled["promote"]["alias"] == "staging"
     assert any("prototype baseline" in r for r in ruled["gate"]["reasons"])
     registry = MlflowClient(f"sqlite:///{flow_root}/mlflow.db")
-    aliases = dict(registry.get_registered_model("lerenet").aliases)
-    assert aliases["production"] == result["promote"]["version"]
-    assert aliases["staging"] == ruled["promote"]["version"]
+    aliases = {k: str(v) for k, v in registry.get_registered_model("lerenet").aliases.items()}
+    assert aliases["production"] == str(result["promote"]["version"])
+    assert aliases["staging"] == str(ruled["promote"]["version"])
     with get_client(sync_client=True) as prefect_client:
         artifacts = prefect_client.read_artifacts(
             artifact_filter=ArtifactFilter(
