@@ -1,6 +1,7 @@
 """The diagnosis table: one quick-protocol run of ``bench/quality.py`` per variant, all folds.
 
     python bench/ablations.py --commands     # print the quality.py command of every variant
+    python bench/ablations.py [--only TAG…] --run [quality.py args, e.g. --device cuda]
     python bench/ablations.py                # table from bench/results/q_*.json → docs
 
 Each variant is the project's default configuration (params.yaml) or the authors' faithful one,
@@ -13,18 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-# the authors' configuration, as overrides of params.yaml (backbone fine-tuned at 0.1×)
-FAITHFUL = (
-    "model.prior=positional model.residual=false model.backbone_bn=per_group "
-    "model.prototype=gap train.backbone_lr_mult=0.1 train.feature_cache=false "
-    "train.synthetic_classes=0"
-)
+# the authors' configuration (every key the file leaves out at its paper default; golden-tested)
+FAITHFUL = "recipe=paper"
 FROZEN = "model.backbone_bn=frozen train.backbone_lr_mult=0"
 VARIANTS: list[tuple[str, str, str]] = [
     # (tag, what it tests, quality.py arguments after --protocol quick)
@@ -58,6 +57,14 @@ VARIANTS: list[tuple[str, str, str]] = [
     ),
     ("q_size160", "… image size 160 (paper: 200)", f"--size 160 --set {FAITHFUL}"),
     ("q_default", "project default (params.yaml)", ""),
+    ("q_start", "default, head not trained (its residual start)", "--set train.head_lr_mult=0"),
+    ("q_lowlr", "default, lr 0.0005 (params: 0.002)", "--set train.lr=0.0005"),
+    ("q_fg3", "default, defect pixels weighted ×3", "--set train.foreground_weight=3"),
+    (
+        "q_lowlr_fg3",
+        "default, lr 0.0005 and defect pixels ×3",
+        "--set train.lr=0.0005 train.foreground_weight=3",
+    ),
     ("q_no_synthetic", "default without synthetic classes", "--set train.synthetic_classes=0"),
     ("q_no_residual", "default without the residual start", "--set model.residual=false"),
     ("q_s4_only", "default, matching on stride 4 only", "--set model.prior_stages=[s4]"),
@@ -84,6 +91,7 @@ def row(tag: str, label: str) -> list[str] | None:
     empty = [f["lerenet"]["1shot"]["seeds"][0]["empty_share"] for f in folds]
     cells.append(" / ".join(f"{e:.0%}" for e in empty))
     cells.append(" / ".join(f"{f['lerenet']['train_fit_miou']:.2f}" for f in folds))
+    cells.append(res.get("device_name", res["config"]["device"]))
     return cells
 
 
@@ -101,7 +109,7 @@ def baseline_row() -> list[str] | None:
                     "",
                 ]
             empty = [f["1shot"]["seeds"][0]["empty_share"] for f in folds]
-            return cells + [" / ".join(f"{e:.0%}" for e in empty), ""]
+            return cells + [" / ".join(f"{e:.0%}" for e in empty), "", ""]
     return None
 
 
@@ -113,26 +121,41 @@ def table() -> str:
         "empty: 1-shot test episodes with nothing predicted. fit: 1-shot mIoU on the model's "
         "own training classes. Commands: `python bench/ablations.py --commands`.",
         "",
-        "| variant | 1-shot mIoU | Δ base | 5-shot mIoU | Δ base | empty (1-shot) | fit |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | 1-shot mIoU | Δ base | 5-shot mIoU | Δ base | empty (1-shot) | fit | device |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     base = baseline_row()
     if base:
         lines.append("| " + " | ".join(base) + " |")
     for tag, label, _ in VARIANTS:
         cells = row(tag, label)
-        lines.append("| " + " | ".join(cells or [label, "not run", "", "", "", "", ""]) + " |")
+        lines.append("| " + " | ".join(cells or [label, "not run", "", "", "", "", "", ""]) + " |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commands", action="store_true", help="print the commands and exit")
+    parser.add_argument(
+        "--run",
+        nargs=argparse.REMAINDER,
+        help="run every variant in order (arguments after --run go to each quality.py call)",
+    )
+    parser.add_argument("--only", nargs="+", metavar="TAG", help="these variants, in this order")
     args = parser.parse_args()
+    chosen = [v for tag in args.only or [] for v in VARIANTS if v[0] == tag] or VARIANTS
+    if args.only and len(chosen) != len(args.only):
+        parser.error(f"unknown variant in {args.only}; known: {[v[0] for v in VARIANTS]}")
     if args.commands:
-        for tag, _, extra in VARIANTS:
+        for tag, _, extra in chosen:
             print(command(tag, extra))
         return
+    if args.run is not None:
+        extra_args = [a for a in args.run if a != "--"]
+        for tag, _, extra in chosen:
+            cmd = [sys.executable, *shlex.split(command(tag, extra))[1:], *extra_args]
+            print("$", shlex.join(cmd), flush=True)
+            subprocess.run(cmd, check=False)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _report import replace_section
 
