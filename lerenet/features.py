@@ -12,7 +12,9 @@ it trains. Memory: about 0.2 MB per copy at 200×200 with stages s4, s8, s16.
 
 from __future__ import annotations
 
+import logging
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,8 @@ from lerenet.data.imageio import load_label, load_rgb
 from lerenet.data.manifest import mask_of
 from lerenet.data.splits import Episode
 from lerenet.data.transforms import build_transform, to_tensors
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -111,6 +115,8 @@ def build_cache(
     )
     stages: dict[str, list[torch.Tensor]] = {}
     labels: list[torch.Tensor] = []
+    log.info("caching backbone features of %d images (%d augmented copies)", len(images), len(jobs))
+    began = time.perf_counter()
     with Progress(disable=not show_progress, transient=True) as progress:
         bar = progress.add_task(f"caching features of {len(images)} images", total=len(jobs))
         for imgs, labs in loader:
@@ -121,6 +127,7 @@ def build_cache(
             labels.append(labs)
             progress.update(bar, advance=len(labs))
     backbone.train(was_training)
+    log.info("feature cache built in %.0f s", time.perf_counter() - began)
     rows: dict[str, list[int]] = {}
     for row, (image, _) in enumerate(jobs):
         rows.setdefault(image, []).append(row)

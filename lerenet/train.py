@@ -13,6 +13,7 @@ classes are never read here; the best checkpoint is chosen by validation-class m
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ from lerenet.train_batches import (
 )
 
 LAST, BEST = "last.pt", "best.pt"
+
+log = logging.getLogger(__name__)
 
 
 def select_device(choice: str) -> torch.device:
@@ -245,6 +248,16 @@ def train(
             save_model_file(model, params.model, best_path, meta)
         else:
             flat_rounds += 1
+        # progress for drivers without a terminal (Prefect workers, CI logs): one line a round
+        log.info(
+            "step %d/%d: loss %s, validation mIoU %s (best %s at step %s)",
+            step,
+            tcfg.steps,
+            "-" if loss is None else f"{loss:.3f}",
+            "-" if val is None else f"{val:.3f}",
+            "-" if best is None else f"{best:.3f}",
+            best_step,
+        )
 
     model.train()
     if start == 0 and params.model.residual:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from lerenet.config import Params, load_params
@@ -23,6 +26,28 @@ IO_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 10, 30]}
 
 def params_of(params_path: str, overrides: dict[str, Any] | None) -> Params:
     return load_params(params_path, overrides=overrides)
+
+
+@contextmanager
+def library_logs() -> Iterator[None]:
+    """Forward the library's INFO logs (``lerenet.*``: validation rounds, feature caching) to
+    the task run's log, so a long training shows progress in the Prefect UI and the worker's
+    output; the library itself knows nothing of Prefect."""
+    run_logger = get_run_logger()
+
+    class _Forward(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            run_logger.log(record.levelno, record.getMessage())
+
+    library, handler = logging.getLogger("lerenet"), _Forward(logging.INFO)
+    level = library.level
+    library.setLevel(logging.INFO)
+    library.addHandler(handler)
+    try:
+        yield
+    finally:
+        library.removeHandler(handler)
+        library.setLevel(level)
 
 
 def _sha(*parts: Any) -> str:
@@ -173,9 +198,10 @@ def split_task(params_path: str, overrides: dict | None = None) -> dict:
 def train_task(params_path: str, overrides: dict | None = None) -> dict:
     from lerenet.stages import train_stage
 
-    return train_stage(
-        params_of(params_path, overrides), params_file=Path(params_path), show_progress=False
-    )
+    with library_logs():
+        return train_stage(
+            params_of(params_path, overrides), params_file=Path(params_path), show_progress=False
+        )
 
 
 @task(name="evaluate", retries=0)

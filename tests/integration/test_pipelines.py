@@ -90,7 +90,13 @@ def test_dvc_repro_and_prefect_flow_agree(
     # with the baseline rule on, the six-step model loses to the baseline: @staging only, and
     # the flow's promotion artifact says why
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+    from prefect.logging.handlers import APILogHandler
 
     ruled_state = retrain(
         params_path="params.yaml", overrides={"gate.beat_baseline": True}, return_state=True
@@ -102,14 +108,22 @@ def test_dvc_repro_and_prefect_flow_agree(
     aliases = {k: str(v) for k, v in registry.get_registered_model("lerenet").aliases.items()}
     assert aliases["production"] == str(result["promote"]["version"])
     assert aliases["staging"] == str(ruled["promote"]["version"])
+    APILogHandler().flush()  # run logs are sent in batches: send what is queued
     with get_client(sync_client=True) as prefect_client:
         artifacts = prefect_client.read_artifacts(
             artifact_filter=ArtifactFilter(
                 flow_run_id=ArtifactFilterFlowRunId(any_=[ruled_state.state_details.flow_run_id])
             )
         )
+        # training reports progress in the run's log (validation rounds), not only at the end
+        logs = prefect_client.read_logs(
+            log_filter=LogFilter(
+                flow_run_id=LogFilterFlowRunId(any_=[ruled_state.state_details.flow_run_id])
+            )
+        )
     promotion = next(a for a in artifacts if a.key == "promotion")
     assert "@staging" in promotion.data and "prototype baseline" in promotion.data
+    assert any("validation mIoU" in log.message for log in logs)
 
     # unchanged data and params: ingest/validate/split come from the cache
     state = retrain(params_path="params.yaml", source=str(synthetic_source), return_state=True)
