@@ -8,6 +8,7 @@ A training checkpoint adds optimizer, scheduler, step and every RNG state for ex
 from __future__ import annotations
 
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,39 @@ def atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+class CheckpointError(ValueError):
+    """A checkpoint or model file that is not plain tensors and containers: refused."""
+
+
+def safe_load(path: Path, device: str | torch.device = "cpu") -> Any:
+    """``torch.load`` with ``weights_only=True``: tensors, numbers, strings and containers only.
+
+    A pickle can run any code when loaded; a checkpoint from a shared drive or an artifact
+    store is untrusted input, so nothing in one is ever executed. Refusals are one sentence.
+    """
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{path}: refused: not a plain tensor file ({reason[:160]}); lerenet loads "
+            "checkpoints and models as weights only and never runs code from them"
+        ) from None
+
+
 def rng_state() -> dict[str, Any]:
+    """Every RNG's state in types that load with ``weights_only=True`` (numpy's key array as a
+    tensor: its own state tuple would need numpy classes unpickled)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -41,7 +71,9 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    npy = state["numpy"]
+    keys = npy["keys"].numpy().astype(np.uint32)
+    np.random.set_state((npy["kind"], keys, npy["pos"], npy["has_gauss"], npy["cached"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -68,7 +100,7 @@ def load_model_file(path: Path, device: str | torch.device = "cpu") -> tuple[nn.
     """Rebuild the network from a model file (no backbone weights needed: they are inside)."""
     from lerenet.model import build_model
 
-    blob = torch.load(path, map_location=device, weights_only=True)
+    blob = safe_load(path, device)
     cfg = ModelConfig.model_validate(blob["model_config"])
     model, _ = build_model(cfg, load_weights=False)
     model.load_state_dict(blob["state_dict"])

@@ -26,6 +26,7 @@ from torch import nn
 from lerenet.checkpoint import (
     atomic_save,
     rng_state,
+    safe_load,
     save_model_file,
     seed_everything,
     set_rng_state,
@@ -192,7 +193,7 @@ def train(
     if resume:
         if not last_path.exists():
             raise FileNotFoundError(f"{last_path}: nothing to resume; train without --resume")
-        state = torch.load(last_path, map_location=device, weights_only=False)
+        state = safe_load(last_path, device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

@@ -54,6 +54,36 @@ def test_resume_gives_identical_weights(tiny_project: Path) -> None:
     assert resumed.history == full.history
 
 
+class _RunsCode:
+    """Pickles to a call of os.system: what a hostile last.pt or model file can hold."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_resume_refuses_a_checkpoint_that_runs_code(tiny_project: Path) -> None:
+    from lerenet.checkpoint import CheckpointError, load_model_file
+    from lerenet.train import train
+
+    params = load_params("params.yaml")
+    part = train(params, out_dir=Path("run"), show_progress=False, stop_after=2)
+    marker = tiny_project / "executed"
+    hostile = torch.load(part.last_path, weights_only=True)  # a real checkpoint loads safely
+    hostile["history"] = _RunsCode(marker)
+    torch.save(hostile, part.last_path)
+    with pytest.raises(CheckpointError, match="refused"):
+        train(params, out_dir=Path("run"), resume=True, show_progress=False)
+    torch.save({"model_config": {}, "state_dict": _RunsCode(marker)}, "model.pt")
+    with pytest.raises(CheckpointError, match="refused"):
+        load_model_file(Path("model.pt"))
+    assert not marker.exists()
+
+
 def test_train_and_evaluate_stages_log_to_mlflow(tiny_project: Path) -> None:
     import mlflow
 
