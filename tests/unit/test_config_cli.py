@@ -100,3 +100,18 @@ def test_recipe_fills_only_the_keys_the_file_leaves_out(tmp_path: Path) -> None:
     assert (paper.model.prior, paper.train.feature_cache) == ("positional", False)
     with pytest.raises(ConfigError, match="recipe"):
         load_params(path, {"recipe": "best"})
+
+
+def test_duplicate_sections_and_empty_files_are_errors(tmp_path: Path) -> None:
+    """YAML lets a second ``train:`` silently replace the first; an empty file would mean
+    'every default' without saying so. Both name the file."""
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  steps: 10\nmodel:\n  shots: 1\ntrain:\n  lr: 0.1\n")
+    with pytest.raises(ConfigError, match=r"params.yaml.*duplicate key 'train' \(lines 1 and 5\)"):
+        load_params(path)
+    path.write_text("train:\n  steps: 10\n  steps: 20\n")
+    with pytest.raises(ConfigError, match="duplicate key 'steps'"):
+        load_params(path)
+    path.write_text("# nothing but a comment\n")
+    with pytest.raises(ConfigError, match="params.yaml: the params file is empty"):
+        load_params(path)
