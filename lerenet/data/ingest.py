@@ -21,7 +21,7 @@ from PIL import Image
 from lerenet.config import Params
 from lerenet.data.imageio import DecodeError, binarize_mask, open_image
 from lerenet.data.layouts import SourceItem, detect_layout, iter_items
-from lerenet.data.manifest import Pair, read_manifest, write_manifest
+from lerenet.data.manifest import Pair, check_class_name, read_manifest, write_manifest
 from lerenet.data.parallel import parallel_map
 from lerenet.data.quarantine import Finding, quarantine_files
 from lerenet.data.sources import local_source
@@ -131,6 +131,8 @@ def parse_class_map(entries: list[str] | None) -> dict[str, str]:
         if not sep or not src or not dst:
             raise ValueError(f"class map entry {entry!r} is not SOURCE=TARGET")
         mapping[src] = dst
+    for target in mapping.values():
+        check_class_name(target, "--class-map target")
     return mapping
 
 
@@ -151,6 +153,10 @@ def ingest(
     """Add ``source``'s pairs to the dataset at ``root``; see the module docstring."""
     root = Path(root)
     class_map = class_map or {}
+    if class_name is not None:
+        check_class_name(class_name, "--class-name")
+    for target in class_map.values():
+        check_class_name(target, "--class-map target")
     name = source_name or Path(source.rstrip("/")).name.split(".")[0] or "source"
     with local_source(source, endpoint_url) as folder:
         chosen = layout or detect_layout(folder)
@@ -161,6 +167,14 @@ def ingest(
                 f"{source}: no images found for layout {chosen!r} "
                 "(check --layout, or the folder structure in `lerenet ingest --help`)"
             )
+        for cls in sorted({class_map.get(it.cls, it.cls) for it in items}):
+            try:
+                check_class_name(cls, "source class")
+            except ValueError as err:
+                raise ValueError(
+                    f"{err}; nothing was ingested: rename that folder, or map it with "
+                    f"--class-map '{cls}=New_Name'"
+                ) from None
         jobs = [_Job(it, class_map.get(it.cls, it.cls), root, name, max_pixels) for it in items]
         results = parallel_map(_prepare, jobs, workers, desc="ingesting", show=show_progress)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -41,6 +42,21 @@ class Pair:
 
 
 COLUMNS = [("class" if f.name == "cls" else f.name) for f in fields(Pair)]
+
+# A class name becomes a folder (images/<Class>/) and a key in splits, metrics and MLflow: one
+# rule wherever a name enters (source folders, --class-name, --class-map, the manifest), so no
+# name can hold a path separator, "..", or start as an absolute or hidden path.
+CLASS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+CLASS_NAME_RULE = (
+    "letters, digits, '_' and '-', starting with a letter or digit, at most 64 characters"
+)
+
+
+def check_class_name(name: str, where: str = "class name") -> str:
+    """``name`` if it is a safe class name, else ValueError saying what is allowed."""
+    if not isinstance(name, str) or not CLASS_NAME.fullmatch(name):
+        raise ValueError(f"{where} {name!r} is not allowed: use {CLASS_NAME_RULE}")
+    return name
 
 
 def mask_of(image: str) -> str:
@@ -69,7 +85,7 @@ def read_manifest(root: Path) -> list[Pair]:
             Pair(
                 image=r["image"],
                 mask=r["mask"],
-                cls=r["class"],
+                cls=check_class_name(r["class"], f"{path}: class"),
                 source=r["source"],
                 source_file=r["source_file"],
                 width=int(r["width"]),

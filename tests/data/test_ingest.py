@@ -232,3 +232,54 @@ def test_s3_prefix_source(s3_env, synthetic_source: Path, tmp_path: Path) -> Non
     report = ingest("s3://lerenet-data/incoming", tmp_path / "data", show_progress=False)
     assert report.added == 42
     assert _tree_digest(tmp_path / "data" / "images") == _tree_digest(synthetic_source / "images")
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        {"class_name": "../../evil"},
+        {"class_name": "/abs"},
+        {"class_name": "a/b"},
+        {"class_name": ".hidden"},
+        {"class_map": {"flat": "../up"}},
+        {"class_map": {"flat": "ok\\..\\x"}},
+    ],
+)
+def test_class_names_cannot_leave_the_data_root(tmp_path: Path, how: dict) -> None:
+    """A class name becomes images/<Class>/: a separator or '..' would write outside the
+    dataset (and the mask over the image). Refused before anything is written."""
+    src = tmp_path / "flat"
+    src.mkdir()
+    img, mask = _pair()
+    img.save(src / "x.png")
+    mask.save(src / "x_mask.png")
+    root = tmp_path / "work" / "data"
+    with pytest.raises(ValueError, match="letters, digits, '_' and '-'"):
+        ingest(str(src), root, layout="suffix", workers=1, show_progress=False, **how)
+    assert not (tmp_path / "work").exists() and not (tmp_path / "evil").exists()
+    with pytest.raises(ValueError, match="--class-map target '../up'"):
+        parse_class_map(["flat=../up"])
+
+
+def test_an_unsafe_source_folder_name_or_manifest_class_is_refused(tmp_path: Path) -> None:
+    src = tmp_path / "src" / "images" / "bad name"
+    src.mkdir(parents=True)
+    img, mask = _pair()
+    img.save(src / "x.png")
+    (tmp_path / "src" / "masks" / "bad name").mkdir(parents=True)
+    mask.save(tmp_path / "src" / "masks" / "bad name" / "x.png")
+    with pytest.raises(ValueError, match="--class-map 'bad name=New_Name'"):
+        ingest(str(tmp_path / "src"), tmp_path / "data", workers=1, show_progress=False)
+    assert not (tmp_path / "data").exists()
+    ok = ingest(
+        str(tmp_path / "src"),
+        tmp_path / "data",
+        class_map={"bad name": "Bad_Name"},
+        workers=1,
+        show_progress=False,
+    )
+    assert ok.added == 1
+    manifest = tmp_path / "data" / "manifest.csv"
+    manifest.write_text(manifest.read_text().replace(",Bad_Name,", ",../Bad_Name,"))
+    with pytest.raises(ValueError, match="manifest.csv: class '../Bad_Name' is not allowed"):
+        read_manifest(tmp_path / "data")
