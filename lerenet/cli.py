@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from lerenet.config import ConfigError, load_params
+from lerenet.config import ConfigError, DataConfig, load_params
 from lerenet.offline import apply_offline_env
 
 app = typer.Typer(
@@ -419,11 +419,18 @@ def predict_cmd(
         pairs.append((Path(img), Path(mask)))
     if not pairs:
         fail("give at least one --support IMAGE:MASK")
+    max_pixels = DataConfig().max_pixels
     if params.exists():
-        configure(_params(params).tracking)
+        cfg = _params(params)
+        configure(cfg.tracking)
+        max_pixels = cfg.data.max_pixels
     with user_errors(FileNotFoundError, ValueError):
-        written = predict_files(model, pairs, queries, out, threshold)
-    console.print(f"wrote {len(written)} masks (+ overlays) to {out}")
+        result = predict_files(model, pairs, queries, out, threshold, max_pixels)
+    console.print(f"wrote {len(result.written)} masks (+ overlays) to {out}")
+    for query, reason in result.skipped:
+        err_console.print(f"[yellow]skipped[/yellow] {escape(str(query))}: {escape(reason)}")
+    if result.skipped:
+        console.print(f"{len(result.skipped)} queries skipped; reasons in {out / 'skipped.csv'}")
 
 
 @app.command("export")

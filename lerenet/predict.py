@@ -8,7 +8,8 @@ probabilities are resized back to each query's original size before thresholding
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from lerenet.data.imageio import load_label, load_rgb
+from lerenet.data.imageio import DecodeError, binarize_mask, open_image, to_rgb_array
 from lerenet.data.layouts import IMAGE_EXTS
 from lerenet.data.transforms import build_transform, to_tensors
 from lerenet.plots import _tint
@@ -58,6 +59,14 @@ def load_for_prediction(uri: str) -> LoadedModel:
     return LoadedModel(predictor, size, tuple(model.backbone.mean), tuple(model.backbone.std))
 
 
+@dataclass(frozen=True)
+class PredictResult:
+    """Masks written, and the queries skipped with the reason (undecodable, over the limit)."""
+
+    written: list[Path]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
 def expand_queries(paths: list[Path]) -> list[Path]:
     """Files as given; folders → their images (sorted)."""
     out = []
@@ -79,13 +88,24 @@ def predict_files(
     queries: list[Path],
     out_dir: Path,
     threshold: float = 0.5,
-) -> list[Path]:
-    """Write ``<stem>_mask.png`` (0/255) and ``<stem>_overlay.png`` per query; return masks."""
+    max_pixels: int = 4096 * 4096,
+) -> PredictResult:
+    """Write ``<stem>_mask.png`` (0/255) and ``<stem>_overlay.png`` per query.
+
+    Every image is decoded under ``max_pixels`` (data.max_pixels) like in ingest and validate:
+    an unusable support stops the call (ValueError: the episode would be wrong), an unusable
+    query is skipped with its reason (in the result and ``skipped.csv``) and the rest proceed.
+    """
     loaded = load_for_prediction(model_uri)
     transform = build_transform(loaded.image_size, train=False)
     s_imgs, s_masks = [], []
     for img_path, mask_path in supports:
-        out = transform(image=load_rgb(img_path), mask=load_label(mask_path))
+        try:
+            rgb = to_rgb_array(open_image(img_path, max_pixels))
+            label = binarize_mask(open_image(mask_path, max_pixels))[0] // 255
+        except DecodeError as err:
+            raise ValueError(f"support {img_path}:{mask_path}: {err}") from None
+        out = transform(image=rgb, mask=label)
         img, mask = to_tensors(out["image"], out["mask"], loaded.mean, loaded.std)
         if not (mask == 1).any():
             raise ValueError(f"{mask_path}: support mask has no defect pixel")
@@ -94,9 +114,13 @@ def predict_files(
     support_imgs = torch.stack(s_imgs)[None].numpy()
     support_masks = torch.stack(s_masks)[None].numpy().astype(np.int64)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    written, skipped = [], []
     for query in expand_queries(queries):
-        rgb = load_rgb(query)
+        try:
+            rgb = to_rgb_array(open_image(query, max_pixels))
+        except DecodeError as err:
+            skipped.append((query, str(err)))
+            continue
         resized = transform(image=rgb, mask=np.zeros(rgb.shape[:2], np.uint8))["image"]
         q, _ = to_tensors(resized, np.zeros(resized.shape[:2], np.uint8), loaded.mean, loaded.std)
         prob = np.asarray(
@@ -119,4 +143,7 @@ def predict_files(
         Image.fromarray(mask * 255).save(mask_path)
         Image.fromarray(_tint(rgb, mask, (230, 30, 30))).save(out_dir / f"{query.stem}_overlay.png")
         written.append(mask_path)
-    return written
+    if skipped:
+        with open(out_dir / "skipped.csv", "w", newline="") as handle:
+            csv.writer(handle).writerows([("query", "reason"), *((str(q), r) for q, r in skipped)])
+    return PredictResult(written, skipped)

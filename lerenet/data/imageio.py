@@ -41,6 +41,9 @@ def open_image(path: Path, max_pixels: int) -> Image.Image:
             return img.copy()
     except DecodeError:
         raise
+    except Image.DecompressionBombError as err:
+        # PIL refuses images over twice its own limit in Image.open, before our header check
+        raise DecodeError(f"over the pixel limit {max_pixels:,} (data.max_pixels): {err}") from err
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as err:
         raise DecodeError(f"cannot decode: {err}") from err
 

@@ -283,3 +283,23 @@ def test_an_unsafe_source_folder_name_or_manifest_class_is_refused(tmp_path: Pat
     manifest.write_text(manifest.read_text().replace(",Bad_Name,", ",../Bad_Name,"))
     with pytest.raises(ValueError, match="manifest.csv: class '../Bad_Name' is not allowed"):
         read_manifest(tmp_path / "data")
+
+
+def test_a_decompression_bomb_is_one_quarantined_file_not_an_aborted_ingest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PIL raises DecompressionBombError (not an OSError) inside Image.open for images over
+    twice its limit, before the project's own max_pixels check; it must quarantine that file
+    and let the others in. The limit is lowered here instead of writing a 20k×20k file."""
+    src = tmp_path / "flat" / "Dent"
+    src.mkdir(parents=True)
+    for name, size in (("small", (40, 32)), ("huge", (200, 200))):
+        img, mask = _pair(size=size)
+        img.save(src / f"{name}.png")
+        mask.save(src / f"{name}_mask.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5_000)  # 200×200 > 2 × 5,000: a "bomb"
+    root = tmp_path / "data"
+    report = ingest(str(tmp_path / "flat"), root, layout="suffix", workers=1, show_progress=False)
+    assert report.added == 1 and len(report.quarantined) == 1
+    (reason,) = _reasons(root)
+    assert "huge" in reason["file"] and "pixel limit" in reason["reason"]

@@ -54,6 +54,22 @@ def test_predict_through_the_registry(registered: Path, fixture_or_synthetic: Pa
     )
     assert bad.exit_code == 2 and "IMAGE:MASK" in bad.output
 
+    # a truncated query and one over data.max_pixels are skipped with their reason; the good
+    # query is still segmented (no traceback, nothing decoded past the limit)
+    Path("truncated.png").write_bytes(Path(queries[0]).read_bytes()[:200])
+    Image.new("L", (4200, 4200)).save("huge.png")  # 17.6 M pixels > 4096², a few kB as PNG
+    mixed = runner.invoke(
+        app,
+        ["predict", "--model", "models:/lerenet@staging", *supports, "--out", "pred2"]
+        + ["truncated.png", "huge.png", queries[0]],
+    )
+    assert mixed.exit_code == 0, mixed.output
+    assert (Path("pred2") / f"{Path(mine[2].image).stem}_mask.png").exists()
+    skipped = (Path("pred2") / "skipped.csv").read_text()
+    assert "truncated.png" in skipped and "cannot decode" in skipped
+    assert "huge.png" in skipped and "exceeds the limit" in skipped
+    assert "2 queries skipped" in mixed.output and "Traceback" not in mixed.output
+
 
 def test_onnx_export_parity_and_logging(registered: Path) -> None:
     from mlflow import MlflowClient
