@@ -270,7 +270,10 @@ def train_cmd(
         with user_errors(FileNotFoundError, ValueError, WeightsError, RuntimeError):
             summary = train_stage(cfg, params_file=params, resume=resume, track=not no_track)
     except KeyboardInterrupt:
-        err_console.print("interrupted: checkpoint saved; resume with `lerenet train --resume`")
+        err_console.print(
+            "interrupted: last.pt holds the last finished step; "
+            "resume with `lerenet train --resume`"
+        )
         raise typer.Exit(130) from None
     val = summary["best_val_miou"]
     console.print(

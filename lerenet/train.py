@@ -15,7 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,6 +150,29 @@ def save_baseline(params: Params, out_dir: Path) -> Path:
     return path
 
 
+@contextmanager
+def deferred_interrupt(stop: threading.Event) -> Iterator[None]:
+    """First Ctrl-C sets ``stop``: the step in flight finishes and training saves at that step
+    boundary, so ``--resume`` is bit-identical (an interrupt in the middle of a step would
+    save BatchNorm statistics and RNG states of a half-done step). A second Ctrl-C raises."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        log.warning("interrupted: finishing this step, then saving (Ctrl-C again to abort)")
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+
+
 def train(
     params: Params,
     *,
@@ -265,8 +292,9 @@ def train(
         # a residual model starts as the parameter-free baseline: that start is a candidate
         # too, so training that only degrades the validation classes keeps it
         val_round(0, None)
+    stop = threading.Event()
     try:
-        with progress:
+        with deferred_interrupt(stop), progress:
             bar = progress.add_task(
                 "train",
                 total=tcfg.steps,
@@ -297,13 +325,20 @@ def train(
                     )
                 if step % tcfg.val_every == 0 or step == tcfg.steps:
                     val_round(step, loss.item())
-                if step % tcfg.checkpoint_every == 0 or step == end:
+                saved = step % tcfg.checkpoint_every == 0 or step == end
+                if saved:
                     save_last(step)
+                if stop.is_set():  # Ctrl-C: this step is complete; save here and stop
+                    interrupted = True
+                    if not saved:
+                        save_last(step)
+                    break
                 if tcfg.patience and flat_rounds >= tcfg.patience:
                     break
     except KeyboardInterrupt:
+        # a second Ctrl-C (or one outside the main thread): the step in flight is discarded,
+        # last.pt stays at the last step boundary it recorded
         interrupted = True
-        save_last(step)  # Ctrl-C: keep everything up to the last finished step
     if not best_path.exists():  # stopped before any validation round
         save_model_file(
             model,

@@ -54,6 +54,40 @@ def test_resume_gives_identical_weights(tiny_project: Path) -> None:
     assert resumed.history == full.history
 
 
+def test_ctrl_c_saves_at_a_step_boundary_and_resumes_identically(tiny_project: Path) -> None:
+    """A real SIGINT to `lerenet train`: the step in flight finishes, last.pt is saved at that
+    step, and --resume ends with the weights of an uninterrupted run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from lerenet.train import train
+
+    sets = ["train.steps=40", "train.val_every=20", "train.checkpoint_every=2"]
+    params = load_params("params.yaml", {k: int(v) for k, v in (s.split("=") for s in sets)})
+    full = train(params, out_dir=Path("full"), show_progress=False)
+    cli = [str(Path(sys.executable).parent / "lerenet"), "train", "--no-track"]
+    cli += [f"--set={s}" for s in sets]
+    proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    last = Path(params.train.out_dir) / "last.pt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 130, output
+    flat = " ".join(output.split())  # rich wraps long lines at the terminal width
+    assert "resume with `lerenet train --resume`" in flat and "Traceback" not in output
+    stopped = torch.load(last, weights_only=True)["step"]
+    assert 0 < stopped < 40
+    resumed = train(params, resume=True, show_progress=False)
+    assert resumed.steps_done == 40
+    a = torch.load(full.last_path, weights_only=True)["model"]
+    b = torch.load(resumed.last_path, weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)  # BatchNorm running statistics included
+
+
 class _RunsCode:
     """Pickles to a call of os.system: what a hostile last.pt or model file can hold."""
 
