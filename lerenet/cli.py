@@ -148,7 +148,10 @@ def ingest_cmd(
         list[str] | None,
         typer.Option("--class-map", help="SOURCE=TARGET class rename, or @file.json (repeatable)"),
     ] = None,
-    class_name: Annotated[str | None, typer.Option(help="class for a flat 'suffix' folder")] = None,
+    class_name: Annotated[
+        str | None,
+        typer.Option(help="class for a flat 'suffix' folder (letters, digits, _ and -)"),
+    ] = None,
     mask_suffix: Annotated[str, typer.Option(help="mask file suffix for 'suffix'")] = "_mask",
     source_name: Annotated[str | None, typer.Option(help="provenance label")] = None,
     endpoint_url: Annotated[str | None, typer.Option(help="S3 endpoint (else env)")] = None,
@@ -206,7 +209,8 @@ def validate_cmd(
     with user_errors(FileNotFoundError):
         report = validate_with_params(cfg, out_dir)
     for finding in report.findings[:20]:
-        err_console.print(f"  [yellow]quarantined[/yellow] {finding.line()}")
+        kind = "not in manifest" if finding.check == "listed_in_manifest" else "quarantined"
+        err_console.print(f"  [yellow]{kind}[/yellow] {finding.line()}")
     console.print(
         f"{report.pairs} usable pairs in {len(report.classes)} classes, "
         f"{report.quarantined} quarantined, {report.grey_masks} grey masks; "

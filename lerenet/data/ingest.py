@@ -21,6 +21,7 @@ from PIL import Image
 from lerenet.config import Params
 from lerenet.data.imageio import DecodeError, binarize_mask, open_image
 from lerenet.data.layouts import SourceItem, detect_layout, iter_items
+from lerenet.data.lock import writer_lock
 from lerenet.data.manifest import Pair, check_class_name, read_manifest, write_manifest
 from lerenet.data.parallel import parallel_map
 from lerenet.data.quarantine import Finding, quarantine_files
@@ -158,87 +159,96 @@ def ingest(
     for target in class_map.values():
         check_class_name(target, "--class-map target")
     name = source_name or Path(source.rstrip("/")).name.split(".")[0] or "source"
-    with local_source(source, endpoint_url) as folder:
-        chosen = layout or detect_layout(folder)
-        report = IngestReport(source=source, layout=chosen)
-        items = list(iter_items(folder, chosen, class_name, mask_suffix))
-        if not items:
-            raise ValueError(
-                f"{source}: no images found for layout {chosen!r} "
-                "(check --layout, or the folder structure in `lerenet ingest --help`)"
-            )
-        for cls in sorted({class_map.get(it.cls, it.cls) for it in items}):
-            try:
-                check_class_name(cls, "source class")
-            except ValueError as err:
+    with writer_lock(root):
+        with local_source(source, endpoint_url) as folder:
+            chosen = layout or detect_layout(folder)
+            report = IngestReport(source=source, layout=chosen)
+            items = list(iter_items(folder, chosen, class_name, mask_suffix))
+            if not items:
                 raise ValueError(
-                    f"{err}; nothing was ingested: rename that folder, or map it with "
-                    f"--class-map '{cls}=New_Name'"
-                ) from None
-        jobs = [_Job(it, class_map.get(it.cls, it.cls), root, name, max_pixels) for it in items]
-        results = parallel_map(_prepare, jobs, workers, desc="ingesting", show=show_progress)
-
-        existing = read_manifest(root)
-        by_key = {p.key: p for p in existing}
-        old_classes = {p.cls for p in existing}
-        added: list[Pair] = []
-        bad: list[tuple[_Job, Finding]] = []
-        for job, res in zip(jobs, results, strict=True):
-            if res.pair is None:
-                bad.append((job, res.finding))
-                continue
-            prior = by_key.get(res.pair.key)
-            if prior is not None:
-                if prior.sha256 == res.pair.sha256:
-                    report.skipped += 1
-                    continue
-                bad.append(
-                    (
-                        job,
-                        Finding(
-                            res.pair.cls,
-                            job.item.source_file,
-                            "id_unique",
-                            f"{res.pair.key} is already in the dataset with different content",
-                            "rename the new file, or ingest it under another class",
-                        ),
-                    )
+                    f"{source}: no images found for layout {chosen!r} "
+                    "(check --layout, or the folder structure in `lerenet ingest --help`)"
                 )
-                continue
-            for rel, blob in ((res.pair.image, res.image_bytes), (res.pair.mask, res.mask_bytes)):
-                target = root / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(blob)
-            by_key[res.pair.key] = res.pair
-            added.append(res.pair)
-            report.binarized += res.binarized
-        if bad:
-            files = []
-            for job, _ in bad:
-                files.append((job.item.image, f"{name}/{job.item.source_file}"))
-                if job.item.mask is not None:
-                    files.append(
-                        (job.item.mask, f"{name}/{job.item.mask.relative_to(folder).as_posix()}")
-                    )
-            quarantine_files(root, "ingest", files, [f for _, f in bad], move=False)
-            report.quarantined = [f for _, f in bad]
+            for cls in sorted({class_map.get(it.cls, it.cls) for it in items}):
+                try:
+                    check_class_name(cls, "source class")
+                except ValueError as err:
+                    raise ValueError(
+                        f"{err}; nothing was ingested: rename that folder, or map it with "
+                        f"--class-map '{cls}=New_Name'"
+                    ) from None
+            jobs = [_Job(it, class_map.get(it.cls, it.cls), root, name, max_pixels) for it in items]
+            results = parallel_map(_prepare, jobs, workers, desc="ingesting", show=show_progress)
 
-    report.added = len(added)
-    report.new_classes = sorted({p.cls for p in added} - old_classes)
-    report.per_class = {c: sum(p.cls == c for p in added) for c in sorted({p.cls for p in added})}
-    if added:
-        write_manifest(root, existing + added)
-        # no timestamp: the log is part of the versioned data and must be reproducible
-        entry = {
-            "source": source,
-            "layout": chosen,
-            "added": report.added,
-            "classes": report.per_class,
-            "new_classes": report.new_classes,
+            existing = read_manifest(root)
+            by_key = {p.key: p for p in existing}
+            old_classes = {p.cls for p in existing}
+            added: list[Pair] = []
+            bad: list[tuple[_Job, Finding]] = []
+            for job, res in zip(jobs, results, strict=True):
+                if res.pair is None:
+                    bad.append((job, res.finding))
+                    continue
+                prior = by_key.get(res.pair.key)
+                if prior is not None:
+                    if prior.sha256 == res.pair.sha256:
+                        report.skipped += 1
+                        continue
+                    bad.append(
+                        (
+                            job,
+                            Finding(
+                                res.pair.cls,
+                                job.item.source_file,
+                                "id_unique",
+                                f"{res.pair.key} is already in the dataset with different content",
+                                "rename the new file, or ingest it under another class",
+                            ),
+                        )
+                    )
+                    continue
+                for rel, blob in (
+                    (res.pair.image, res.image_bytes),
+                    (res.pair.mask, res.mask_bytes),
+                ):
+                    target = root / rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(blob)
+                by_key[res.pair.key] = res.pair
+                added.append(res.pair)
+                report.binarized += res.binarized
+            if bad:
+                files = []
+                for job, _ in bad:
+                    files.append((job.item.image, f"{name}/{job.item.source_file}"))
+                    if job.item.mask is not None:
+                        files.append(
+                            (
+                                job.item.mask,
+                                f"{name}/{job.item.mask.relative_to(folder).as_posix()}",
+                            )
+                        )
+                quarantine_files(root, "ingest", files, [f for _, f in bad], move=False)
+                report.quarantined = [f for _, f in bad]
+
+        report.added = len(added)
+        report.new_classes = sorted({p.cls for p in added} - old_classes)
+        report.per_class = {
+            c: sum(p.cls == c for p in added) for c in sorted({p.cls for p in added})
         }
-        with open(root / INGEST_LOG, "a") as handle:
-            handle.write(json.dumps(entry) + "\n")
-    return report
+        if added:
+            write_manifest(root, existing + added)
+            # no timestamp: the log is part of the versioned data and must be reproducible
+            entry = {
+                "source": source,
+                "layout": chosen,
+                "added": report.added,
+                "classes": report.per_class,
+                "new_classes": report.new_classes,
+            }
+            with open(root / INGEST_LOG, "a") as handle:
+                handle.write(json.dumps(entry) + "\n")
+        return report
 
 
 def ingest_with_params(source: str, params: Params, **options) -> IngestReport:

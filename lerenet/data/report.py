@@ -61,5 +61,6 @@ def render_html(report: ValidationReport) -> str:
         f"{len(report.classes)} classes; {report.quarantined} quarantined; "
         f"{report.grey_masks} masks with grey values (binarised at load by the ≥128 rule); "
         f"{report.seconds:.1f} s.</p><h2>Expectations</h2>{expectations}"
-        f"<h2>Quarantined items</h2>{findings}<h2>Classes</h2>{classes}</body></html>"
+        f"<h2>Findings (quarantined items; files not in the manifest)</h2>{findings}"
+        f"<h2>Classes</h2>{classes}</body></html>"
     )

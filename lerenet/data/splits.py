@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lerenet.config import SplitConfig
+from lerenet.data.lock import writer_lock
 from lerenet.data.manifest import Pair, classes_of, read_manifest
 
 
@@ -260,30 +261,31 @@ def split_dataset(root: Path, cfg: SplitConfig, out_dir: Path | None = None) -> 
     """
     from lerenet.data.ingest import last_new_classes
 
-    pairs = read_manifest(root)
-    if not pairs:
-        raise FileNotFoundError(f"{root}/manifest.csv: no pairs; run `lerenet ingest` first")
-    classes = classes_of(pairs)
-    novel = set(cfg.novel_classes)
-    if cfg.new_classes_to_test:
-        recent = set(last_new_classes(root))
-        if recent and recent != set(classes):
-            novel |= recent
-    folds = assign_folds(
-        classes,
-        seed=cfg.seed,
-        num_folds=cfg.num_folds,
-        val_classes=cfg.val_classes,
-        explicit=cfg.folds,
-        novel=sorted(novel),
-    )
-    lineage = write_split(
-        pairs,
-        Path(out_dir or cfg.out_dir),
-        folds,
-        shots=cfg.shots,
-        per_class=cfg.episodes_per_class,
-        seed=cfg.seed,
-    )
-    lineage["novel_classes"] = sorted(novel)
-    return lineage
+    with writer_lock(root):
+        pairs = read_manifest(root)
+        if not pairs:
+            raise FileNotFoundError(f"{root}/manifest.csv: no pairs; run `lerenet ingest` first")
+        classes = classes_of(pairs)
+        novel = set(cfg.novel_classes)
+        if cfg.new_classes_to_test:
+            recent = set(last_new_classes(root))
+            if recent and recent != set(classes):
+                novel |= recent
+        folds = assign_folds(
+            classes,
+            seed=cfg.seed,
+            num_folds=cfg.num_folds,
+            val_classes=cfg.val_classes,
+            explicit=cfg.folds,
+            novel=sorted(novel),
+        )
+        lineage = write_split(
+            pairs,
+            Path(out_dir or cfg.out_dir),
+            folds,
+            shots=cfg.shots,
+            per_class=cfg.episodes_per_class,
+            seed=cfg.seed,
+        )
+        lineage["novel_classes"] = sorted(novel)
+        return lineage

@@ -18,6 +18,7 @@ import pandas as pd
 
 from lerenet.config import Params
 from lerenet.data.checks import inspect_pair
+from lerenet.data.lock import writer_lock
 from lerenet.data.manifest import MANIFEST, Pair, read_manifest, write_manifest
 from lerenet.data.parallel import parallel_map
 from lerenet.data.quarantine import Finding, quarantine_files
@@ -94,6 +95,28 @@ def _row_findings(outcomes: list[Outcome], by_image: dict[str, Pair]) -> list[Fi
     return found
 
 
+def unlisted_files(root: Path, pairs: list[Pair]) -> list[Finding]:
+    """Image and mask files under ``root`` that no manifest row lists: an interrupted or
+    concurrent writer, or a file copied in by hand. Reported, never moved or deleted."""
+    listed = {p.image for p in pairs} | {p.mask for p in pairs}
+    found = []
+    for sub in ("images", "masks"):
+        for path in sorted((root / sub).rglob("*")) if (root / sub).is_dir() else []:
+            rel = path.relative_to(root).as_posix()
+            if path.is_file() and rel not in listed:
+                parts = rel.split("/")
+                found.append(
+                    Finding(
+                        parts[1] if len(parts) > 2 else "",
+                        rel,
+                        "listed_in_manifest",
+                        "on disk but not in manifest.csv, so no stage uses it",
+                        "ingest it with `lerenet ingest`, or delete it",
+                    )
+                )
+    return found
+
+
 def validate_dataset(
     root: Path,
     out_dir: Path,
@@ -106,71 +129,76 @@ def validate_dataset(
     """Validate the dataset at ``root``; quarantine failures; write report.{html,json}."""
     start = time.perf_counter()
     root, out_dir = Path(root), Path(out_dir)
-    if not (root / MANIFEST).exists():
-        raise FileNotFoundError(f"{root / MANIFEST}: no manifest; run `lerenet ingest` first")
-    pairs = read_manifest(root)
-    checks = parallel_map(
-        inspect_pair,
-        [(root, p, max_pixels) for p in pairs],
-        workers,
-        desc="checking files",
-        show=show_progress,
-    )
-    file_findings = [f for c in checks for f in c.findings]
-    frame = (
-        pd.DataFrame([{**asdict(p), "class": p.cls} for p in pairs]).drop(
-            columns=["cls"], errors="ignore"
+    with writer_lock(root):
+        if not (root / MANIFEST).exists():
+            raise FileNotFoundError(f"{root / MANIFEST}: no manifest; run `lerenet ingest` first")
+        pairs = read_manifest(root)
+        checks = parallel_map(
+            inspect_pair,
+            [(root, p, max_pixels) for p in pairs],
+            workers,
+            desc="checking files",
+            show=show_progress,
         )
-        if pairs
-        else pd.DataFrame(columns=["image"])
-    )
-    outcomes = run_suite(frame, limits)
-    by_image = {p.image: p for p in pairs}
-    row_findings = _row_findings(outcomes, by_image)
-    findings = file_findings + row_findings
-
-    bad_images = {f.file for f in row_findings} | {c.pair.image for c in checks if c.findings}
-    kept = [p for p in pairs if p.image not in bad_images]
-    if bad_images:
-        moved = [
-            (root / rel, rel) for p in pairs if p.image in bad_images for rel in (p.image, p.mask)
-        ]
-        quarantine_files(root, "validate", moved, findings, move=True)
-        write_manifest(root, kept)
-
-    report = ValidationReport(
-        root=str(root),
-        pairs=len(kept),
-        classes={c: sum(p.cls == c for p in kept) for c in sorted({p.cls for p in kept})},
-        outcomes=outcomes,
-        findings=findings,
-        quarantined=len(bad_images),
-        grey_masks=sum(c.grey_mask for c in checks),
-    )
-    for out in outcomes:
-        if out.blocking and not out.success:
-            report.blocking.append(
-                f"manifest columns: expected {out.observed} to contain the "
-                "manifest schema; re-create it with `lerenet ingest`"
+        file_findings = [f for c in checks for f in c.findings]
+        frame = (
+            pd.DataFrame([{**asdict(p), "class": p.cls} for p in pairs]).drop(
+                columns=["cls"], errors="ignore"
             )
-    if kept or not report.blocking:
-        kept_frame = frame[frame["image"].isin([p.image for p in kept])] if kept else frame
-        counts = run_class_counts(kept_frame, limits)
-        report.outcomes.append(counts)
-        if not counts.success:
-            few = ", ".join(
-                f"{c} ({counts.observed.get(c, 0)})" if isinstance(counts.observed, dict) else c
-                for c in counts.bad_rows
-            ) or str(counts.observed)
-            report.blocking.append(
-                f"classes with fewer than {limits.min_pairs_per_class} usable pairs: {few}; "
-                "label more images of these classes (K-shot needs K supports + 1 query)"
-            )
-    report.seconds = time.perf_counter() - start
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.json").write_text(report.to_json())
-    (out_dir / "report.html").write_text(render_html(report))
-    return report
+            if pairs
+            else pd.DataFrame(columns=["image"])
+        )
+        outcomes = run_suite(frame, limits)
+        by_image = {p.image: p for p in pairs}
+        row_findings = _row_findings(outcomes, by_image)
+        findings = file_findings + row_findings
+
+        bad_images = {f.file for f in row_findings} | {c.pair.image for c in checks if c.findings}
+        kept = [p for p in pairs if p.image not in bad_images]
+        if bad_images:
+            moved = [
+                (root / rel, rel)
+                for p in pairs
+                if p.image in bad_images
+                for rel in (p.image, p.mask)
+            ]
+            quarantine_files(root, "validate", moved, findings, move=True)
+            write_manifest(root, kept)
+        findings = findings + unlisted_files(root, pairs)  # reported only
+
+        report = ValidationReport(
+            root=str(root),
+            pairs=len(kept),
+            classes={c: sum(p.cls == c for p in kept) for c in sorted({p.cls for p in kept})},
+            outcomes=outcomes,
+            findings=findings,
+            quarantined=len(bad_images),
+            grey_masks=sum(c.grey_mask for c in checks),
+        )
+        for out in outcomes:
+            if out.blocking and not out.success:
+                report.blocking.append(
+                    f"manifest columns: expected {out.observed} to contain the "
+                    "manifest schema; re-create it with `lerenet ingest`"
+                )
+        if kept or not report.blocking:
+            kept_frame = frame[frame["image"].isin([p.image for p in kept])] if kept else frame
+            counts = run_class_counts(kept_frame, limits)
+            report.outcomes.append(counts)
+            if not counts.success:
+                few = ", ".join(
+                    f"{c} ({counts.observed.get(c, 0)})" if isinstance(counts.observed, dict) else c
+                    for c in counts.bad_rows
+                ) or str(counts.observed)
+                report.blocking.append(
+                    f"classes with fewer than {limits.min_pairs_per_class} usable pairs: {few}; "
+                    "label more images of these classes (K-shot needs K supports + 1 query)"
+                )
+        report.seconds = time.perf_counter() - start
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "report.json").write_text(report.to_json())
+        (out_dir / "report.html").write_text(render_html(report))
+        return report
 
 
 def limits_from(params: Params) -> SuiteLimits:

@@ -110,3 +110,48 @@ def test_manifest_missing_columns_is_blocking(tmp_path: Path) -> None:
 def test_no_manifest_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="run `lerenet ingest` first"):
         _validate(tmp_path, tmp_path)
+
+
+def test_files_the_manifest_does_not_list_are_reported_not_moved(
+    synthetic_dataset: Path, tmp_path: Path
+) -> None:
+    rows = read_manifest(synthetic_dataset)
+    stray = synthetic_dataset / "images" / rows[0].cls / "stray.png"
+    shutil.copy(synthetic_dataset / rows[0].image, stray)
+    report = _validate(synthetic_dataset, tmp_path, min_pairs_per_class=6)
+    (finding,) = [f for f in report.findings if f.check == "listed_in_manifest"]
+    assert finding.file == f"images/{rows[0].cls}/stray.png" and finding.cls == rows[0].cls
+    assert report.passed and report.quarantined == 0 and stray.exists()
+
+
+def test_concurrent_ingests_into_one_root_keep_every_row(
+    synthetic_source: Path, tmp_path: Path
+) -> None:
+    """Two `lerenet ingest` processes at once: the writer lock serialises them, so the
+    manifest lists every pair on disk (without it each wrote its own view)."""
+    import subprocess
+    import sys
+
+    halves = []
+    for i, classes in enumerate((slice(0, 3), slice(3, 6))):
+        half = tmp_path / f"src{i}"
+        for sub in ("images", "masks"):
+            for cls_dir in sorted((synthetic_source / sub).iterdir())[classes]:
+                shutil.copytree(cls_dir, half / sub / cls_dir.name)
+        halves.append(half)
+    root = tmp_path / "data"
+    (tmp_path / "params.yaml").write_text(f"data:\n  root: {root}\n  workers: 1\n")
+    cli = str(Path(sys.executable).parent / "lerenet")
+    procs = [
+        subprocess.Popen(
+            [cli, "ingest", "--source", str(h), "--params", str(tmp_path / "params.yaml")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for h in halves
+    ]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    on_disk = sorted(p.relative_to(root).as_posix() for p in (root / "images").rglob("*.png"))
+    assert sorted(r.image for r in read_manifest(root)) == on_disk and len(on_disk) == 42
