@@ -5,13 +5,23 @@ READY, tag it with its lineage, load it back through pyfunc (so the alias can on
 a loadable model), and only then move the alias. Production history lives in a tag of the
 registered model (``lerenet.production_history``, a JSON list of versions) so ``rollback`` knows
 where to go back to.
+
+Alias moves of one registered model are serialised by a lock file per (tracking URI, model) on
+this machine, and each reports the alias as read back after its move: two `lerenet promote` at
+once no longer both claim "was: 4". (Promotions from different machines are not serialised by
+it; MLflow has no registry lock. The read-back still reports what the alias really is.)
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 HISTORY_TAG = "lerenet.production_history"
@@ -34,6 +44,19 @@ def _client(tracking_uri: str | None = None) -> Any:
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri) if tracking_uri else MlflowClient()
+
+
+@contextmanager
+def alias_lock(client: Any, name: str) -> Iterator[None]:
+    """Hold this machine's lock on ``name``'s aliases in the client's registry."""
+    from filelock import FileLock
+
+    uri = getattr(client, "_registry_uri", None) or getattr(client, "tracking_uri", "")
+    key = hashlib.sha256(f"{uri}|{name}".encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lerenet"
+    cache.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache / f"registry-{key}.lock")):
+        yield
 
 
 def alias_version(client: Any, name: str, alias: str) -> str | None:
@@ -106,8 +129,11 @@ def register(
     try:
         client.get_registered_model(name)
     except MlflowException:
-        client.create_registered_model(name, description="LERENet few-shot defect segmentation")
-    previous = alias_version(client, name, alias)
+        try:
+            client.create_registered_model(name, description="LERENet few-shot defect segmentation")
+        except MlflowException as err:  # a concurrent promotion created it first
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
     tags = {k: v for k, v in run.data.tags.items() if k.startswith("lerenet.")}
     source = tags.get("lerenet.model_uri") or f"runs:/{run_id}/{artifact}"
     model_id = source.removeprefix("models:/") if source.startswith("models:/m-") else None
@@ -123,13 +149,16 @@ def register(
         client.set_model_version_tag(name, v, "lerenet.promotion", f"failed: {err}")
         raise PromotionError(
             f"{name} v{v} registered but not promoted (alias {alias!r} "
-            f"unchanged at {previous or 'none'}): {err}"
+            f"unchanged at {alias_version(client, name, alias) or 'none'}): {err}"
         ) from err
-    client.set_registered_model_alias(name, alias, v)
+    with alias_lock(client, name):
+        previous = alias_version(client, name, alias)
+        client.set_registered_model_alias(name, alias, v)
+        now = alias_version(client, name, alias)
     client.set_model_version_tag(
         name, v, f"lerenet.{alias}_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     )
-    return Promotion(name, v, alias, previous)
+    return Promotion(name, now or v, alias, previous)
 
 
 def promote_to_production(
@@ -148,29 +177,32 @@ def promote_to_production(
             "put it in production"
         )
     verify_loadable(f"models:/{name}/{version}")
-    previous = alias_version(client, name, "production")
-    history = json.loads(client.get_registered_model(name).tags.get(HISTORY_TAG, "[]"))
-    client.set_registered_model_alias(name, "production", version)
-    if not history or history[-1] != version:
-        history.append(version)
-    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
-    return Promotion(name, version, "production", previous)
+    with alias_lock(client, name):
+        previous = alias_version(client, name, "production")
+        history = json.loads(client.get_registered_model(name).tags.get(HISTORY_TAG, "[]"))
+        client.set_registered_model_alias(name, "production", version)
+        if not history or history[-1] != version:
+            history.append(version)
+        client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+        now = alias_version(client, name, "production")
+    return Promotion(name, now or version, "production", previous)
 
 
 def rollback(name: str, reason: str, *, tracking_uri: str | None = None) -> Promotion:
     """Point ``production`` back at the previous production version, recording why."""
     client = _client(tracking_uri)
-    history = json.loads(client.get_registered_model(name).tags.get(HISTORY_TAG, "[]"))
-    current = alias_version(client, name, "production")
-    if current is None or len(history) < 2:
-        raise PromotionError(f"{name}: no earlier production version to roll back to")
-    if history[-1] != current:
-        history.append(current)
-    history.pop()
-    target = history[-1]
-    verify_loadable(f"models:/{name}/{target}")
-    client.set_registered_model_alias(name, "production", target)
-    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    with alias_lock(client, name):
+        history = json.loads(client.get_registered_model(name).tags.get(HISTORY_TAG, "[]"))
+        current = alias_version(client, name, "production")
+        if current is None or len(history) < 2:
+            raise PromotionError(f"{name}: no earlier production version to roll back to")
+        if history[-1] != current:
+            history.append(current)
+        history.pop()
+        target = history[-1]
+        verify_loadable(f"models:/{name}/{target}")
+        client.set_registered_model_alias(name, "production", target)
+        client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     client.set_model_version_tag(
         name,

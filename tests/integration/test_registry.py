@@ -133,3 +133,23 @@ def test_a_model_worse_than_the_baseline_cannot_take_production(tracked_project:
     assert refused.exit_code == 1 and "did not pass its gate" in refused.output
     assert _aliases() == {"staging": "1"}
     assert "prototype baseline" in _client().get_model_version("lerenet", "1").description
+
+
+def test_concurrent_promotions_serialise_and_report_the_state_after_the_move(
+    tracked_project: Path,
+) -> None:
+    """Two promotions at once used to both print 'now @staging (was: none)'; each must see
+    the other's move: one reports the previous alias, the other the first one's version."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lerenet.registry import register
+
+    run_id = _train()["run_id"]
+    with ThreadPoolExecutor(2) as pool:
+        done = list(pool.map(lambda _: register(run_id, name="lerenet"), range(2)))
+    assert len({p.version for p in done}) == 2
+    assert sorted(p.previous is None for p in done) == [False, True]  # one saw the other
+    first = next(p for p in done if p.previous is None)
+    second = next(p for p in done if p.previous is not None)
+    assert second.previous == first.version
+    assert str(_client().get_model_version_by_alias("lerenet", "staging").version) == second.version
