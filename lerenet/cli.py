@@ -19,6 +19,7 @@ from rich.table import Table
 
 from lerenet.config import ConfigError, DataConfig, load_params
 from lerenet.offline import apply_offline_env
+from lerenet.services import ServiceUnavailable, require_mlflow
 
 app = typer.Typer(
     help="Few-shot surface-defect segmentation with LERENet: data, training, evaluation, "
@@ -345,7 +346,7 @@ def gate_cmd(
     from lerenet.gate_stage import gate_stage
 
     cfg = _params(params)
-    with user_errors(FileNotFoundError, ValueError):
+    with user_errors(FileNotFoundError, ValueError, ServiceUnavailable):
         result = gate_stage(
             cfg, challenger=challenger, champion=champion, out_dir=out_dir, track=not no_track
         )
@@ -377,7 +378,7 @@ def promote_cmd(
     if to not in ("staging", "production"):
         fail("--to must be staging or production")
     cfg = _params(params)
-    with user_errors(PromotionError, FileNotFoundError, code=1):
+    with user_errors(PromotionError, FileNotFoundError, ServiceUnavailable, code=1):
         result = promote_stage(cfg, run_id=run_id, to=to)
     console.print(
         f"{result['name']} v{result['version']} is now @{result['alias']} "
@@ -392,11 +393,12 @@ def rollback_cmd(
 ) -> None:
     """Point 'production' back at the previous production version."""
     from lerenet.registry import PromotionError, rollback
-    from lerenet.tracking import configure
+    from lerenet.tracking import configure, tracking_uri
 
     cfg = _params(params)
-    configure(cfg.tracking)
-    with user_errors(PromotionError, code=1):
+    with user_errors(PromotionError, ServiceUnavailable, code=1):
+        require_mlflow(tracking_uri(cfg.tracking))  # one sentence, not minutes of retries
+        configure(cfg.tracking)
         promo = rollback(cfg.tracking.registered_model, reason)
     console.print(f"{promo.name}: production v{promo.previous} → v{promo.version} ({reason})")
 

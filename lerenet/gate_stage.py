@@ -103,6 +103,10 @@ def gate_stage(
         summary = read_train_summary(params)
         challenger = summary.get("model_uri") or summary["best_path"]
     if track:
+        from lerenet.services import require_mlflow
+        from lerenet.tracking import tracking_uri
+
+        require_mlflow(tracking_uri(params.tracking))  # one sentence, not minutes of retries
         configure(params.tracking)
     # untracked (no registry to ask): only an explicitly given champion is compared against
     champion = champion or (champion_uri(params) if track else None)

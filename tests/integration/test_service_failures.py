@@ -39,6 +39,16 @@ def test_mlflow_down_before_promotion_changes_nothing(
             promote_stage(params)
         with pytest.raises(ServiceUnavailable, match="MLflow tracking server"):
             train_stage(params, params_file=Path("params.yaml"), show_progress=False)
+        # the registry commands say so in one sentence (they printed ~400 traceback lines)
+        from typer.testing import CliRunner
+
+        from lerenet.cli import app
+
+        for args in (["gate"], ["rollback", "--reason", "outage drill"], ["promote"]):
+            out = CliRunner().invoke(app, args)
+            assert out.exit_code != 0, (args, out.output)
+            assert f"MLflow tracking server at {server.uri}" in " ".join(out.output.split())
+            assert "Traceback" not in out.output and len(out.output.splitlines()) <= 4, args
     finally:
         server.stop()
     restarted = MlflowServer(
