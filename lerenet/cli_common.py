@@ -1,0 +1,59 @@
+"""What every CLI command shares: consoles, one-line errors, the params options."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from lerenet.config import ConfigError, load_params
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One red line on stderr and exit ``code`` (2: bad input, 1: a check said no)."""
+    err_console.print(f"[red]error:[/red] {escape(message)}")
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def user_errors(*kinds: type[Exception], code: int = 2, hint: str = "") -> Iterator[None]:
+    """The errors a command expects (bad input, a missing file, a refused promotion) become
+    one line and an exit code; any other exception keeps its traceback, because it is a bug."""
+    try:
+        yield
+    except kinds as err:
+        err_console.print(f"[red]error:[/red] {escape(str(err))}{escape(hint)}")
+        raise typer.Exit(code) from err
+
+
+ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params file", show_default=True)]
+
+
+def _params(path: Path):
+    with user_errors(ConfigError):
+        return load_params(path)
+
+
+def _override_opt():
+    return typer.Option("--set", "-s", help="override a param: section.key=value (repeatable)")
+
+
+def _params_with(path: Path, overrides: list[str] | None):
+    import yaml
+
+    pairs = {}
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            fail(f"--set {item!r} is not section.key=value")
+        pairs[key] = yaml.safe_load(value)
+    with user_errors(ConfigError):
+        return load_params(path, overrides=pairs)

@@ -1,0 +1,199 @@
+"""CLI commands on models: gate, promote, rollback, predict, export, reproduce (registered
+on the app in ``lerenet.cli``). Each parses options, calls one library function, prints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from lerenet.cli_common import (
+    ParamsOpt,
+    _params,
+    console,
+    err_console,
+    fail,
+    user_errors,
+)
+from lerenet.config import DataConfig
+from lerenet.services import ServiceUnavailable, require_mlflow
+
+
+def gate_cmd(
+    params: ParamsOpt = Path("params.yaml"),
+    challenger: Annotated[
+        str | None, typer.Option(help="model to judge (default: the last trained)")
+    ] = None,
+    champion: Annotated[
+        str | None, typer.Option(help="model to beat (default: models:/NAME@production)")
+    ] = None,
+    out_dir: Annotated[Path, typer.Option(help="where decision.json goes")] = Path("outputs/gate"),
+    no_track: Annotated[bool, typer.Option("--no-track", help="do not use MLflow")] = False,
+    report_only: Annotated[
+        bool, typer.Option("--report-only", help="exit 0 whatever the decision (dvc stage)")
+    ] = False,
+) -> None:
+    """Decide whether the challenger may be promoted; exit 0 = passed, 1 = failed.
+
+    Floors from params.gate (mIoU, FB-IoU, worst class IoU) and, with a champion, a paired
+    bootstrap over the same test episodes (non-inferiority within gate.margin, or
+    superiority with gate.require_superiority).
+    """
+    from lerenet.gate_stage import gate_stage
+
+    cfg = _params(params)
+    with user_errors(FileNotFoundError, ValueError, ServiceUnavailable):
+        result = gate_stage(
+            cfg, challenger=challenger, champion=champion, out_dir=out_dir, track=not no_track
+        )
+    verdict = "[green]PASSED[/green]" if result["passed"] else "[red]FAILED[/red]"
+    console.print(f"gate {verdict} (champion: {result['champion'] or 'none'})")
+    for reason in result["reasons"]:
+        console.print(f"  - {reason}")
+    console.print(f"decision: {result['decision_path']}")
+    raise typer.Exit(0 if result["passed"] or report_only else 1)
+
+
+def promote_cmd(
+    params: ParamsOpt = Path("params.yaml"),
+    run_id: Annotated[
+        str | None, typer.Option(help="training run to register (default: the last trained)")
+    ] = None,
+    to: Annotated[str, typer.Option(help="staging | production")] = "staging",
+) -> None:
+    """Register the model as a new version and move an alias to it.
+
+    --to staging (default) registers the last trained run and points 'staging' at it;
+    --to production moves 'production' to the staging version (or to a newly registered
+    --run-id), only if its gate passed. Aliases move only after the version loads.
+    """
+    from lerenet.registry import PromotionError
+    from lerenet.stages import promote_stage
+
+    if to not in ("staging", "production"):
+        fail("--to must be staging or production")
+    cfg = _params(params)
+    with user_errors(PromotionError, FileNotFoundError, ServiceUnavailable, code=1):
+        result = promote_stage(cfg, run_id=run_id, to=to)
+    console.print(
+        f"{result['name']} v{result['version']} is now @{result['alias']} "
+        f"(was: {result.get('previous') or 'none'})"
+    )
+
+
+def rollback_cmd(
+    reason: Annotated[str, typer.Option(help="why (kept in the version's tags)")],
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Point 'production' back at the previous production version."""
+    from lerenet.registry import PromotionError, rollback
+    from lerenet.tracking import configure, tracking_uri
+
+    cfg = _params(params)
+    with user_errors(PromotionError, ServiceUnavailable, code=1):
+        require_mlflow(tracking_uri(cfg.tracking))  # one sentence, not minutes of retries
+        configure(cfg.tracking)
+        promo = rollback(cfg.tracking.registered_model, reason)
+    console.print(f"{promo.name}: production v{promo.previous} → v{promo.version} ({reason})")
+
+
+def predict_cmd(
+    queries: Annotated[list[Path], typer.Argument(help="query images or folders")],
+    model: Annotated[str, typer.Option(help="models:/NAME@ALIAS, runs:/… or a model file")] = (
+        "models:/lerenet@production"
+    ),
+    support: Annotated[
+        list[str] | None, typer.Option(help="IMAGE:MASK support pair (repeat for K shots)")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("predictions"),
+    threshold: Annotated[float, typer.Option(help="defect probability threshold")] = 0.5,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Segment the support's defect class in query images: <stem>_mask.png + _overlay.png."""
+    from lerenet.predict import predict_files
+    from lerenet.tracking import configure
+
+    pairs = []
+    for item in support or []:
+        img, sep, mask = item.partition(":")
+        if not sep:
+            fail(f"--support {item!r} is not IMAGE:MASK")
+        pairs.append((Path(img), Path(mask)))
+    if not pairs:
+        fail("give at least one --support IMAGE:MASK")
+    max_pixels = DataConfig().max_pixels
+    if params.exists():
+        cfg = _params(params)
+        configure(cfg.tracking)
+        max_pixels = cfg.data.max_pixels
+    with user_errors(FileNotFoundError, ValueError):
+        result = predict_files(model, pairs, queries, out, threshold, max_pixels)
+    console.print(f"wrote {len(result.written)} masks (+ overlays) to {out}")
+    for query, reason in result.skipped:
+        err_console.print(f"[yellow]skipped[/yellow] {escape(str(query))}: {escape(reason)}")
+    if result.skipped:
+        console.print(f"{len(result.skipped)} queries skipped; reasons in {out / 'skipped.csv'}")
+
+
+def export_cmd(
+    onnx: Annotated[Path, typer.Option("--onnx", help="output .onnx file")],
+    model: Annotated[str, typer.Option(help="model to export")] = "models:/lerenet@production",
+    shots: Annotated[int, typer.Option(help="K of the exported graph (fixed shapes)")] = 1,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """ONNX export, checked against onnxruntime; logged to the version's run."""
+    from lerenet.stages import export_stage
+
+    result = export_stage(_params(params), model_uri=model, out=onnx, shots=shots)
+    console.print(
+        f"{onnx}: max |torch − onnxruntime| = {result['max_abs_diff']:.2e} over "
+        f"{result['episodes']} episodes ({result['real_episodes']} real)"
+    )
+
+
+def reproduce_cmd(
+    model: Annotated[str, typer.Argument(help="models:/NAME@ALIAS or models:/NAME/VERSION")],
+    params: ParamsOpt = Path("params.yaml"),
+    tolerance: Annotated[
+        float, typer.Option(help="allowed |recorded − reproduced| (0 = bit-identical)")
+    ] = 1e-4,
+    force: Annotated[bool, typer.Option(help="retrain even if the data changed")] = False,
+) -> None:
+    """Retrain a registered model from its lineage; compare metrics; exit 1 if they differ."""
+    from lerenet.reproduce import reproduce
+
+    result = reproduce(model, params, tolerance=tolerance, force=force)
+    for line in result.param_changes:
+        console.print(f"[yellow]params differ[/yellow] (the recorded ones are used): {line}")
+    if result.data_changes:
+        for line in result.data_changes[:30]:
+            err_console.print(f"[red]data differs[/red] {line}")
+        if result.restored_data:
+            console.print(
+                f"retrained on the recorded data version {result.restored_data}, "
+                "fetched from the DVC remote (workspace data untouched)"
+            )
+        elif not force:
+            err_console.print(
+                "restore the recorded data version first: git checkout <commit> "
+                "-- data.dvc && dvc checkout (see the version's lerenet.* tags)"
+            )
+            raise typer.Exit(1)
+    table = Table(title=f"run {result.run_id}: recorded vs reproduced")
+    for col in ("metric", "recorded", "reproduced", "|Δ|"):
+        table.add_column(col)
+    for name, rec, rep in result.rows:
+        table.add_row(name, f"{rec:.6f}", f"{rep:.6f}", f"{abs(rec - rep):.2e}")
+    console.print(table)
+    console.print(f"split sha256 {'matches' if result.split_matches else 'DIFFERS'}")
+    identical = all(rec == rep for _, rec, rep in result.rows)
+    console.print(
+        "metrics bit-identical"
+        if identical
+        else f"metrics differ by at most {max(abs(a - b) for _, a, b in result.rows):.1e} "
+        f"(tolerance {tolerance:g}): near-tie pixels can flip between CPU runs"
+    )
+    raise typer.Exit(0 if result.matches else 1)

@@ -1,0 +1,94 @@
+"""CLI commands of the local service stack (S3, MLflow, Prefect): up, down, status
+(registered on the ``stack`` sub-app in ``lerenet.cli``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lerenet.cli_common import (
+    console,
+    err_console,
+    user_errors,
+)
+
+StackDir = Annotated[Path, typer.Option("--dir", help="state, logs and secrets")]
+
+
+def stack_up(
+    state_dir: StackDir = Path(".stack"),
+    backend_uri: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MLFLOW_BACKEND_STORE_URI",
+            help="MLflow backend store (default SQLite under --dir; e.g. "
+            "postgresql://user:password@host:5432/mlflow, needs lerenet[postgres]). Prefer the "
+            "environment variable: a password on the command line is visible to other users.",
+            show_envvar=True,
+        ),
+    ] = None,
+    no_prefect: Annotated[bool, typer.Option("--no-prefect")] = False,
+    s3_port: Annotated[int, typer.Option(help="S3 API port (gRPC uses port + 10000)")] = 8333,
+    mlflow_port: Annotated[int, typer.Option(help="MLflow server and UI port")] = 5000,
+    prefect_port: Annotated[int, typer.Option(help="Prefect server and UI port")] = 4200,
+) -> None:
+    """Start SeaweedFS S3, an mlflow server and a prefect server + worker on 127.0.0.1.
+
+    Ports are fixed (UI bookmarks survive restarts); pass 0 for any free port. A running stack
+    in --dir is left as it is.
+    """
+    from lerenet.stack.local import StackPorts, up
+
+    with user_errors(
+        RuntimeError, TimeoutError, FileNotFoundError, code=1, hint=f" (logs in {state_dir})"
+    ):
+        state = up(
+            state_dir,
+            backend_uri=backend_uri,
+            with_prefect=not no_prefect,
+            ports=StackPorts(s3_port or None, mlflow_port or None, prefect_port or None),
+        )
+    from lerenet.stack.mlflow_server import redact
+
+    console.print(
+        f"stack up ({', '.join(state.pids)}); MLflow backend store: "
+        f"{redact(backend_uri) if backend_uri else 'SQLite under ' + str(state_dir)}.\n"
+        f"Use it with:\n  source {state.dir / 'env.sh'}"
+    )
+    for key in sorted(state.env):
+        if "SECRET" not in key:
+            console.print(f"  {key}={state.env[key]}")
+
+
+def stack_down(state_dir: StackDir = Path(".stack")) -> None:
+    """Stop every service the stack started (data stays under --dir)."""
+    from lerenet.stack.local import down
+
+    stopped = down(state_dir)
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+def stack_status(state_dir: StackDir = Path(".stack")) -> None:
+    """Which services of the stack are running; exit 1 if any is down."""
+    from lerenet.stack.local import status
+
+    states = status(state_dir)
+    if not states:
+        console.print("stack is not running")
+        raise typer.Exit(1)
+    import json
+
+    env = json.loads((Path(state_dir) / "state.json").read_text()).get("env", {})
+    where = {
+        "seaweedfs": env.get("AWS_ENDPOINT_URL_S3", ""),
+        "mlflow": env.get("MLFLOW_TRACKING_URI", ""),
+        "prefect-server": env.get("PREFECT_API_URL", "").removesuffix("/api"),
+    }
+    for name, alive in states.items():
+        state = f"[green]{'running':8s}[/green]" if alive else f"[red]{'down':8s}[/red]"
+        console.print(f"{name:15s} {state} {where.get(name, '')}")
+    if not all(states.values()):
+        err_console.print(f"restart with: lerenet stack down --dir {state_dir} && lerenet stack up")
+    raise typer.Exit(0 if all(states.values()) else 1)
