@@ -58,13 +58,12 @@ VARIANTS: list[tuple[str, str, str]] = [
     ("q_size160", "… image size 160 (paper: 200)", f"--size 160 --set {FAITHFUL}"),
     ("q_default", "project default (params.yaml)", ""),
     ("q_start", "default, head not trained (its residual start)", "--set train.head_lr_mult=0"),
-    # the default before lr 5e-4 and the defect weight ×3 were measured
+    ("q_fg3", "default, defect weight 3", "--set train.foreground_weight=3"),
     (
-        "q_default_old",
-        "lr 0.002, defect weight 1 (the previous default)",
-        "--set train.lr=0.002 train.foreground_weight=1",
+        "q_lowlr_fg3",
+        "default, lr 0.0005 and defect weight 3",
+        "--set train.lr=0.0005 train.foreground_weight=3",
     ),
-    ("q_fg3", "lr 0.002, defect weight 3", "--set train.lr=0.002 train.foreground_weight=3"),
     ("q_no_synthetic", "default without synthetic classes", "--set train.synthetic_classes=0"),
     ("q_no_residual", "default without the residual start", "--set model.residual=false"),
     ("q_s4_only", "default, matching on stride 4 only", "--set model.prior_stages=[s4]"),

@@ -216,8 +216,8 @@ class TrackingConfig(Section):
 # measured in docs/benchmarks.md ("Quality"): a frozen pretrained backbone trained from cached
 # features, the training-free matching prior on stages s4+s8+s16 (prototype and best-pixel
 # cosines and a discriminant fitted to the support's pixels), the head as a residual over that
-# discriminant, synthetic defect classes as extra base classes, and defect pixels weighted ×3 in
-# the loss (with the paper's lr, 5e-4, the combination measured best on fold 0; see the docs).
+# discriminant, and synthetic defect classes as extra base classes. (Defect pixels weighted ×3
+# with lr 5e-4 was tried as a default and refuted on all folds at the full protocol; see docs.)
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {},
     "improved": {
@@ -231,7 +231,6 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
             "backbone_lr_mult": 0.0,
             "feature_cache": True,
             "synthetic_classes": 60,
-            "foreground_weight": 3.0,
         },
     },
 }
