@@ -40,14 +40,16 @@ def library_logs() -> Iterator[None]:
             run_logger.log(record.levelno, record.getMessage())
 
     library, handler = logging.getLogger("lerenet"), _Forward(logging.INFO)
-    level = library.level
+    level, propagate = library.level, library.propagate
     library.setLevel(logging.INFO)
     library.addHandler(handler)
+    library.propagate = False  # the run's own log prints it; once is enough
     try:
         yield
     finally:
         library.removeHandler(handler)
         library.setLevel(level)
+        library.propagate = propagate
 
 
 def _sha(*parts: Any) -> str:
