@@ -252,11 +252,10 @@ def matching_maps(
     for name in stages:
         query, supports = query_stages[name], support_stages[name]
         cells = tuple(query.shape[-2:])
+        by_area = support_weights(support_masks, cells, area=True)  # pixel-level: always
+        by_proto = by_area if area else support_weights(support_masks, cells)
         both = torch.cat(
-            [
-                prototype_cosine(query, supports, *support_weights(support_masks, cells, area)),
-                max_cosine(query, supports, *support_weights(support_masks, cells, area=True)),
-            ],
+            [prototype_cosine(query, supports, *by_proto), max_cosine(query, supports, *by_area)],
             1,
         )
         maps.append(F.interpolate(both, size=size, mode="bilinear", align_corners=True))
