@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from lerenet.data.imageio import DecodeError, binarize_mask, open_image, to_rgb_array
+from lerenet.data.imageio import DecodeError, load_label, load_rgb
 from lerenet.data.layouts import IMAGE_EXTS
 from lerenet.data.transforms import build_transform, to_tensors
 from lerenet.plots import _tint
@@ -101,8 +101,7 @@ def predict_files(
     s_imgs, s_masks = [], []
     for img_path, mask_path in supports:
         try:
-            rgb = to_rgb_array(open_image(img_path, max_pixels))
-            label = binarize_mask(open_image(mask_path, max_pixels))[0] // 255
+            rgb, label = load_rgb(img_path, max_pixels), load_label(mask_path, max_pixels)
         except DecodeError as err:
             raise ValueError(f"support {img_path}:{mask_path}: {err}") from None
         out = transform(image=rgb, mask=label)
@@ -117,7 +116,7 @@ def predict_files(
     written, skipped = [], []
     for query in expand_queries(queries):
         try:
-            rgb = to_rgb_array(open_image(query, max_pixels))
+            rgb = load_rgb(query, max_pixels)
         except DecodeError as err:
             skipped.append((query, str(err)))
             continue

@@ -61,12 +61,25 @@ def binarize_mask(img: Image.Image) -> tuple[np.ndarray, bool]:
     return binary, was_grey
 
 
-def load_label(path: Path) -> np.ndarray:
-    """A stored mask as labels: 1 = defect, 0 = background (H×W uint8)."""
+def _labels(img: Image.Image) -> np.ndarray:
+    return (np.asarray(img.convert("L")) >= MASK_THRESHOLD).astype(np.uint8)
+
+
+def load_label(path: Path, max_pixels: int | None = None) -> np.ndarray:
+    """A mask as labels: 1 = defect, 0 = background (H×W uint8).
+
+    ``max_pixels``: decode through ``open_image`` (DecodeError for an unreadable or over-limit
+    file), for files from outside the dataset (predict); validated dataset files skip it.
+    """
+    if max_pixels is not None:
+        return _labels(open_image(path, max_pixels))
     with Image.open(path) as img:
-        return (np.asarray(img.convert("L")) >= MASK_THRESHOLD).astype(np.uint8)
+        return _labels(img)
 
 
-def load_rgb(path: Path) -> np.ndarray:
+def load_rgb(path: Path, max_pixels: int | None = None) -> np.ndarray:
+    """H×W×3 uint8; ``max_pixels`` as in ``load_label``."""
+    if max_pixels is not None:
+        return to_rgb_array(open_image(path, max_pixels))
     with Image.open(path) as img:
         return to_rgb_array(img)
