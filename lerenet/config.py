@@ -133,6 +133,13 @@ class TrainConfig(Section):
     momentum: float = 0.9
     weight_decay: float = 1e-4
     poly_power: float = 0.9
+    ema_decay: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Validate and keep an exponential moving average of the weights with this "
+        "decay (e.g. 0.99) instead of the raw weights (None: the paper's raw weights).",
+    )
     foreground_weight: float = Field(
         1.0,
         gt=0,

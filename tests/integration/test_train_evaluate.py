@@ -54,6 +54,29 @@ def test_resume_gives_identical_weights(tiny_project: Path) -> None:
     assert resumed.history == full.history
 
 
+def test_weight_average_is_kept_and_resumes_identically(tiny_project: Path) -> None:
+    """train.ema_decay: best.pt holds the averaged weights (not the raw ones), and the average
+    survives a resume bit for bit."""
+    from lerenet.checkpoint import load_model_file
+    from lerenet.train import train
+
+    params = load_params("params.yaml", {"train.ema_decay": 0.5, "train.val_every": 6})
+    full = train(params, out_dir=Path("full"), show_progress=False)
+    train(params, out_dir=Path("resumed"), show_progress=False, stop_after=4)
+    resumed = train(params, out_dir=Path("resumed"), resume=True, show_progress=False)
+    a = torch.load(full.last_path, weights_only=True)
+    b = torch.load(resumed.last_path, weights_only=True)
+    assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
+    assert a["ema"]["n_averaged"].item() == 6
+    kept, _ = load_model_file(full.best_path, "cpu")
+    kept_state = kept.state_dict()
+    averaged = {k.removeprefix("module."): v for k, v in a["ema"].items()}
+    moved = [k for k, v in a["model"].items() if v.is_floating_point() and k in kept_state]
+    assert full.best_step == 6, full.history
+    assert all(torch.equal(kept_state[k], averaged[k]) for k in moved)
+    assert any(not torch.equal(a["model"][k], averaged[k]) for k in moved)  # not the raw weights
+
+
 def test_ctrl_c_saves_at_a_step_boundary_and_resumes_identically(tiny_project: Path) -> None:
     """A real SIGINT to `lerenet train`: the step in flight finishes, last.pt is saved at that
     step, and --resume ends with the weights of an uninterrupted run."""
