@@ -6,17 +6,29 @@ an identities file (an admin identity, and optionally a read-only one). Flags fr
 ``-volume.max=0 -master.volumeSizeLimitMB=64`` (else the third bucket fails) and
 ``-volume.preStopSeconds=0`` (else stopping takes ~24 s and a quick restart hits a busy port),
 and no Iceberg/Lance listeners (fixed ports 8181/9101 that made parallel instances collide).
+
+Only the S3 port serves data, and only with credentials: the filer's and volume server's HTTP
+ports require JWTs signed with keys made fresh at every start (SeaweedFS's ``jwt.*signing``
+settings, given as ``WEED_*`` environment variables so no secret is written to disk), and the
+master's HTTP port and every gRPC port require a client certificate of the stack's own CA
+(``lerenet.stack.tls``). tests/integration/test_stack_security.py scans every port it opens.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from lerenet.stack.ports import free_port, port_free, spawn, stop_group, wait_until
+from lerenet.stack.tls import stack_tls
+
+# SeaweedFS components whose gRPC servers (and outgoing gRPC clients) take the stack's certificate
+GRPC_COMPONENTS = ("MASTER", "VOLUME", "FILER", "S3", "CLIENT")
 
 
 @dataclass(frozen=True)
@@ -104,6 +116,33 @@ class SeaweedS3:
         path.chmod(0o600)  # holds secrets
         return path
 
+    def security_env(self) -> dict[str, str]:
+        """``WEED_*`` settings that close every port but S3 to clients without credentials.
+
+        JWT keys are random per start: they sign tokens that live 10 s, nothing stored. They
+        are set explicitly even when empty elsewhere, so a ``security.toml`` in the home
+        directory cannot weaken them (environment variables win over the file).
+        """
+        tls = stack_tls(self.state_dir / "tls")
+        env = {
+            f"WEED_JWT_{name}_KEY": secrets.token_urlsafe(32)
+            for name in ("SIGNING", "SIGNING_READ", "FILER_SIGNING", "FILER_SIGNING_READ")
+        }
+        env["WEED_FILER_EXPOSE_DIRECTORY_METADATA_ENABLED"] = "false"
+        env["WEED_ACCESS_UI"] = "false"
+        env["WEED_GRPC_CA"] = str(tls.ca)
+        for component in GRPC_COMPONENTS:
+            env[f"WEED_GRPC_{component}_CERT"] = str(tls.cert)
+            env[f"WEED_GRPC_{component}_KEY"] = str(tls.key)
+        # the master's HTTP API hands out write tokens (/dir/assign): certificate holders only;
+        # nothing in the stack uses it (filer, volume and S3 talk to the master over gRPC)
+        env |= {
+            "WEED_HTTPS_MASTER_CERT": str(tls.cert),
+            "WEED_HTTPS_MASTER_KEY": str(tls.key),
+            "WEED_HTTPS_MASTER_CA": str(tls.ca),
+        }
+        return env
+
     def start(self, timeout: float = 60) -> SeaweedS3:
         if not port_free(self.s3_port):
             raise RuntimeError(
@@ -137,7 +176,9 @@ class SeaweedS3:
             f"-filer.port={filer}",
             f"-s3.port={self.s3_port}",
         ]
-        self.process = spawn(cmd, self.log_path)
+        env = os.environ | self.security_env()
+        # cwd: the state directory, so a ./security.toml where the user stands is not read
+        self.process = spawn(cmd, self.log_path, env=env, cwd=self.state_dir)
         (self.state_dir / "weed.pid").write_text(str(self.process.pid))
         client = self.client()
         try:
