@@ -143,9 +143,10 @@ def ingest_cmd(
     """
     from lerenet.data.ingest import ingest_with_params, parse_class_map
     from lerenet.data.sources import UnsafeArchiveError
+    from lerenet.services import ServiceUnavailable
 
     cfg = _params(params)
-    with user_errors(FileNotFoundError, ValueError, UnsafeArchiveError):
+    with user_errors(FileNotFoundError, ValueError, UnsafeArchiveError, ServiceUnavailable):
         report = ingest_with_params(
             source,
             cfg,

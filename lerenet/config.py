@@ -140,6 +140,12 @@ class TrainConfig(Section):
         description="Validate and keep an exponential moving average of the weights with this "
         "decay (e.g. 0.99) instead of the raw weights (None: the paper's raw weights).",
     )
+    dice_weight: float = Field(
+        0.0,
+        ge=0,
+        description="Weight of a soft Dice term added to the cross-entropy (0: the paper's "
+        "cross-entropy alone); see lerenet.losses.",
+    )
     foreground_weight: float = Field(
         1.0,
         gt=0,

@@ -68,6 +68,21 @@ def alias_version(client: Any, name: str, alias: str) -> str | None:
         return None
 
 
+def require_artifacts(source: str) -> None:
+    """The model's files must be in the artifact store before a version points at them: a
+    version registered during an artifact-store outage would be an entry nothing can load."""
+    import mlflow
+
+    try:
+        names = {Path(f.path).name for f in mlflow.artifacts.list_artifacts(artifact_uri=source)}
+    except Exception as err:  # the store's client raises its own kinds (botocore, HTTP, OS)
+        raise PromotionError(
+            f"{source}: model artifacts cannot be read ({err}); nothing registered"
+        ) from err
+    if "MLmodel" not in names:
+        raise PromotionError(f"{source}: no MLmodel in the artifact store; nothing registered")
+
+
 def verify_loadable(uri: str) -> None:
     """Load the model through pyfunc: what the alias will serve must load."""
     import mlflow
@@ -137,6 +152,7 @@ def register(
     tags = {k: v for k, v in run.data.tags.items() if k.startswith("lerenet.")}
     source = tags.get("lerenet.model_uri") or f"runs:/{run_id}/{artifact}"
     model_id = source.removeprefix("models:/") if source.startswith("models:/m-") else None
+    require_artifacts(source)
     version = client.create_model_version(
         name, source=source, run_id=run_id, tags=tags, model_id=model_id
     )
@@ -190,9 +206,17 @@ def promote_to_production(
 
 def rollback(name: str, reason: str, *, tracking_uri: str | None = None) -> Promotion:
     """Point ``production`` back at the previous production version, recording why."""
+    from mlflow.exceptions import MlflowException
+
     client = _client(tracking_uri)
     with alias_lock(client, name):
-        history = json.loads(client.get_registered_model(name).tags.get(HISTORY_TAG, "[]"))
+        try:
+            model = client.get_registered_model(name)
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            raise PromotionError(f"{name}: no such registered model, nothing to roll back") from err
+        history = json.loads(model.tags.get(HISTORY_TAG, "[]"))
         current = alias_version(client, name, "production")
         if current is None or len(history) < 2:
             raise PromotionError(f"{name}: no earlier production version to roll back to")

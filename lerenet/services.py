@@ -3,7 +3,8 @@
 A stage that needs MLflow or S3 calls ``require_mlflow`` / ``require_s3`` first: transient
 outages are retried with backoff; a service that stays down fails the stage *before* it changes
 anything, with the service's name and address in the message (not a stack trace from deep
-inside a client library).
+inside a client library). These checks are the only retry policy of their call: the clients
+inside them do not retry (urllib has none; the S3 client is made with one attempt).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def require_s3(
 
     endpoint = s3_endpoint(endpoint_url) or "AWS S3"
     _retry(
-        lambda: s3_client(endpoint_url).head_bucket(Bucket=bucket),
+        lambda: s3_client(endpoint_url, attempts=1).head_bucket(Bucket=bucket),
         f"S3 bucket {bucket!r} at {endpoint}",
         attempts,
         delay,

@@ -36,8 +36,12 @@ def s3_endpoint(endpoint_url: str | None = None) -> str | None:
     )
 
 
-def s3_client(endpoint_url: str | None = None) -> Any:
-    """A boto3 S3 client with retries; credentials come from the usual AWS chain."""
+def s3_client(endpoint_url: str | None = None, *, attempts: int = 5) -> Any:
+    """A boto3 S3 client; credentials come from the usual AWS chain.
+
+    ``attempts`` is botocore's own retry policy (standard mode, backoff), right for transfers;
+    a caller that retries itself (``require_s3``) passes 1, so the policies do not multiply.
+    """
     import boto3
     from botocore.config import Config
 
@@ -49,7 +53,9 @@ def s3_client(endpoint_url: str | None = None) -> Any:
         endpoint_url=endpoint,
         region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
         config=Config(
-            retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"}
+            retries={"max_attempts": attempts, "mode": "standard"},
+            s3={"addressing_style": "path"},
+            connect_timeout=10,
         ),
     )
 

@@ -27,9 +27,22 @@ def tracking_uri(cfg: TrackingConfig) -> str:
     return cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
+# MLflow's HTTP client retries 7 times with backoff factor 2 and a 120 s timeout by default:
+# minutes per call against a dead server (a retrain whose tracking server died took 500 s to
+# fail). Three retries, 1-2-4 s apart, 30 s timeout; a value the user set wins.
+MLFLOW_CLIENT_POLICY = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
 def configure(cfg: TrackingConfig) -> Any:
     """Point mlflow at the configured server/database and experiment; returns the module."""
     import mlflow
+
+    for key, value in MLFLOW_CLIENT_POLICY.items():
+        os.environ.setdefault(key, value)  # MLflow reads its client settings from here
 
     uri = tracking_uri(cfg)
     mlflow.set_tracking_uri(uri)

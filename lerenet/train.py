@@ -40,6 +40,7 @@ from lerenet.config import Params
 from lerenet.data.splits import read_folds
 from lerenet.evaluate import backbone_norm, episode_dataset, predict_episodes
 from lerenet.inference import autocast_dtype
+from lerenet.losses import SegmentationLoss
 from lerenet.metrics import score
 from lerenet.plots import overlay_grid, overlay_row
 from lerenet.train_batches import (
@@ -134,16 +135,6 @@ def _validate(model, params, device, fold, run, step, out_dir) -> float | None:
             )
             run.artifact(png, "val_overlays")
     return scores.miou.value
-
-
-def segmentation_loss(foreground_weight: float = 1.0) -> nn.CrossEntropyLoss:
-    """Cross-entropy over {background, defect}, ignoring 255 (padding, out-of-frame pixels).
-
-    ``foreground_weight`` 1 is the paper's loss; defects cover a few percent of a surface
-    image, so a larger weight keeps the defect class from being drowned by the background.
-    """
-    weight = None if foreground_weight == 1.0 else torch.tensor([1.0, foreground_weight])
-    return nn.CrossEntropyLoss(weight=weight, ignore_index=255)
 
 
 def save_baseline(params: Params, out_dir: Path) -> Path:
@@ -267,7 +258,7 @@ def train(
     mean, std = backbone_norm(model)
     end = tcfg.steps if stop_after is None else min(tcfg.steps, start + stop_after)
     loader = training_batches(params, model, sampler, start, end, device, show_progress)
-    criterion = segmentation_loss(tcfg.foreground_weight).to(device)
+    criterion = SegmentationLoss(tcfg.foreground_weight, tcfg.dice_weight).to(device)
     log_every = max(1, tcfg.steps // 200)
     step, interrupted, started = start, False, time.perf_counter()
     progress = Progress(

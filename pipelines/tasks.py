@@ -21,7 +21,34 @@ from prefect.artifacts import create_markdown_artifact
 
 from lerenet.config import Params, load_params
 
-IO_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 10, 30]}
+
+
+def retry_worthwhile(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect's retry condition for I/O tasks: one retry policy per call, not nested ones.
+
+    A ``ServiceUnavailable`` comes from the library's own bounded retries (the service was
+    down for all of them), so Prefect retrying on top multiplies the wait; bad input and
+    refused promotions fail the same way every time. Everything else (a dropped connection,
+    a 5xx in the middle of a transfer) is retried.
+    """
+    from lerenet.registry import PromotionError
+    from lerenet.services import ServiceUnavailable
+
+    error = state.data if isinstance(state.data, BaseException) else None
+    if error is None:
+        try:
+            error = state.result(raise_on_failure=False)
+        except Exception:  # a result that cannot be read: retry, as Prefect would by default
+            return True
+    final = (ServiceUnavailable, PromotionError, ValueError, FileNotFoundError, PermissionError)
+    return not isinstance(error, final)
+
+
+IO_RETRIES = {
+    "retries": 3,
+    "retry_delay_seconds": [2, 10, 30],
+    "retry_condition_fn": retry_worthwhile,
+}
 
 
 def params_of(params_path: str, overrides: dict[str, Any] | None) -> Params:

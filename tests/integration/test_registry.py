@@ -109,6 +109,30 @@ def test_failure_mid_promotion_leaves_aliases(
     )
 
 
+def test_no_version_is_registered_without_its_model_artifacts(
+    tracked_project: Path, s3_server
+) -> None:
+    """The model's files lost from the artifact store (an outage, a wiped bucket): promote
+    refuses in one sentence and the registry gets no version that cannot load."""
+    from lerenet.stages import promote_stage
+
+    summary = _train()
+    model_id = summary["model_uri"].removeprefix("models:/")
+    bucket = s3_server.client()
+    listing = bucket.list_objects_v2(Bucket="lerenet-artifacts").get("Contents", [])
+    doomed = [o["Key"] for o in listing if f"/{model_id}/" in o["Key"]]
+    assert any(k.endswith("MLmodel") for k in doomed), doomed
+    for key in doomed:
+        bucket.delete_object(Bucket="lerenet-artifacts", Key=key)
+    result = runner.invoke(app, ["promote"])
+    assert result.exit_code == 1, result.output
+    assert "nothing registered" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert not _client().search_model_versions("name='lerenet'")
+    _train()  # the next model, artifacts intact, registers as version 1
+    assert promote_stage(load_params("params.yaml"))["version"] == "1"
+
+
 def test_a_model_worse_than_the_baseline_cannot_take_production(tracked_project: Path) -> None:
     """The baseline rule on: the tiny model loses to the parameter-free baseline, so the gate
     fails with that reason (CLI, decision, MLflow run and version), and the model reaches

@@ -202,13 +202,31 @@ def test_prototype_baseline_segments_by_similarity() -> None:
 def test_foreground_weight_weights_defect_pixels_and_ignores_255() -> None:
     import math
 
-    from lerenet.train import segmentation_loss
+    from lerenet.losses import SegmentationLoss
 
     logits = torch.tensor([2.0, 0.0]).view(1, 2, 1, 1).expand(1, 2, 1, 3).contiguous()
     target = torch.tensor([[[0, 1, 255]]])  # background, defect, ignored
     bg, defect = math.log1p(math.exp(-2.0)), math.log1p(math.exp(2.0))
-    assert segmentation_loss(1.0)(logits, target).item() == pytest.approx((bg + defect) / 2)
-    assert segmentation_loss(3.0)(logits, target).item() == pytest.approx((bg + 3 * defect) / 4)
+    assert SegmentationLoss(1.0)(logits, target).item() == pytest.approx((bg + defect) / 2)
+    assert SegmentationLoss(3.0)(logits, target).item() == pytest.approx((bg + 3 * defect) / 4)
+
+
+def test_dice_term_scores_overlap_ignores_255_and_is_off_by_default() -> None:
+    from lerenet.losses import SegmentationLoss, soft_dice
+
+    target = torch.tensor([[[1, 1, 0, 255]]])
+    sure = torch.tensor([[-9.0, -9.0, 9.0, -9.0], [9.0, 9.0, -9.0, 9.0]])[None, :, None]
+    # right on the labelled pixels; the ignored pixel's confident "defect" does not count
+    assert soft_dice(sure, target).item() == pytest.approx(0.0, abs=1e-3)
+    wrong = -sure
+    # no overlap: 1 − (0 + eps) / (1 predicted + 2 true + eps), eps = 1
+    assert soft_dice(wrong, target).item() == pytest.approx(1 - 1 / 4, abs=1e-3)
+    # an episode without defect, predicted empty: no Dice penalty
+    assert soft_dice(sure[..., 2:3], target[..., 2:3]).item() == pytest.approx(0.0, abs=1e-3)
+    ce_only = SegmentationLoss()(wrong, target)
+    assert SegmentationLoss(dice_weight=0.5)(wrong, target).item() == pytest.approx(
+        ce_only.item() + 0.5 * soft_dice(wrong, target).item()
+    )
 
 
 @pytest.mark.parametrize(

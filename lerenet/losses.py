@@ -1,0 +1,46 @@
+"""Training losses over {background, defect} logits, ignoring label 255.
+
+The paper trains with cross-entropy alone. Defects cover a few percent of a surface image, and
+cross-entropy rewards a head that says "background" whenever it is unsure: on novel classes the
+trained head then predicts nothing in a third of the 1-shot episodes (docs/benchmarks.md).
+Two measured, opt-in remedies: weighting defect pixels, and adding a soft Dice term, which
+scores each episode's defect region by overlap, whatever its size.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+IGNORE = 255
+
+
+def soft_dice(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """1 − Dice of the defect probability and the defect mask, per episode, averaged.
+
+    Pixels labelled 255 count for neither; ``eps`` keeps an all-background episode (no defect
+    in the query) finite and rewards predicting nothing there.
+    """
+    valid = (target != IGNORE).float()
+    prob = logits.float().softmax(1)[:, 1] * valid
+    truth = (target == 1).float()
+    inter = (prob * truth).flatten(1).sum(1)
+    total = prob.flatten(1).sum(1) + truth.flatten(1).sum(1)
+    return (1 - (2 * inter + eps) / (total + eps)).mean()
+
+
+class SegmentationLoss(nn.Module):
+    """Cross-entropy (defect pixels weighted by ``foreground_weight``) + ``dice_weight`` × soft
+    Dice. ``SegmentationLoss()`` is the paper's loss."""
+
+    def __init__(self, foreground_weight: float = 1.0, dice_weight: float = 0.0) -> None:
+        super().__init__()
+        weight = None if foreground_weight == 1.0 else torch.tensor([1.0, foreground_weight])
+        self.cross_entropy = nn.CrossEntropyLoss(weight=weight, ignore_index=IGNORE)
+        self.dice_weight = dice_weight
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = self.cross_entropy(logits, target)
+        if self.dice_weight:
+            loss = loss + self.dice_weight * soft_dice(logits, target)
+        return loss
