@@ -71,7 +71,8 @@ def stack_down(state_dir: StackDir = Path(".stack")) -> None:
 
 
 def stack_status(state_dir: StackDir = Path(".stack")) -> None:
-    """Which services of the stack are running; exit 1 if any is down."""
+    """Which services of the stack are healthy (process alive and health endpoint answering);
+    exit 1 if any is not."""
     from lerenet.stack.local import status
 
     states = status(state_dir)
@@ -87,7 +88,7 @@ def stack_status(state_dir: StackDir = Path(".stack")) -> None:
         "prefect-server": env.get("PREFECT_API_URL", "").removesuffix("/api"),
     }
     for name, alive in states.items():
-        state = f"[green]{'running':8s}[/green]" if alive else f"[red]{'down':8s}[/red]"
+        state = f"[green]{'healthy':9s}[/green]" if alive else f"[red]{'down':9s}[/red]"
         console.print(f"{name:15s} {state} {where.get(name, '')}")
     if not all(states.values()):
         err_console.print(f"restart with: lerenet stack down --dir {state_dir} && lerenet stack up")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lerenet.stack.mlflow_server import MlflowServer
-from lerenet.stack.ports import group_alive, stop_group
+from lerenet.stack.ports import group_alive, http_ok, stop_group
 from lerenet.stack.prefect_server import PrefectServer
 from lerenet.stack.seaweed import S3Credentials, SeaweedS3
 
@@ -46,11 +46,37 @@ class StackState:
         env_file.chmod(0o600)
 
 
+def health_urls(env: dict[str, str]) -> dict[str, str]:
+    """Each service's health endpoint, from the stack's (non-secret) client environment."""
+    urls = {
+        "seaweedfs": f"{env.get('AWS_ENDPOINT_URL_S3', '')}/healthz",
+        "mlflow": f"{env.get('MLFLOW_TRACKING_URI', '')}/health",
+    }
+    if env.get("PREFECT_API_URL"):
+        urls["prefect-server"] = f"{env['PREFECT_API_URL']}/health"
+    return urls
+
+
+def _answers(url: str) -> bool:
+    try:
+        return http_ok(url)
+    except OSError:  # refused, reset, timed out
+        return False
+
+
 def status(state_dir: Path) -> dict[str, bool]:
+    """Service → healthy: its process group is alive *and* its health endpoint answers 200
+    (a pid alone said "running" for a killed SeaweedFS whose process was not yet reaped, and
+    says nothing of a server that hangs). The worker has no endpoint: its pid is checked."""
     path = Path(state_dir) / "state.json"
     if not path.exists():
         return {}
-    return {name: group_alive(pid) for name, pid in json.loads(path.read_text())["pids"].items()}
+    saved = json.loads(path.read_text())
+    urls = health_urls(saved.get("env", {}))
+    return {
+        name: group_alive(pid) and (name not in urls or _answers(urls[name]))
+        for name, pid in saved["pids"].items()
+    }
 
 
 def read_env(state_dir: Path) -> dict[str, str]:

