@@ -49,6 +49,7 @@ class _Job:
     root: Path
     source_name: str
     max_pixels: int
+    folder: Path  # the source's root: files must resolve inside it
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,13 @@ def _prepare(job: _Job) -> _Result:
     def bad(check: str, reason: str, fix: str) -> _Result:
         return _Result(None, Finding(cls, src, check, reason, fix))
 
+    for path in (item.image, item.mask):
+        if path is not None and not path.resolve().is_relative_to(job.folder.resolve()):
+            return bad(
+                "inside_source",
+                f"{path.name} is a link to {path.resolve()}, outside the source",
+                "copy the file into the source instead of linking to it",
+            )
     if item.mask is None:
         return bad(
             "mask_exists",
@@ -177,7 +185,10 @@ def ingest(
                         f"{err}; nothing was ingested: rename that folder, or map it with "
                         f"--class-map '{cls}=New_Name'"
                     ) from None
-            jobs = [_Job(it, class_map.get(it.cls, it.cls), root, name, max_pixels) for it in items]
+            jobs = [
+                _Job(it, class_map.get(it.cls, it.cls), root, name, max_pixels, folder)
+                for it in items
+            ]
             results = parallel_map(_prepare, jobs, workers, desc="ingesting", show=show_progress)
 
             existing = read_manifest(root)

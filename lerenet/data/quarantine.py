@@ -45,14 +45,15 @@ def quarantine_files(
     """
     qroot = Path(root) / QUARANTINE
     for src, rel in files:
-        if not src.exists():
+        if not src.is_symlink() and not src.exists():
             continue
         dest = qroot / stage / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         if move:
             shutil.move(str(src), dest)
         else:
-            shutil.copy2(src, dest)
+            # a link is kept as a link: its target may be a file that must not be copied
+            shutil.copy2(src, dest, follow_symlinks=False)
     reasons = qroot / REASONS
     new = not reasons.exists()
     qroot.mkdir(parents=True, exist_ok=True)

@@ -135,6 +135,55 @@ def test_zip_slip_member_is_refused_and_nothing_written(tmp_path: Path) -> None:
     assert not list(tmp_path.parent.rglob("escape.txt"))
 
 
+@pytest.mark.parametrize("member", ["absolute", "symlink", "hardlink"])
+def test_tar_members_that_could_escape_are_refused(tmp_path: Path, member: str) -> None:
+    """An absolute member path, or a link member (pointing anywhere): nothing is written."""
+    archive = tmp_path / "evil.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        data = io.BytesIO(b"x")
+        info = tarfile.TarInfo("images/A/x.png")
+        info.size = 1
+        tf.addfile(info, data)
+        evil = tarfile.TarInfo(
+            str(tmp_path / "escape.txt") if member == "absolute" else "images/A/link.png"
+        )
+        if member == "symlink":
+            evil.type, evil.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        elif member == "hardlink":
+            evil.type, evil.linkname = tarfile.LNKTYPE, "/etc/passwd"
+        else:
+            evil.size = 5
+        tf.addfile(evil, io.BytesIO(b"owned") if member == "absolute" else None)
+    with pytest.raises(UnsafeArchiveError):
+        ingest(str(archive), tmp_path / "data", show_progress=False)
+    assert not (tmp_path / "data").exists() and not (tmp_path / "escape.txt").exists()
+
+
+def test_a_source_file_linking_outside_the_source_is_quarantined_not_followed(
+    tmp_path: Path,
+) -> None:
+    """A drop folder may hold a link to ~/.aws/credentials or another class's images: the
+    link is quarantined as a link, its target is neither ingested nor copied anywhere."""
+    src = tmp_path / "src"
+    for kind in ("images", "masks"):
+        (src / kind / "A").mkdir(parents=True)
+    img, mask = _pair()
+    img.save(tmp_path / "outside.png")
+    img.save(src / "images" / "A" / "inside.png")
+    (src / "images" / "A" / "linked.png").symlink_to(tmp_path / "outside.png")
+    for stem in ("inside", "linked"):
+        mask.save(src / "masks" / "A" / f"{stem}.png")
+    root = tmp_path / "data"
+    report = ingest(str(src), root, workers=1, show_progress=False)
+    assert report.added == 1
+    assert [(f.check, Path(f.file).name) for f in report.quarantined] == [
+        ("inside_source", "linked.png")
+    ]
+    kept = root / "quarantine" / "ingest" / "src" / "images" / "A" / "linked.png"
+    assert kept.is_symlink()  # the link itself, not a copy of what it points at
+    assert not (root / "images" / "A" / "linked.png").exists()
+
+
 def test_incremental_class_changes_nothing_already_there(
     synthetic_source: Path, tmp_path: Path
 ) -> None:
