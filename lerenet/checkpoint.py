@@ -105,3 +105,18 @@ def load_model_file(path: Path, device: str | torch.device = "cpu") -> tuple[nn.
     model, _ = build_model(cfg, load_weights=False)
     model.load_state_dict(blob["state_dict"])
     return model.to(device).eval(), {"model_config": blob["model_config"], **blob.get("meta", {})}
+
+
+def state_sha256(path: Path) -> str:
+    """sha256 of a model file's configuration and tensors (names, dtypes, shapes, bytes), not of
+    the file: two trainings that ended on the same weights get the same digest even when their
+    files' metadata (step, validation score) differ. The registry uses it to refuse duplicates."""
+    import hashlib
+    import json
+
+    blob = safe_load(path)
+    digest = hashlib.sha256(json.dumps(blob["model_config"], sort_keys=True).encode())
+    for name, tensor in sorted(blob["state_dict"].items()):
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()

@@ -78,9 +78,10 @@ def promote_cmd(
     cfg = _params(params)
     with user_errors(PromotionError, FileNotFoundError, ServiceUnavailable, code=1):
         result = promote_stage(cfg, run_id=run_id, to=to)
+    same = "" if result.get("registered", True) else "; same weights, not registered again"
     console.print(
         f"{result['name']} v{result['version']} is now @{result['alias']} "
-        f"(was: {result.get('previous') or 'none'})"
+        f"(was: {result.get('previous') or 'none'}){same}"
     )
 
 

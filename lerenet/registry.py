@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -28,6 +29,9 @@ HISTORY_TAG = "lerenet.production_history"
 GATE_TAG = "lerenet.gate"
 
 
+log = logging.getLogger(__name__)
+
+
 class PromotionError(RuntimeError):
     """Promotion refused or failed; aliases are as they were before the call."""
 
@@ -38,6 +42,7 @@ class Promotion:
     version: str
     alias: str
     previous: str | None
+    registered: bool = True  # False: an existing version held these weights already
 
 
 def _client(tracking_uri: str | None = None) -> Any:
@@ -66,6 +71,16 @@ def alias_version(client: Any, name: str, alias: str) -> str | None:
         return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException:
         return None
+
+
+def same_weights(client: Any, name: str, state_sha256: str | None) -> str | None:
+    """The registered version of ``name`` whose weights digest is ``state_sha256``, if any."""
+    if not state_sha256:
+        return None
+    for mv in client.search_model_versions(f"name='{name}'"):
+        if mv.tags.get("lerenet.state_sha256") == state_sha256:
+            return str(mv.version)
+    return None
 
 
 def require_artifacts(source: str) -> None:
@@ -150,6 +165,14 @@ def register(
             if err.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
     tags = {k: v for k, v in run.data.tags.items() if k.startswith("lerenet.")}
+    twin = same_weights(client, name, tags.get("lerenet.state_sha256"))
+    if twin is not None:  # a retrain that reproduced a registered model: no second entry
+        log.info("%s v%s already holds these weights; not registering them again", name, twin)
+        with alias_lock(client, name):
+            previous = alias_version(client, name, alias)
+            client.set_registered_model_alias(name, alias, twin)
+            now = alias_version(client, name, alias)
+        return Promotion(name, now or twin, alias, previous, registered=False)
     source = tags.get("lerenet.model_uri") or f"runs:/{run_id}/{artifact}"
     model_id = source.removeprefix("models:/") if source.startswith("models:/m-") else None
     require_artifacts(source)

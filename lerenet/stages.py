@@ -73,12 +73,18 @@ def train_stage(
         if params.train.baseline and params.model.arch != "prototype":
             summary["baseline_path"] = str(save_baseline(params, out_dir / "baseline"))
         if run.enabled:
+            from lerenet.checkpoint import state_sha256
             from lerenet.storage import file_sha256
 
             summary["best_sha256"] = file_sha256(result.best_path)
             info = log_model(result.best_path, size=params.data.image_size)
             summary["model_uri"] = info.model_uri  # MLflow 3: models:/m-<id>, a LoggedModel
-            run.tags({"lerenet.model_uri": info.model_uri})
+            run.tags(
+                {
+                    "lerenet.model_uri": info.model_uri,
+                    "lerenet.state_sha256": state_sha256(result.best_path),
+                }
+            )
             run.artifact(out_dir / "history.json", "train")
             # the manifest of the data trained on: `reproduce` names files that changed since
             run.artifact(Path(params.data.root) / "manifest.csv", "data")
@@ -207,6 +213,7 @@ def promote_stage(params: Params, *, run_id: str | None = None, to: str = "stagi
         "version": promo.version,
         "alias": "staging",
         "previous": promo.previous,
+        "registered": promo.registered,
     }
     if to == "production":
         prod = promote_to_production(name, promo.version)

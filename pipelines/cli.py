@@ -6,7 +6,6 @@ prints it). The library CLI (``lerenet``) stays free of Prefect; this is its orc
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -101,17 +100,29 @@ def onboard_class(
     class_name: Annotated[str | None, typer.Option(help="class name for a flat folder")] = None,
     params: Annotated[Path, typer.Option("--params", "-p")] = Path("params.yaml"),
     overrides: Annotated[list[str] | None, typer.Option("--set", "-s")] = None,
-    train_deployment: Annotated[str | None, typer.Option()] = None,
+    layout: Annotated[str | None, typer.Option(help="source layout (default: detect)")] = None,
+    version: Annotated[bool, typer.Option(help="dvc add + push the new data version")] = True,
 ) -> None:
-    """Add a new defect class and retrain with it as a novel (test) class."""
+    """Add a new defect class the few-shot way: ingest, validate, version, split it as a novel
+    class, and score the production model and the baseline on it (1- and 5-shot IoU with 95%
+    CIs). Nothing is trained or registered; `retrain` is the explicit next step if needed."""
+    from rich.table import Table
+
+    from lerenet.onboard import OnboardReport, report_table
     from pipelines.flows import onboard_class as onboard_flow
 
     _start_prefect_while_importing()
-    result = onboard_flow(source, class_name, str(params), _overrides(overrides), train_deployment)
-    _print_outcome(result["retrain"])
-    console.print(
-        f"new class(es) {', '.join(result['new_classes'])}: {json.dumps(result['class_iou'])}"
-    )
+    result = onboard_flow(source, class_name, str(params), _overrides(overrides), layout, version)
+    report = OnboardReport.from_dict(result["onboard"])
+    rows = report_table(report)
+    table = Table(title=f"new class: {', '.join(result['new_classes'])}")
+    for column in rows[0]:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    console.print(table)
+    console.print(f"model: {report.model_uri or 'none in production'}; nothing registered")
+    console.print(result["advice"])
 
 
 def _print_outcome(result: dict) -> None:

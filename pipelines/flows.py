@@ -1,5 +1,8 @@
 """Prefect flows: ``retrain`` (scheduled or on demand), ``onboard-class`` and ``train-gpu``.
 
+``onboard-class``: ingest → validate → version data → split (the class novel) → score the
+production model and the baseline on the class; nothing trained or registered.
+
 ``retrain``: ingest → validate → version data → split → train → evaluate → gate → promote.
 Training runs where the GPU is: with ``train_deployment`` set (e.g.
 ``train-gpu/lerenet-train-gpu``) it is started on that deployment's work pool with
@@ -16,10 +19,12 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from lerenet.onboard import OnboardReport, advice, report_table
 from pipelines.tasks import (
     evaluate_task,
     gate_task,
     ingest_task,
+    onboard_task,
     outputs_missing,
     params_of,
     promote_task,
@@ -152,7 +157,9 @@ def retrain(
         create_table_artifact(rows, key="test-metrics", description="novel-class test episodes")
     promo = result["promote"]
     create_markdown_artifact(
-        f"**{promo['name']} v{promo['version']}** is now `@{promo['alias']}`. Gate "
+        f"**{promo['name']} v{promo['version']}** is now `@{promo['alias']}`"
+        + ("" if promo.get("registered", True) else " (same weights: not registered again)")
+        + ". Gate "
         f"{'passed' if result['gate']['passed'] else 'failed'}: "
         + "; ".join(result["gate"]["reasons"]),
         key="promotion",
@@ -167,30 +174,34 @@ def onboard_class(
     class_name: str | None = None,
     params_path: str = "params.yaml",
     overrides: dict[str, Any] | None = None,
-    train_deployment: str | None = None,
     layout: str | None = None,
+    version: bool = True,
 ) -> dict:
-    """Ingest a new defect class's labelled images and retrain with it among the novel
-    (test) classes; report how well the new model segments it (its per-class IoU)."""
+    """Add a new defect class the few-shot way: ingest, validate and version it, split it as a
+    novel class, then score the production model and the baseline on it, 1- and 5-shot.
+
+    Nothing is trained and nothing is registered: a few-shot model serves a new class from its
+    supports. Retraining with the class among the training classes is the separate ``retrain``
+    flow (advised in the result when production is worse than the baseline on the class).
+    """
+    logger = get_run_logger()
     ingest = ingest_task(params_path, source, overrides, layout=layout, class_name=class_name)
     new = ingest["new_classes"] or ([class_name] if class_name else [])
     if not new:
         raise ValueError(f"{source} added no new class (already in the dataset?)")
     merged = {**(overrides or {}), "split.novel_classes": new}
-    result = retrain(None, params_path, merged, train_deployment)
-    report = {}
-    for shot, m in (result["evaluate"].get("lerenet") or {}).items():
-        if isinstance(m, dict) and "class_iou" in m:
-            report[shot] = {c: m["class_iou"].get(c) for c in new}
-    create_markdown_artifact(
-        "\n".join(
-            [f"New class(es): {', '.join(new)}"]
-            + [
-                f"- {shot}: "
-                + ", ".join(f"{c} IoU {v:.3f}" for c, v in ious.items() if v is not None)
-                for shot, ious in sorted(report.items())
-            ]
-        ),
+    result: dict[str, Any] = {"ingest": ingest, "new_classes": new}
+    result["validate"] = validate_task.with_options(refresh_cache=True)(params_path, merged)
+    if version:
+        result["data"] = version_task(params_path, merged)
+    result["split"] = split_task.with_options(refresh_cache=True)(params_path, merged)
+    result["onboard"] = onboard_task(params_path, merged, new)
+    typed = OnboardReport.from_dict(result["onboard"])
+    create_table_artifact(
+        report_table(typed),
         key="onboarded-class",
+        description=f"{', '.join(new)} with {typed.model_uri or 'no production model'}",
     )
-    return {"new_classes": new, "class_iou": report, "retrain": result}
+    result["advice"] = advice(typed)
+    logger.info("%s", result["advice"])
+    return result

@@ -22,7 +22,6 @@ from prefect.artifacts import create_markdown_artifact
 from lerenet.config import Params, load_params
 
 
-
 def retry_worthwhile(task: Any, task_run: Any, state: Any) -> bool:
     """Prefect's retry condition for I/O tasks: one retry policy per call, not nested ones.
 
@@ -258,3 +257,11 @@ def promote_task(params_path: str, overrides: dict | None, run_id: str, producti
         run_id=run_id,
         to="production" if production else "staging",
     )
+
+
+@task(name="onboard: score production and baseline on the new class", **IO_RETRIES)
+def onboard_task(params_path: str, overrides: dict | None, classes: list[str]) -> dict:
+    from lerenet.onboard import onboard_report
+
+    with library_logs():
+        return onboard_report(params_of(params_path, overrides), classes).to_dict()

@@ -165,9 +165,18 @@ def test_dvc_repro_and_prefect_flow_agree(
         assert limit.limit == 1
 
 
-def test_onboard_class_flow_reports_the_new_class(
+def test_onboard_class_scores_production_and_baseline_and_registers_nothing(
     synthetic_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Few-shot onboarding: with a model in production, a new class is ingested, split as a
+    novel class and scored (production and baseline, 1- and 5-shot, with CIs) in the flow's
+    result and in MLflow; no training run, no new registry version."""
+    from mlflow import MlflowClient
+
+    from lerenet.config import load_params
+    from lerenet.data.splits import split_dataset
+    from lerenet.gate_stage import gate_stage
+    from lerenet.stages import evaluate_stage, promote_stage, train_stage
     from pipelines.flows import onboard_class
 
     known = tmp_path / "known"
@@ -184,10 +193,32 @@ def test_onboard_class_flow_reports_the_new_class(
     (root / "params.yaml").write_text(tiny_params(root))
     monkeypatch.chdir(root)
     ingest(str(known), Path("data"), workers=1, show_progress=False)
+    params = load_params("params.yaml")
+    split_dataset(Path(params.data.root), params.split)
+    trained = train_stage(params, params_file=Path("params.yaml"), show_progress=False)
+    evaluate_stage(params)
+    assert gate_stage(params)["passed"]  # the tiny params' gate has no baseline rule
+    promote_stage(params, run_id=trained["run_id"], to="production")
+    client = MlflowClient(f"sqlite:///{root}/mlflow.db")
+    runs_before = len(client.search_runs(client.get_experiment_by_name("lerenet").experiment_id))
+
     result = onboard_class(str(tmp_path / "new_defect"), class_name="Dent", layout="suffix")
     assert result["new_classes"] == ["Dent"]
     folds = json.loads(Path("splits/folds.json").read_text())
     assert all("Dent" in f["test"] and "Dent" not in f["train"] + f["val"] for f in folds)
-    assert set(result["class_iou"]) == {"1shot", "5shot"}
-    assert all(0.0 <= v["Dent"] <= 1.0 for v in result["class_iou"].values())
-    assert result["retrain"]["promote"]["alias"] in ("staging", "production")
+    report = result["onboard"]
+    assert report["model_uri"] == "models:/lerenet@production"
+    cells = {(s["model"], s["cls"], s["shots"]) for s in report["scores"]}
+    assert cells == {(m, "Dent", k) for m in ("production", "baseline") for k in (1, 5)}
+    for s in report["scores"]:
+        assert 0.0 <= s["low"] <= s["iou"] <= s["high"] <= 1.0 and s["episodes"] > 0
+    # nothing trained, nothing registered; one run holding the numbers
+    assert len(client.search_model_versions("name='lerenet'")) == 1
+    experiment = client.get_experiment_by_name("lerenet").experiment_id
+    runs = client.search_runs(experiment)
+    assert len(runs) == runs_before + 1
+    logged = client.get_run(report["run_id"])
+    assert logged.info.run_name == "onboard-Dent"
+    assert "onboard/baseline/Dent/5shot/iou" in logged.data.metrics
+    assert "onboard/production/Dent/1shot/iou" in logged.data.metrics
+    assert "lerenet-pipeline retrain" in result["advice"] or "serves" in result["advice"]

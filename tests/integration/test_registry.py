@@ -133,6 +133,25 @@ def test_no_version_is_registered_without_its_model_artifacts(
     assert promote_stage(load_params("params.yaml"))["version"] == "1"
 
 
+def test_a_retrain_that_reproduces_the_weights_registers_no_second_version(
+    tracked_project: Path,
+) -> None:
+    """Same data, params and seed: training ends on the same weights (CPU is deterministic);
+    promoting it moves the alias to the version that holds them, with no new version."""
+    first = _train()
+    result = runner.invoke(app, ["promote"])
+    assert result.exit_code == 0, result.output
+    second = _train()
+    assert second["run_id"] != first["run_id"]
+    tags = [_client().get_run(r["run_id"]).data.tags for r in (first, second)]
+    assert tags[0]["lerenet.state_sha256"] == tags[1]["lerenet.state_sha256"]
+    again = runner.invoke(app, ["promote"])
+    assert again.exit_code == 0, again.output
+    assert "not registered again" in " ".join(again.output.split())
+    assert [str(v.version) for v in _client().search_model_versions("name='lerenet'")] == ["1"]
+    assert _aliases() == {"staging": "1"}
+
+
 def test_a_model_worse_than_the_baseline_cannot_take_production(tracked_project: Path) -> None:
     """The baseline rule on: the tiny model loses to the parameter-free baseline, so the gate
     fails with that reason (CLI, decision, MLflow run and version), and the model reaches

@@ -1,0 +1,183 @@
+"""Few-shot onboarding: how well the served model segments a new defect class, without training.
+
+The point of a few-shot model is that a new class needs labelled supports, not a retrain. Once
+the class is ingested and split as a novel class (it is then a test class of every fold and a
+training class of none), ``onboard_report`` runs the production model and the parameter-free
+prototype baseline on that class's fixed test episodes, 1- and 5-shot, and reports each one's
+IoU with its bootstrap 95% interval. Nothing is trained and nothing is registered; the numbers
+go to one MLflow run so they can be compared with later onboardings and retrains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lerenet.config import Params
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    """IoU of one model on one class at one shot count, with its 95% bootstrap interval."""
+
+    model: str  # "production" | "baseline"
+    cls: str
+    shots: int
+    iou: float
+    low: float
+    high: float
+    episodes: int
+
+
+@dataclass
+class OnboardReport:
+    classes: list[str]
+    model_uri: str | None  # None: no production model yet, baseline only
+    scores: list[ClassScore] = field(default_factory=list)
+    run_id: str | None = None
+
+    def score(self, model: str, cls: str, shots: int) -> ClassScore | None:
+        return next(
+            (s for s in self.scores if (s.model, s.cls, s.shots) == (model, cls, shots)), None
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OnboardReport:
+        """The report back from its JSON form (a Prefect task result, a stored file)."""
+        scores = [ClassScore(**s) for s in data["scores"]]
+        return cls(list(data["classes"]), data["model_uri"], scores, data.get("run_id"))
+
+
+def production_uri(params: Params) -> str | None:
+    """``models:/<name>@production`` when the registry has one, else None."""
+    from mlflow import MlflowClient
+
+    from lerenet.registry import alias_version
+
+    name = params.tracking.registered_model
+    if alias_version(MlflowClient(), name, "production") is None:
+        return None
+    return f"models:/{name}@production"
+
+
+def _class_scores(model, params: Params, label: str, classes: list[str]) -> list[ClassScore]:
+    """Per-class IoU over the new classes' test episodes of the configured fold."""
+    from lerenet.evaluate import episode_dataset, predict_episodes
+    from lerenet.metrics import score
+
+    device = next(model.parameters()).device
+    out: list[ClassScore] = []
+    for shots in params.eval.shots:
+        dataset = episode_dataset(params, model, "test", shots, params.train.fold)
+        dataset.episodes = [e for e in dataset.episodes if e.cls in classes]
+        if not dataset.episodes:
+            raise ValueError(
+                f"no {shots}-shot test episodes of {', '.join(classes)}: split with "
+                "split.novel_classes set to the new classes (the onboard-class flow does)"
+            )
+        preds = predict_episodes(model, dataset, device, batch_size=4)
+        scores = score(
+            preds.stats,
+            sorted(set(preds.classes)),
+            preds.classes,
+            bootstrap=params.eval.bootstrap,
+            seed=params.eval.seed,
+        )
+        for cls, interval in sorted(scores.per_class.items()):
+            count = sum(1 for c in preds.classes if c == cls)
+            out.append(
+                ClassScore(label, cls, shots, interval.value, interval.low, interval.high, count)
+            )
+    return out
+
+
+def onboard_report(params: Params, classes: list[str], *, track: bool = True) -> OnboardReport:
+    """Score the production model (if any) and the baseline on ``classes``; log one run."""
+    from lerenet.mlflow_model import load_torch_model
+    from lerenet.model import build_model
+    from lerenet.tracking import configure, start_run
+
+    configure(params.tracking)
+    uri = production_uri(params)
+    report = OnboardReport(sorted(classes), uri)
+    if uri is not None:
+        model, _ = load_torch_model(uri)
+        report.scores += _class_scores(model, params, "production", report.classes)
+    baseline, _ = build_model(params.model.model_copy(update={"arch": "prototype"}))
+    report.scores += _class_scores(baseline.eval(), params, "baseline", report.classes)
+    name = f"onboard-{'+'.join(report.classes)}"
+    with start_run(params, run_name=name, enabled=track, tags=_tags(report)) as run:
+        run.metrics(
+            {
+                f"onboard/{s.model}/{s.cls}/{s.shots}shot/{key}": getattr(s, key)
+                for s in report.scores
+                for key in ("iou", "low", "high")
+            }
+        )
+        report.run_id = run.run_id
+    return report
+
+
+def _tags(report: OnboardReport) -> dict[str, str]:
+    return {
+        "lerenet.stage": "onboard",
+        "lerenet.onboard_classes": ",".join(report.classes),
+        "lerenet.onboard_model": report.model_uri or "none (baseline only)",
+    }
+
+
+def report_table(report: OnboardReport) -> list[dict[str, Any]]:
+    """Rows for the CLI, the Prefect artifact and the README: class × shots, model vs baseline."""
+    rows = []
+    for cls in report.classes:
+        for shots in sorted({s.shots for s in report.scores}):
+            base = report.score("baseline", cls, shots)
+            prod = report.score("production", cls, shots)
+            rows.append(
+                {
+                    "class": cls,
+                    "shots": shots,
+                    "production IoU [95% CI]": _cell(prod),
+                    "baseline IoU [95% CI]": _cell(base),
+                    "episodes": (prod or base).episodes if (prod or base) else 0,
+                }
+            )
+    return rows
+
+
+def _cell(s: ClassScore | None) -> str:
+    return "-" if s is None else f"{s.iou:.3f} [{s.low:.3f}, {s.high:.3f}]"
+
+
+def advice(report: OnboardReport) -> str:
+    """What to do next, in words, from the 5-shot (else best-shot) numbers."""
+    if report.model_uri is None:
+        return (
+            "No production model yet: these are the baseline's numbers. Train and promote a "
+            "model (`lerenet-pipeline retrain`), then onboard again."
+        )
+    weak = [
+        cls
+        for cls in report.classes
+        if (p := _best(report, "production", cls)) and (b := _best(report, "baseline", cls))
+        if p.high < b.low
+    ]
+    if weak:
+        return (
+            f"The production model is worse than the baseline on {', '.join(weak)}: retrain "
+            "with the class among the training classes (`lerenet-pipeline retrain`, which "
+            "gates against production on the remaining novel classes), or add supports that "
+            "look like the queries."
+        )
+    return (
+        "The production model serves the new class as it is: use it with 5 supports "
+        "(`lerenet predict`); nothing was trained or registered."
+    )
+
+
+def _best(report: OnboardReport, model: str, cls: str) -> ClassScore | None:
+    shots = sorted({s.shots for s in report.scores}, reverse=True)
+    return next((s for k in shots if (s := report.score(model, cls, k))), None)
