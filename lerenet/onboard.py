@@ -167,10 +167,10 @@ def advice(report: OnboardReport) -> str:
     ]
     if weak:
         return (
-            f"The production model is worse than the baseline on {', '.join(weak)}: retrain "
-            "with the class among the training classes (`lerenet-pipeline retrain`, which "
-            "gates against production on the remaining novel classes), or add supports that "
-            "look like the queries."
+            f"The production model is worse than the baseline on {', '.join(weak)} (95% "
+            "intervals apart): retrain (`lerenet-pipeline retrain`; the class joins the fold "
+            "assignment and the gate compares the new model with production and the baseline), "
+            "or add supports that look like the queries."
         )
     return (
         "The production model serves the new class as it is: use it with 5 supports "
