@@ -132,7 +132,24 @@ def predict_cmd(
         max_pixels = cfg.data.max_pixels
     with user_errors(FileNotFoundError, ValueError):
         result = predict_files(model, pairs, queries, out, threshold, max_pixels)
-    console.print(f"wrote {len(result.written)} masks (+ overlays) to {out}")
+    for item in result.found:
+        if item.empty:
+            err_console.print(
+                f"[yellow]no defect found[/yellow] in {escape(str(item.query))} (highest defect "
+                f"probability {item.max_probability:.2f}, threshold {threshold:.2f})"
+            )
+        else:
+            console.print(f"{escape(str(item.query))}: defect on {item.defect_share:.1%}")
+    empty = sum(f.empty for f in result.found)
+    console.print(
+        f"wrote {len(result.found)} masks (+ overlays, found.csv) to {out}; "
+        f"{len(result.found) - empty} with a defect, {empty} empty"
+    )
+    if empty:
+        console.print(
+            "an empty mask means no pixel reached the threshold: if the defect is there, use "
+            "supports that look like the query, more of them (5), or a lower --threshold"
+        )
     for query, reason in result.skipped:
         err_console.print(f"[yellow]skipped[/yellow] {escape(str(query))}: {escape(reason)}")
     if result.skipped:

@@ -60,11 +60,30 @@ def load_for_prediction(uri: str) -> LoadedModel:
 
 
 @dataclass(frozen=True)
-class PredictResult:
-    """Masks written, and the queries skipped with the reason (undecodable, over the limit)."""
+class Found:
+    """What one query's mask holds: the defect's share of the image and the highest defect
+    probability anywhere (how far from the threshold an empty mask was)."""
 
-    written: list[Path]
+    query: Path
+    mask: Path
+    defect_share: float
+    max_probability: float
+
+    @property
+    def empty(self) -> bool:
+        return self.defect_share == 0.0
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """Masks written (with what each holds), and the queries skipped with the reason."""
+
+    found: list[Found]
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def written(self) -> list[Path]:
+        return [f.mask for f in self.found]
 
 
 def expand_queries(paths: list[Path]) -> list[Path]:
@@ -90,7 +109,8 @@ def predict_files(
     threshold: float = 0.5,
     max_pixels: int = 4096 * 4096,
 ) -> PredictResult:
-    """Write ``<stem>_mask.png`` (0/255) and ``<stem>_overlay.png`` per query.
+    """Write ``<stem>_mask.png`` (0/255) and ``<stem>_overlay.png`` per query, and
+    ``found.csv``: each mask's defect share and the query's highest defect probability.
 
     Every image is decoded under ``max_pixels`` (data.max_pixels) like in ingest and validate:
     an unusable support stops the call (ValueError: the episode would be wrong), an unusable
@@ -113,7 +133,7 @@ def predict_files(
     support_imgs = torch.stack(s_imgs)[None].numpy()
     support_masks = torch.stack(s_masks)[None].numpy().astype(np.int64)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written, skipped = [], []
+    found, skipped = [], []
     for query in expand_queries(queries):
         try:
             rgb = load_rgb(query, max_pixels)
@@ -141,8 +161,13 @@ def predict_files(
         mask_path = out_dir / f"{query.stem}_mask.png"
         Image.fromarray(mask * 255).save(mask_path)
         Image.fromarray(_tint(rgb, mask, (230, 30, 30))).save(out_dir / f"{query.stem}_overlay.png")
-        written.append(mask_path)
+        found.append(Found(query, mask_path, float(mask.mean()), float(full.max())))
+    with open(out_dir / "found.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows(
+            [("query", "mask", "defect_share", "max_probability")]
+            + [(str(f.query), f.mask.name, f.defect_share, f.max_probability) for f in found]
+        )
     if skipped:
         with open(out_dir / "skipped.csv", "w", newline="") as handle:
             csv.writer(handle).writerows([("query", "reason"), *((str(q), r) for q, r in skipped)])
-    return PredictResult(written, skipped)
+    return PredictResult(found, skipped)

@@ -1,0 +1,60 @@
+"""`lerenet predict` says what it found: a defect share per image, and a warning with a hint
+when a mask is empty (it used to say "wrote 2 masks" over all-zero masks)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from lerenet.cli import app
+from lerenet.predict import LoadedModel
+
+MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+
+
+def _bright_pixels_are_defects(inputs: dict) -> np.ndarray:
+    """A stand-in model: defect probability 0.9 where the query is brighter than mid-grey."""
+    query = np.asarray(inputs["query_img"])  # 1×3×H×W, normalised
+    return np.where(query.mean(1) > 0, 0.9, 0.1).astype(np.float32)
+
+
+def _png(path: Path, array: np.ndarray) -> Path:
+    Image.fromarray(array).save(path)
+    return path
+
+
+def test_empty_masks_are_reported_with_a_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        "lerenet.predict.load_for_prediction",
+        lambda uri: LoadedModel(_bright_pixels_are_defects, 32, MEAN, STD),
+    )
+    monkeypatch.chdir(tmp_path)
+    spot = np.zeros((32, 32, 3), np.uint8)
+    spot[8:16, 8:16] = 255  # a bright defect on a quarter of the width and height
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:16, 8:16] = 255
+    support = f"{_png(tmp_path / 's.png', spot)}:{_png(tmp_path / 's_mask.png', mask)}"
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    _png(queries / "clean.png", np.zeros((32, 32, 3), np.uint8))
+    _png(queries / "spot.png", spot)
+    result = CliRunner().invoke(
+        app, ["predict", str(queries), "--model", "unused", "--support", support]
+    )
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "no defect found in" in text and "clean.png (highest defect probability 0.10" in text
+    assert "spot.png: defect on 6.2%" in text  # 8×8 of 32×32
+    assert "1 with a defect, 1 empty" in text and "lower --threshold" in text
+    rows = list(csv.DictReader(open("predictions/found.csv")))
+    assert {r["mask"]: float(r["defect_share"]) for r in rows} == {
+        "clean_mask.png": 0.0,
+        "spot_mask.png": pytest.approx(64 / 1024, abs=0.01),
+    }
