@@ -53,7 +53,7 @@ def test_empty_masks_are_reported_with_a_hint(
     assert "no defect found in" in text and "clean.png (highest defect probability 0.10" in text
     assert "spot.png: defect on 6.2%" in text  # 8×8 of 32×32
     assert "1 with a defect, 1 empty" in text and "lower --threshold" in text
-    rows = list(csv.DictReader(open("predictions/found.csv")))
+    rows = list(csv.DictReader(Path("predictions/found.csv").read_text().splitlines()))
     assert {r["mask"]: float(r["defect_share"]) for r in rows} == {
         "clean_mask.png": 0.0,
         "spot_mask.png": pytest.approx(64 / 1024, abs=0.01),
