@@ -158,8 +158,20 @@ def decide(
             + (", better than the prototype baseline" if cfg.beat_baseline else "")
             + ("" if champion is None else " and the champion comparison passed")
             + ("" if champion is not None else "; no champion to compare")
+            + "".join(f"; {evidence_text(shot, nums)}" for shot, nums in decision.numbers.items())
         )
     return decision
+
+
+def evidence_text(shot: str, nums: dict) -> str:
+    """One shot's numbers in words: mIoU and each paired Δ with its 95% interval."""
+    text = f"{shot} mIoU {nums['miou']:.3f}"
+    for label, key in (("baseline", "baseline_delta"), ("champion", "delta_miou")):
+        if key in nums:
+            low = nums[f"{key}_low" if key == "baseline_delta" else "delta_low"]
+            high = nums[f"{key}_high" if key == "baseline_delta" else "delta_high"]
+            text += f", Δ vs {label} {nums[key]:+.3f} [{low:+.3f}, {high:+.3f}]"
+    return text
 
 
 def write_decision(decision: GateDecision, path: Path) -> Path:

@@ -42,7 +42,7 @@ def train_stage(
         require_mlflow(tracking_uri(params.tracking))  # before hours of training, not after
     tags = lineage_tags(params)
     tags.update(_class_tags(params))
-    name = f"train-fold{params.train.fold}-{params.model.arch}-{params.model.backbone}"
+    name = run_name("train", params, tags.get("lerenet.data_version", ""))
     with start_run(
         params, run_name=name, tags=tags, enabled=track, run_id=run_id, params_file=params_file
     ) as run:
@@ -90,6 +90,16 @@ def train_stage(
             run.artifact(Path(params.data.root) / "manifest.csv", "data")
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def run_name(stage: str, params: Params, data_version: str) -> str:
+    """``train-f0-efficientnet_lite0-d1a2b3c4-1126-1437``: stage, fold, backbone, data version
+    and UTC time, so runs tell themselves apart in the MLflow runs list."""
+    import time
+
+    version = data_version.partition(":")[2][:8] or "nodata"
+    stamp = time.strftime("%m%d-%H%M", time.gmtime())
+    return f"{stage}-f{params.train.fold}-{params.model.backbone}-{version}-{stamp}"
 
 
 def _class_tags(params: Params) -> dict[str, str]:

@@ -170,6 +170,9 @@ def test_train_and_evaluate_stages_log_to_mlflow(tiny_project: Path) -> None:
         == json.loads(Path("splits/lineage.json").read_text())["split_sha256"]
     )
     assert len(run.data.tags["lerenet.weights_sha256"]) == 64
+    # runs tell themselves apart: fold, backbone, data version and time in the name
+    version = run.data.tags["lerenet.data_version"].partition(":")[2][:8]
+    assert run.info.run_name.startswith(f"train-f0-efficientnet_lite0-{version}-")
     for key in (
         "train/loss",
         "train/lr",

@@ -45,6 +45,8 @@ def test_a_challenger_clearly_better_than_the_baseline_passes() -> None:
     assert decision.passed, decision.reasons
     assert decision.numbers["1shot"]["baseline_delta_low"] > 0
     assert "better than the prototype baseline" in decision.reasons[-1]
+    # the evidence travels with the verdict (version description, MLflow tag, artifact)
+    assert "Δ vs baseline" in decision.reasons[-1] and "1shot mIoU" in decision.reasons[-1]
 
 
 def test_a_tie_with_the_baseline_is_not_enough() -> None:
