@@ -134,6 +134,8 @@ def gate_stage(
     if baseline is None and params.gate.beat_baseline:
         decision.reasons.append(baseline_source)
     path = write_decision(decision, Path(out_dir) / "decision.json")
+    # dvc metrics/exp show read this one: the verdict, not decision.json's nested numbers
+    (Path(out_dir) / "summary.json").write_text(json.dumps({"passed": decision.passed}) + "\n")
     run_id = (
         summary.get("run_id")
         if challenger == summary.get("model_uri")

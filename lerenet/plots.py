@@ -71,3 +71,34 @@ def class_bar_chart(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def training_curve(history: list[dict], path: Path, title: str = "training") -> Path:
+    """Validation mIoU and training loss against the step, as a PNG.
+
+    A picture rather than a vega-lite spec: ``dvc plots show`` embeds images as they are,
+    while vega plots need three scripts from a CDN, which an offline laptop cannot load.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    val = [(h["step"], h["val_miou"]) for h in history if h.get("val_miou") is not None]
+    loss = [(h["step"], h["loss"]) for h in history if h.get("loss") is not None]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    if val:
+        ax.plot(*zip(*val, strict=True), "o-", color="#3b7dd8", label="validation mIoU")
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation mIoU")
+    ax.set_ylim(0, 1)
+    if loss:
+        twin = ax.twinx()
+        twin.plot(*zip(*loss, strict=True), "s--", color="#d8663b", label="training loss")
+        twin.set_ylabel("training loss")
+    ax.set_title(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -86,6 +86,7 @@ def train_stage(
                 }
             )
             run.artifact(out_dir / "history.json", "train")
+            run.artifact(out_dir / "curve.png", "train")
             # the manifest of the data trained on: `reproduce` names files that changed since
             run.artifact(Path(params.data.root) / "manifest.csv", "data")
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
@@ -194,7 +195,20 @@ def evaluate_stage(
         results["run_id"] = run.run_id
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    (out_dir / "summary.json").write_text(json.dumps(metrics_summary(results), indent=2) + "\n")
     return results
+
+
+def metrics_summary(results: dict) -> dict:
+    """``{"1shot": {"model": mIoU, "baseline": mIoU}, …}``: the few numbers ``dvc metrics
+    show`` and ``dvc exp show`` should put side by side within 100 columns (metrics.json
+    keeps everything)."""
+    summary: dict = {}
+    for name, key in (("lerenet", "model"), ("baseline", "baseline")):
+        for shot, m in (results.get(name) or {}).items():
+            if isinstance(m, dict) and "miou" in m:
+                summary.setdefault(shot, {})[key] = round(m["miou"], 4)
+    return summary
 
 
 def promote_stage(params: Params, *, run_id: str | None = None, to: str = "staging") -> dict:

@@ -42,7 +42,7 @@ from lerenet.evaluate import backbone_norm, episode_dataset, predict_episodes
 from lerenet.inference import autocast_dtype
 from lerenet.losses import SegmentationLoss
 from lerenet.metrics import score
-from lerenet.plots import overlay_grid, overlay_row
+from lerenet.plots import overlay_grid, overlay_row, training_curve
 from lerenet.train_batches import (
     check_feature_cache,
     episode_sampler,
@@ -359,6 +359,7 @@ def train(
         )
         best_step = step
     (out_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+    training_curve(history, out_dir / "curve.png", f"training, fold {tcfg.fold}")
     return TrainResult(
         out_dir,
         best_path,
