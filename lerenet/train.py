@@ -95,6 +95,14 @@ def weight_average(model: nn.Module, decay: float | None) -> AveragedModel | Non
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
+def eta_text(elapsed: float, done: int, left: int) -> str:
+    """``, 2 min 10 s left`` from the pace so far (empty before the first step)."""
+    if done <= 0:
+        return ""
+    seconds = round(elapsed / done * left)
+    return f", {seconds // 60} min {seconds % 60:02d} s left" if left else ", done"
+
+
 def poly_factor(power: float, steps: int):
     return lambda step: max(0.0, 1.0 - step / steps) ** power
 
@@ -287,13 +295,14 @@ def train(
             flat_rounds += 1
         # progress for drivers without a terminal (Prefect workers, CI logs): one line a round
         log.info(
-            "step %d/%d: loss %s, validation mIoU %s (best %s at step %s)",
+            "step %d/%d: loss %s, validation mIoU %s (best %s at step %s)%s",
             step,
             tcfg.steps,
             "-" if loss is None else f"{loss:.3f}",
             "-" if val is None else f"{val:.3f}",
             "-" if best is None else f"{best:.3f}",
             best_step,
+            eta_text(time.perf_counter() - started, step - start, end - step),
         )
 
     model.train()

@@ -125,7 +125,7 @@ def test_dvc_repro_and_prefect_flow_agree(
         )
     promotion = next(a for a in artifacts if a.key == "promotion")
     assert "@staging" in promotion.data and "prototype baseline" in promotion.data
-    assert any("validation mIoU" in log.message for log in logs)
+    assert any("validation mIoU" in log.message and " left" in log.message for log in logs)
 
     # unchanged data and params: ingest/validate/split come from the cache
     state = retrain(params_path="params.yaml", source=str(synthetic_source), return_state=True)
