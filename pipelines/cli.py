@@ -126,20 +126,19 @@ def onboard_class(
 
 
 def _print_outcome(result: dict) -> None:
-    for name in ("lerenet", "baseline"):
-        for shot, m in sorted((result["evaluate"].get(name) or {}).items()):
-            if isinstance(m, dict) and "miou" in m:
-                console.print(
-                    f"{name:9s} {shot}: mIoU {m['miou']:.3f} "
-                    f"[{m['miou_low']:.3f}, {m['miou_high']:.3f}]  FB-IoU "
-                    f"{m['fbiou']:.3f}"
-                )
-    gate = result["gate"]
-    console.print(
-        f"gate: {'PASSED' if gate['passed'] else 'FAILED'} — " + "; ".join(gate["reasons"])
-    )
-    promo = result["promote"]
-    console.print(f"[bold]{promo['name']} v{promo['version']} → @{promo['alias']}[/bold]")
+    """Per-class IoU of the model next to the baseline's, then the verdict in words."""
+    from rich.table import Table
+
+    from lerenet.outcome import class_table, verdict
+
+    rows = class_table(result["evaluate"])
+    table = Table(title="test classes (IoU)")
+    for column in rows[0] if rows else []:
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for row in rows:
+        table.add_row(*row.values())
+    console.print(table)
+    console.print(verdict(result["evaluate"], result["gate"], result["promote"]))
 
 
 if __name__ == "__main__":  # pragma: no cover

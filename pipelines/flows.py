@@ -20,6 +20,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from lerenet.onboard import OnboardReport, advice, report_table
+from lerenet.outcome import class_table, verdict
 from pipelines.tasks import (
     evaluate_task,
     gate_task,
@@ -156,14 +157,10 @@ def retrain(
     if rows:
         create_table_artifact(rows, key="test-metrics", description="novel-class test episodes")
     promo = result["promote"]
-    create_markdown_artifact(
-        f"**{promo['name']} v{promo['version']}** is now `@{promo['alias']}`"
-        + ("" if promo.get("registered", True) else " (same weights: not registered again)")
-        + ". Gate "
-        f"{'passed' if result['gate']['passed'] else 'failed'}: "
-        + "; ".join(result["gate"]["reasons"]),
-        key="promotion",
+    create_table_artifact(
+        class_table(result["evaluate"]), key="class-iou", description="model vs baseline"
     )
+    create_markdown_artifact(verdict(result["evaluate"], result["gate"], promo), key="promotion")
     logger.info("%s v%s → @%s", promo["name"], promo["version"], promo["alias"])
     return result
 
