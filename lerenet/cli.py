@@ -292,6 +292,7 @@ app.command("reproduce")(cli_models.reproduce_cmd)
 stack_app.command("up")(cli_stack.stack_up)
 stack_app.command("down")(cli_stack.stack_down)
 stack_app.command("status")(cli_stack.stack_status)
+stack_app.command("deploy")(cli_stack.stack_deploy)
 
 
 def main() -> None:  # pragma: no cover - console-script shim

@@ -93,3 +93,33 @@ def stack_status(state_dir: StackDir = Path(".stack")) -> None:
     if not all(states.values()):
         err_console.print(f"restart with: lerenet stack down --dir {state_dir} && lerenet stack up")
     raise typer.Exit(0 if all(states.values()) else 1)
+
+
+def stack_deploy(
+    state_dir: StackDir = Path(".stack"),
+    repository: Annotated[
+        str | None,
+        typer.Option(help="git URL workers clone (default: this clone, file://…)"),
+    ] = None,
+    branch: Annotated[
+        str | None, typer.Option(help="branch workers clone (default: the current one)")
+    ] = None,
+    gpu_image: Annotated[
+        str | None,
+        typer.Option(envvar="LERENET_GPU_IMAGE", help="image of the GPU training jobs"),
+    ] = None,
+) -> None:
+    """Deploy prefect.yaml on the running stack: onboarding and the nightly retrain, and GPU
+    training when the 'lerenet-gpu' work pool exists (else the nightly retrain trains on the
+    process worker, and this says how to add the pool). Placeholders are filled: workers clone
+    --repository at --branch (default: this clone and its current branch; commit first)."""
+    from lerenet.stack.deploy import deploy
+
+    with user_errors(RuntimeError, FileNotFoundError, OSError, code=1):
+        result = deploy(state_dir, repository=repository, branch=branch, gpu_image=gpu_image)
+    console.print(
+        f"deployed: {', '.join(result.deployed)} (workers clone {result.repository} "
+        f"at {result.branch})"
+    )
+    for name, why in result.skipped.items():
+        err_console.print(f"[yellow]not deployed[/yellow] {name}: {why}")

@@ -135,19 +135,29 @@ def test_stack_runs_retrain_deployment(
         # the flow's task results were persisted to the results bucket by the worker
         assert s3.list_objects_v2(Bucket="lerenet-results", Prefix="prefect/")["KeyCount"] > 0
 
-        # prefect.yaml as users deploy it: the GPU pool from the repo's Kubernetes template
+        # prefect.yaml as users deploy it (`lerenet stack deploy`): first with no GPU pool ...
         prefect_cli = str(Path(sys.executable).parent / "prefect")
-        deploy_env = {
-            "LERENET_GIT_REPOSITORY": "https://git.example/lerenet.git",
-            "LERENET_GIT_BRANCH": "main",
-            "LERENET_GPU_IMAGE": "registry.example/lerenet-gpu:abc1234",
-        }
+        lerenet_cli = str(Path(sys.executable).parent / "lerenet")
+        stack_dir = str(tmp_path / ".stack")
+        run_ok(["git", "add", "-A"], project)
+        run_ok(["git", "commit", "-qm", "the code workers clone"], project)
+        first = run_ok([lerenet_cli, "stack", "deploy", "--dir", stack_dir], project)
+        first = " ".join(first.split())
+        assert "not deployed lerenet-train-gpu: no work pool 'lerenet-gpu'" in first, first
+        with get_client(sync_client=True) as client:
+            nightly = client.read_deployment_by_name("retrain/lerenet-nightly-retrain")
+            assert nightly.parameters["train_deployment"] is None  # trains on the process worker
+            onboard = client.read_deployment_by_name("onboard-class/lerenet-onboard-class")
+            steps = json.dumps(onboard.pull_steps)
+            assert project.as_uri() in steps and "{{ $" not in steps  # no variable left open
+        # ... then with the GPU pool from the repo's Kubernetes template
+        image = "registry.example/lerenet-gpu:abc1234"
         run_ok(
             [prefect_cli, "work-pool", "create", "lerenet-gpu", "--type", "kubernetes",
              "--base-job-template", "infra/k8s/gpu-base-job-template.json"],
             project,
         )  # fmt: skip
-        run_ok([prefect_cli, "--no-prompt", "deploy", "--all"], project, deploy_env)
+        run_ok([lerenet_cli, "stack", "deploy", "--dir", stack_dir, "--gpu-image", image], project)
         with get_client(sync_client=True) as client:
             nightly = client.read_deployment_by_name("retrain/lerenet-nightly-retrain")
             assert nightly.schedules[0].schedule.cron == "0 2 * * *"
@@ -155,9 +165,9 @@ def test_stack_runs_retrain_deployment(
             assert nightly.work_pool_name == WORK_POOL
             gpu = client.read_deployment_by_name("train-gpu/lerenet-train-gpu")
             assert gpu.work_pool_name == "lerenet-gpu"
-            assert gpu.job_variables["image"] == deploy_env["LERENET_GPU_IMAGE"]
+            assert gpu.job_variables["image"] == image
             clone = gpu.pull_steps[0]["prefect.deployments.steps.git_clone"]
-            assert clone["repository"] == deploy_env["LERENET_GIT_REPOSITORY"]
+            assert clone["repository"] == project.as_uri()
             pool = client.read_work_pool("lerenet-gpu")
             container = pool.base_job_template["job_configuration"]["job_manifest"]["spec"][
                 "template"

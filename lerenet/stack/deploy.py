@@ -1,0 +1,115 @@
+"""``lerenet stack deploy``: prefect.yaml's deployments on the running stack, nothing left open.
+
+``prefect deploy --all`` alone stopped halfway on a fresh stack (exit 1: no ``lerenet-gpu``
+pool) and registered ``{{ $LERENET_GIT_REPOSITORY }}`` unresolved. Here the placeholders get
+values first (the local clone and its branch by default, so the stack's process worker runs
+the committed code of this repository), the pools are looked up through the Prefect API, and a
+missing GPU pool is a sentence: the nightly retrain then trains on the process worker, and the
+GPU training deployment waits until the pool exists. prefect.yaml stays the one declaration of
+the deployments; this module only chooses which of them to deploy and fills the variables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lerenet.stack.local import WORK_POOL, read_env
+
+GPU_POOL = "lerenet-gpu"
+NIGHTLY, ONBOARD = "lerenet-nightly-retrain", "lerenet-onboard-class"
+TRAIN_GPU = "lerenet-train-gpu"
+
+
+@dataclass
+class DeployResult:
+    deployed: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # deployment → why
+    repository: str = ""
+    branch: str = ""
+
+
+def git_location(repo: Path) -> tuple[str, str]:
+    """``(file://<clone>, <branch>)`` of the local clone; it must have a commit to deploy."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(
+                f"{repo}: not a git clone with a commit ({done.stderr.strip()}); deployments "
+                "run committed code: commit first, or pass --repository and --branch"
+            )
+        return done.stdout.strip()
+
+    branch = git("branch", "--show-current")
+    if not branch:
+        raise RuntimeError(f"{repo}: detached HEAD; pass --branch (the branch workers clone)")
+    return Path(git("rev-parse", "--show-toplevel")).as_uri(), branch
+
+
+def pool_exists(api_url: str, name: str) -> bool:
+    """Whether the Prefect server has work pool ``name`` (REST: the library imports no Prefect)."""
+    try:
+        with urllib.request.urlopen(f"{api_url}/work_pools/{name}", timeout=10) as response:
+            return response.status == 200
+    except urllib.error.HTTPError as err:
+        if err.code == 404:
+            return False
+        raise
+
+
+def _prefect_deploy(name: str, env: dict[str, str], repo: Path, params: dict | None) -> None:
+    cmd = [str(Path(sys.executable).parent / "prefect"), "--no-prompt", "deploy", "-n", name]
+    for key, value in (params or {}).items():
+        cmd += ["--param", f"{key}={json.dumps(value)}"]
+    done = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
+    if done.returncode:
+        tail = " ".join((done.stdout + done.stderr).split()[-60:])
+        raise RuntimeError(f"prefect deploy -n {name} failed: {tail}")
+
+
+def deploy(
+    state_dir: Path,
+    *,
+    repo: Path = Path("."),
+    repository: str | None = None,
+    branch: str | None = None,
+    gpu_image: str | None = None,
+) -> DeployResult:
+    """Deploy the onboarding and nightly deployments, and GPU training when its pool exists."""
+    stack_env = read_env(state_dir)
+    api_url = stack_env.get("PREFECT_API_URL")
+    if not api_url:
+        raise RuntimeError(f"{state_dir}: no Prefect in this stack; `lerenet stack up` first")
+    if not pool_exists(api_url, WORK_POOL):
+        raise RuntimeError(f"work pool {WORK_POOL!r} not found at {api_url}; `lerenet stack up`")
+    if repository is None or branch is None:
+        local, current = git_location(repo)
+        repository, branch = repository or local, branch or current
+    gpu = pool_exists(api_url, GPU_POOL)
+    env = os.environ | stack_env
+    env |= {
+        "LERENET_GIT_REPOSITORY": repository,
+        "LERENET_GIT_BRANCH": branch,
+        "LERENET_GPU_IMAGE": gpu_image or env.get("LERENET_GPU_IMAGE", "lerenet-gpu:latest"),
+    }
+    result = DeployResult(repository=repository, branch=branch)
+    plan: list[tuple[str, dict | None]] = [(ONBOARD, None)]
+    if gpu:
+        plan += [(TRAIN_GPU, None), (NIGHTLY, None)]
+    else:
+        plan.append((NIGHTLY, {"train_deployment": None}))  # train on the process worker
+        result.skipped[TRAIN_GPU] = (
+            f"no work pool {GPU_POOL!r}: the nightly retrain trains on the {WORK_POOL!r} "
+            "worker; create the GPU pool (infra/README.md) and run `lerenet stack deploy` again"
+        )
+    for name, params in plan:
+        _prefect_deploy(name, env, repo, params)
+        result.deployed.append(name)
+    return result
