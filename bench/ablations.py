@@ -64,6 +64,17 @@ VARIANTS: list[tuple[str, str, str]] = [
         "default, lr 0.0005 and defect weight 3",
         "--set train.lr=0.0005 train.foreground_weight=3",
     ),
+    (
+        "q_ema",
+        "default, EMA of the weights (decay 0.99) validated and kept",
+        "--set train.ema_decay=0.99",
+    ),
+    ("q_dice", "default, loss + soft Dice (weight 1)", "--set train.dice_weight=1"),
+    (
+        "q_dice_ema",
+        "default, loss + soft Dice, EMA of the weights",
+        "--set train.dice_weight=1 train.ema_decay=0.99",
+    ),
     ("q_no_synthetic", "default without synthetic classes", "--set train.synthetic_classes=0"),
     ("q_no_residual", "default without the residual start", "--set model.residual=false"),
     ("q_s4_only", "default, matching on stride 4 only", "--set model.prior_stages=[s4]"),

@@ -43,6 +43,27 @@ app.add_typer(stack_app, name="stack")
 apply_offline_env()
 
 
+@app.callback()
+def _progress_logs(
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="no progress lines (validation, evaluation)")
+    ] = False,
+) -> None:
+    """Progress lines of long steps (validation rounds with ETA, evaluation per shot) go to
+    stderr, next to the progress bars; the library only logs them."""
+    if quiet:
+        return
+    import logging
+
+    from rich.logging import RichHandler
+
+    library = logging.getLogger("lerenet")
+    if not any(isinstance(h, RichHandler) for h in library.handlers):
+        handler = RichHandler(console=err_console, show_path=False, show_level=False)
+        library.addHandler(handler)
+    library.setLevel(logging.INFO)
+
+
 @config_app.command("show")
 def config_show(params: ParamsOpt = Path("params.yaml")) -> None:
     """Print the resolved configuration (all defaults filled in) and its sha256."""

@@ -8,6 +8,8 @@ and labels are compared at the configured input size (``data.image_size``).
 from __future__ import annotations
 
 import json
+import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from lerenet.data.splits import episode_file, read_episodes, read_folds
 from lerenet.inference import inference_context
 from lerenet.metrics import SegmentationScores, episode_stats, score
 from lerenet.plots import class_bar_chart, overlay_grid, overlay_row
+
+log = logging.getLogger(__name__)
 
 
 def backbone_norm(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -149,6 +153,8 @@ def evaluate_model(
     metrics: dict = {"fold": fold, "part": part, "model": label}
     for k in shots or params.eval.shots:
         dataset = episode_dataset(params, model, part, k, fold)
+        started = time.perf_counter()
+        log.info("%s: %d-shot %s episodes (%d)…", label, k, part, len(dataset))
         preds = predict_episodes(model, dataset, device, batch_size=4)
         scores = score(
             preds.stats,
@@ -158,6 +164,15 @@ def evaluate_model(
             seed=params.eval.seed,
         )
         metrics[f"{k}shot"] = scores_to_metrics(scores)
+        log.info(
+            "%s: %d-shot mIoU %.3f [%.3f, %.3f] (%.0f s)",
+            label,
+            k,
+            scores.miou.value,
+            scores.miou.low,
+            scores.miou.high,
+            time.perf_counter() - started,
+        )
         save_evidence(out_dir, k, preds.stats, preds.classes)  # the paired gate reads it
         chart = class_bar_chart(
             {c: (i.value, i.low, i.high) for c, i in scores.per_class.items()},

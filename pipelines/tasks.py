@@ -238,7 +238,8 @@ def evaluate_task(
 ) -> dict:
     from lerenet.stages import evaluate_stage
 
-    return evaluate_stage(params_of(params_path, overrides), model_uri=model_uri)
+    with library_logs():
+        return evaluate_stage(params_of(params_path, overrides), model_uri=model_uri)
 
 
 @task(name="gate", retries=0)

@@ -42,6 +42,10 @@ def test_dvc_repro_and_prefect_flow_agree(
     out = run_ok([*DVC, "repro"], dvc_root)
     for stage in ("validate", "split", "train", "evaluate", "gate"):
         assert f"Running stage '{stage}'" in out
+    # long steps tell the user where they are: validation rounds with an ETA, evaluation per shot
+    flat = " ".join(out.split())
+    assert "validation mIoU" in flat and " left" in flat, out
+    assert "LERENet: 5-shot test episodes" in flat and "5-shot mIoU" in flat, out
     shown = run_ok([*DVC, "metrics", "show"], dvc_root)
     assert "1shot.model" in shown and "5shot.baseline" in shown
     assert max(len(line) for line in shown.splitlines()) <= 100, shown  # a terminal's width
