@@ -66,9 +66,7 @@ def parse_args() -> argparse.Namespace:
 
 def resolved_params(args: argparse.Namespace, data: Path, splits: Path, fold: int, out: Path):
     """The params file with the benchmark's data, split, budget and ``--set`` overrides."""
-    import yaml
-
-    from lerenet.config import load_params
+    from lerenet.config import load_params, parse_overrides
 
     overrides = {
         "data.root": str(data),
@@ -86,9 +84,7 @@ def resolved_params(args: argparse.Namespace, data: Path, splits: Path, fold: in
         "train.baseline": False,
         "train.patience": None,
     }
-    for item in args.overrides:
-        key, _, value = item.partition("=")
-        overrides[key] = yaml.safe_load(value)
+    overrides |= parse_overrides(args.overrides)
     return load_params(args.params, overrides)
 
 

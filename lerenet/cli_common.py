@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from lerenet.config import ConfigError, load_params
+from lerenet.config import ConfigError, load_params, parse_overrides
 
 console = Console()
 err_console = Console(stderr=True)
@@ -47,13 +47,5 @@ def _override_opt():
 
 
 def _params_with(path: Path, overrides: list[str] | None):
-    import yaml
-
-    pairs = {}
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            fail(f"--set {item!r} is not section.key=value")
-        pairs[key] = yaml.safe_load(value)
     with user_errors(ConfigError):
-        return load_params(path, overrides=pairs)
+        return load_params(path, overrides=parse_overrides(overrides))

@@ -286,6 +286,20 @@ class ConfigError(ValueError):
     """A params file that cannot be used; the message names the file and the fields."""
 
 
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["train.lr=0.001", "model.prior_stages=[s4]"]`` → ``{"train.lr": 0.001, …}``: the one
+    parser of ``--set`` for the CLI, the pipeline CLI and the benchmarks (values read as YAML)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r} is not section.key=value")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
 def _format_errors(path: Path, err: ValidationError) -> str:
     lines = [f"{path}: invalid configuration"]
     for item in err.errors():

@@ -7,7 +7,6 @@ sha256, the backbone weights sha256 and the package lock hash (``constraints.txt
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from lerenet.config import Params, params_sha256
+from lerenet.storage import file_sha256
 
 LINEAGE_KEYS = (
     "lerenet.git_commit",
@@ -24,10 +24,6 @@ LINEAGE_KEYS = (
     "lerenet.weights_sha256",
     "lerenet.lock_sha256",
 )
-
-
-def _sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""
 
 
 def git_commit(repo: Path = Path(".")) -> tuple[str, bool]:
@@ -57,7 +53,7 @@ def data_version(data_root: Path, dvc_file: Path | None = None) -> str:
         outs = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs", [])
         if outs and outs[0].get("md5"):
             return f"dvc:{outs[0]['md5']}"
-    return f"manifest:{_sha256_file(Path(data_root) / 'manifest.csv')}"
+    return f"manifest:{file_sha256(Path(data_root) / 'manifest.csv', missing='')}"
 
 
 def split_sha256(split_dir: Path) -> str:
@@ -74,6 +70,6 @@ def lineage_tags(params: Params, *, weights_sha256: str = "", repo: Path = Path(
         "lerenet.split_sha256": split_sha256(Path(params.split.out_dir)),
         "lerenet.params_sha256": params_sha256(params),
         "lerenet.weights_sha256": weights_sha256,
-        "lerenet.lock_sha256": _sha256_file(repo / "constraints.txt"),
+        "lerenet.lock_sha256": file_sha256(repo / "constraints.txt", missing=""),
         "lerenet.fold": str(params.train.fold),
     }

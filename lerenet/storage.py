@@ -97,8 +97,11 @@ def _named_error(err: Exception, uri: str, endpoint_url: str | None) -> Exceptio
     return OSError(f"{uri}: download from {endpoint} failed: {err}")
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """Streaming sha256 of a file (weights can be hundreds of MB)."""
+def file_sha256(path: Path, chunk: int = 1 << 20, *, missing: str | None = None) -> str:
+    """Streaming sha256 of a file (weights can be hundreds of MB); ``missing`` is returned for
+    a file that does not exist when given (cache keys, lineage), else that raises."""
+    if missing is not None and not Path(path).exists():
+        return missing
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(chunk):

@@ -61,15 +61,12 @@ def _start_prefect_while_importing() -> None:
 
 
 def _overrides(items: list[str] | None) -> dict:
-    import yaml
+    from lerenet.config import ConfigError, parse_overrides
 
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"{item!r} is not section.key=value")
-        out[key] = yaml.safe_load(value)
-    return out
+    try:
+        return parse_overrides(items)
+    except ConfigError as err:
+        raise typer.BadParameter(str(err)) from None
 
 
 @app.command()

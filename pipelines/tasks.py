@@ -20,6 +20,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from lerenet.config import Params, load_params
+from lerenet.storage import file_sha256
 
 
 def retry_worthwhile(task: Any, task_run: Any, state: Any) -> bool:
@@ -83,7 +84,7 @@ def _sha(*parts: Any) -> str:
 
 
 def _file_sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "absent"
+    return file_sha256(path, missing="absent")
 
 
 def _source_fingerprint(source: str) -> str:
