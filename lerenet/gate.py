@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from lerenet.config import GateConfig
-from lerenet.metrics import score
+from lerenet.metrics import score, stratified_resamples
 
 
 @dataclass
@@ -63,11 +63,8 @@ def paired_delta(
     names = sorted(set(challenger.classes))
     idx = np.array([names.index(c) for c in challenger.classes])
     delta = _miou(challenger.stats, idx, len(names)) - _miou(champion.stats, idx, len(names))
-    rng = np.random.default_rng(seed)
-    groups = [np.flatnonzero(idx == i) for i in range(len(names))]
     samples = []
-    for _ in range(bootstrap):
-        pick = np.concatenate([rng.choice(g, len(g), replace=True) for g in groups])
+    for pick in stratified_resamples(idx, bootstrap, seed):
         samples.append(
             _miou(challenger.stats[pick], idx[pick], len(names))
             - _miou(champion.stats[pick], idx[pick], len(names))

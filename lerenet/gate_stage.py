@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lerenet.config import Params
 from lerenet.lineage import split_sha256
-from lerenet.stages import read_train_summary
+from lerenet.stages import read_train_summary, run_of
 
 
 def _evidence(model, params: Params) -> dict:
@@ -136,11 +136,7 @@ def gate_stage(
     path = write_decision(decision, Path(out_dir) / "decision.json")
     # dvc metrics/exp show read this one: the verdict, not decision.json's nested numbers
     (Path(out_dir) / "summary.json").write_text(json.dumps({"passed": decision.passed}) + "\n")
-    run_id = (
-        summary.get("run_id")
-        if challenger == summary.get("model_uri")
-        else (challenger.split("/")[1] if challenger.startswith("runs:/") else None)
-    )
+    run_id = summary.get("run_id") if challenger == summary.get("model_uri") else run_of(challenger)
     if track and run_id:
         from lerenet.tracking import start_run
 

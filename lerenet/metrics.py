@@ -56,6 +56,16 @@ class SegmentationScores:
     episodes: int
 
 
+def stratified_resamples(class_idx: np.ndarray, count: int, seed: int):
+    """``count`` bootstrap resamples of episode indices, each class resampled within itself
+    (so every resample keeps the per-class episode counts the mIoU averages over). The one
+    resampling scheme of the scores' intervals and of the gate's paired deltas."""
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(class_idx == i) for i in np.unique(class_idx)]
+    for _ in range(count):
+        yield np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
+
+
 def score(
     stats: np.ndarray,
     classes: list[str],
@@ -71,11 +81,8 @@ def score(
     per_class, fb = _ious(stats, class_idx, len(classes))
     miou = float(per_class.mean())
 
-    rng = np.random.default_rng(seed)
-    groups = [np.flatnonzero(class_idx == i) for i in range(len(classes))]
     boot_m, boot_fb, boot_pc = [], [], []
-    for _ in range(bootstrap):
-        picks = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups if len(g)])
+    for picks in stratified_resamples(class_idx, bootstrap, seed):
         pc, f = _ious(stats[picks], class_idx[picks], len(classes))
         boot_m.append(pc.mean())
         boot_fb.append(f)

@@ -162,8 +162,7 @@ def evaluate_stage(
     if model_uri != summary.get("model_uri"):
         summary = {}  # another model than the last trained one: no baseline, no run to join
     run_id = summary.get("run_id")
-    if model_uri.startswith("runs:/"):
-        run_id = model_uri.split("/")[1]
+    run_id = run_of(model_uri) or run_id
     model, _ = load_torch_model(local_copy(model_uri, summary))
     results: dict = {
         "model_uri": model_uri,
@@ -243,6 +242,11 @@ def promote_stage(params: Params, *, run_id: str | None = None, to: str = "stagi
         prod = promote_to_production(name, promo.version)
         result.update({"alias": "production", "previous_production": prod.previous})
     return result
+
+
+def run_of(model_uri: str) -> str | None:
+    """The run id of a ``runs:/<id>/<path>`` URI, else None."""
+    return model_uri.split("/")[1] if model_uri.startswith("runs:/") else None
 
 
 def version_run_id(uri: str) -> tuple[str | None, str | None, str | None]:
