@@ -168,6 +168,13 @@ def register(
     twin = same_weights(client, name, tags.get("lerenet.state_sha256"))
     if twin is not None:  # a retrain that reproduced a registered model: no second entry
         log.info("%s v%s already holds these weights; not registering them again", name, twin)
+        # the same run judged again (a later gate run): its version carries the latest
+        # verdict, so `promote --to production` reads what the gate said last. Another run
+        # that reproduced the weights leaves the version's own record alone.
+        if client.get_model_version(name, twin).run_id == run_id:
+            for key in (GATE_TAG, "lerenet.gate_reasons", "lerenet.gate_champion"):
+                if key in tags:
+                    client.set_model_version_tag(name, twin, key, tags[key])
         with alias_lock(client, name):
             previous = alias_version(client, name, alias)
             client.set_registered_model_alias(name, alias, twin)

@@ -54,14 +54,18 @@ def test_gate_promote_rollback_cycle(tracked_project: Path, s3_server) -> None:
     keys = s3_server.client().list_objects_v2(Bucket="lerenet-artifacts", Prefix="mlflow/")
     assert keys.get("KeyCount", 0) > 0
 
-    # a second model, judged against production: identical quality cannot be *superior*
-    second = _train()
+    # a second model (another seed: other weights), judged against production by a gate it
+    # cannot pass (an impossible floor: the tiny models' quality is noise either way)
+    Path("seed7.yaml").write_text(
+        Path("params.yaml").read_text().replace("train:\n", "train:\n  seed: 7\n")
+    )
+    second = _train("seed7.yaml")
     Path("strict.yaml").write_text(
-        Path("params.yaml").read_text().replace("gate:\n", "gate:\n  require_superiority: true\n")
+        Path("seed7.yaml").read_text().replace("min_miou: 0.0", "min_miou: 1.0")
     )
     strict = runner.invoke(app, ["gate", "--params", "strict.yaml"])
     assert strict.exit_code == 1, strict.output
-    assert "champion" in strict.output
+    assert "below the floor" in " ".join(strict.output.split())
     assert _client().get_run(second["run_id"]).data.tags["lerenet.gate"] == "failed"
     # a failed gate may reach staging but never production
     assert runner.invoke(app, ["promote"]).exit_code == 0
@@ -69,15 +73,22 @@ def test_gate_promote_rollback_cycle(tracked_project: Path, s3_server) -> None:
     assert refused.exit_code == 1 and "did not pass its gate" in refused.output
     assert _aliases() == {"staging": "2", "production": "1"}
 
-    # non-inferiority passes; production moves; rollback returns to v1 with the reason kept
-    assert runner.invoke(app, ["gate"]).exit_code == 0
-    assert runner.invoke(app, ["promote"]).exit_code == 0  # v3 carries the passed gate
+    # a lenient gate passes it; promoting the same weights again registers no v3, v2 now
+    # carries the passed gate; production moves; rollback returns to v1 with the reason kept
+    Path("lenient.yaml").write_text(
+        Path("seed7.yaml").read_text().replace("gate:\n", "gate:\n  margin: 1.0\n")
+    )
+    assert runner.invoke(app, ["gate", "--params", "lenient.yaml"]).exit_code == 0
+    again = runner.invoke(app, ["promote", "--params", "seed7.yaml"])
+    assert again.exit_code == 0 and "not registered again" in " ".join(again.output.split())
+    assert _client().get_model_version("lerenet", "2").tags["lerenet.gate"] == "passed"
     assert runner.invoke(app, ["promote", "--to", "production"]).exit_code == 0
-    assert _aliases()["production"] == "3"
+    assert _aliases()["production"] == "2"
+    assert len(_client().search_model_versions("name='lerenet'")) == 2
     back = runner.invoke(app, ["rollback", "--reason", "false rejects on line 4"])
     assert back.exit_code == 0, back.output
     assert _aliases()["production"] == "1"
-    tag = json.loads(_client().get_model_version("lerenet", "3").tags["lerenet.rolled_back"])
+    tag = json.loads(_client().get_model_version("lerenet", "2").tags["lerenet.rolled_back"])
     assert tag["reason"] == "false rejects on line 4" and tag["to"] == "1"
 
 
@@ -95,7 +106,10 @@ def test_failure_mid_promotion_leaves_aliases(
     def broken(uri: str) -> None:
         raise OSError("artifact store unreachable")
 
-    _train()
+    Path("seed7.yaml").write_text(
+        Path("params.yaml").read_text().replace("train:\n", "train:\n  seed: 7\n")
+    )
+    _train("seed7.yaml")  # other weights: a new version to register (and fail to verify)
     monkeypatch.setattr(registry, "verify_loadable", broken)
     with pytest.raises(registry.PromotionError, match="unchanged"):
         promote_stage(params)
