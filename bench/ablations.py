@@ -57,7 +57,11 @@ VARIANTS: list[tuple[str, str, str]] = [
     ),
     ("q_size160", "… image size 160 (paper: 200)", f"--size 160 --set {FAITHFUL}"),
     ("q_default", "project default (params.yaml)", ""),
-    ("q_start", "default, head not trained (its residual start)", "--set train.head_lr_mult=0"),
+    (
+        "q_start",
+        "default, head not trained (its training-free residual start)",
+        "--steps 1 --set train.head_lr_mult=0",
+    ),
     ("q_fg3", "default, defect weight 3", "--set train.foreground_weight=3"),
     (
         "q_lowlr_fg3",
