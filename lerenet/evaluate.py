@@ -133,6 +133,26 @@ def load_evidence(out_dir: Path, shots: int) -> tuple[np.ndarray, list[str]] | N
         return data["stats"], [str(c) for c in data["classes"]]
 
 
+def predict_and_score(
+    model: nn.Module,
+    dataset: EpisodeDataset,
+    params: Params,
+    classes: list[str],
+    device: torch.device | None = None,
+) -> tuple[Predictions, SegmentationScores]:
+    """Predict every episode and score it over ``classes`` with the eval section's bootstrap."""
+    device = device or next(model.parameters()).device
+    preds = predict_episodes(model, dataset, device, batch_size=4)
+    scores = score(
+        preds.stats,
+        classes,
+        preds.classes,
+        bootstrap=params.eval.bootstrap,
+        seed=params.eval.seed,
+    )
+    return preds, scores
+
+
 def evaluate_model(
     model: nn.Module,
     params: Params,
@@ -155,14 +175,8 @@ def evaluate_model(
         dataset = episode_dataset(params, model, part, k, fold)
         started = time.perf_counter()
         log.info("%s: %d-shot %s episodes (%d)…", label, k, part, len(dataset))
-        preds = predict_episodes(model, dataset, device, batch_size=4)
-        scores = score(
-            preds.stats,
-            sorted(set(dataset.class_index)),
-            preds.classes,
-            bootstrap=params.eval.bootstrap,
-            seed=params.eval.seed,
-        )
+        classes = sorted(dataset.class_index)
+        preds, scores = predict_and_score(model, dataset, params, classes, device)
         metrics[f"{k}shot"] = scores_to_metrics(scores)
         log.info(
             "%s: %d-shot mIoU %.3f [%.3f, %.3f] (%.0f s)",

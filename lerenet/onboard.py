@@ -65,10 +65,8 @@ def production_uri(params: Params) -> str | None:
 
 def _class_scores(model, params: Params, label: str, classes: list[str]) -> list[ClassScore]:
     """Per-class IoU over the new classes' test episodes of the configured fold."""
-    from lerenet.evaluate import episode_dataset, predict_episodes
-    from lerenet.metrics import score
+    from lerenet.evaluate import episode_dataset, predict_and_score
 
-    device = next(model.parameters()).device
     out: list[ClassScore] = []
     for shots in params.eval.shots:
         dataset = episode_dataset(params, model, "test", shots, params.train.fold)
@@ -78,14 +76,8 @@ def _class_scores(model, params: Params, label: str, classes: list[str]) -> list
                 f"no {shots}-shot test episodes of {', '.join(classes)}: split with "
                 "split.novel_classes set to the new classes (the onboard-class flow does)"
             )
-        preds = predict_episodes(model, dataset, device, batch_size=4)
-        scores = score(
-            preds.stats,
-            sorted(set(preds.classes)),
-            preds.classes,
-            bootstrap=params.eval.bootstrap,
-            seed=params.eval.seed,
-        )
+        present = sorted({e.cls for e in dataset.episodes})
+        preds, scores = predict_and_score(model, dataset, params, present)
         for cls, interval in sorted(scores.per_class.items()):
             count = sum(1 for c in preds.classes if c == cls)
             out.append(

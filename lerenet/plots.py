@@ -48,11 +48,7 @@ def class_bar_chart(
     per_class: dict[str, tuple[float, float, float]], path: Path, title: str
 ) -> Path:
     """Horizontal bars of per-class IoU with their confidence intervals."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     names = list(per_class)
     values = np.array([per_class[n][0] for n in names])
     err = np.array(
@@ -66,6 +62,20 @@ def class_bar_chart(
     ax.set_xlim(0, 1)
     ax.set_xlabel("IoU (95% bootstrap CI)")
     ax.set_title(title)
+    return _save(plt, fig, path)
+
+
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display on workers or in CI)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(plt, fig, path: Path) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -79,11 +89,7 @@ def training_curve(history: list[dict], path: Path, title: str = "training") -> 
     A picture rather than a vega-lite spec: ``dvc plots show`` embeds images as they are,
     while vega plots need three scripts from a CDN, which an offline laptop cannot load.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     val = [(h["step"], h["val_miou"]) for h in history if h.get("val_miou") is not None]
     loss = [(h["step"], h["loss"]) for h in history if h.get("loss") is not None]
     fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -97,8 +103,4 @@ def training_curve(history: list[dict], path: Path, title: str = "training") -> 
         twin.plot(*zip(*loss, strict=True), "s--", color="#d8663b", label="training loss")
         twin.set_ylabel("training loss")
     ax.set_title(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)

@@ -64,6 +64,14 @@ def alias_lock(client: Any, name: str) -> Iterator[None]:
         yield
 
 
+def move_alias(client: Any, name: str, alias: str, version: str) -> tuple[str | None, str | None]:
+    """Point ``alias`` at ``version`` under the alias lock; (before, after) as read back."""
+    with alias_lock(client, name):
+        previous = alias_version(client, name, alias)
+        client.set_registered_model_alias(name, alias, version)
+        return previous, alias_version(client, name, alias)
+
+
 def alias_version(client: Any, name: str, alias: str) -> str | None:
     from mlflow.exceptions import MlflowException
 
@@ -175,10 +183,7 @@ def register(
             for key in (GATE_TAG, "lerenet.gate_reasons", "lerenet.gate_champion"):
                 if key in tags:
                     client.set_model_version_tag(name, twin, key, tags[key])
-        with alias_lock(client, name):
-            previous = alias_version(client, name, alias)
-            client.set_registered_model_alias(name, alias, twin)
-            now = alias_version(client, name, alias)
+        previous, now = move_alias(client, name, alias, twin)
         return Promotion(name, now or twin, alias, previous, registered=False)
     source = tags.get("lerenet.model_uri") or f"runs:/{run_id}/{artifact}"
     model_id = source.removeprefix("models:/") if source.startswith("models:/m-") else None
@@ -197,10 +202,7 @@ def register(
             f"{name} v{v} registered but not promoted (alias {alias!r} "
             f"unchanged at {alias_version(client, name, alias) or 'none'}): {err}"
         ) from err
-    with alias_lock(client, name):
-        previous = alias_version(client, name, alias)
-        client.set_registered_model_alias(name, alias, v)
-        now = alias_version(client, name, alias)
+    previous, now = move_alias(client, name, alias, v)
     client.set_model_version_tag(
         name, v, f"lerenet.{alias}_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     )

@@ -49,7 +49,7 @@ class _Job:
     root: Path
     source_name: str
     max_pixels: int
-    folder: Path  # the source's root: files must resolve inside it
+    folder: Path  # the source's root, resolved: files must resolve inside it
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def _prepare(job: _Job) -> _Result:
         return _Result(None, Finding(cls, src, check, reason, fix))
 
     for path in (item.image, item.mask):
-        if path is not None and not path.resolve().is_relative_to(job.folder.resolve()):
+        if path is not None and not path.resolve().is_relative_to(job.folder):
             return bad(
                 "inside_source",
                 f"{path.name} is a link to {path.resolve()}, outside the source",
@@ -186,7 +186,7 @@ def ingest(
                         f"--class-map '{cls}=New_Name'"
                     ) from None
             jobs = [
-                _Job(it, class_map.get(it.cls, it.cls), root, name, max_pixels, folder)
+                _Job(it, class_map.get(it.cls, it.cls), root, name, max_pixels, folder.resolve())
                 for it in items
             ]
             results = parallel_map(_prepare, jobs, workers, desc="ingesting", show=show_progress)
