@@ -151,7 +151,10 @@ def main() -> None:
     data = work / "data"
     ingest(str(args.data), data, show_progress=False)
     pairs = read_manifest(data)
-    folds = assign_folds(classes_of(pairs), seed=0, num_folds=3, val_classes=1)
+    # the test classes depend on the seed and the fold count only; the validation classes
+    # (params' split.val_classes) come from the rest
+    val_classes = resolved_params(args, data, work, 0, work).split.val_classes
+    folds = assign_folds(classes_of(pairs), seed=0, num_folds=3, val_classes=val_classes)
     seeds = protocol["seeds"]
     for seed in seeds:
         write_split(

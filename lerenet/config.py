@@ -146,6 +146,12 @@ class TrainConfig(Section):
         description="Weight of a soft Dice term added to the cross-entropy (0: the paper's "
         "cross-entropy alone); see lerenet.losses.",
     )
+    anchor_weight: float = Field(
+        0.0,
+        ge=0,
+        description="Pull the trained weights towards their start (L2-SP): this weight × the "
+        "squared distance is added to the loss (0: the paper's loss).",
+    )
     foreground_weight: float = Field(
         1.0,
         gt=0,

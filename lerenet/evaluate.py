@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from lerenet.config import Params
 from lerenet.data.episodes import EpisodeDataset
-from lerenet.data.splits import episode_file, read_episodes, read_folds
+from lerenet.data.splits import Episode, episode_file, read_episodes, read_folds
 from lerenet.inference import inference_context
 from lerenet.metrics import SegmentationScores, episode_stats, score
 from lerenet.plots import class_bar_chart, overlay_grid, overlay_row
@@ -33,6 +33,23 @@ def backbone_norm(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...
     return tuple(backbone.mean), tuple(backbone.std)
 
 
+def balanced_head(episodes: list[Episode], limit: int) -> list[Episode]:
+    """The first ``limit`` episodes taken class by class in turn, in file order.
+
+    Episode files list each class's episodes together, so a plain ``[:limit]`` of a
+    validation file with several classes would validate on the first class or two only and
+    select checkpoints on them. Round-robin keeps every class (one class: the plain head).
+    """
+    by_class: dict[str, list[Episode]] = {}
+    for episode in episodes:
+        by_class.setdefault(episode.cls, []).append(episode)
+    queues = list(by_class.values())
+    out: list[Episode] = []
+    for i in range(max((len(q) for q in queues), default=0)):
+        out.extend(q[i] for q in queues if i < len(q))
+    return out[:limit]
+
+
 def episode_dataset(
     params: Params, model: nn.Module, part: str, shots: int, fold: int, limit: int | None = None
 ) -> EpisodeDataset:
@@ -42,7 +59,7 @@ def episode_dataset(
         raise FileNotFoundError(
             f"{path}: no episode file; run `lerenet split` (split.shots must include {shots})"
         )
-    episodes = read_episodes(path)[:limit] if limit else read_episodes(path)
+    episodes = balanced_head(read_episodes(path), limit) if limit else read_episodes(path)
     folds = read_folds(Path(params.split.out_dir))
     classes = folds[fold].val if part == "val" else folds[fold].test
     mean, std = backbone_norm(model)

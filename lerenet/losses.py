@@ -44,3 +44,25 @@ class SegmentationLoss(nn.Module):
         if self.dice_weight:
             loss = loss + self.dice_weight * soft_dice(logits, target)
         return loss
+
+
+class StartAnchor:
+    """``weight`` × the squared distance of the trainable weights from where they started.
+
+    A residual head starts at the training-free logits and every trained variant measured so
+    far drifted from that start towards its training classes (docs/benchmarks.md,
+    "Quality"). Weight decay pulls towards zero, which for the randomly initialised layers is
+    not the start; this term pulls towards the start itself (L2-SP, Li et al. 2018), so what
+    the head learns stays a small correction. ``weight`` 0 adds nothing (the paper's loss).
+    """
+
+    def __init__(self, model: nn.Module, weight: float) -> None:
+        self.weight = weight
+        self.params = [p for p in model.parameters() if p.requires_grad] if weight else []
+        self.start = [p.detach().clone() for p in self.params]
+
+    def __call__(self) -> torch.Tensor | float:
+        if not self.weight:
+            return 0.0
+        total = sum((p - s).pow(2).sum() for p, s in zip(self.params, self.start, strict=True))
+        return self.weight * total

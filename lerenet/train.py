@@ -40,7 +40,7 @@ from lerenet.config import Params
 from lerenet.data.splits import read_folds
 from lerenet.evaluate import backbone_norm, episode_dataset, predict_episodes
 from lerenet.inference import autocast_dtype
-from lerenet.losses import SegmentationLoss
+from lerenet.losses import SegmentationLoss, StartAnchor
 from lerenet.metrics import score
 from lerenet.plots import overlay_grid, overlay_row, training_curve
 from lerenet.train_batches import (
@@ -216,6 +216,7 @@ def train(
         momentum=tcfg.momentum,
         weight_decay=tcfg.weight_decay,
     )
+    anchor = StartAnchor(model, tcfg.anchor_weight)  # after param_groups froze what stays
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, poly_factor(tcfg.poly_power, tcfg.steps)
     )
@@ -326,7 +327,7 @@ def train(
                     device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
                 ):
                     logits = step_logits(model, batch, device)
-                    loss = criterion(logits.float(), batch["query_mask"].to(device))
+                    loss = criterion(logits.float(), batch["query_mask"].to(device)) + anchor()
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
