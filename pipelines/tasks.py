@@ -1,9 +1,10 @@
 """Prefect tasks: one per pipeline stage, each calling the library function of that stage.
 
 Retries with backoff only where failures are transient (S3, MLflow, DVC remote); none for
-deterministic compute, where a retry would fail the same way. Ingest, validate and split are
-cached on the hashes of their inputs (source listing, manifest, their params sections), so an
-unchanged data version and params skip them.
+deterministic compute, where a retry would fail the same way. Ingest is cached on its
+source listing; validate and split on the code, data and params their declarations name
+(``lerenet.stage_specs``, which dvc.yaml is generated from), so an unchanged data version,
+code and params skip them.
 """
 
 from __future__ import annotations
@@ -116,26 +117,16 @@ def _ingest_key(context, args: dict) -> str | None:
     )
 
 
-def _validate_key(context, args: dict) -> str:
-    p = params_of(args["params_path"], args.get("overrides"))
-    return _sha(
-        "validate",
-        _file_sha(Path(p.data.root) / "manifest.csv"),
-        p.data.model_dump(),
-        p.split.shots,
-        p.eval.shots,
-        p.model.shots,
-    )
+def _stage_key(name: str):
+    """A Prefect cache key function for stage ``name``, from its declaration
+    (``lerenet.stage_specs``: the code, data and params dvc.yaml lists for it)."""
 
+    def key(context, args: dict) -> str:
+        from lerenet.stage_specs import cache_key
 
-def _split_key(context, args: dict) -> str:
-    p = params_of(args["params_path"], args.get("overrides"))
-    return _sha(
-        "split",
-        _file_sha(Path(p.data.root) / "manifest.csv"),
-        _file_sha(Path(p.data.root) / "ingest_log.jsonl"),
-        p.split.model_dump(),
-    )
+        return cache_key(name, params_of(args["params_path"], args.get("overrides")))
+
+    return key
 
 
 def outputs_missing(params: Params) -> dict[str, bool]:
@@ -178,7 +169,7 @@ class DataValidationError(RuntimeError):
     """Blocking expectations failed: the flow stops here."""
 
 
-@task(name="validate", cache_key_fn=_validate_key, persist_result=True)
+@task(name="validate", cache_key_fn=_stage_key("validate"), persist_result=True)
 def validate_task(params_path: str, overrides: dict | None = None) -> dict:
     from lerenet.data.validate import validate_with_params
 
@@ -215,7 +206,7 @@ def version_task(params_path: str, overrides: dict | None = None, push: bool = T
     }
 
 
-@task(name="split", cache_key_fn=_split_key, persist_result=True)
+@task(name="split", cache_key_fn=_stage_key("split"), persist_result=True)
 def split_task(params_path: str, overrides: dict | None = None) -> dict:
     from lerenet.data.splits import split_dataset
 

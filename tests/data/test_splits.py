@@ -139,3 +139,16 @@ def test_episode_dataset_items_follow_the_contract(synthetic_dataset: Path, trai
     assert values <= ({0, 1, 255} if train else {0, 1}) and 1 in values
     again = ds[0]
     assert torch.equal(item["query_img"], again["query_img"])  # item-seeded augmentation
+
+
+def test_capped_validation_keeps_every_class() -> None:
+    from lerenet.data.splits import Episode
+    from lerenet.evaluate import balanced_head
+
+    episodes = [Episode(c, f"{c}/{i}.png", (f"{c}/s{i}.png",)) for c in "abc" for i in range(5)]
+    head = balanced_head(episodes, 6)
+    assert [e.cls for e in head] == ["a", "b", "c", "a", "b", "c"]
+    assert head[0] == episodes[0] and head[3] == episodes[1]  # file order within a class
+    one = [e for e in episodes if e.cls == "a"]
+    assert balanced_head(one, 3) == one[:3]  # one class: the plain head, as before
+    assert len(balanced_head(episodes, 100)) == 15

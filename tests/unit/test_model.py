@@ -229,6 +229,25 @@ def test_dice_term_scores_overlap_ignores_255_and_is_off_by_default() -> None:
     )
 
 
+def test_start_anchor_pulls_trained_weights_back_to_their_start() -> None:
+    from lerenet.losses import StartAnchor
+
+    layer = torch.nn.Linear(3, 2)
+    frozen = torch.nn.Linear(3, 2).requires_grad_(False)
+    model = torch.nn.Sequential(layer, frozen)
+    assert StartAnchor(model, 0.0)() == 0.0  # off: nothing added, nothing kept
+    anchor = StartAnchor(model, 2.0)
+    assert float(anchor()) == 0.0  # at the start
+    start = layer.weight.detach().clone()
+    with torch.no_grad():
+        layer.weight.add_(0.5)
+        frozen.weight.add_(1.0)  # not trained: not anchored
+    assert float(anchor()) == pytest.approx(2.0 * 0.25 * layer.weight.numel())
+    anchor().backward()
+    # the gradient points away from the start, so a descent step moves back towards it
+    assert torch.allclose(layer.weight.grad, 2.0 * 2 * (layer.weight - start))
+
+
 @pytest.mark.parametrize(
     "cfg",
     [

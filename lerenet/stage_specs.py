@@ -1,0 +1,236 @@
+"""One declaration per pipeline stage: what it runs, reads and writes.
+
+``dvc repro`` and the Prefect flows drive the same stage functions, and each needs to know when
+a stage's result is stale: DVC from ``dvc.yaml``'s deps/params/outs, Prefect from the tasks'
+cache keys. Written twice by hand they drifted (a cache key hashed a file dvc did not, another
+hashed no code, dvc.yaml's train stage missed code it runs). Both now come from ``STAGES``:
+``render_dvc_yaml`` writes dvc.yaml (``python -m lerenet.stage_specs --write``; a test fails
+when the file and the declarations disagree) and ``cache_key`` hashes the same code, data and
+params for Prefect.
+
+Data dependencies name paths relative to the repository; the data folder itself (``data``) is
+hashed through its manifest, which records every file's sha256 (``lerenet ingest``), so a
+cache key does not read every image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lerenet.config import Params
+from lerenet.storage import file_sha256
+
+PACKAGE = Path(__file__).resolve().parent
+REPO = PACKAGE.parent
+
+
+@dataclass(frozen=True)
+class Out:
+    """A file or folder a stage writes; ``cache=False`` keeps small reports in git."""
+
+    path: str
+    cache: bool = True
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    cmd: str
+    code: tuple[str, ...]  # the library's files/folders the stage runs (repository paths)
+    data: tuple[str, ...]  # the data and earlier outputs it reads
+    params: tuple[str, ...]  # params.yaml keys it reads (a section or section.key)
+    outs: tuple[Out, ...] = ()
+    metrics: tuple[Out, ...] = ()
+    plots: tuple[Out, ...] = ()
+    note: str = ""  # a comment written above the stage in dvc.yaml
+
+
+STAGES: tuple[StageSpec, ...] = (
+    StageSpec(
+        "validate",
+        "lerenet validate --out-dir outputs/validate",
+        code=("lerenet/data/validate.py", "lerenet/data/checks.py", "lerenet/data/suite.py"),
+        data=("data",),
+        params=("data", "split.shots", "eval.shots", "model.shots"),
+        outs=(
+            Out("outputs/validate/report.html", cache=False),
+            Out("outputs/validate/report.json", cache=False),
+        ),
+    ),
+    StageSpec(
+        "split",
+        "lerenet split",
+        code=("lerenet/data/splits.py",),
+        data=("data/manifest.csv", "outputs/validate/report.json"),
+        params=("split",),
+        outs=(Out("splits"),),
+    ),
+    StageSpec(
+        "train",
+        "lerenet train",
+        code=(
+            "lerenet/train.py",
+            "lerenet/train_batches.py",
+            "lerenet/features.py",
+            "lerenet/losses.py",
+            "lerenet/checkpoint.py",
+            "lerenet/evaluate.py",
+            "lerenet/stages.py",
+            "lerenet/model",
+            "lerenet/data/episodes.py",
+            "lerenet/data/splits.py",
+            "lerenet/data/transforms.py",
+            "lerenet/data/synth.py",
+            "lerenet/data/synth_tasks.py",
+        ),
+        data=("splits", "data"),
+        params=("recipe", "model", "train", "data.image_size"),
+        outs=(
+            Out("outputs/train/best.pt"),
+            Out("outputs/train/last.pt"),
+            Out("outputs/train/baseline"),
+            Out("outputs/train/train.json", cache=False),
+        ),
+        plots=(Out("outputs/train/curve.png", cache=False),),
+        note="a PNG curve, not a vega spec of history.json: vega needs scripts from a CDN",
+    ),
+    StageSpec(
+        "evaluate",
+        "lerenet evaluate",
+        code=("lerenet/evaluate.py", "lerenet/metrics.py", "lerenet/stages.py"),
+        data=("outputs/train/best.pt", "outputs/train/train.json", "splits"),
+        params=("eval",),
+        outs=(Out("outputs/eval/metrics.json", cache=False),),
+        metrics=(Out("outputs/eval/summary.json", cache=False),),
+        plots=(
+            Out("outputs/eval/lerenet/class_iou_1shot.png", cache=False),
+            Out("outputs/eval/lerenet/class_iou_5shot.png", cache=False),
+            Out("outputs/eval/lerenet/overlays_1shot.png", cache=False),
+        ),
+        note="summary.json: 1/5-shot mIoU of model and baseline, readable at 100 columns",
+    ),
+    StageSpec(
+        "gate",
+        "lerenet gate --report-only --out-dir outputs/gate",
+        code=("lerenet/gate.py", "lerenet/gate_stage.py"),
+        data=("outputs/eval/metrics.json",),
+        params=("gate",),
+        outs=(Out("outputs/gate/decision.json", cache=False),),
+        metrics=(Out("outputs/gate/summary.json", cache=False),),
+    ),
+)
+
+HEADER = """\
+# The retrain pipeline for `dvc repro`: each stage is one `lerenet` command (the same library
+# functions the Prefect flows call), with its code, data and *only the params it reads* as deps,
+# so changing one param re-runs only what depends on it. Data enters through `lerenet ingest`
+# and is versioned in data.dvc (`dvc add data`); promotion stays a deliberate step
+# (`lerenet promote`), outside `dvc repro`.
+#
+# GENERATED from lerenet/stage_specs.py (the Prefect cache keys come from the same
+# declarations): edit that file, then `python -m lerenet.stage_specs --write`.
+"""
+
+
+def spec(name: str) -> StageSpec:
+    for stage in STAGES:
+        if stage.name == name:
+            return stage
+    raise KeyError(f"no stage {name!r}; stages: {[s.name for s in STAGES]}")
+
+
+def _outs_yaml(key: str, outs: tuple[Out, ...]) -> list[str]:
+    if not outs:
+        return []
+    lines = [f"    {key}:"]
+    for out in outs:
+        lines.append(f"      - {out.path}" + ("" if out.cache else ":"))
+        if not out.cache:
+            lines.append("          cache: false")
+    return lines
+
+
+def render_dvc_yaml(stages: tuple[StageSpec, ...] = STAGES) -> str:
+    """dvc.yaml's text for ``stages``: deps = code + data, params, outs, metrics, plots."""
+    lines = [HEADER.rstrip("\n"), "stages:"]
+    for stage in stages:
+        if stage.note:
+            lines.append(f"  # {stage.note}")
+        lines += [f"  {stage.name}:", f"    cmd: {stage.cmd}", "    deps:"]
+        lines += [f"      - {dep}" for dep in (*stage.data, *stage.code)]
+        lines += ["    params:", *[f"      - {key}" for key in stage.params]]
+        lines += _outs_yaml("outs", stage.outs)
+        lines += _outs_yaml("metrics", stage.metrics)
+        lines += _outs_yaml("plots", stage.plots)
+        lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def params_of(params: Params, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The values of dvc-style params keys (``split`` or ``split.shots``) in ``params``."""
+    dump = params.model_dump(mode="json")
+    out: dict[str, Any] = {}
+    for key in keys:
+        value: Any = dump
+        for part in key.split("."):
+            value = value[part]
+        out[key] = value
+    return out
+
+
+def tree_sha256(path: Path) -> str:
+    """A file's sha256, or a folder's: the sorted (relative path, sha256) of its .py files."""
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.py") if "__pycache__" not in p.parts)
+        listing = [(p.relative_to(path).as_posix(), file_sha256(p)) for p in files]
+        return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+    return file_sha256(path, missing="absent")
+
+
+def data_sha256(dep: str, params: Params) -> str:
+    """Digest of one data dependency: the data folder through its manifest, else the path
+    (resolved against the params' data root and split folder, which the user may move)."""
+    root, splits = Path(params.data.root), Path(params.split.out_dir)
+    if dep == "data":
+        return file_sha256(root / "manifest.csv", missing="absent")
+    if dep.startswith("data/"):
+        return tree_sha256(root / dep.removeprefix("data/"))
+    if dep == "splits":
+        return file_sha256(splits / "lineage.json", missing="absent")
+    return tree_sha256(Path(dep))
+
+
+def cache_key(name: str, params: Params, *extra: Any) -> str:
+    """The Prefect cache key of stage ``name``: its code, data and params, as dvc.yaml has
+    them, plus ``extra`` (task arguments that are not params)."""
+    stage = spec(name)
+    parts = {
+        "stage": name,
+        "code": {path: tree_sha256(REPO / path) for path in stage.code},
+        "data": {dep: data_sha256(dep, params) for dep in stage.data},
+        "params": params_of(params, stage.params),
+        "extra": extra,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Render dvc.yaml from the stage declarations.")
+    parser.add_argument("--write", action="store_true", help="write dvc.yaml (else print it)")
+    parser.add_argument("--path", type=Path, default=REPO / "dvc.yaml")
+    args = parser.parse_args()
+    text = render_dvc_yaml()
+    if args.write:
+        args.path.write_text(text)
+        print(f"wrote {args.path}")
+    else:
+        print(text, end="")
+
+
+if __name__ == "__main__":
+    main()
