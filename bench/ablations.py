@@ -56,28 +56,47 @@ VARIANTS: list[tuple[str, str, str]] = [
         f"--set {FAITHFUL} train.foreground_weight=5",
     ),
     ("q_size160", "… image size 160 (paper: 200)", f"--size 160 --set {FAITHFUL}"),
-    ("q_default", "project default (params.yaml)", ""),
+    # rows below up to q_dice_ema ran when checkpoints were chosen on one validation class
+    (
+        "q_default",
+        "default, checkpoints chosen on 1 validation class",
+        "--set split.val_classes=1",
+    ),
+    (
+        "q_val2",
+        "project default (params.yaml): checkpoints chosen on 2 validation classes",
+        "",
+    ),
+    (
+        "q_val3",
+        "default, checkpoints chosen on 3 validation classes",
+        "--set split.val_classes=3",
+    ),
     (
         "q_start",
         "default, head not trained (its training-free residual start)",
         "--steps 1 --set train.head_lr_mult=0",
     ),
-    ("q_fg3", "default, defect weight 3", "--set train.foreground_weight=3"),
+    ("q_fg3", "default, defect weight 3", "--set train.foreground_weight=3 split.val_classes=1"),
     (
         "q_lowlr_fg3",
         "default, lr 0.0005 and defect weight 3",
-        "--set train.lr=0.0005 train.foreground_weight=3",
+        "--set train.lr=0.0005 train.foreground_weight=3 split.val_classes=1",
     ),
     (
         "q_ema",
         "default, EMA of the weights (decay 0.99) validated and kept",
-        "--set train.ema_decay=0.99",
+        "--set train.ema_decay=0.99 split.val_classes=1",
     ),
-    ("q_dice", "default, loss + soft Dice (weight 1)", "--set train.dice_weight=1"),
+    (
+        "q_dice",
+        "default, loss + soft Dice (weight 1)",
+        "--set train.dice_weight=1 split.val_classes=1",
+    ),
     (
         "q_dice_ema",
         "default, loss + soft Dice, EMA of the weights",
-        "--set train.dice_weight=1 train.ema_decay=0.99",
+        "--set train.dice_weight=1 train.ema_decay=0.99 split.val_classes=1",
     ),
     ("q_no_synthetic", "default without synthetic classes", "--set train.synthetic_classes=0"),
     ("q_no_residual", "default without the residual start", "--set model.residual=false"),

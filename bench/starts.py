@@ -1,0 +1,165 @@
+"""Training-free starts on defects9 in seconds: the matchers a residual head starts from.
+
+    python bench/starts.py                       # every variant at 200×200 (features cached once)
+    python bench/starts.py --size 320 lda base   # these variants at 320×320
+
+Every trained head measured so far ended at or below its own training-free start on novel
+classes (docs/benchmarks.md, "Quality"), so the start is the lever: this script scores starts
+without training. It runs the frozen ImageNet EfficientNet-Lite0 over every defects9 image once
+(eval transform, cached in ``bench/.cache/``), then scores each variant with the library's own
+matching functions (``lerenet.model.priors``) on the quick protocol's test episodes (the same
+folds, 30 episodes per class, episode seed 0, as ``bench/quality.py --protocol quick``; at
+200×200 ``lda`` and ``base`` reproduce that benchmark's start and baseline exactly).
+Results: bench/results/starts_<size>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lerenet.data.manifest import classes_of, read_manifest  # noqa: E402
+from lerenet.data.splits import assign_folds, make_episodes  # noqa: E402
+from lerenet.metrics import episode_stats, score  # noqa: E402
+from lerenet.model.priors import lda_logits, matching_logits  # noqa: E402
+
+DEFECTS9 = ROOT.parent / "shared" / "datasets" / "defects9"
+CACHE = Path(__file__).resolve().parent / ".cache"
+RESULTS = Path(__file__).resolve().parent / "results"
+STAGES = ("s4", "s8", "s16")
+
+# name → (what it is, keyword arguments of ``start_logits``)
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "base": ("prototype baseline (cosine to the masked-average prototypes)", {"lda": 0.0}),
+    "lda": ("support LDA, shrinkage 3 (the default start)", {}),
+    "lda_sh1": ("support LDA, shrinkage 1", {"shrinkage": 1.0}),
+    "lda_sh2": ("support LDA, shrinkage 2", {"shrinkage": 2.0}),
+    "lda_sh6": ("support LDA, shrinkage 6", {"shrinkage": 6.0}),
+    "mix.1": ("support LDA + 0.1 × prototype logits", {"proto": 0.1}),
+    "mix.4": ("support LDA + 0.4 × prototype logits", {"proto": 0.4}),
+}
+
+
+def cached_features(data: Path, size: int) -> dict:
+    """Stage maps (fp16) and labels of every image at ``size``, computed once per size."""
+    path = CACHE / f"defects9_{size}.pt"
+    if path.exists():
+        return torch.load(path, weights_only=False)
+    from lerenet.config import ModelConfig
+    from lerenet.data.imageio import load_label, load_rgb
+    from lerenet.data.transforms import build_transform, to_tensors
+    from lerenet.model import build_model
+
+    model, _ = build_model(
+        ModelConfig(
+            backbone="efficientnet_lite0", weights="package", prior="matching", residual="lda"
+        )
+    )
+    backbone = model.backbone.eval()
+    transform = build_transform(size, train=False)
+    pairs = read_manifest(data)
+    stages: dict[str, list] = {}
+    labels = []
+    began = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(pairs), 32):
+            images = []
+            for pair in pairs[i : i + 32]:
+                image, mask = load_rgb(data / pair.image), load_label(data / pair.mask)
+                out = transform(image=image, mask=mask)
+                image, label = to_tensors(
+                    out["image"], out["mask"], tuple(backbone.mean), tuple(backbone.std)
+                )
+                images.append(image)
+                labels.append(label.to(torch.uint8))
+            for name, value in backbone.forward_stages(torch.stack(images)).items():
+                stages.setdefault(name, []).append(value.half())
+    blob = {
+        "stages": {name: torch.cat(parts) for name, parts in stages.items()},
+        "labels": torch.stack(labels),
+        "index": {pair.image: i for i, pair in enumerate(pairs)},
+    }
+    CACHE.mkdir(exist_ok=True)
+    torch.save(blob, path)
+    print(f"cached {len(pairs)} images at {size}² in {time.perf_counter() - began:.0f} s")
+    return blob
+
+
+def start_logits(
+    blob: dict, queries: list[int], supports: list[list[int]], size: int, *,
+    lda: float = 1.0, shrinkage: float = 3.0, proto: float = 0.0,
+) -> torch.Tensor:  # fmt: skip
+    """B×2×size×size logits: ``lda`` × support LDA + ``proto`` × prototype cosine logits."""
+    query = {n: blob["stages"][n][queries].float() for n in STAGES}
+    support = {n: blob["stages"][n][torch.tensor(supports)].float() for n in STAGES}
+    masks = blob["labels"][torch.tensor(supports)].long()
+    head = (size // 4, size // 4)
+    out = torch.zeros(len(queries), 2, *head)
+    if lda:
+        out = out + lda * lda_logits(query, support, masks, STAGES, head, shrinkage=shrinkage)
+    if proto or not lda:
+        out = out + (proto or 1.0) * matching_logits(query, support, masks, STAGES, head)
+    return F.interpolate(out, (size, size), mode="bilinear", align_corners=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", nargs="*", default=list(VARIANTS), help=f"{list(VARIANTS)}")
+    parser.add_argument("--size", type=int, default=200)
+    parser.add_argument("--data", type=Path, default=DEFECTS9)
+    parser.add_argument("--episodes", type=int, default=30, help="test episodes per class")
+    args = parser.parse_args()
+    unknown = set(args.variants) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variant(s) {sorted(unknown)}; known: {list(VARIANTS)}")
+    if not (args.data / "manifest.csv").exists():
+        sys.exit(f"{args.data}: defects9 not found (it lives in ../shared/datasets)")
+    blob = cached_features(args.data, args.size)
+    pairs = read_manifest(args.data)
+    folds = assign_folds(classes_of(pairs), seed=0, num_folds=3, val_classes=1)
+    out_path = RESULTS / f"starts_{args.size}.json"
+    results = json.loads(out_path.read_text()) if out_path.exists() else {}
+    for name in args.variants:
+        label, kwargs = VARIANTS[name]
+        entry: dict = {"label": label}
+        for shots in (1, 5):
+            per_fold = []
+            for i, fold in enumerate(folds):
+                eps = make_episodes(
+                    pairs, fold.test, shots=shots, per_class=args.episodes, seed=0, tag=f"test{i}"
+                )
+                stats = []
+                for j in range(0, len(eps), 25):
+                    chunk = eps[j : j + 25]
+                    q = [blob["index"][e.query] for e in chunk]
+                    s = [[blob["index"][x] for x in e.supports] for e in chunk]
+                    with torch.inference_mode():
+                        pred = start_logits(blob, q, s, args.size, **kwargs).argmax(1)
+                    stats.append(episode_stats(pred, blob["labels"][q].long()))
+                st = np.concatenate(stats)
+                scores = score(st, sorted(fold.test), [e.cls for e in eps], bootstrap=10)
+                per_fold.append(round(scores.miou.value, 4))
+            entry[f"{shots}shot"] = {"folds": per_fold, "mean": statistics.mean(per_fold)}
+        results[name] = entry
+        print(
+            f"{name:8s} 1-shot {entry['1shot']['folds']} → {entry['1shot']['mean']:.3f}   "
+            f"5-shot {entry['5shot']['folds']} → {entry['5shot']['mean']:.3f}   ({label})",
+            flush=True,
+        )
+    RESULTS.mkdir(exist_ok=True)
+    out_path.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
