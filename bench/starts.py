@@ -57,8 +57,8 @@ def cached_features(data: Path, size: int) -> dict:
     if path.exists():
         return torch.load(path, weights_only=False)
     from lerenet.config import ModelConfig
-    from lerenet.data.imageio import load_label, load_rgb
-    from lerenet.data.transforms import build_transform, to_tensors
+    from lerenet.data.episodes import load_pair
+    from lerenet.data.transforms import build_transform
     from lerenet.model import build_model
 
     model, _ = build_model(
@@ -68,6 +68,7 @@ def cached_features(data: Path, size: int) -> dict:
     )
     backbone = model.backbone.eval()
     transform = build_transform(size, train=False)
+    mean, std = tuple(backbone.mean), tuple(backbone.std)
     pairs = read_manifest(data)
     stages: dict[str, list] = {}
     labels = []
@@ -76,11 +77,7 @@ def cached_features(data: Path, size: int) -> dict:
         for i in range(0, len(pairs), 32):
             images = []
             for pair in pairs[i : i + 32]:
-                image, mask = load_rgb(data / pair.image), load_label(data / pair.mask)
-                out = transform(image=image, mask=mask)
-                image, label = to_tensors(
-                    out["image"], out["mask"], tuple(backbone.mean), tuple(backbone.std)
-                )
+                image, label = load_pair(data, pair.image, transform, mean, std)
                 images.append(image)
                 labels.append(label.to(torch.uint8))
             for name, value in backbone.forward_stages(torch.stack(images)).items():

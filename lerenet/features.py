@@ -18,16 +18,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from rich.progress import Progress
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from lerenet.data.imageio import load_label, load_rgb
-from lerenet.data.manifest import mask_of
+from lerenet.data.episodes import load_pair
 from lerenet.data.splits import Episode
-from lerenet.data.transforms import build_transform, to_tensors
+from lerenet.data.transforms import build_transform
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +70,7 @@ class _Copies(Dataset):
         image, copy = self.jobs[index]
         rng = random.Random(f"{self.seed}|{image_key(image)}|{copy}")
         transform = build_transform(self.image_size, True, seed=rng.randrange(2**31))
-        out = transform(
-            image=load_rgb(self.root / image), mask=load_label(self.root / mask_of(image))
-        )
-        img, label = to_tensors(out["image"], out["mask"].astype(np.uint8), self.mean, self.std)
+        img, label = load_pair(self.root, image, transform, self.mean, self.std)
         return img, label.to(torch.uint8)
 
 

@@ -19,6 +19,17 @@ from lerenet.data.splits import Episode
 from lerenet.data.transforms import build_transform, to_tensors
 
 
+def load_pair(
+    root: Path, image_rel: str, transform, mean: tuple[float, ...], std: tuple[float, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """An image and its mask (``manifest.mask_of``), transformed together: a normalised
+    3×H×W float and H×W long labels (0/1, 255 = ignore). ``image_rel`` may be absolute."""
+    image = load_rgb(Path(root) / image_rel)
+    label = load_label(Path(root) / mask_of(image_rel))
+    out = transform(image=image, mask=label)
+    return to_tensors(out["image"], out["mask"].astype(np.uint8), mean, std)
+
+
 class EpisodeDataset(Dataset):
     """Episodes read from image/mask files under ``root``.
 
@@ -48,10 +59,7 @@ class EpisodeDataset(Dataset):
         return len(self.episodes)
 
     def _load(self, image_rel: str, transform) -> tuple[torch.Tensor, torch.Tensor]:
-        image = load_rgb(self.root / image_rel)
-        label = load_label(self.root / mask_of(image_rel))
-        out = transform(image=image, mask=label)
-        return to_tensors(out["image"], out["mask"].astype(np.uint8), self.mean, self.std)
+        return load_pair(self.root, image_rel, transform, self.mean, self.std)
 
     def __getitem__(self, index: int) -> dict:
         ep = self.episodes[index]
