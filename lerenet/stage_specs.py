@@ -183,12 +183,16 @@ def params_of(params: Params, keys: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def json_sha256(value: Any) -> str:
+    """sha256 of ``value`` as canonical JSON (sorted keys; other objects as ``str``)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def tree_sha256(path: Path) -> str:
     """A file's sha256, or a folder's: the sorted (relative path, sha256) of its .py files."""
     if path.is_dir():
         files = sorted(p for p in path.rglob("*.py") if "__pycache__" not in p.parts)
-        listing = [(p.relative_to(path).as_posix(), file_sha256(p)) for p in files]
-        return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+        return json_sha256([(p.relative_to(path).as_posix(), file_sha256(p)) for p in files])
     return file_sha256(path, missing="absent")
 
 
@@ -205,18 +209,18 @@ def data_sha256(dep: str, params: Params) -> str:
     return tree_sha256(Path(dep))
 
 
-def cache_key(name: str, params: Params, *extra: Any) -> str:
+def cache_key(name: str, params: Params) -> str:
     """The Prefect cache key of stage ``name``: its code, data and params, as dvc.yaml has
-    them, plus ``extra`` (task arguments that are not params)."""
+    them."""
     stage = spec(name)
-    parts = {
-        "stage": name,
-        "code": {path: tree_sha256(REPO / path) for path in stage.code},
-        "data": {dep: data_sha256(dep, params) for dep in stage.data},
-        "params": params_of(params, stage.params),
-        "extra": extra,
-    }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    return json_sha256(
+        {
+            "stage": name,
+            "code": {path: tree_sha256(REPO / path) for path in stage.code},
+            "data": {dep: data_sha256(dep, params) for dep in stage.data},
+            "params": params_of(params, stage.params),
+        }
+    )
 
 
 def main() -> None:

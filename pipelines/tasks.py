@@ -9,8 +9,6 @@ code and params skip them.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +19,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from lerenet.config import Params, load_params
+from lerenet.stage_specs import json_sha256
 from lerenet.storage import file_sha256
 
 
@@ -80,10 +79,6 @@ def library_logs() -> Iterator[None]:
         library.propagate = propagate
 
 
-def _sha(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def _file_sha(path: Path) -> str:
     return file_sha256(path, missing="absent")
 
@@ -91,7 +86,7 @@ def _file_sha(path: Path) -> str:
 def _source_fingerprint(source: str) -> str:
     path = Path(source)
     if path.is_dir():
-        return _sha(
+        return json_sha256(
             [
                 (p.relative_to(path).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
                 for p in sorted(path.rglob("*"))
@@ -107,13 +102,15 @@ def _ingest_key(context, args: dict) -> str | None:
     if str(args["source"]).startswith("s3://"):
         return None
     p = params_of(args["params_path"], args.get("overrides"))
-    return _sha(
-        "ingest",
-        _source_fingerprint(args["source"]),
-        args.get("layout"),
-        args.get("class_map"),
-        args.get("class_name"),
-        _file_sha(Path(p.data.root) / "manifest.csv"),
+    return json_sha256(
+        [
+            "ingest",
+            _source_fingerprint(args["source"]),
+            args.get("layout"),
+            args.get("class_map"),
+            args.get("class_name"),
+            _file_sha(Path(p.data.root) / "manifest.csv"),
+        ]
     )
 
 
