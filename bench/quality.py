@@ -122,11 +122,17 @@ def run_fold_jobs(args: argparse.Namespace) -> None:
     (RESULTS / f"{args.tag}.json").write_text(json.dumps(merged, indent=2))
     for fold in args.folds:
         (RESULTS / f"{args.tag}_f{fold}.json").unlink(missing_ok=True)
-    if args.docs or args.protocol == "full":
+    if wants_docs(args):
         write_docs(args.tag, merged)
     print(f"total {merged['total_s'] / 60:.1f} min; wrote bench/results/{args.tag}.json")
     if failed:
         sys.exit(f"fold(s) {failed} failed; their rows are missing")
+
+
+def wants_docs(args: argparse.Namespace) -> bool:
+    """The table goes into the docs for ``--docs`` and every full-protocol run, never with
+    ``--no-docs`` (fold processes of ``--fold-jobs``: their parent writes the merged table)."""
+    return not args.no_docs and (args.docs or args.protocol == "full")
 
 
 def write_docs(tag: str, results: dict) -> None:
@@ -291,7 +297,7 @@ def main() -> None:
         results["total_s"] = round(time.perf_counter() - started, 1)
         RESULTS.mkdir(exist_ok=True)  # after every fold: a run cut short keeps what it did
         (RESULTS / f"{args.tag}.json").write_text(json.dumps(results, indent=2))
-    if not args.no_docs and (args.docs or args.protocol == "full"):
+    if wants_docs(args):
         write_docs(args.tag, results)
     print(f"total {results['total_s'] / 60:.1f} min; wrote bench/results/{args.tag}.json")
 
