@@ -64,6 +64,12 @@ class ModelConfig(Section):
     lda_shrinkage: float = Field(
         3.0, gt=0, description="Support LDA ridge at K = 1 (divided by K: more shots, less)."
     )
+    lda_scales: list[float] = Field(
+        default_factory=lambda: [1.0],
+        min_length=1,
+        description="Input scales (1 = data.image_size) whose support LDAs the lda start "
+        "averages; each other scale runs the backbone once more.",
+    )
     mask_resize: Literal["bilinear", "area"] = Field(
         "bilinear",
         description="Support masks to the feature grid: bilinear (authors'; a pit smaller than "
@@ -85,6 +91,14 @@ class ModelConfig(Section):
         if isinstance(value, bool):
             return "prototype" if value else "off"
         return value
+
+    @model_validator(mode="after")
+    def _scales_for_the_lda(self) -> ModelConfig:
+        if self.lda_scales != [1.0] and self.residual != "lda":
+            raise ValueError("model.lda_scales needs model.residual: lda (they scale its LDA)")
+        if len(set(self.lda_scales)) != len(self.lda_scales) or min(self.lda_scales) <= 0:
+            raise ValueError(f"model.lda_scales must be distinct and > 0: {self.lda_scales}")
+        return self
 
     @model_validator(mode="after")
     def _stages_in_depth_order(self) -> ModelConfig:

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from lerenet.data.episodes import load_pair
 from lerenet.data.splits import Episode
 from lerenet.data.transforms import build_transform
+from lerenet.model.lerenet import stages_at_scales
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +89,16 @@ def build_cache(
     batch_size: int = 32,
     num_workers: int = 0,
     show_progress: bool = True,
+    scales: tuple[float, ...] = (1.0,),
+    scaled_stages: tuple[str, ...] = (),
 ) -> FeatureCache:
     """Run the frozen backbone's stages over ``copies`` augmented versions of each image.
 
     Copy c of an image is augmented with a pipeline seeded by (seed, ``image_key``, c): the
     cache is the same on every run with the same inputs, whatever ``num_workers`` decode and
     augment in parallel. ``images`` may be absolute paths (synthetic tasks) or paths relative
-    to ``root``.
+    to ``root``. ``scales``/``scaled_stages``: also cache those stages of each copy resized
+    by the other scales (``model.lerenet.stages_at_scales``, for a multi-scale LDA start).
     """
     was_training = backbone.training
     backbone.eval()
@@ -116,7 +120,9 @@ def build_cache(
         bar = progress.add_task(f"caching features of {len(images)} images", total=len(jobs))
         for imgs, labs in loader:
             with torch.inference_mode():
-                feats = backbone.forward_stages(imgs.to(device, non_blocking=True))
+                feats = stages_at_scales(
+                    backbone, imgs.to(device, non_blocking=True), scales, scaled_stages
+                )
             for name, value in feats.items():
                 stages.setdefault(name, []).append(value.half().cpu())
             labels.append(labs)

@@ -153,6 +153,8 @@ def training_batches(
             device=device,
             num_workers=tcfg.num_workers,
             show_progress=show_progress,
+            scales=tuple(params.model.lda_scales),
+            scaled_stages=model.scaled_stages,
         )
         size = tcfg.batch_size
         return (

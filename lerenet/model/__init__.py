@@ -44,6 +44,7 @@ def build_model(
         prior_stages=tuple(cfg.prior_stages),
         residual=cfg.residual,
         lda_shrinkage=cfg.lda_shrinkage,
+        lda_scales=tuple(cfg.lda_scales),
         mask_resize=cfg.mask_resize,
         backbone_bn=cfg.backbone_bn,
     )

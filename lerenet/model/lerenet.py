@@ -21,21 +21,58 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lerenet.model.ifm import IFM, PriorMode, similarity_prior
 from lerenet.model.mpe import MPE, PrototypeMode, support_prototype
 from lerenet.model.mpr import MPR
-from lerenet.model.priors import lda_logits, matching_logits, matching_maps, support_weights
+from lerenet.model.priors import (
+    matching_logits,
+    matching_maps,
+    multiscale_lda_logits,
+    scale_key,
+    support_weights,
+)
 
 BackboneBN = Literal["joint", "per_group", "frozen"]
 Stages = dict[str, torch.Tensor]
 
 
+def stages_at_scales(
+    backbone: nn.Module,
+    images: torch.Tensor,
+    scales: tuple[float, ...] = (1.0,),
+    names: tuple[str, ...] = (),
+) -> Stages:
+    """The backbone's stages of ``images``, plus stages ``names`` of the images resized by each
+    other scale, under ``priors.scale_key`` (what ``multiscale_lda_logits`` reads).
+
+    Resizing is bilinear with antialiasing, so a downscaled input does not alias fine texture.
+    Shapes: N×3×H×W → {stage: N×C×h×w, "stage@s": N×C×h_s×w_s}.
+    """
+    feats = dict(backbone.forward_stages(images))
+    for scale in scales:
+        if scale == 1.0 or not names:
+            continue
+        size = [max(32, round(scale * side)) for side in images.shape[-2:]]
+        resized = F.interpolate(
+            images, size=size, mode="bilinear", align_corners=False, antialias=True
+        )
+        extra = backbone.forward_stages(resized)
+        feats.update({scale_key(name, scale): extra[name] for name in names})
+    return feats
+
+
 def encode_episode(
-    backbone: nn.Module, query_img: torch.Tensor, support_imgs: torch.Tensor, per_group: bool
+    backbone: nn.Module,
+    query_img: torch.Tensor,
+    support_imgs: torch.Tensor,
+    per_group: bool,
+    scales: tuple[float, ...] = (1.0,),
+    names: tuple[str, ...] = (),
 ) -> tuple[Stages, Stages]:
-    """Run the backbone's pretrained stages over query and supports.
+    """Run the backbone's pretrained stages over query and supports (``stages_at_scales``).
 
     ``per_group=False``: one batched call (B + B·K images), fewest kernel launches.
     ``per_group=True`` (the authors' code): the query batch, then each shot's batch, so that
@@ -45,10 +82,11 @@ def encode_episode(
     """
     b, k = support_imgs.shape[:2]
     if per_group and backbone.training:
-        query = backbone.forward_stages(query_img)
-        shots = [backbone.forward_stages(support_imgs[:, i]) for i in range(k)]
+        query = stages_at_scales(backbone, query_img, scales, names)
+        shots = [stages_at_scales(backbone, support_imgs[:, i], scales, names) for i in range(k)]
         return query, {name: torch.stack([s[name] for s in shots], 1) for name in query}
-    feats = backbone.forward_stages(torch.cat([query_img, support_imgs.flatten(0, 1)], dim=0))
+    both = torch.cat([query_img, support_imgs.flatten(0, 1)], dim=0)
+    feats = stages_at_scales(backbone, both, scales, names)
     return (
         {name: f[:b] for name, f in feats.items()},
         {name: f[b:].unflatten(0, (b, k)) for name, f in feats.items()},
@@ -97,6 +135,8 @@ class LERENet(nn.Module):
         residual: ``off``, or the parameter-free logits the IFM output is added to
             (``prototype``: the prototype baseline's; ``lda``: the support LDA's).
         lda_shrinkage: the support LDA's ridge at K = 1.
+        lda_scales: input scales whose support LDAs the ``lda`` start averages (1 = the
+            input itself; ``priors.multiscale_lda_logits``).
         mask_resize: how support masks reach the feature grid for the masked support mean
             and the prior's prototypes — ``bilinear`` (the authors') or ``area``.
         backbone_bn: BatchNorm of the pretrained backbone in training — ``per_group`` (the
@@ -118,6 +158,7 @@ class LERENet(nn.Module):
         prior_stages: tuple[str, ...] = ("s4", "s8", "s16"),
         residual: Literal["off", "prototype", "lda"] = "off",
         lda_shrinkage: float = 3.0,
+        lda_scales: tuple[float, ...] = (1.0,),
         mask_resize: Literal["bilinear", "area"] = "bilinear",
         backbone_bn: BackboneBN = "per_group",
     ) -> None:
@@ -138,6 +179,9 @@ class LERENet(nn.Module):
         self.prior_stages = tuple(prior_stages)
         self.residual = residual
         self.lda_shrinkage = lda_shrinkage
+        # the stages the other scales need: the LDA's, and only when the start is the LDA
+        self.lda_scales = tuple(lda_scales)
+        self.scaled_stages = self.prior_stages if residual == "lda" else ()
         self.area = mask_resize == "area"
         self.per_group = backbone_bn == "per_group"
 
@@ -147,7 +191,14 @@ class LERENet(nn.Module):
         support_imgs: torch.Tensor,
         support_masks: torch.Tensor,
     ) -> torch.Tensor:
-        query, supports = encode_episode(self.backbone, query_img, support_imgs, self.per_group)
+        query, supports = encode_episode(
+            self.backbone,
+            query_img,
+            support_imgs,
+            self.per_group,
+            self.lda_scales,
+            self.scaled_stages,
+        )
         return self.forward_stages(query, supports, support_masks, tuple(query_img.shape[-2:]))
 
     def forward_stages(
@@ -173,5 +224,7 @@ class LERENet(nn.Module):
         if self.residual == "prototype":
             base = matching_logits(*stages)
         elif self.residual == "lda":
-            base = lda_logits(*stages, shrinkage=self.lda_shrinkage)
+            base = multiscale_lda_logits(
+                *stages, scales=self.lda_scales, shrinkage=self.lda_shrinkage
+            )
         return self.ifm(mpr_out, mpe_out, prior, size=size, base=base)
