@@ -25,7 +25,14 @@ FAST = {
 }
 
 
-def test_cached_stages_equal_the_backbone_on_the_same_augmented_image(tiny_project: Path) -> None:
+@pytest.mark.parametrize(
+    "start",
+    [{"model.residual": True}, {"model.residual": "lda", "model.lda_scales": [0.75, 1.0]}],
+    ids=["prototype", "multiscale-lda"],
+)
+def test_cached_stages_equal_the_backbone_on_the_same_augmented_image(
+    tiny_project: Path, start: dict
+) -> None:
     from lerenet.data.imageio import load_label, load_rgb
     from lerenet.data.manifest import mask_of, read_manifest
     from lerenet.data.splits import Episode
@@ -33,9 +40,10 @@ def test_cached_stages_equal_the_backbone_on_the_same_augmented_image(tiny_proje
     from lerenet.features import build_cache, cached_batch, image_key
     from lerenet.model import build_model
 
-    params = load_params("params.yaml", FAST)
+    params = load_params("params.yaml", {**FAST, **start})
     model, _ = build_model(params.model)
     model.eval()
+    scales = tuple(params.model.lda_scales)
     images = [p.image for p in read_manifest(Path("data"))][:3]
     mean, std = model.backbone.mean, model.backbone.std
     cache = build_cache(
@@ -49,8 +57,11 @@ def test_cached_stages_equal_the_backbone_on_the_same_augmented_image(tiny_proje
         std=std,
         device=torch.device("cpu"),
         show_progress=False,
+        scales=scales,
+        scaled_stages=model.scaled_stages,
     )
-    assert set(cache.stages) == {"s4", "s8"} and cache.labels.shape == (6, 48, 48)
+    scaled = {f"{n}@{s:g}" for s in scales if s != 1.0 for n in ("s4", "s8")}
+    assert set(cache.stages) == {"s4", "s8"} | scaled and cache.labels.shape == (6, 48, 48)
 
     def augmented(image: str, copy: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Copy ``copy`` of ``image``, recomputed by hand with the same seeded augmentation."""

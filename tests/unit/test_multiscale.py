@@ -1,0 +1,79 @@
+"""The multi-scale LDA start (``model.lda_scales``): each scale's LDA on its own grid, averaged."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lerenet.config import ModelConfig
+from lerenet.model import build_model
+from lerenet.model.lerenet import encode_episode
+from lerenet.model.priors import lda_logits, multiscale_lda_logits, scale_key
+from lerenet.summary import dummy_episode
+
+SIZE = 64
+STAGES = ("s4", "s8")
+
+
+def lda_model(scales: list[float]) -> torch.nn.Module:
+    cfg = ModelConfig(
+        backbone="vgg16_bn",
+        weights="random",
+        prior="matching",
+        residual="lda",
+        prior_stages=list(STAGES),
+        lda_scales=scales,
+    )
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match="random"):
+        model, _ = build_model(cfg)
+    return model.eval()
+
+
+def test_the_multiscale_start_is_the_mean_of_each_scales_own_lda() -> None:
+    """By hand: the LDA of the 64² input on its 16² grid and that of the input resized to 32²
+    on its 8² grid, brought to 16² and averaged, is where the model starts."""
+    model = lda_model([0.5, 1.0])
+    query, supports, masks = dummy_episode(2, 3, SIZE, seed=4)
+    with torch.no_grad():
+        q, s = encode_episode(model.backbone, query, supports, per_group=False)
+        full = lda_logits(q, s, masks, STAGES, (16, 16))
+
+        def half(x: torch.Tensor) -> torch.Tensor:
+            flat = x.flatten(0, x.dim() - 4)
+            out = F.interpolate(flat, size=(32, 32), mode="bilinear", antialias=True)
+            return out.unflatten(0, x.shape[:-3])
+
+        q2, s2 = encode_episode(model.backbone, half(query), half(supports), per_group=False)
+        small = lda_logits(q2, s2, masks, STAGES, (8, 8))
+        small = F.interpolate(small, size=(16, 16), mode="bilinear", align_corners=True)
+        expected = F.interpolate(
+            (full + small) / 2, size=(SIZE, SIZE), mode="bilinear", align_corners=True
+        )
+        out = model(query, supports, masks)
+        torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(out, F.interpolate(full, size=(SIZE, SIZE), mode="bilinear"))
+        # the scaled stages travel in the stage dicts under their own keys
+        both, _ = encode_episode(
+            model.backbone, query, supports, False, (0.5, 1.0), model.scaled_stages
+        )
+        assert set(both) == {"s4", "s8", scale_key("s4", 0.5), scale_key("s8", 0.5)}
+        assert both[scale_key("s4", 0.5)].shape[-2:] == (8, 8)
+
+
+def test_one_scale_is_the_single_scale_lda_exactly() -> None:
+    torch.manual_seed(1)
+    q = {"s4": torch.randn(2, 8, 8, 8)}
+    s = {"s4": torch.randn(2, 3, 8, 8, 8)}
+    masks = (torch.rand(2, 3, 32, 32) > 0.7).long()
+    single = lda_logits(q, s, masks, ("s4",), (8, 8))
+    assert torch.equal(multiscale_lda_logits(q, s, masks, ("s4",), (8, 8), (1.0,)), single)
+
+
+def test_scales_need_the_lda_start_and_must_be_distinct_and_positive() -> None:
+    with pytest.raises(ValueError, match="needs model.residual: lda"):
+        ModelConfig(lda_scales=[0.5, 1.0])
+    for bad in ([1.0, 1.0], [0.0, 1.0]):
+        with pytest.raises(ValueError, match="distinct and > 0"):
+            ModelConfig(residual="lda", lda_scales=bad)
