@@ -32,6 +32,7 @@ from lerenet.model.priors import (
     matching_maps,
     multiscale_lda_logits,
     scale_key,
+    scaled_size,
     support_weights,
 )
 
@@ -48,17 +49,16 @@ def stages_at_scales(
     """The backbone's stages of ``images``, plus stages ``names`` of the images resized by each
     other scale, under ``priors.scale_key`` (what ``multiscale_lda_logits`` reads).
 
-    Resizing is bilinear with antialiasing, so a downscaled input does not alias fine texture.
+    Resizing is bilinear without antialiasing: ONNX opset 17 has no antialiased resize, and
+    the scales used (≥ 0.6) alias little.
     Shapes: N×3×H×W → {stage: N×C×h×w, "stage@s": N×C×h_s×w_s}.
     """
     feats = dict(backbone.forward_stages(images))
     for scale in scales:
         if scale == 1.0 or not names:
             continue
-        size = [max(32, round(scale * side)) for side in images.shape[-2:]]
-        resized = F.interpolate(
-            images, size=size, mode="bilinear", align_corners=False, antialias=True
-        )
+        size = scaled_size(images.shape[-2:], scale)
+        resized = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
         extra = backbone.forward_stages(resized)
         feats.update({scale_key(name, scale): extra[name] for name in names})
     return feats

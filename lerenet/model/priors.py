@@ -238,6 +238,11 @@ def scale_key(name: str, scale: float) -> str:
     return f"{name}@{scale:g}"
 
 
+def scaled_size(size: tuple[int, ...], scale: float) -> list[int]:
+    """(H, W) of an input resized by ``scale``: the same for images and their masks."""
+    return [max(32, round(scale * int(side))) for side in size]
+
+
 def multiscale_lda_logits(
     query_stages: dict[str, torch.Tensor],
     support_stages: dict[str, torch.Tensor],
@@ -254,13 +259,20 @@ def multiscale_lda_logits(
     sizes 200, 256 and 320 averaged beat 320 alone on every fold, docs/benchmarks.md). Scale 1
     reads ``stages`` themselves; scale s reads ``scale_key(name, s)`` (the stages of the input
     resized by s, ``lerenet.model.lerenet.stages_at_scales``). Each scale's LDA is fitted and
-    applied at its finest stage's grid, then resized to ``size``. Shapes as ``lda_logits``.
+    applied at its finest stage's grid, with the support masks resized (nearest) to that
+    scale's input first, as the images were; then resized to ``size``. Shapes as
+    ``lda_logits``.
     """
     total = None
     for scale in scales:
         names = stages if scale == 1.0 else tuple(scale_key(n, scale) for n in stages)
         grid = size if scale == 1.0 else tuple(query_stages[names[0]].shape[-2:])
-        logits = lda_logits(query_stages, support_stages, support_masks, names, grid, shrinkage)
+        masks = support_masks
+        if scale != 1.0:  # the masks of the resized supports, then pooled to the grid by area
+            masks = F.interpolate(
+                support_masks.float(), size=scaled_size(support_masks.shape[-2:], scale)
+            ).to(support_masks.dtype)
+        logits = lda_logits(query_stages, support_stages, masks, names, grid, shrinkage)
         if grid != size:
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=True)
         total = logits if total is None else total + logits

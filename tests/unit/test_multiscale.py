@@ -32,8 +32,9 @@ def lda_model(scales: list[float]) -> torch.nn.Module:
 
 
 def test_the_multiscale_start_is_the_mean_of_each_scales_own_lda() -> None:
-    """By hand: the LDA of the 64² input on its 16² grid and that of the input resized to 32²
-    on its 8² grid, brought to 16² and averaged, is where the model starts."""
+    """By hand: the LDA of the 64² input on its 16² grid and that of the input (and the support
+    masks) resized to 32² on its 8² grid, brought to 16² and averaged, is where the model
+    starts."""
     model = lda_model([0.5, 1.0])
     query, supports, masks = dummy_episode(2, 3, SIZE, seed=4)
     with torch.no_grad():
@@ -42,11 +43,12 @@ def test_the_multiscale_start_is_the_mean_of_each_scales_own_lda() -> None:
 
         def half(x: torch.Tensor) -> torch.Tensor:
             flat = x.flatten(0, x.dim() - 4)
-            out = F.interpolate(flat, size=(32, 32), mode="bilinear", antialias=True)
+            out = F.interpolate(flat, size=(32, 32), mode="bilinear")
             return out.unflatten(0, x.shape[:-3])
 
         q2, s2 = encode_episode(model.backbone, half(query), half(supports), per_group=False)
-        small = lda_logits(q2, s2, masks, STAGES, (8, 8))
+        half_masks = F.interpolate(masks.float(), size=(32, 32)).long()  # nearest
+        small = lda_logits(q2, s2, half_masks, STAGES, (8, 8))
         small = F.interpolate(small, size=(16, 16), mode="bilinear", align_corners=True)
         expected = F.interpolate(
             (full + small) / 2, size=(SIZE, SIZE), mode="bilinear", align_corners=True

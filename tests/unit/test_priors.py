@@ -254,14 +254,17 @@ def test_area_resize_pools_each_stage_cell_and_exports() -> None:
     torch.testing.assert_close(area_resize(mask, (50, 50)).sum() * 16, mask.sum())
 
 
-@pytest.mark.parametrize("shots", [1, 3])
-def test_the_improved_model_exports_to_onnx(tmp_path, shots: int) -> None:
+@pytest.mark.parametrize("shots,scales", [(1, [1.0]), (3, [1.0]), (1, [0.625, 0.8, 1.0])])
+def test_the_improved_model_exports_to_onnx(tmp_path, shots: int, scales: list[float]) -> None:
     pytest.importorskip("onnxruntime")
     from lerenet.config import Params
     from lerenet.export import export_onnx, parity
 
     cfg = Params.model_validate(
-        {"recipe": "improved", "model": {"backbone": "vgg16_bn", "weights": "random"}}
+        {
+            "recipe": "improved",
+            "model": {"backbone": "vgg16_bn", "weights": "random", "lda_scales": scales},
+        }
     ).model
     torch.manual_seed(0)
     with pytest.warns(UserWarning, match="random"):
