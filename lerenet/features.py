@@ -100,8 +100,9 @@ def build_cache(
     to ``root``. ``scales``/``scaled_stages``: also cache those stages of each copy resized
     by the other scales (``model.lerenet.stages_at_scales``, for a multi-scale LDA start).
     """
-    was_training = backbone.training
-    backbone.eval()
+    from lerenet.inference import fast_backbone
+
+    fast = fast_backbone(backbone, device)  # BN folded, channels-last: the backbone is frozen
     jobs = [(image, c) for image in images for c in range(copies)]
     loader = DataLoader(
         _Copies(Path(root), jobs, image_size, seed, mean, std),
@@ -120,14 +121,12 @@ def build_cache(
         bar = progress.add_task(f"caching features of {len(images)} images", total=len(jobs))
         for imgs, labs in loader:
             with torch.inference_mode():
-                feats = stages_at_scales(
-                    backbone, imgs.to(device, non_blocking=True), scales, scaled_stages
-                )
+                imgs = imgs.to(device, non_blocking=True, memory_format=torch.channels_last)
+                feats = stages_at_scales(fast, imgs, scales, scaled_stages)
             for name, value in feats.items():
-                stages.setdefault(name, []).append(value.half().cpu())
+                stages.setdefault(name, []).append(value.half().cpu().contiguous())
             labels.append(labs)
             progress.update(bar, advance=len(labs))
-    backbone.train(was_training)
     log.info("feature cache built in %.0f s", time.perf_counter() - began)
     rows: dict[str, list[int]] = {}
     for row, (image, _) in enumerate(jobs):

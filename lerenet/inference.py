@@ -33,23 +33,39 @@ class _Stages(nn.Module):
         return self.backbone.forward_stages(x)
 
 
+def fuse_stages(backbone: nn.Module) -> None:
+    """Fold the backbone's BatchNorms into its convs, in place, for its ``forward_stages``.
+
+    A backbone that FX cannot trace is kept unfused with a log message: slower, never wrong.
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        backbone.fused_stages = fuse(_Stages(backbone))  # a submodule: .to() reaches it
+        backbone.forward_stages = backbone.fused_stages.forward  # instance override
+    except Exception as err:  # tracing limits of third-party modules
+        log.info("backbone not fused (%s); running it unfused", err)
+
+
+def fast_backbone(backbone: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
+    """An eval-mode copy of a frozen backbone, BN folded, in channels-last layout: about
+    twice as fast on CPU (EfficientNet-Lite0 at 128², 2 cores). For feature caching."""
+    fast = copy.deepcopy(backbone).eval().to(device)
+    fuse_stages(fast)
+    return fast.to(memory_format=torch.channels_last)
+
+
 def optimize_for_inference(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
     """An eval-mode copy of ``model`` with BN folded into convs, in channels-last layout.
 
     The original is left untouched (training can go on with it). The pretrained stages are
-    traced and fused; the head's own input layer (``head_features``) stays as it is. A
-    backbone that FX cannot trace is kept unfused with a log message: slower, never wrong.
+    traced and fused (``fuse_stages``); the head's own input layer (``head_features``) stays
+    as it is.
     """
-    from torch.fx.experimental.optimization import fuse
-
     fast = copy.deepcopy(model).eval().to(device)
     backbone = getattr(fast, "backbone", None)
     if backbone is not None:
-        try:
-            backbone.fused_stages = fuse(_Stages(backbone))  # a submodule: .to() reaches it
-            backbone.forward_stages = backbone.fused_stages.forward  # instance override
-        except Exception as err:  # tracing limits of third-party modules
-            log.info("backbone not fused (%s); running it unfused", err)
+        fuse_stages(backbone)
     return fast.to(memory_format=torch.channels_last)
 
 
