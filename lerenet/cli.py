@@ -282,6 +282,7 @@ def evaluate_cmd(
     overrides: Annotated[list[str] | None, _override_opt()] = None,
 ) -> None:
     """Evaluate on the fixed test (novel-class) episodes: per-class IoU, mIoU, FB-IoU + CIs."""
+    from lerenet.metrics import shot_sections
     from lerenet.stages import evaluate_stage
 
     cfg = _params_with(params, overrides)
@@ -291,15 +292,14 @@ def evaluate_cmd(
     for col in ("model", "shots", "mIoU [95% CI]", "FB-IoU [95% CI]", "episodes"):
         table.add_column(col)
     for name in ("lerenet", "baseline"):
-        for key, m in sorted((results.get(name) or {}).items()):
-            if key.endswith("shot"):
-                table.add_row(
-                    name,
-                    key,
-                    f"{m['miou']:.3f} [{m['miou_low']:.3f}, {m['miou_high']:.3f}]",
-                    f"{m['fbiou']:.3f} [{m['fbiou_low']:.3f}, {m['fbiou_high']:.3f}]",
-                    str(m["episodes"]),
-                )
+        for key, m in shot_sections(results.get(name)).items():
+            table.add_row(
+                name,
+                key,
+                f"{m['miou']:.3f} [{m['miou_low']:.3f}, {m['miou_high']:.3f}]",
+                f"{m['fbiou']:.3f} [{m['fbiou_low']:.3f}, {m['fbiou_high']:.3f}]",
+                str(m["episodes"]),
+            )
     console.print(table)
 
 

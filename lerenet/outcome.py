@@ -7,8 +7,9 @@ from typing import Any
 
 
 def _shots(evaluation: dict) -> list[str]:
-    model = evaluation.get("lerenet") or {}
-    return sorted(k for k, m in model.items() if isinstance(m, dict) and "class_iou" in m)
+    from lerenet.metrics import shot_sections
+
+    return list(shot_sections(evaluation.get("lerenet")))
 
 
 def class_table(evaluation: dict) -> list[dict[str, Any]]:

@@ -127,6 +127,8 @@ def _wait_ready(client: Any, name: str, version: str, timeout: float = 120) -> N
 
 def describe(run: Any, metrics: dict | None) -> str:
     """A version description in words: data, classes, test metrics."""
+    from lerenet.metrics import shot_sections
+
     tags = run.data.tags
     params = run.data.params
     lines = [
@@ -137,12 +139,11 @@ def describe(run: Any, metrics: dict | None) -> str:
     for key in ("train", "val", "test"):
         if f"lerenet.classes.{key}" in tags:
             lines.append(f"{key} classes: {tags[f'lerenet.classes.{key}']}.")
-    for shot, m in sorted((metrics or {}).items()):
-        if isinstance(m, dict) and "miou" in m:
-            lines.append(
-                f"Test {shot}: mIoU {m['miou']:.3f} [{m['miou_low']:.3f}, "
-                f"{m['miou_high']:.3f}], FB-IoU {m['fbiou']:.3f}."
-            )
+    for shot, m in shot_sections(metrics).items():
+        lines.append(
+            f"Test {shot}: mIoU {m['miou']:.3f} [{m['miou_low']:.3f}, "
+            f"{m['miou_high']:.3f}], FB-IoU {m['fbiou']:.3f}."
+        )
     gate = tags.get(GATE_TAG, "not run")
     reasons = tags.get("lerenet.gate_reasons")
     why = f" ({reasons})" if reasons else ""

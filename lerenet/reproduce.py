@@ -69,6 +69,7 @@ def reproduce(
 
     from lerenet.data.splits import split_dataset
     from lerenet.evaluate import evaluate_model
+    from lerenet.metrics import shot_sections
     from lerenet.mlflow_model import load_torch_model  # noqa: F401  (registers the flavour)
     from lerenet.stages import version_run_id
     from lerenet.train import train
@@ -132,10 +133,9 @@ def reproduce(
         trained = train(params, show_progress=show_progress)
         model, _ = load_torch_model(str(trained.best_path))
         metrics = evaluate_model(model, params, out_dir=tmp / "eval", label="reproduced")
-        for key, m in sorted(metrics.items()):
-            if key.endswith("shot"):
-                for name in ("miou", "fbiou"):
-                    rec = run.data.metrics.get(f"test/{key}/{name}")
-                    if rec is not None:
-                        result.rows.append((f"test/{key}/{name}", rec, m[name]))
+        for key, m in shot_sections(metrics).items():
+            for name in ("miou", "fbiou"):
+                rec = run.data.metrics.get(f"test/{key}/{name}")
+                if rec is not None:
+                    result.rows.append((f"test/{key}/{name}", rec, m[name]))
     return result

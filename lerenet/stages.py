@@ -150,6 +150,7 @@ def evaluate_stage(
     everything to the training run when the model came from one.
     """
     from lerenet.evaluate import evaluate_model
+    from lerenet.metrics import shot_sections
     from lerenet.mlflow_model import load_torch_model
     from lerenet.tracking import start_run
 
@@ -187,8 +188,7 @@ def evaluate_stage(
                 run.metrics(
                     {
                         f"baseline/test/{k}/miou": v["miou"]
-                        for k, v in results["baseline"].items()
-                        if k.endswith("shot")
+                        for k, v in shot_sections(results["baseline"]).items()
                     }
                 )
         results["run_id"] = run.run_id

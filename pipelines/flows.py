@@ -19,6 +19,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from lerenet.metrics import shot_sections
 from lerenet.onboard import OnboardReport, advice, report_table
 from lerenet.outcome import class_table, verdict
 from pipelines.tasks import (
@@ -82,18 +83,17 @@ def train_gpu(
 def _metrics_table(evaluation: dict) -> list[dict]:
     rows = []
     for name in ("lerenet", "baseline"):
-        for shot, m in sorted((evaluation.get(name) or {}).items()):
-            if isinstance(m, dict) and "miou" in m:
-                rows.append(
-                    {
-                        "model": name,
-                        "shots": shot,
-                        "mIoU": round(m["miou"], 4),
-                        "mIoU 95% CI": f"[{m['miou_low']:.3f}, {m['miou_high']:.3f}]",
-                        "FB-IoU": round(m["fbiou"], 4),
-                        "episodes": m["episodes"],
-                    }
-                )
+        for shot, m in shot_sections(evaluation.get(name)).items():
+            rows.append(
+                {
+                    "model": name,
+                    "shots": shot,
+                    "mIoU": round(m["miou"], 4),
+                    "mIoU 95% CI": f"[{m['miou_low']:.3f}, {m['miou_high']:.3f}]",
+                    "FB-IoU": round(m["fbiou"], 4),
+                    "episodes": m["episodes"],
+                }
+            )
     return rows
 
 
