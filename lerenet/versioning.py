@@ -73,6 +73,25 @@ def pull_data(data_root: Path, repo: Path = Path("."), remote: str | None = None
     _dvc_transfer("pull", f"{data_root}.dvc", cwd=Path(repo), remote=remote, what="dvc pull")
 
 
+def restore_recorded_data(data_root: Path, repo: Path = Path(".")) -> bool:
+    """Pull the data version that ``<data_root>.dvc`` records when the folder does not hold it.
+
+    A deployment's worker runs in a fresh git clone: data.dvc is there, data/ is not. Ingesting
+    a new source into the empty folder and versioning it would record a data version with the
+    new images only, dropping every class before it. So the flows restore the recorded version
+    first. Returns whether it pulled (False: the folder has its manifest, or nothing records
+    a version, or the clone is not a DVC repository).
+    """
+    repo = Path(repo)
+    recorded = repo / f"{data_root}.dvc"
+    if (repo / data_root / "manifest.csv").exists() or not recorded.exists():
+        return False
+    if not (repo / ".dvc").is_dir():
+        return False
+    pull_data(data_root, repo)
+    return True
+
+
 def version_data(
     data_root: Path, repo: Path = Path("."), push: bool = True, remote: str | None = None
 ) -> VersionResult:

@@ -30,6 +30,7 @@ from pipelines.tasks import (
     outputs_missing,
     params_of,
     promote_task,
+    restore_task,
     split_task,
     train_task,
     validate_task,
@@ -109,7 +110,7 @@ def retrain(
 ) -> dict:
     """Retrain LERENet end to end and promote the result if it passes the gate."""
     logger = get_run_logger()
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = {"restored": restore_task(params_path, overrides)}
     if source:
         result["ingest"] = ingest_task(params_path, source, overrides, **(ingest_options or {}))
     missing = outputs_missing(params_of(params_path, overrides))
@@ -182,12 +183,13 @@ def onboard_class(
     flow (advised in the result when production is worse than the baseline on the class).
     """
     logger = get_run_logger()
+    restored = restore_task(params_path, overrides)
     ingest = ingest_task(params_path, source, overrides, layout=layout, class_name=class_name)
     new = ingest["new_classes"] or ([class_name] if class_name else [])
     if not new:
         raise ValueError(f"{source} added no new class (already in the dataset?)")
     merged = {**(overrides or {}), "split.novel_classes": new}
-    result: dict[str, Any] = {"ingest": ingest, "new_classes": new}
+    result: dict[str, Any] = {"restored": restored, "ingest": ingest, "new_classes": new}
     result["validate"] = validate_task.with_options(refresh_cache=True)(params_path, merged)
     if version:
         result["data"] = version_task(params_path, merged)

@@ -162,6 +162,17 @@ def ingest_task(
     }
 
 
+@task(name="restore data version", **IO_RETRIES)
+def restore_task(params_path: str, overrides: dict | None = None) -> bool:
+    """The data version data.dvc records, pulled into a fresh clone before anything is added."""
+    from lerenet.versioning import restore_recorded_data
+
+    pulled = restore_recorded_data(Path(params_of(params_path, overrides).data.root))
+    if pulled:
+        get_run_logger().info("pulled the recorded data version (a fresh clone had no data)")
+    return pulled
+
+
 class DataValidationError(RuntimeError):
     """Blocking expectations failed: the flow stops here."""
 

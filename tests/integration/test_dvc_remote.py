@@ -42,6 +42,33 @@ def test_dvc_push_pull_round_trip(s3_server, synthetic_source: Path, tmp_path: P
     assert _digest(repo / "data") == original
 
 
+def test_a_fresh_clone_restores_the_recorded_data_version(
+    s3_env, synthetic_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deployment's worker starts in a fresh clone (data.dvc, no data/): the flows pull the
+    recorded version before ingesting, so new data joins it instead of replacing it."""
+    from lerenet.versioning import restore_recorded_data
+
+    origin, clone = tmp_path / "origin", tmp_path / "clone"
+    origin.mkdir()
+    run_ok(["git", "init", "-q"], origin)
+    run_ok([*DVC, "init", "-q"], origin)
+    run_ok([*DVC, "remote", "add", "-d", "s3", "s3://lerenet-data/restore"], origin)
+    run_ok([*DVC, "remote", "modify", "s3", "endpointurl", s3_env.endpoint], origin)
+    assert not restore_recorded_data(Path("data"), origin)  # nothing recorded yet
+    ingest(str(synthetic_source), origin / "data", workers=1, show_progress=False)
+    run_ok([*DVC, "add", "data"], origin)
+    run_ok([*DVC, "push"], origin)
+    run_ok(["git", "add", "-A"], origin)
+    run_ok(["git", "commit", "-qm", "data version"], origin)
+    run_ok(["git", "clone", "-q", origin.as_uri(), str(clone)], tmp_path)
+    assert not (clone / "data").exists()
+    assert not restore_recorded_data(Path("data"), origin)  # the origin has its data
+    assert restore_recorded_data(Path("data"), clone)
+    assert _digest(clone / "data") == _digest(origin / "data")
+    assert not restore_recorded_data(Path("data"), clone)  # once is enough
+
+
 def test_wrong_credentials_are_rejected(s3_server) -> None:
     from botocore.exceptions import ClientError
 

@@ -16,6 +16,20 @@ from tests.conftest import DVC, REPO_ROOT, run_ok, tiny_params
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+def new_class_source(synthetic_source: Path, root: Path, name: str) -> Path:
+    """A one-class source folder (suffix layout) whose images no dataset holds yet: one
+    synthetic class, mirrored (new content, so ingestion does not deduplicate it away)."""
+    from PIL import Image, ImageOps
+
+    folder = root / name
+    folder.mkdir(parents=True)
+    for img in sorted((synthetic_source / "images" / "Synth_Stain").glob("*.png")):
+        mask = synthetic_source / "masks" / "Synth_Stain" / img.name
+        ImageOps.mirror(Image.open(img)).save(folder / img.name)
+        ImageOps.mirror(Image.open(mask)).save(folder / f"{img.stem}_mask.png")
+    return root
+
+
 def test_stack_runs_retrain_deployment(
     synthetic_source: Path,
     fixture_or_synthetic: Path,
@@ -150,6 +164,19 @@ def test_stack_runs_retrain_deployment(
             onboard = client.read_deployment_by_name("onboard-class/lerenet-onboard-class")
             steps = json.dumps(onboard.pull_steps)
             assert project.as_uri() in steps and "{{ $" not in steps  # no variable left open
+        # ... and a deployment it made runs end to end: the worker clones the committed code,
+        # pulls the data version data.dvc records into the clone, onboards a new class there
+        source = new_class_source(synthetic_source, tmp_path / "new_defect", "Dent")
+        onboard_run = run_deployment(
+            "onboard-class/lerenet-onboard-class",
+            timeout=600,
+            poll_interval=2,
+            parameters={"source": str(source), "class_name": "Dent", "layout": "suffix"},
+        )
+        assert onboard_run.state.is_completed(), onboard_run.state
+        onboarded = onboard_run.state.result()
+        assert onboarded["restored"] and onboarded["new_classes"] == ["Dent"]
+        assert onboarded["ingest"]["added"] == len(list(source.glob("Dent/*_mask.png")))
         # ... then with the GPU pool from the repo's Kubernetes template
         image = "registry.example/lerenet-gpu:abc1234"
         run_ok(
