@@ -136,7 +136,10 @@ def gate_stage(
     path = write_decision(decision, Path(out_dir) / "decision.json")
     # dvc metrics/exp show read this one: the verdict, not decision.json's nested numbers
     (Path(out_dir) / "summary.json").write_text(json.dumps({"passed": decision.passed}) + "\n")
-    run_id = summary.get("run_id") if challenger == summary.get("model_uri") else run_of(challenger)
+    if challenger == summary.get("model_uri"):
+        run_id = summary.get("run_id")
+    else:  # given by the caller (a flow, a remote training): its run, from the tracking server
+        run_id = run_of(challenger) if track else None
     if track and run_id:
         from lerenet.tracking import start_run
 

@@ -152,7 +152,7 @@ def evaluate_stage(
     from lerenet.evaluate import evaluate_model
     from lerenet.metrics import shot_sections
     from lerenet.mlflow_model import load_torch_model
-    from lerenet.tracking import start_run
+    from lerenet.tracking import configure, start_run
 
     out_dir = Path(out_dir or params.eval.out_dir)
     summary_path = Path(params.train.out_dir) / TRAIN_SUMMARY
@@ -162,8 +162,9 @@ def evaluate_stage(
         model_uri = summary.get("model_uri") or summary["best_path"]
     if model_uri != summary.get("model_uri"):
         summary = {}  # another model than the last trained one: no baseline, no run to join
-    run_id = summary.get("run_id")
-    run_id = run_of(model_uri) or run_id
+    if track:
+        configure(params.tracking)  # run_of may ask the tracking server
+    run_id = summary.get("run_id") or (run_of(model_uri) if track else None)
     model, _ = load_torch_model(local_copy(model_uri, summary))
     results: dict = {
         "model_uri": model_uri,
@@ -245,8 +246,21 @@ def promote_stage(params: Params, *, run_id: str | None = None, to: str = "stagi
 
 
 def run_of(model_uri: str) -> str | None:
-    """The run id of a ``runs:/<id>/<path>`` URI, else None."""
-    return model_uri.split("/")[1] if model_uri.startswith("runs:/") else None
+    """The run that logged ``model_uri``: a ``runs:/<id>/<path>`` URI names it; a logged
+    model (``models:/m-<id>``, what MLflow 3 returns for a logged model) knows it on the
+    tracking server (configured by the caller). Else, or when the server does not know the
+    model, None."""
+    if model_uri.startswith("runs:/"):
+        return model_uri.split("/")[1]
+    if not model_uri.startswith("models:/m-"):
+        return None
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return MlflowClient().get_logged_model(model_uri.removeprefix("models:/")).source_run_id
+    except MlflowException:
+        return None
 
 
 def version_run_id(uri: str) -> tuple[str | None, str | None, str | None]:

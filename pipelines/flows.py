@@ -30,11 +30,13 @@ from pipelines.tasks import (
     outputs_missing,
     params_of,
     promote_task,
+    resolve_params,
     restore_task,
     split_task,
     train_task,
     validate_task,
     version_task,
+    with_overrides,
 )
 
 PROMOTE_LIMIT = "lerenet-promote"
@@ -55,30 +57,56 @@ def ensure_concurrency_limit(name: str = PROMOTE_LIMIT, limit: int = 1) -> None:
             )
 
 
+def _resolved(
+    params: dict | None, params_sha256: str | None, params_path: str, overrides: dict | None
+) -> dict:
+    """The params a flow runs with: those passed by value (checked against their sha256),
+    then the deployment's own ``overrides`` (a GPU deployment's ``train.device: cuda``); or
+    the file with its overrides, resolved now, once for the whole run."""
+    from lerenet.config import params_sha256 as sha_of
+
+    if params is None:
+        params = resolve_params(params_path, overrides)
+    else:
+        got = sha_of(params_of(params))
+        if params_sha256 and got != params_sha256:
+            raise RuntimeError(
+                f"params mismatch: sha256 {got} != {params_sha256} (the caller's resolved "
+                "params were changed on the way)"
+            )
+        params = with_overrides(params, overrides or {})
+    get_run_logger().info("params sha256 %s", sha_of(params_of(params)))
+    return params
+
+
 @flow(name="train-gpu", log_prints=True)
 def train_gpu(
-    params_path: str = "params.yaml",
-    overrides: dict | None = None,
+    params: dict | None = None,
+    params_sha256: str | None = None,
     expected_split_sha256: str | None = None,
     pull_data: bool = True,
+    params_path: str = "params.yaml",
+    overrides: dict | None = None,
 ) -> dict:
     """The training deployment for a GPU work pool: fetch data, rebuild the split, train.
 
-    The split is rebuilt from the same manifest and params (deterministic) and must match the
-    parent's split sha256, so the worker trains on exactly the episodes the parent evaluates.
+    ``params`` come by value from the parent flow with their sha256 (checked here); the
+    worker's own params file is read only when none are passed. The split is rebuilt from the
+    same manifest and params (deterministic) and must match the parent's split sha256, so the
+    worker trains on exactly the episodes the parent evaluates.
     """
     from lerenet.versioning import pull_data as dvc_pull_data
 
-    params = params_of(params_path, overrides)
+    params = _resolved(params, params_sha256, params_path, overrides)
     if pull_data and Path(".dvc").is_dir():
-        dvc_pull_data(Path(params.data.root))
-    lineage = split_task(params_path, overrides)
+        dvc_pull_data(Path(params_of(params).data.root))
+    lineage = split_task(params)
     if expected_split_sha256 and lineage["split_sha256"] != expected_split_sha256:
         raise RuntimeError(
             f"split mismatch on the worker: {lineage['split_sha256']} != "
             f"{expected_split_sha256} (data or params differ from the parent)"
         )
-    return train_task(params_path, overrides)
+    return train_task(params)
 
 
 def _metrics_table(evaluation: dict) -> list[dict]:
@@ -108,28 +136,32 @@ def retrain(
     version: bool = True,
     ingest_options: dict | None = None,
 ) -> dict:
-    """Retrain LERENet end to end and promote the result if it passes the gate."""
+    """Retrain LERENet end to end and promote the result if it passes the gate.
+
+    The params file is read once, here; every task and the training worker get the resolved
+    params by value (the worker checks their sha256)."""
+    from lerenet.config import params_sha256
+
     logger = get_run_logger()
-    result: dict[str, Any] = {"restored": restore_task(params_path, overrides)}
+    params = _resolved(None, None, params_path, overrides)
+    result: dict[str, Any] = {"restored": restore_task(params)}
     if source:
-        result["ingest"] = ingest_task(params_path, source, overrides, **(ingest_options or {}))
-    missing = outputs_missing(params_of(params_path, overrides))
+        result["ingest"] = ingest_task(params, source, **(ingest_options or {}))
+    missing = outputs_missing(params_of(params))
     result["validate"] = validate_task.with_options(refresh_cache=missing["validate"] or None)(
-        params_path, overrides
+        params
     )
     if version:
-        result["data"] = version_task(params_path, overrides)
-    result["split"] = split_task.with_options(refresh_cache=missing["split"] or None)(
-        params_path, overrides
-    )
+        result["data"] = version_task(params)
+    result["split"] = split_task.with_options(refresh_cache=missing["split"] or None)(params)
     if train_deployment:
         from prefect.deployments import run_deployment
 
         run = run_deployment(
             train_deployment,
             parameters={
-                "params_path": params_path,
-                "overrides": overrides,
+                "params": params,
+                "params_sha256": params_sha256(params_of(params)),
                 "expected_split_sha256": result["split"]["split_sha256"],
             },
             timeout=None,
@@ -141,16 +173,16 @@ def retrain(
             )
         result["train"] = run.state.result()
     else:
-        result["train"] = train_task(params_path, overrides)
-    result["evaluate"] = evaluate_task(params_path, overrides, result["train"]["model_uri"])
-    result["gate"] = gate_task(params_path, overrides)
+        result["train"] = train_task(params)
+    challenger = result["train"]["model_uri"]
+    result["evaluate"] = evaluate_task(params, challenger)
+    result["gate"] = gate_task(params, challenger)
     from prefect.concurrency.sync import concurrency
 
     ensure_concurrency_limit()
     with concurrency(PROMOTE_LIMIT, occupy=1, strict=True):
         result["promote"] = promote_task(
-            params_path,
-            overrides,
+            params,
             result["train"]["run_id"],
             promote_production and result["gate"]["passed"],
         )
@@ -183,18 +215,19 @@ def onboard_class(
     flow (advised in the result when production is worse than the baseline on the class).
     """
     logger = get_run_logger()
-    restored = restore_task(params_path, overrides)
-    ingest = ingest_task(params_path, source, overrides, layout=layout, class_name=class_name)
+    params = _resolved(None, None, params_path, overrides)
+    restored = restore_task(params)
+    ingest = ingest_task(params, source, layout=layout, class_name=class_name)
     new = ingest["new_classes"] or ([class_name] if class_name else [])
     if not new:
         raise ValueError(f"{source} added no new class (already in the dataset?)")
-    merged = {**(overrides or {}), "split.novel_classes": new}
+    merged = with_overrides(params, {"split.novel_classes": new})
     result: dict[str, Any] = {"restored": restored, "ingest": ingest, "new_classes": new}
-    result["validate"] = validate_task.with_options(refresh_cache=True)(params_path, merged)
+    result["validate"] = validate_task.with_options(refresh_cache=True)(merged)
     if version:
-        result["data"] = version_task(params_path, merged)
-    result["split"] = split_task.with_options(refresh_cache=True)(params_path, merged)
-    result["onboard"] = onboard_task(params_path, merged, new)
+        result["data"] = version_task(merged)
+    result["split"] = split_task.with_options(refresh_cache=True)(merged)
+    result["onboard"] = onboard_task(merged, new)
     typed = OnboardReport.from_dict(result["onboard"])
     create_table_artifact(
         report_table(typed),

@@ -9,6 +9,7 @@ code and params skip them.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from lerenet.config import Params, load_params
+from lerenet.config import Params, apply_overrides, load_params
 from lerenet.stage_specs import json_sha256
 from lerenet.storage import file_sha256
 
@@ -51,8 +52,25 @@ IO_RETRIES = {
 }
 
 
-def params_of(params_path: str, overrides: dict[str, Any] | None) -> Params:
-    return load_params(params_path, overrides=overrides)
+ParamsValue = dict[str, Any]  # Params.model_dump(mode="json"): what travels between tasks
+
+
+def resolve_params(params_path: str, overrides: dict[str, Any] | None = None) -> ParamsValue:
+    """The params file with its overrides, resolved once per flow run and then passed by value
+    to every task and to the training worker: an edit of the file during a long training, or
+    another checkout's file on a worker, cannot change what later stages run with."""
+    return load_params(params_path, overrides=overrides).model_dump(mode="json")
+
+
+def params_of(params: ParamsValue) -> Params:
+    return Params.model_validate(params)
+
+
+def with_overrides(params: ParamsValue, overrides: dict[str, Any]) -> ParamsValue:
+    """``params`` with dotted ``section.key`` overrides applied (validated again)."""
+    raw = copy.deepcopy(params)
+    apply_overrides(raw, overrides)
+    return Params.model_validate(raw).model_dump(mode="json")
 
 
 @contextmanager
@@ -101,7 +119,7 @@ def _source_fingerprint(source: str) -> str:
 def _ingest_key(context, args: dict) -> str | None:
     if str(args["source"]).startswith("s3://"):
         return None
-    p = params_of(args["params_path"], args.get("overrides"))
+    p = params_of(args["params"])
     return json_sha256(
         [
             "ingest",
@@ -121,7 +139,7 @@ def _stage_key(name: str):
     def key(context, args: dict) -> str:
         from lerenet.stage_specs import cache_key
 
-        return cache_key(name, params_of(args["params_path"], args.get("overrides")))
+        return cache_key(name, params_of(args["params"]))
 
     return key
 
@@ -136,9 +154,8 @@ def outputs_missing(params: Params) -> dict[str, bool]:
 
 @task(name="ingest", cache_key_fn=_ingest_key, persist_result=True, **IO_RETRIES)
 def ingest_task(
-    params_path: str,
+    params: ParamsValue,
     source: str,
-    overrides: dict | None = None,
     layout: str | None = None,
     class_map: dict | None = None,
     class_name: str | None = None,
@@ -147,7 +164,7 @@ def ingest_task(
 
     report = ingest_with_params(
         source,
-        params_of(params_path, overrides),
+        params_of(params),
         layout=layout,
         class_map=class_map,
         class_name=class_name,
@@ -163,11 +180,11 @@ def ingest_task(
 
 
 @task(name="restore data version", **IO_RETRIES)
-def restore_task(params_path: str, overrides: dict | None = None) -> bool:
+def restore_task(params: ParamsValue) -> bool:
     """The data version data.dvc records, pulled into a fresh clone before anything is added."""
     from lerenet.versioning import restore_recorded_data
 
-    pulled = restore_recorded_data(Path(params_of(params_path, overrides).data.root))
+    pulled = restore_recorded_data(Path(params_of(params).data.root))
     if pulled:
         get_run_logger().info("pulled the recorded data version (a fresh clone had no data)")
     return pulled
@@ -178,11 +195,11 @@ class DataValidationError(RuntimeError):
 
 
 @task(name="validate", cache_key_fn=_stage_key("validate"), persist_result=True)
-def validate_task(params_path: str, overrides: dict | None = None) -> dict:
+def validate_task(params: ParamsValue) -> dict:
     from lerenet.data.validate import validate_with_params
 
     out_dir = Path("outputs/validate")
-    report = validate_with_params(params_of(params_path, overrides), out_dir, show_progress=False)
+    report = validate_with_params(params_of(params), out_dir, show_progress=False)
     html = (out_dir / "report.html").resolve()
     lines = [
         f"**{'PASSED' if report.passed else 'FAILED'}**: {report.pairs} usable pairs, "
@@ -201,10 +218,10 @@ def validate_task(params_path: str, overrides: dict | None = None) -> dict:
 
 
 @task(name="version data (dvc add + push)", **IO_RETRIES)
-def version_task(params_path: str, overrides: dict | None = None, push: bool = True) -> dict:
+def version_task(params: ParamsValue, push: bool = True) -> dict:
     from lerenet.versioning import version_data
 
-    p = params_of(params_path, overrides)
+    p = params_of(params)
     result = version_data(Path(p.data.root), push=push)
     return {
         "data_version": result.data_version,
@@ -215,54 +232,54 @@ def version_task(params_path: str, overrides: dict | None = None, push: bool = T
 
 
 @task(name="split", cache_key_fn=_stage_key("split"), persist_result=True)
-def split_task(params_path: str, overrides: dict | None = None) -> dict:
+def split_task(params: ParamsValue) -> dict:
     from lerenet.data.splits import split_dataset
 
-    p = params_of(params_path, overrides)
+    p = params_of(params)
     return split_dataset(Path(p.data.root), p.split)
 
 
 @task(name="train", retries=0)
-def train_task(params_path: str, overrides: dict | None = None) -> dict:
+def train_task(params: ParamsValue) -> dict:
     from lerenet.stages import train_stage
 
     with library_logs():
-        return train_stage(
-            params_of(params_path, overrides), params_file=Path(params_path), show_progress=False
-        )
+        # the resolved params are logged with the run (config/params.resolved.yaml); no file
+        # path travels, so a worker's own checkout cannot stand in for the parent's params
+        return train_stage(params_of(params), show_progress=False)
 
 
 @task(name="evaluate", retries=0)
-def evaluate_task(
-    params_path: str, overrides: dict | None = None, model_uri: str | None = None
-) -> dict:
+def evaluate_task(params: ParamsValue, model_uri: str) -> dict:
     from lerenet.stages import evaluate_stage
 
     with library_logs():
-        return evaluate_stage(params_of(params_path, overrides), model_uri=model_uri)
+        return evaluate_stage(params_of(params), model_uri=model_uri)
 
 
 @task(name="gate", retries=0)
-def gate_task(params_path: str, overrides: dict | None = None) -> dict:
+def gate_task(params: ParamsValue, challenger: str) -> dict:
+    """Gate ``challenger`` (the training result's model URI, in MLflow): nothing is read from
+    files the training wrote, which on a remote worker are not on this machine."""
     from lerenet.gate_stage import gate_stage
 
-    return gate_stage(params_of(params_path, overrides))
+    return gate_stage(params_of(params), challenger=challenger)
 
 
 @task(name="promote", **IO_RETRIES)
-def promote_task(params_path: str, overrides: dict | None, run_id: str, production: bool) -> dict:
+def promote_task(params: ParamsValue, run_id: str, production: bool) -> dict:
     from lerenet.stages import promote_stage
 
     return promote_stage(
-        params_of(params_path, overrides),
+        params_of(params),
         run_id=run_id,
         to="production" if production else "staging",
     )
 
 
 @task(name="onboard: score production and baseline on the new class", **IO_RETRIES)
-def onboard_task(params_path: str, overrides: dict | None, classes: list[str]) -> dict:
+def onboard_task(params: ParamsValue, classes: list[str]) -> dict:
     from lerenet.onboard import onboard_report
 
     with library_logs():
-        return onboard_report(params_of(params_path, overrides), classes).to_dict()
+        return onboard_report(params_of(params), classes).to_dict()

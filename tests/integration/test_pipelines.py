@@ -228,3 +228,27 @@ def test_onboard_class_scores_production_and_baseline_and_registers_nothing(
     assert "onboard/baseline/Dent/5shot/iou" in logged.data.metrics
     assert "onboard/production/Dent/1shot/iou" in logged.data.metrics
     assert "lerenet-pipeline retrain" in result["advice"] or "serves" in result["advice"]
+
+
+def test_the_training_worker_runs_the_params_it_is_given_not_its_own_file(
+    tiny_project: Path,
+) -> None:
+    """Params travel by value with their sha256: a worker whose checkout has another
+    params.yaml trains with the parent's, and params changed on the way are refused."""
+    from lerenet.config import Params, params_sha256
+    from pipelines.flows import train_gpu
+    from pipelines.tasks import resolve_params
+
+    given = resolve_params("params.yaml", {"train.steps": 2})
+    sha = params_sha256(Params.model_validate(given))
+    params = Path("params.yaml")
+    params.write_text(params.read_text().replace("steps: 6", "steps: 4"))  # the worker's file
+    refused = train_gpu(params=given, params_sha256="0" * 64, pull_data=False, return_state=True)
+    assert refused.is_failed()
+    assert "params mismatch" in str(refused.result(raise_on_failure=False))
+    trained = train_gpu(params=given, params_sha256=sha, pull_data=False)
+    assert trained["steps"] == 2
+    from mlflow import MlflowClient
+
+    run = MlflowClient(given["tracking"]["tracking_uri"]).get_run(trained["run_id"])
+    assert run.data.params["train.steps"] == "2"
