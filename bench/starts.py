@@ -2,15 +2,18 @@
 
     python bench/starts.py                       # every variant at 200×200 (features cached once)
     python bench/starts.py --size 320 lda base   # these variants at 320×320
+    python bench/starts.py --size 320 --protocol full base lda lda_ms   # 3 seeds × 50 episodes
 
 Every trained head measured so far ended at or below its own training-free start on novel
 classes (docs/benchmarks.md, "Quality"), so the start is the lever: this script scores starts
 without training. It runs the frozen ImageNet EfficientNet-Lite0 over every defects9 image once
 (eval transform, cached in ``bench/.cache/``), then scores each variant with the library's own
-matching functions (``lerenet.model.priors``) on the quick protocol's test episodes (the same
-folds, 30 episodes per class, episode seed 0, as ``bench/quality.py --protocol quick``; at
-200×200 ``lda`` and ``base`` reproduce that benchmark's start and baseline exactly).
-Results: bench/results/starts_<size>.json.
+matching functions (``lerenet.model.priors``) on the test episodes of ``bench/quality.py
+--protocol quick`` (default) or ``full`` (the same folds and episodes; at 200×200 ``lda`` and
+``base`` reproduce that benchmark's start and baseline exactly). ``lda_ms`` averages the LDA of
+the images resized to 200, 256 and 320 (each from the original, each fitted on its own grid:
+``model.lda_scales`` in the model). A fold's mIoU is the mean over the protocol's episode
+seeds. Results: bench/results/starts_<size>[_full].json.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "lda_sh6": ("support LDA, shrinkage 6", {"shrinkage": 6.0}),
     "mix.1": ("support LDA + 0.1 × prototype logits", {"proto": 0.1}),
     "mix.4": ("support LDA + 0.4 × prototype logits", {"proto": 0.4}),
+    "lda_ms": ("support LDA averaged over inputs of 200, 256 and 320", {"sizes": (200, 256, 320)}),
 }
 
 
@@ -95,9 +99,23 @@ def cached_features(data: Path, size: int) -> dict:
 
 def start_logits(
     blob: dict, queries: list[int], supports: list[list[int]], size: int, *,
-    lda: float = 1.0, shrinkage: float = 3.0, proto: float = 0.0,
+    lda: float = 1.0, shrinkage: float = 3.0, proto: float = 0.0, sizes: tuple[int, ...] = (),
+    data: Path = DEFECTS9,
 ) -> torch.Tensor:  # fmt: skip
-    """B×2×size×size logits: ``lda`` × support LDA + ``proto`` × prototype cosine logits."""
+    """B×2×size×size logits: ``lda`` × support LDA + ``proto`` × prototype cosine logits; with
+    ``sizes``, the mean of the LDA logits of the images at each of those sizes instead (the
+    episodes' images are the same at every size: one index for all caches)."""
+    if sizes:
+        total = sum(
+            F.interpolate(
+                start_logits(cached_features(data, s), queries, supports, s, shrinkage=shrinkage),
+                (size, size),
+                mode="bilinear",
+                align_corners=True,
+            )
+            for s in sizes
+        )
+        return total / len(sizes)
     query = {n: blob["stages"][n][queries].float() for n in STAGES}
     support = {n: blob["stages"][n][torch.tensor(supports)].float() for n in STAGES}
     masks = blob["labels"][torch.tensor(supports)].long()
@@ -110,13 +128,35 @@ def start_logits(
     return F.interpolate(out, (size, size), mode="bilinear", align_corners=True)
 
 
+def score_episodes(
+    blob: dict, pairs: list, classes: list[str], fold: int, shots: int, seed: int,
+    per_class: int, args: argparse.Namespace, kwargs: dict,
+) -> float:  # fmt: skip
+    """mIoU of one start on one fold's test episodes of one episode seed."""
+    eps = make_episodes(
+        pairs, classes, shots=shots, per_class=per_class, seed=seed, tag=f"test{fold}"
+    )
+    stats = []
+    for j in range(0, len(eps), 25):
+        chunk = eps[j : j + 25]
+        q = [blob["index"][e.query] for e in chunk]
+        s = [[blob["index"][x] for x in e.supports] for e in chunk]
+        with torch.inference_mode():
+            logits = start_logits(blob, q, s, args.size, data=args.data, **kwargs)
+        stats.append(episode_stats(logits.argmax(1), blob["labels"][q].long()))
+    st = np.concatenate(stats)
+    return score(st, sorted(classes), [e.cls for e in eps], bootstrap=10).miou.value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variants", nargs="*", default=list(VARIANTS), help=f"{list(VARIANTS)}")
     parser.add_argument("--size", type=int, default=200)
     parser.add_argument("--data", type=Path, default=DEFECTS9)
-    parser.add_argument("--episodes", type=int, default=30, help="test episodes per class")
+    parser.add_argument("--protocol", choices=["quick", "full"], default="quick")
     args = parser.parse_args()
+    # bench/quality.py's protocols: (episode seeds, test episodes per class)
+    protocol = {"quick": ((0,), 30), "full": ((0, 1, 2), 50)}[args.protocol]
     unknown = set(args.variants) - set(VARIANTS)
     if unknown:
         parser.error(f"unknown variant(s) {sorted(unknown)}; known: {list(VARIANTS)}")
@@ -125,7 +165,8 @@ def main() -> None:
     blob = cached_features(args.data, args.size)
     pairs = read_manifest(args.data)
     folds = assign_folds(classes_of(pairs), seed=0, num_folds=3, val_classes=1)
-    out_path = RESULTS / f"starts_{args.size}.json"
+    suffix = "_full" if args.protocol == "full" else ""
+    out_path = RESULTS / f"starts_{args.size}{suffix}.json"
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
     for name in args.variants:
         label, kwargs = VARIANTS[name]
@@ -133,20 +174,12 @@ def main() -> None:
         for shots in (1, 5):
             per_fold = []
             for i, fold in enumerate(folds):
-                eps = make_episodes(
-                    pairs, fold.test, shots=shots, per_class=args.episodes, seed=0, tag=f"test{i}"
-                )
-                stats = []
-                for j in range(0, len(eps), 25):
-                    chunk = eps[j : j + 25]
-                    q = [blob["index"][e.query] for e in chunk]
-                    s = [[blob["index"][x] for x in e.supports] for e in chunk]
-                    with torch.inference_mode():
-                        pred = start_logits(blob, q, s, args.size, **kwargs).argmax(1)
-                    stats.append(episode_stats(pred, blob["labels"][q].long()))
-                st = np.concatenate(stats)
-                scores = score(st, sorted(fold.test), [e.cls for e in eps], bootstrap=10)
-                per_fold.append(round(scores.miou.value, 4))
+                seeds, per_class = protocol
+                per_seed = [
+                    score_episodes(blob, pairs, fold.test, i, shots, seed, per_class, args, kwargs)
+                    for seed in seeds
+                ]
+                per_fold.append(round(statistics.mean(per_seed), 4))
             entry[f"{shots}shot"] = {"folds": per_fold, "mean": statistics.mean(per_fold)}
         results[name] = entry
         print(
