@@ -64,7 +64,7 @@ def _baseline_evidence(params: Params, challenger: str) -> tuple[dict | None, st
     from lerenet.checkpoint import load_model_file
     from lerenet.config import ModelConfig
     from lerenet.mlflow_model import load_torch_model
-    from lerenet.model import build_model
+    from lerenet.model import build_baseline
     from lerenet.model.weights import WeightsError
 
     saved = _saved_evidence(params, challenger, "baseline")
@@ -72,9 +72,8 @@ def _baseline_evidence(params: Params, challenger: str) -> tuple[dict | None, st
         return saved, "saved by evaluate"
     path = Path(challenger)
     meta = load_model_file(path)[1] if path.exists() else load_torch_model(challenger)[1]
-    cfg = ModelConfig.model_validate(meta["model_config"]).model_copy(update={"arch": "prototype"})
     try:
-        baseline, _ = build_model(cfg)
+        baseline = build_baseline(ModelConfig.model_validate(meta["model_config"]))
     except WeightsError as err:
         return None, f"cannot rebuild the baseline: {err}"
     return _evidence(baseline.eval(), params), "rebuilt from the challenger's configuration"

@@ -8,11 +8,17 @@ tracking lives here, not in the training or evaluation code.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lerenet.config import Params
 from lerenet.lineage import lineage_tags, split_sha256
 
+if TYPE_CHECKING:
+    from torch import nn
+
+log = logging.getLogger(__name__)
 TRAIN_SUMMARY = "train.json"
 
 
@@ -165,7 +171,7 @@ def evaluate_stage(
     if track:
         configure(params.tracking)  # run_of may ask the tracking server
     run_id = summary.get("run_id") or (run_of(model_uri) if track else None)
-    model, _ = load_torch_model(local_copy(model_uri, summary))
+    model, meta = load_torch_model(local_copy(model_uri, summary))
     results: dict = {
         "model_uri": model_uri,
         "split_sha256": split_sha256(Path(params.split.out_dir)),
@@ -180,8 +186,8 @@ def evaluate_stage(
         results["lerenet"] = evaluate_model(
             model, params, out_dir=out_dir / "lerenet", run=run, label="LERENet"
         )
-        if summary.get("baseline_path"):
-            base, _ = load_torch_model(summary["baseline_path"])
+        base = _baseline_for(params, summary, meta)
+        if base is not None:
             results["baseline"] = evaluate_model(
                 base, params, out_dir=out_dir / "baseline", label="prototype baseline"
             )
@@ -199,15 +205,38 @@ def evaluate_stage(
     return results
 
 
+def _baseline_for(params: Params, summary: dict, meta: dict) -> nn.Module | None:
+    """The prototype baseline to score beside the model: the one its training saved, else
+    (a model trained elsewhere, a remote worker) rebuilt from the model's configuration;
+    None when ``train.baseline`` is off, the model is the baseline, or its backbone weights
+    cannot be loaded here (said in the log)."""
+    from lerenet.config import ModelConfig
+    from lerenet.mlflow_model import load_torch_model
+    from lerenet.model import build_baseline
+    from lerenet.model.weights import WeightsError
+
+    if summary.get("baseline_path"):
+        return load_torch_model(summary["baseline_path"])[0]
+    cfg = ModelConfig.model_validate(meta.get("model_config") or params.model.model_dump())
+    if not params.train.baseline or cfg.arch == "prototype":
+        return None
+    try:
+        return build_baseline(cfg)
+    except WeightsError as err:
+        log.warning("prototype baseline not evaluated: %s", err)
+        return None
+
+
 def metrics_summary(results: dict) -> dict:
     """``{"1shot": {"model": mIoU, "baseline": mIoU}, …}``: the few numbers ``dvc metrics
     show`` and ``dvc exp show`` should put side by side within 100 columns (metrics.json
     keeps everything)."""
+    from lerenet.metrics import shot_sections
+
     summary: dict = {}
     for name, key in (("lerenet", "model"), ("baseline", "baseline")):
-        for shot, m in (results.get(name) or {}).items():
-            if isinstance(m, dict) and "miou" in m:
-                summary.setdefault(shot, {})[key] = round(m["miou"], 4)
+        for shot, m in shot_sections(results.get(name)).items():
+            summary.setdefault(shot, {})[key] = round(m["miou"], 4)
     return summary
 
 

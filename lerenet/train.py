@@ -152,10 +152,10 @@ def save_baseline(params: Params, out_dir: Path) -> Path:
     Nothing is trained: the baseline is the pretrained backbone's features matched to the
     support prototypes, the reference a trained head has to beat.
     """
-    from lerenet.model import build_model
+    from lerenet.model import build_baseline
 
     cfg = params.model.model_copy(update={"arch": "prototype"})
-    model, _ = build_model(cfg)
+    model = build_baseline(params.model)
     path = Path(out_dir) / BEST
     meta = {"step": 0, "val_miou": None, "image_size": params.data.image_size}
     save_model_file(model, cfg, path, meta)

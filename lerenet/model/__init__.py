@@ -51,11 +51,20 @@ def build_model(
     return model, info
 
 
+def build_baseline(cfg: ModelConfig) -> nn.Module:
+    """The parameter-free prototype baseline on ``cfg``'s backbone, weights and stages: the
+    reference a model of that configuration has to beat. It has nothing trained, so it is
+    rebuilt wherever it is needed (evaluation, gate) instead of travelling as a file."""
+    model, _ = build_model(cfg.model_copy(update={"arch": "prototype"}))
+    return model
+
+
 __all__ = [
     "LERENet",
     "PrototypeBaseline",
     "WeightsInfo",
     "build_backbone",
+    "build_baseline",
     "build_model",
     "load_backbone_weights",
 ]

@@ -211,3 +211,12 @@ def test_train_and_evaluate_stages_log_to_mlflow(tiny_project: Path) -> None:
     lineage = Path("splits/lineage.json")
     lineage.write_text(lineage.read_text().replace('"split_sha256": "', '"split_sha256": "x'))
     assert _saved_evidence(params, summary["model_uri"]) is None  # the split changed since
+
+    # a model trained elsewhere (a remote worker): no train.json here, the local file differs.
+    # Evaluation finds its run through the tracking server and rebuilds the baseline
+    Path(params.train.out_dir, "train.json").unlink()
+    remote = evaluate_stage(params, model_uri=summary["model_uri"], out_dir=Path("remote_eval"))
+    assert remote["run_id"] == summary["run_id"]
+    for k in ("1shot", "5shot"):
+        assert remote["baseline"][k]["miou"] == metrics["baseline"][k]["miou"]
+        assert remote["lerenet"][k]["miou"] == metrics["lerenet"][k]["miou"]
