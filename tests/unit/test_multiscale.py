@@ -73,9 +73,14 @@ def test_one_scale_is_the_single_scale_lda_exactly() -> None:
     assert torch.equal(multiscale_lda_logits(q, s, masks, ("s4",), (8, 8), (1.0,)), single)
 
 
-def test_scales_need_the_lda_start_and_must_be_distinct_and_positive() -> None:
-    with pytest.raises(ValueError, match="needs model.residual: lda"):
-        ModelConfig(lda_scales=[0.5, 1.0])
+def test_scales_are_distinct_and_positive_and_only_scale_the_lda_start() -> None:
+    from lerenet.model import LERENet
+    from lerenet.model.backbone import VGG16BN
+
+    off = LERENet(
+        VGG16BN(stages=STAGES), prior="matching", prior_stages=STAGES, lda_scales=(0.5, 1.0)
+    )
+    assert off.scaled_stages == ()  # no LDA start: no backbone pass at other scales
     for bad in ([1.0, 1.0], [0.0, 1.0]):
         with pytest.raises(ValueError, match="distinct and > 0"):
             ModelConfig(residual="lda", lda_scales=bad)
