@@ -7,12 +7,15 @@ clear message, so library users who do not use DVC are not forced to.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from lerenet.lineage import data_version
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,10 @@ def restore_recorded_data(data_root: Path, repo: Path = Path(".")) -> bool:
     a new source into the empty folder and versioning it would record a data version with the
     new images only, dropping every class before it. So the flows restore the recorded version
     first. Returns whether it pulled (False: the folder has its manifest, or nothing records
-    a version, or the clone is not a DVC repository).
+    a version, or the clone is not a DVC repository, or the version it records is on no
+    remote: the repository's own data.dvc in a fresh clone of it, whose files were pushed to a
+    local remote on another machine; logged, and the run starts from its source alone). A
+    remote that does not answer still fails the run.
     """
     repo = Path(repo)
     recorded = repo / f"{data_root}.dvc"
@@ -88,7 +94,18 @@ def restore_recorded_data(data_root: Path, repo: Path = Path(".")) -> bool:
         return False
     if not (repo / ".dvc").is_dir():
         return False
-    pull_data(data_root, repo)
+    try:
+        pull_data(data_root, repo)
+    except RuntimeError as err:
+        if "Missing cache files" not in str(err):
+            raise
+        log.warning(
+            "%s records a data version that neither the DVC cache nor the remote has; "
+            "starting from the ingested source alone (%s)",
+            recorded,
+            str(err).splitlines()[-1] if str(err) else "",
+        )
+        return False
     return True
 
 

@@ -67,6 +67,12 @@ def test_a_fresh_clone_restores_the_recorded_data_version(
     assert restore_recorded_data(Path("data"), clone)
     assert _digest(clone / "data") == _digest(origin / "data")
     assert not restore_recorded_data(Path("data"), clone)  # once is enough
+    # a version no remote has (the repository's own data.dvc in a fresh clone): start afresh
+    other = tmp_path / "other"
+    run_ok(["git", "clone", "-q", origin.as_uri(), str(other)], tmp_path)
+    run_ok([*DVC, "remote", "modify", "s3", "url", "s3://lerenet-data/elsewhere"], other)
+    assert not restore_recorded_data(Path("data"), other)
+    assert not (other / "data" / "manifest.csv").exists()
 
 
 def test_wrong_credentials_are_rejected(s3_server) -> None:
