@@ -106,7 +106,10 @@ VARIANTS: list[tuple[str, str, str]] = [
 
 
 def command(tag: str, args: str) -> str:
-    return f"python bench/quality.py --protocol quick --tag {tag} {args}".strip()
+    """The row's run: at 200×200 unless the row sets a size (the benchmark's default is 320
+    since the multi-scale start, docs/benchmarks.md "Quality" item 14)."""
+    size = "" if "--size" in args else "--size 200 "
+    return f"python bench/quality.py --protocol quick --tag {tag} {size}{args}".strip()
 
 
 def row(tag: str, label: str) -> list[str] | None:
@@ -151,7 +154,9 @@ def table() -> str:
         "200×200 unless noted, 30 test episodes per class, episode seed 0), folds 0 / 1 / 2 → "
         "mean. Δ base: mean minus the parameter-free baseline's mean on the same episodes. "
         "empty: 1-shot test episodes with nothing predicted. fit: 1-shot mIoU on the model's "
-        "own training classes. Commands: `python bench/ablations.py --commands`.",
+        "own training classes. Commands: `python bench/ablations.py --commands`. These rows "
+        "predate `model.lda_scales` (Quality item 14): add `model.lda_scales=[1.0]` to a "
+        "row's `--set` to rerun it as it ran.",
         "",
         "| variant | 1-shot mIoU | Δ base | 5-shot mIoU | Δ base | empty (1-shot) | fit | device |",
         "|---|---|---|---|---|---|---|---|",
