@@ -33,7 +33,10 @@ def _http(url: str, method: str = "GET", body: bytes | None = None) -> tuple[int
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
-        return error.code, error.read()
+        try:
+            return error.code, error.read()
+        except (OSError, http.client.HTTPException):  # refused, then reset before its body
+            return error.code, b""
     except (OSError, http.client.HTTPException):  # refused, reset, TLS-only, gRPC-only port
         return 0, b""
 
