@@ -62,20 +62,17 @@ def _baseline_evidence(params: Params, challenger: str) -> tuple[dict | None, st
     came from: saved by evaluate for this challenger, or rebuilt from the challenger's own
     model configuration (same backbone, pretrained weights and stages) and predicted here."""
     from lerenet.checkpoint import load_model_file
-    from lerenet.config import ModelConfig
     from lerenet.mlflow_model import load_torch_model
-    from lerenet.model import build_baseline
-    from lerenet.model.weights import WeightsError
+    from lerenet.model import rebuild_baseline
 
     saved = _saved_evidence(params, challenger, "baseline")
     if saved is not None:
         return saved, "saved by evaluate"
     path = Path(challenger)
     meta = load_model_file(path)[1] if path.exists() else load_torch_model(challenger)[1]
-    try:
-        baseline = build_baseline(ModelConfig.model_validate(meta["model_config"]))
-    except WeightsError as err:
-        return None, f"cannot rebuild the baseline: {err}"
+    baseline, why_not = rebuild_baseline(meta["model_config"])
+    if baseline is None:
+        return None, why_not
     return _evidence(baseline.eval(), params), "rebuilt from the challenger's configuration"
 
 

@@ -210,21 +210,18 @@ def _baseline_for(params: Params, summary: dict, meta: dict) -> nn.Module | None
     (a model trained elsewhere, a remote worker) rebuilt from the model's configuration;
     None when ``train.baseline`` is off, the model is the baseline, or its backbone weights
     cannot be loaded here (said in the log)."""
-    from lerenet.config import ModelConfig
     from lerenet.mlflow_model import load_torch_model
-    from lerenet.model import build_baseline
-    from lerenet.model.weights import WeightsError
+    from lerenet.model import rebuild_baseline
 
     if summary.get("baseline_path"):
         return load_torch_model(summary["baseline_path"])[0]
-    cfg = ModelConfig.model_validate(meta.get("model_config") or params.model.model_dump())
-    if not params.train.baseline or cfg.arch == "prototype":
+    config = meta.get("model_config") or params.model.model_dump()
+    if not params.train.baseline or config.get("arch") == "prototype":
         return None
-    try:
-        return build_baseline(cfg)
-    except WeightsError as err:
-        log.warning("prototype baseline not evaluated: %s", err)
-        return None
+    baseline, why_not = rebuild_baseline(config)
+    if baseline is None:
+        log.warning("prototype baseline not evaluated: %s", why_not)
+    return baseline
 
 
 def metrics_summary(results: dict) -> dict:

@@ -154,11 +154,10 @@ def save_baseline(params: Params, out_dir: Path) -> Path:
     """
     from lerenet.model import build_baseline
 
-    cfg = params.model.model_copy(update={"arch": "prototype"})
     model = build_baseline(params.model)
     path = Path(out_dir) / BEST
     meta = {"step": 0, "val_miou": None, "image_size": params.data.image_size}
-    save_model_file(model, cfg, path, meta)
+    save_model_file(model, params.model.model_copy(update={"arch": "prototype"}), path, meta)
     return path
 
 

@@ -8,7 +8,7 @@ from lerenet.config import ModelConfig
 from lerenet.model.backbone import build_backbone
 from lerenet.model.baseline import PrototypeBaseline
 from lerenet.model.lerenet import LERENet
-from lerenet.model.weights import WeightsInfo, load_backbone_weights
+from lerenet.model.weights import WeightsError, WeightsInfo, load_backbone_weights
 
 
 def build_model(
@@ -59,6 +59,15 @@ def build_baseline(cfg: ModelConfig) -> nn.Module:
     return model
 
 
+def rebuild_baseline(model_config: dict) -> tuple[nn.Module | None, str]:
+    """The baseline of a saved model's configuration (its ``model_config`` metadata), or None
+    and why not: its backbone weights cannot be loaded here."""
+    try:
+        return build_baseline(ModelConfig.model_validate(model_config)), ""
+    except WeightsError as err:
+        return None, f"cannot rebuild the baseline: {err}"
+
+
 __all__ = [
     "LERENet",
     "PrototypeBaseline",
@@ -67,4 +76,5 @@ __all__ = [
     "build_baseline",
     "build_model",
     "load_backbone_weights",
+    "rebuild_baseline",
 ]
