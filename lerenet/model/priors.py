@@ -109,24 +109,39 @@ def prototype_cosine(
     return F.cosine_similarity(query.unsqueeze(1), protos[..., None, None], dim=2, eps=1e-7)
 
 
+# Floats of one block of the query-by-support cosine matrix (4 MiB, the fastest of 1-64 MiB
+# on a 2-core CPU with 2 MiB L2 per core). Blocks that stay in cache made the 5-shot prior
+# at 80×80 3-4× faster than one product whose 130-800 MB result the maxima then read back
+# from memory (docs/benchmarks.md, "Speed").
+COSINE_BLOCK = 2**20
+
+
 def max_cosine(
     query: torch.Tensor, supports: torch.Tensor, fg: torch.Tensor, bg: torch.Tensor
 ) -> torch.Tensor:
     """Highest cosine of each query position to any background / defect support pixel.
 
     Support pixels count for a side as ``side_pixels`` says; an empty side gives -1
-    everywhere. Shapes as ``prototype_cosine`` → B×2×h×w.
+    everywhere. The side's mask rides along the product as an extra channel (a constant 1
+    on the query, 0 or -4 on the support pixels), so pixels of the other side score below
+    -3 without a masked copy of the matrix, and the query positions go in blocks of
+    ``COSINE_BLOCK`` floats (one product when exporting: the graph stays small).
+    Shapes as ``prototype_cosine`` → B×2×h×w.
     """
     b, c, h, w = query.shape
     q = F.normalize(query.flatten(2), dim=1, eps=1e-7)  # B×C×hw
+    q = torch.cat([q, torch.ones_like(q[:, :1])], dim=1).transpose(1, 2)  # B×hw×(C+1)
     s = F.normalize(supports.flatten(3), dim=2, eps=1e-7)  # B×K×C×hw
     s = s.transpose(1, 2).flatten(2)  # B×C×K·hw
-    cos = torch.bmm(q.transpose(1, 2), s)  # B×hw×K·hw
+    rows = h * w
+    if not torch.onnx.is_in_onnx_export():
+        rows = max(16, COSINE_BLOCK // max(1, b * s.shape[-1]))
     maps = []
     for weight in (bg, fg):
-        keep = side_pixels(weight).unsqueeze(1)  # B×1×K·hw
-        best = cos.masked_fill(~keep, -1.0).amax(dim=2)
-        maps.append(best.view(b, 1, h, w))
+        penalty = (~side_pixels(weight)).to(s.dtype).unsqueeze(1) * -4.0  # B×1×K·hw
+        side = torch.cat([s, penalty], dim=1)
+        best = [torch.bmm(q[:, i : i + rows], side).amax(dim=2) for i in range(0, h * w, rows)]
+        maps.append(torch.cat(best, dim=1).clamp_min(-1.0).view(b, 1, h, w))
     return torch.cat(maps, dim=1)
 
 

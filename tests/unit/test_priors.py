@@ -209,6 +209,30 @@ def test_lda_residual_lerenet_starts_at_the_support_lda() -> None:
         torch.testing.assert_close(model(*episode), expected)
 
 
+def test_max_cosine_in_blocks_equals_the_masked_maxima(monkeypatch) -> None:
+    """The blocked product with the side as an extra channel gives, per query position, the
+    best cosine among that side's support pixels and -1 for an empty side, as a direct
+    masked maximum over the whole matrix does; blocks of a few rows change nothing."""
+    from lerenet.model import priors
+
+    torch.manual_seed(0)
+    query, supports = torch.randn(2, 6, 5, 7), torch.randn(2, 3, 6, 5, 7)
+    fg = (torch.rand(2, 3, 1, 5, 7) > 0.8).float()
+    fg[1] = 0  # the second episode's supports show no defect
+    bg = 1 - fg
+    q = torch.nn.functional.normalize(query.flatten(2), dim=1).transpose(1, 2)
+    s = torch.nn.functional.normalize(supports.flatten(3), dim=2).transpose(1, 2).flatten(2)
+    cos = q @ s  # B×35×105
+    expected = [
+        torch.where(priors.side_pixels(w)[:, None], cos, -1.0).amax(2).view(2, 1, 5, 7)
+        for w in (bg, fg)
+    ]
+    monkeypatch.setattr(priors, "COSINE_BLOCK", 1)  # blocks of 8 query positions
+    blocked = max_cosine(query, supports, fg, bg)
+    torch.testing.assert_close(blocked, torch.cat(expected, 1))
+    assert torch.all(blocked[1, 1] == -1)
+
+
 def test_a_defect_smaller_than_a_feature_cell_still_counts() -> None:
     """A 2×2-pixel pit on a 64×64 support covers 1/16 of an 8×8 cell: area resizing keeps it
     (bilinear sampling would miss it), and its best cell stands for the defect."""
