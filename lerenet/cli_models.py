@@ -70,8 +70,8 @@ def promote_cmd(
     --to production moves 'production' to the staging version (or to a newly registered
     --run-id), only if its gate passed. Aliases move only after the version loads.
     """
-    from lerenet.registry import PromotionError
     from lerenet.stages import promote_stage
+    from lerenet.tracking.registry import PromotionError
 
     if to not in ("staging", "production"):
         fail("--to must be staging or production")
@@ -90,8 +90,8 @@ def rollback_cmd(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Point 'production' back at the previous production version."""
-    from lerenet.registry import PromotionError, rollback
-    from lerenet.tracking import configure, tracking_uri
+    from lerenet.tracking.registry import PromotionError, rollback
+    from lerenet.tracking.runs import configure, tracking_uri
 
     cfg = _params(params)
     with user_errors(PromotionError, ServiceUnavailable, code=1):
@@ -115,7 +115,7 @@ def predict_cmd(
 ) -> None:
     """Segment the support's defect class in query images: <stem>_mask.png + _overlay.png."""
     from lerenet.predict import predict_files
-    from lerenet.tracking import configure
+    from lerenet.tracking.runs import configure
 
     pairs = []
     for item in support or []:
@@ -181,7 +181,7 @@ def reproduce_cmd(
     force: Annotated[bool, typer.Option(help="retrain even if the data changed")] = False,
 ) -> None:
     """Retrain a registered model from its lineage; compare metrics; exit 1 if they differ."""
-    from lerenet.reproduce import reproduce
+    from lerenet.tracking.reproduce import reproduce
 
     result = reproduce(model, params, tolerance=tolerance, force=force)
     for line in result.param_changes:

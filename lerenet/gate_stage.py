@@ -13,8 +13,9 @@ import json
 from pathlib import Path
 
 from lerenet.config import Params
-from lerenet.lineage import split_sha256
-from lerenet.stages import read_train_summary, run_of
+from lerenet.stages import read_train_summary
+from lerenet.tracking.lineage import split_sha256
+from lerenet.tracking.uris import run_of
 
 
 def _evidence(model, params: Params) -> dict:
@@ -62,8 +63,8 @@ def _baseline_evidence(params: Params, challenger: str) -> tuple[dict | None, st
     came from: saved by evaluate for this challenger, or rebuilt from the challenger's own
     model configuration (same backbone, pretrained weights and stages) and predicted here."""
     from lerenet.checkpoint import load_model_file
-    from lerenet.mlflow_model import load_torch_model
     from lerenet.model import rebuild_baseline
+    from lerenet.tracking.pyfunc import load_torch_model
 
     saved = _saved_evidence(params, challenger, "baseline")
     if saved is not None:
@@ -90,9 +91,9 @@ def gate_stage(
 ) -> dict:
     """Score challenger and champion on the same test episodes; decide; log the decision."""
     from lerenet.gate import decide, write_decision
-    from lerenet.mlflow_model import load_torch_model
-    from lerenet.registry import _client, alias_version
-    from lerenet.tracking import configure
+    from lerenet.tracking.pyfunc import load_torch_model
+    from lerenet.tracking.registry import _client, alias_version
+    from lerenet.tracking.runs import configure
 
     summary = {}
     if challenger is None:
@@ -100,7 +101,7 @@ def gate_stage(
         challenger = summary.get("model_uri") or summary["best_path"]
     if track:
         from lerenet.services import require_mlflow
-        from lerenet.tracking import tracking_uri
+        from lerenet.tracking.runs import tracking_uri
 
         require_mlflow(tracking_uri(params.tracking))  # one sentence, not minutes of retries
         configure(params.tracking)
@@ -137,7 +138,7 @@ def gate_stage(
     else:  # given by the caller (a flow, a remote training): its run, from the tracking server
         run_id = run_of(challenger) if track else None
     if track and run_id:
-        from lerenet.tracking import start_run
+        from lerenet.tracking.runs import start_run
 
         with start_run(params, run_name="gate", run_id=run_id) as run:
             run.tags(

@@ -51,18 +51,6 @@ class OnboardReport:
         return cls(list(data["classes"]), data["model_uri"], scores, data.get("run_id"))
 
 
-def production_uri(params: Params) -> str | None:
-    """``models:/<name>@production`` when the registry has one, else None."""
-    from mlflow import MlflowClient
-
-    from lerenet.registry import alias_version
-
-    name = params.tracking.registered_model
-    if alias_version(MlflowClient(), name, "production") is None:
-        return None
-    return f"models:/{name}@production"
-
-
 def _class_scores(model, params: Params, label: str, classes: list[str]) -> list[ClassScore]:
     """Per-class IoU over the new classes' test episodes of the configured fold."""
     from lerenet.evaluate import episode_dataset, predict_and_score
@@ -88,17 +76,18 @@ def _class_scores(model, params: Params, label: str, classes: list[str]) -> list
 
 def onboard_report(params: Params, classes: list[str], *, track: bool = True) -> OnboardReport:
     """Score the production model (if any) and the baseline on ``classes``; log one run."""
-    from lerenet.mlflow_model import load_torch_model
-    from lerenet.model import build_model
-    from lerenet.tracking import configure, start_run
+    from lerenet.model import build_baseline
+    from lerenet.tracking.pyfunc import load_torch_model
+    from lerenet.tracking.registry import production_uri
+    from lerenet.tracking.runs import configure, start_run
 
     configure(params.tracking)
-    uri = production_uri(params)
+    uri = production_uri(params.tracking.registered_model)
     report = OnboardReport(sorted(classes), uri)
     if uri is not None:
         model, _ = load_torch_model(uri)
         report.scores += _class_scores(model, params, "production", report.classes)
-    baseline, _ = build_model(params.model.model_copy(update={"arch": "prototype"}))
+    baseline = build_baseline(params.model)
     report.scores += _class_scores(baseline.eval(), params, "baseline", report.classes)
     name = f"onboard-{'+'.join(report.classes)}"
     with start_run(params, run_name=name, enabled=track, tags=_tags(report)) as run:

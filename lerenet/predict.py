@@ -49,12 +49,9 @@ def load_for_prediction(uri: str) -> LoadedModel:
 
         predictor = run
     else:
-        import mlflow
+        from lerenet.tracking.pyfunc import load_pyfunc
 
-        pyfunc = mlflow.pyfunc.load_model(uri)
-        wrapper = pyfunc.unwrap_python_model()
-        model, meta = wrapper.model, wrapper.meta
-        predictor = pyfunc.predict
+        predictor, model, meta = load_pyfunc(uri)
     size = int(meta.get("image_size") or 200)
     return LoadedModel(predictor, size, tuple(model.backbone.mean), tuple(model.backbone.std))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lerenet.config import Params
-from lerenet.lineage import lineage_tags, split_sha256
+from lerenet.tracking.lineage import lineage_tags, split_sha256
 
 if TYPE_CHECKING:
     from torch import nn
@@ -32,8 +32,8 @@ def train_stage(
 ) -> dict:
     """Train LERENet (and save the prototype baseline), log run + pyfunc model; write
     train.json."""
-    from lerenet.mlflow_model import log_model
-    from lerenet.tracking import start_run
+    from lerenet.tracking.pyfunc import log_model
+    from lerenet.tracking.runs import start_run
     from lerenet.train import save_baseline, train
 
     out_dir = Path(params.train.out_dir)
@@ -43,7 +43,7 @@ def train_stage(
         run_id = json.loads(summary_path.read_text()).get("run_id")
     if track:
         from lerenet.services import require_mlflow
-        from lerenet.tracking import tracking_uri
+        from lerenet.tracking.runs import tracking_uri
 
         require_mlflow(tracking_uri(params.tracking))  # before hours of training, not after
     tags = lineage_tags(params)
@@ -157,8 +157,9 @@ def evaluate_stage(
     """
     from lerenet.evaluate import evaluate_model
     from lerenet.metrics import shot_sections
-    from lerenet.mlflow_model import load_torch_model
-    from lerenet.tracking import configure, start_run
+    from lerenet.tracking.pyfunc import load_torch_model
+    from lerenet.tracking.runs import configure, start_run
+    from lerenet.tracking.uris import run_of
 
     out_dir = Path(out_dir or params.eval.out_dir)
     summary_path = Path(params.train.out_dir) / TRAIN_SUMMARY
@@ -210,8 +211,8 @@ def _baseline_for(params: Params, summary: dict, meta: dict) -> nn.Module | None
     (a model trained elsewhere, a remote worker) rebuilt from the model's configuration;
     None when ``train.baseline`` is off, the model is the baseline, or its backbone weights
     cannot be loaded here (said in the log)."""
-    from lerenet.mlflow_model import load_torch_model
     from lerenet.model import rebuild_baseline
+    from lerenet.tracking.pyfunc import load_torch_model
 
     if summary.get("baseline_path"):
         return load_torch_model(summary["baseline_path"])[0]
@@ -239,9 +240,9 @@ def metrics_summary(results: dict) -> dict:
 
 def promote_stage(params: Params, *, run_id: str | None = None, to: str = "staging") -> dict:
     """Register the trained run's model and move ``staging`` (or ``production``) to it."""
-    from lerenet.registry import promote_to_production, register
     from lerenet.services import require_mlflow
-    from lerenet.tracking import configure, tracking_uri
+    from lerenet.tracking.registry import promote_to_production, register
+    from lerenet.tracking.runs import configure, tracking_uri
 
     require_mlflow(tracking_uri(params.tracking))  # fail before registering anything
     configure(params.tracking)
@@ -271,49 +272,15 @@ def promote_stage(params: Params, *, run_id: str | None = None, to: str = "stagi
     return result
 
 
-def run_of(model_uri: str) -> str | None:
-    """The run that logged ``model_uri``: a ``runs:/<id>/<path>`` URI names it; a logged
-    model (``models:/m-<id>``, what MLflow 3 returns for a logged model) knows it on the
-    tracking server (configured by the caller). Else, or when the server does not know the
-    model, None."""
-    if model_uri.startswith("runs:/"):
-        return model_uri.split("/")[1]
-    if not model_uri.startswith("models:/m-"):
-        return None
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return MlflowClient().get_logged_model(model_uri.removeprefix("models:/")).source_run_id
-    except MlflowException:
-        return None
-
-
-def version_run_id(uri: str) -> tuple[str | None, str | None, str | None]:
-    """``models:/name@alias`` or ``models:/name/version`` → (run id, name, version)."""
-    from mlflow import MlflowClient
-
-    if not uri.startswith("models:/") or uri.startswith("models:/m-"):
-        return None, None, None
-    ref = uri.removeprefix("models:/")
-    client = MlflowClient()
-    if "@" in ref:
-        name, alias = ref.split("@", 1)
-        mv = client.get_model_version_by_alias(name, alias)
-    else:
-        name, version = ref.rsplit("/", 1)
-        mv = client.get_model_version(name, version)
-    return mv.run_id, name, str(mv.version)
-
-
 def export_stage(params: Params, *, model_uri: str, out: Path, shots: int = 1) -> dict:
     """Export ``model_uri`` to ONNX, check parity with onnxruntime on random and real test
     episodes, and log the file to the version's run (tagging the version with the parity)."""
     from lerenet.evaluate import episode_dataset
     from lerenet.export import export_onnx, parity
-    from lerenet.mlflow_model import load_torch_model
     from lerenet.summary import dummy_episode
-    from lerenet.tracking import configure
+    from lerenet.tracking.pyfunc import load_torch_model
+    from lerenet.tracking.runs import configure
+    from lerenet.tracking.uris import log_export
 
     configure(params.tracking)
     model, meta = load_torch_model(model_uri)
@@ -337,15 +304,7 @@ def export_stage(params: Params, *, model_uri: str, out: Path, shots: int = 1) -
     except FileNotFoundError:
         pass  # no split here: random episodes only
     worst = parity(model, out, episodes)
-    run_id, name, version = version_run_id(model_uri)
-    if run_id:
-        import mlflow
-
-        with mlflow.start_run(run_id=run_id):
-            mlflow.log_artifact(str(out), artifact_path="onnx")
-        mlflow.MlflowClient().set_model_version_tag(
-            name, version, "lerenet.onnx_max_abs_diff", f"{worst:.3g}"
-        )
+    run_id = log_export(model_uri, out, worst)
     return {
         "path": str(out),
         "max_abs_diff": worst,

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from lerenet.lineage import data_version
+from lerenet.tracking.lineage import data_version
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ def retry_worthwhile(task: Any, task_run: Any, state: Any) -> bool:
     refused promotions fail the same way every time. Everything else (a dropped connection,
     a 5xx in the middle of a transfer) is retried.
     """
-    from lerenet.registry import PromotionError
     from lerenet.services import ServiceUnavailable
+    from lerenet.tracking.registry import PromotionError
 
     error = state.data if isinstance(state.data, BaseException) else None
     if error is None:

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from lerenet.cli import app
 from lerenet.config import load_params
-from lerenet.lineage import LINEAGE_KEYS
+from lerenet.tracking.lineage import LINEAGE_KEYS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 runner = CliRunner()
@@ -95,8 +95,8 @@ def test_gate_promote_rollback_cycle(tracked_project: Path, s3_server) -> None:
 def test_failure_mid_promotion_leaves_aliases(
     tracked_project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lerenet import registry
     from lerenet.stages import promote_stage
+    from lerenet.tracking import registry
 
     _train()
     params = load_params("params.yaml")
@@ -199,7 +199,7 @@ def test_concurrent_promotions_serialise_and_report_the_state_after_the_move(
     the other's move: one reports the previous alias, the other the first one's version."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from lerenet.registry import register
+    from lerenet.tracking.registry import register
 
     run_id = _train()["run_id"]
     with ThreadPoolExecutor(2) as pool:

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from lerenet.config import ModelConfig, load_params
-from lerenet.lineage import LINEAGE_KEYS
 from lerenet.model import build_model
 from lerenet.summary import dummy_episode
+from lerenet.tracking.lineage import LINEAGE_KEYS
 
 pytestmark = pytest.mark.slow
 
@@ -190,7 +190,7 @@ def test_train_and_evaluate_stages_log_to_mlflow(tiny_project: Path) -> None:
     assert "config/params.resolved.yaml" in config and "config/params.yaml" in config
     # the logged model is the trained one and serves predictions through pyfunc
     pyfunc = mlflow.pyfunc.load_model(summary["model_uri"])
-    from lerenet.mlflow_model import example_input
+    from lerenet.tracking.pyfunc import example_input
 
     out = pyfunc.predict(example_input(48, shots=2))
     assert out.shape == (1, 48, 48) and ((out >= 0) & (out <= 1)).all()

@@ -67,7 +67,7 @@ def test_mlflow_client_policy_is_bounded_and_user_settings_win(
     tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from lerenet.config import TrackingConfig
-    from lerenet.tracking import MLFLOW_CLIENT_POLICY, configure
+    from lerenet.tracking.runs import MLFLOW_CLIENT_POLICY, configure
 
     for key in MLFLOW_CLIENT_POLICY:
         monkeypatch.delenv(key, raising=False)
@@ -92,7 +92,7 @@ def test_mlflow_client_policy_is_bounded_and_user_settings_win(
 def test_prefect_retries_only_what_a_retry_can_fix(error: Exception, retried: bool) -> None:
     from prefect.states import Failed
 
-    from lerenet.registry import PromotionError
+    from lerenet.tracking.registry import PromotionError
     from pipelines.tasks import IO_RETRIES, retry_worthwhile
 
     assert IO_RETRIES["retry_condition_fn"] is retry_worthwhile

@@ -81,6 +81,13 @@ def alias_version(client: Any, name: str, alias: str) -> str | None:
         return None
 
 
+def production_uri(name: str) -> str | None:
+    """``models:/<name>@production`` when the configured registry has one, else None."""
+    if alias_version(_client(), name, "production") is None:
+        return None
+    return f"models:/{name}@production"
+
+
 def same_weights(client: Any, name: str, state_sha256: str | None) -> str | None:
     """The registered version of ``name`` whose weights digest is ``state_sha256``, if any."""
     if not state_sha256:

@@ -70,12 +70,12 @@ def reproduce(
     from lerenet.data.splits import split_dataset
     from lerenet.evaluate import evaluate_model
     from lerenet.metrics import shot_sections
-    from lerenet.mlflow_model import load_torch_model  # noqa: F401  (registers the flavour)
-    from lerenet.stages import version_run_id
+    from lerenet.tracking.pyfunc import load_torch_model  # noqa: F401  (registers the flavour)
+    from lerenet.tracking.uris import version_run_id
     from lerenet.train import train
 
     current = load_params(params_path)
-    from lerenet.tracking import configure
+    from lerenet.tracking.runs import configure
 
     configure(current.tracking)
     run_id, _, _ = version_run_id(model_uri)

@@ -1,0 +1,61 @@
+"""Model URIs → the MLflow runs and versions behind them, and what is logged back to them.
+
+A stage is handed a model as a URI (``runs:/…``, ``models:/name@alias``, ``models:/m-…``);
+lineage, gate evidence and export files belong to the run that logged it, which only the
+tracking server knows. The caller configures the tracking URI (``runs.configure``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def run_of(model_uri: str) -> str | None:
+    """The run that logged ``model_uri``: a ``runs:/<id>/<path>`` URI names it; a logged
+    model (``models:/m-<id>``, what MLflow 3 returns for a logged model) knows it on the
+    tracking server (configured by the caller). Else, or when the server does not know the
+    model, None."""
+    if model_uri.startswith("runs:/"):
+        return model_uri.split("/")[1]
+    if not model_uri.startswith("models:/m-"):
+        return None
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return MlflowClient().get_logged_model(model_uri.removeprefix("models:/")).source_run_id
+    except MlflowException:
+        return None
+
+
+def version_run_id(uri: str) -> tuple[str | None, str | None, str | None]:
+    """``models:/name@alias`` or ``models:/name/version`` → (run id, name, version)."""
+    from mlflow import MlflowClient
+
+    if not uri.startswith("models:/") or uri.startswith("models:/m-"):
+        return None, None, None
+    ref = uri.removeprefix("models:/")
+    client = MlflowClient()
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        mv = client.get_model_version_by_alias(name, alias)
+    else:
+        name, version = ref.rsplit("/", 1)
+        mv = client.get_model_version(name, version)
+    return mv.run_id, name, str(mv.version)
+
+
+def log_export(model_uri: str, onnx_file: Path, max_abs_diff: float) -> str | None:
+    """Log an exported ONNX file to the run of the registered version ``model_uri`` names,
+    and tag that version with the export's parity; returns the run id (None, and nothing
+    logged, for a URI that names no registered version, such as a local file)."""
+    run_id, name, version = version_run_id(model_uri)
+    if run_id:
+        import mlflow
+
+        with mlflow.start_run(run_id=run_id):
+            mlflow.log_artifact(str(onnx_file), artifact_path="onnx")
+        mlflow.MlflowClient().set_model_version_tag(
+            name, version, "lerenet.onnx_max_abs_diff", f"{max_abs_diff:.3g}"
+        )
+    return run_id
