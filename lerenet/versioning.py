@@ -109,6 +109,36 @@ def restore_recorded_data(data_root: Path, repo: Path = Path(".")) -> bool:
     return True
 
 
+def dvc_record(version: str, path: str = "data") -> str:
+    """The ``.dvc`` file text that records data version ``version`` (``dvc:<md5>.dir``) of the
+    folder ``path`` beside it: what ``dvc add`` writes, enough for ``dvc pull``."""
+    if not version.startswith("dvc:"):
+        raise ValueError(
+            f"data version {version!r} is not a DVC hash; only DVC-versioned data can be "
+            "fetched from a remote (version the data: a DVC repository with a remote)"
+        )
+    return f"outs:\n- md5: {version.removeprefix('dvc:')}\n  path: {path}\n  hash: md5\n"
+
+
+def checkout_data_version(version: str, data_root: Path, repo: Path = Path(".")) -> bool:
+    """Make ``data_root`` hold data version ``version``, pulled from the DVC remote.
+
+    A training worker gets the version the parent flow versioned *by value*: its clone's
+    ``data.dvc`` is the one of the commit it cloned, which predates a run that has just added
+    data, so pulling what the clone records would train on older data. Returns whether it
+    pulled (False: the folder already holds that version, e.g. a worker sharing the parent's
+    directory).
+    """
+    repo = Path(repo)
+    dvc_file = repo / f"{data_root}.dvc"
+    folder = repo / data_root
+    if (folder / "manifest.csv").exists() and data_version(folder, dvc_file) == version:
+        return False
+    dvc_file.write_text(dvc_record(version, Path(data_root).name))
+    pull_data(data_root, repo)
+    return True
+
+
 def version_data(
     data_root: Path, repo: Path = Path("."), push: bool = True, remote: str | None = None
 ) -> VersionResult:
@@ -116,7 +146,7 @@ def version_data(
     repo = Path(repo)
     if not (repo / ".dvc").is_dir():
         return VersionResult(
-            data_version(data_root),
+            data_version(repo / data_root),
             False,
             False,
             "not a DVC repository (no .dvc/): data not versioned",
@@ -134,7 +164,7 @@ def version_data(
             what=f"dvc push (remote {remote or 'default'})",
         )
         pushed, message = True, "tracked and pushed"
-    return VersionResult(data_version(data_root), True, pushed, message)
+    return VersionResult(data_version(repo / data_root), True, pushed, message)
 
 
 def fetch_data_version(version: str, dest: Path, repo: Path = Path(".")) -> Path:
@@ -146,10 +176,7 @@ def fetch_data_version(version: str, dest: Path, repo: Path = Path(".")) -> Path
     """
     import shutil
 
-    if not version.startswith("dvc:"):
-        raise ValueError(
-            f"data version {version!r} is not a DVC hash; only DVC-versioned data can be restored"
-        )
+    record = dvc_record(version)  # refuses a version that is not a DVC hash
     repo, dest = Path(repo), Path(dest)
     if not (repo / ".dvc" / "config").exists():
         raise FileNotFoundError(f"{repo}: no .dvc/config, so no remote to restore data from")
@@ -172,7 +199,6 @@ def fetch_data_version(version: str, dest: Path, repo: Path = Path(".")) -> Path
                     lines.append(key + sep + value)
                 (dest / ".dvc" / name).write_text("\n".join(lines) + "\n")
     _dvc("config", "core.no_scm", "true", cwd=dest)  # the copied config replaced init's
-    md5 = version.removeprefix("dvc:")
-    (dest / "data.dvc").write_text(f"outs:\n- md5: {md5}\n  path: data\n  hash: md5\n")
-    _dvc_transfer("pull", "data.dvc", cwd=dest, remote=None, what=f"dvc pull of data version {md5}")
+    (dest / "data.dvc").write_text(record)
+    _dvc_transfer("pull", "data.dvc", cwd=dest, remote=None, what=f"dvc pull of data {version}")
     return dest / "data"

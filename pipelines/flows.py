@@ -87,19 +87,27 @@ def train_gpu(
     pull_data: bool = True,
     params_path: str = "params.yaml",
     overrides: dict | None = None,
+    data_version: str | None = None,
 ) -> dict:
     """The training deployment for a GPU work pool: fetch data, rebuild the split, train.
 
     ``params`` come by value from the parent flow with their sha256 (checked here); the
-    worker's own params file is read only when none are passed. The split is rebuilt from the
+    worker's own params file is read only when none are passed. ``data_version`` (the
+    parent's, ``dvc:<md5>.dir``) is pulled from the DVC remote whatever the worker's clone
+    records; without it the clone's own ``data.dvc`` is pulled. The split is rebuilt from the
     same manifest and params (deterministic) and must match the parent's split sha256, so the
     worker trains on exactly the episodes the parent evaluates.
     """
+    from lerenet.versioning import checkout_data_version
     from lerenet.versioning import pull_data as dvc_pull_data
 
     params = _resolved(params, params_sha256, params_path, overrides)
-    if pull_data and Path(".dvc").is_dir():
-        dvc_pull_data(Path(params_of(params).data.root))
+    data_root = Path(params_of(params).data.root)
+    if pull_data and data_version and data_version.startswith("dvc:"):
+        if checkout_data_version(data_version, data_root):
+            get_run_logger().info("pulled data version %s from the DVC remote", data_version)
+    elif pull_data and Path(".dvc").is_dir():
+        dvc_pull_data(data_root)
     lineage = split_task(params)
     if expected_split_sha256 and lineage["split_sha256"] != expected_split_sha256:
         raise RuntimeError(
@@ -157,12 +165,15 @@ def retrain(
     if train_deployment:
         from prefect.deployments import run_deployment
 
+        from lerenet.tracking.lineage import data_version
+
         run = run_deployment(
             train_deployment,
             parameters={
                 "params": params,
                 "params_sha256": params_sha256(params_of(params)),
                 "expected_split_sha256": result["split"]["split_sha256"],
+                "data_version": data_version(params_of(params).data.root),
             },
             timeout=None,
         )

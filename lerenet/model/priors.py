@@ -111,8 +111,8 @@ def prototype_cosine(
 
 # Floats of one block of the query-by-support cosine matrix (4 MiB, the fastest of 1-64 MiB
 # on a 2-core CPU with 2 MiB L2 per core). Blocks that stay in cache made the 5-shot prior
-# at 80×80 3-4× faster than one product whose 130-800 MB result the maxima then read back
-# from memory (docs/benchmarks.md, "Speed").
+# at 80×80 3-5× faster than one product whose 130-800 MB result the maxima then read back
+# from memory (bench/prior_speed.py).
 COSINE_BLOCK = 2**20
 
 

@@ -75,6 +75,41 @@ def test_a_fresh_clone_restores_the_recorded_data_version(
     assert not (other / "data" / "manifest.csv").exists()
 
 
+def test_a_worker_clone_checks_out_the_version_it_is_given_not_its_own(
+    s3_env, synthetic_source: Path, tmp_path: Path
+) -> None:
+    """The parent flow versions new data (pushed, not committed) and hands the training
+    worker that version by value: the worker's clone records the older commit's version,
+    and pulls the parent's from the S3 remote instead."""
+    from lerenet.tracking.lineage import data_version
+    from lerenet.versioning import checkout_data_version, version_data
+
+    origin, clone = tmp_path / "origin", tmp_path / "clone"
+    origin.mkdir()
+    run_ok(["git", "init", "-q"], origin)
+    run_ok([*DVC, "init", "-q"], origin)
+    run_ok([*DVC, "remote", "add", "-d", "s3", "s3://lerenet-data/worker"], origin)
+    run_ok([*DVC, "remote", "modify", "s3", "endpointurl", s3_env.endpoint], origin)
+    one_class = tmp_path / "one_class"
+    for kind in ("images", "masks"):
+        shutil.copytree(synthetic_source / kind / "Synth_Stain", one_class / kind / "Synth_Stain")
+    ingest(str(one_class), origin / "data", workers=1, show_progress=False)
+    first = version_data(Path("data"), origin).data_version
+    run_ok(["git", "add", "-A"], origin)
+    run_ok(["git", "commit", "-qm", "data v1"], origin)
+    ingest(str(synthetic_source), origin / "data", workers=1, show_progress=False)
+    second = version_data(Path("data"), origin).data_version  # pushed, not committed
+    assert second != first
+    run_ok(["git", "clone", "-q", origin.as_uri(), str(clone)], tmp_path)
+    assert data_version(clone / "data", clone / "data.dvc") == first  # what the clone records
+    assert checkout_data_version(second, Path("data"), clone)
+    assert _digest(clone / "data") == _digest(origin / "data")
+    assert not checkout_data_version(second, Path("data"), clone)  # already there
+    assert not checkout_data_version(second, Path("data"), origin)  # a shared directory
+    with pytest.raises(ValueError, match="not a DVC hash"):
+        checkout_data_version("manifest:abc", Path("data"), tmp_path / "elsewhere")
+
+
 def test_wrong_credentials_are_rejected(s3_server) -> None:
     from botocore.exceptions import ClientError
 
