@@ -77,18 +77,21 @@ def test_stack_runs_retrain_deployment(
         # Prefect caches its API URL per process: point this block at the stack's server
         api = temporary_settings(updates={PREFECT_API_URL: state.env["PREFECT_API_URL"]})
         api.__enter__()
-        # the training deployment goes on the same process pool, in place of the GPU pool
-        for flow_obj, func, name in (
-            (retrain, "retrain", "stack-test"),
-            (train_gpu, "train_gpu", "stack-train"),
+        from prefect.runner.storage import GitRepository
+
+        # the training deployment goes on the same process pool, in place of the GPU pool, as
+        # a remote worker: its own clone of the committed code (no data/, no outputs/),
+        # sharing only the S3 bucket and the MLflow and Prefect servers with the parent
+        run_ok(["git", "add", "-A"], project)
+        run_ok(["git", "commit", "-qm", "the code the training worker clones"], project)
+        for flow_obj, func, name, source, variables in (
+            (retrain, "retrain", "stack-test", str(project), {"working_dir": str(project)}),
+            (train_gpu, "train_gpu", "stack-train", GitRepository(url=project.as_uri()), {}),
         ):
             deployment_id = flow_obj.from_source(
-                source=str(project), entrypoint=f"pipelines/flows.py:{func}"
+                source=source, entrypoint=f"pipelines/flows.py:{func}"
             ).deploy(
-                name=name,
-                work_pool_name=WORK_POOL,
-                job_variables={"working_dir": str(project)},
-                print_next_steps=False,
+                name=name, work_pool_name=WORK_POOL, job_variables=variables, print_next_steps=False
             )
             assert deployment_id
         run = run_deployment(
@@ -101,6 +104,9 @@ def test_stack_runs_retrain_deployment(
             },
         )
         assert run.state.is_completed(), run.state
+        # the worker trained in its clone: the parent evaluated, gated and promoted from what
+        # MLflow and S3 hold, with no training output on its own disk
+        assert (project / "splits").is_dir() and not (project / "outputs" / "train").exists()
 
         # training ran as its own flow run of the training deployment, a child of the retrain
         from prefect.client.orchestration import get_client
