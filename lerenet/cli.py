@@ -238,7 +238,13 @@ def split_cmd(params: ParamsOpt = Path("params.yaml")) -> None:
 @app.command("train")
 def train_cmd(
     params: ParamsOpt = Path("params.yaml"),
-    resume: Annotated[bool, typer.Option(help="continue from train.out_dir/last.pt")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="continue from train.out_dir/last.pt, or, when there is none, from the "
+            "checkpoints stored with an unfinished MLflow run of this same training"
+        ),
+    ] = False,
     no_track: Annotated[bool, typer.Option("--no-track", help="do not log to MLflow")] = False,
     overrides: Annotated[list[str] | None, _override_opt()] = None,
 ) -> None:
@@ -254,7 +260,13 @@ def train_cmd(
     cfg = _params_with(params, overrides)
     try:
         with user_errors(FileNotFoundError, ValueError, WeightsError, RuntimeError):
-            summary = train_stage(cfg, params_file=params, resume=resume, track=not no_track)
+            summary = train_stage(
+                cfg,
+                params_file=params,
+                resume=resume,
+                track=not no_track,
+                resume_tracked=resume and not (Path(cfg.train.out_dir) / "last.pt").exists(),
+            )
     except KeyboardInterrupt:
         err_console.print(
             "interrupted: last.pt holds the last finished step; "

@@ -29,9 +29,15 @@ def train_stage(
     resume: bool = False,
     track: bool = True,
     show_progress: bool = True,
+    resume_tracked: bool = False,
 ) -> dict:
     """Train LERENet (and save the prototype baseline), log run + pyfunc model; write
-    train.json."""
+    train.json.
+
+    ``resume``: continue from ``train.out_dir/last.pt``. ``resume_tracked`` (a worker whose
+    disk did not survive): continue the newest unfinished run of this same training from the
+    checkpoints stored with it, if there is one (``tracking.checkpoints``); else start afresh.
+    """
     from lerenet.tracking.pyfunc import log_model
     from lerenet.tracking.runs import start_run
     from lerenet.train import save_baseline, train
@@ -48,10 +54,23 @@ def train_stage(
         require_mlflow(tracking_uri(params.tracking))  # before hours of training, not after
     tags = lineage_tags(params)
     tags.update(_class_tags(params))
+    resumed_from = None
+    if track and resume_tracked:
+        from lerenet.tracking.checkpoints import RESUMED_TAG, restore_checkpoints, unfinished_run
+        from lerenet.tracking.runs import configure
+
+        configure(params.tracking)
+        found = unfinished_run(params.tracking.experiment, tags)
+        if found is not None:
+            resumed_from = restore_checkpoints(found, out_dir)
+            run_id, resume = found, True
+            log.info("resuming run %s from its stored checkpoint at step %d", found, resumed_from)
     name = run_name("train", params, tags.get("lerenet.data_version", ""))
     with start_run(
         params, run_name=name, tags=tags, enabled=track, run_id=run_id, params_file=params_file
     ) as run:
+        if resumed_from is not None:
+            run.tags({RESUMED_TAG: str(resumed_from)})
         out_dir.mkdir(parents=True, exist_ok=True)
         if run.enabled:  # a resumed job finds its run again
             summary_path.write_text(json.dumps({"run_id": run.run_id}) + "\n")

@@ -43,6 +43,7 @@ from lerenet.inference import autocast_dtype
 from lerenet.losses import SegmentationLoss, StartAnchor
 from lerenet.metrics import score
 from lerenet.plots import overlay_grid, overlay_row, training_curve
+from lerenet.tracking.checkpoints import log_checkpoints
 from lerenet.train_batches import (
     check_feature_cache,
     episode_sampler,
@@ -262,6 +263,8 @@ def train(
             },
             last_path,
         )
+        if run is not None:  # with the run too: a rerun on another worker resumes from it
+            log_checkpoints(run, step, last_path, *[p for p in (best_path,) if p.exists()])
 
     mean, std = backbone_norm(model)
     end = tcfg.steps if stop_after is None else min(tcfg.steps, start + stop_after)

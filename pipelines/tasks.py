@@ -246,7 +246,8 @@ def train_task(params: ParamsValue) -> dict:
     with library_logs():
         # the resolved params are logged with the run (config/params.resolved.yaml); no file
         # path travels, so a worker's own checkout cannot stand in for the parent's params
-        return train_stage(params_of(params), show_progress=False)
+        # a rerun after a killed worker continues from the checkpoints stored with the run
+        return train_stage(params_of(params), show_progress=False, resume_tracked=True)
 
 
 @task(name="evaluate", retries=0)
