@@ -22,6 +22,16 @@ def _digest(folder: Path) -> str:
     return h.hexdigest()
 
 
+def _git_dvc_repo(path: Path, prefix: str, endpoint: str) -> Path:
+    """A git + DVC repository at ``path`` whose default remote is s3://lerenet-data/<prefix>."""
+    path.mkdir()
+    run_ok(["git", "init", "-q"], path)
+    run_ok([*DVC, "init", "-q"], path)
+    run_ok([*DVC, "remote", "add", "-d", "s3", f"s3://lerenet-data/{prefix}"], path)
+    run_ok([*DVC, "remote", "modify", "s3", "endpointurl", endpoint], path)
+    return path
+
+
 def test_dvc_push_pull_round_trip(s3_server, synthetic_source: Path, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -49,12 +59,8 @@ def test_a_fresh_clone_restores_the_recorded_data_version(
     recorded version before ingesting, so new data joins it instead of replacing it."""
     from lerenet.versioning import restore_recorded_data
 
-    origin, clone = tmp_path / "origin", tmp_path / "clone"
-    origin.mkdir()
-    run_ok(["git", "init", "-q"], origin)
-    run_ok([*DVC, "init", "-q"], origin)
-    run_ok([*DVC, "remote", "add", "-d", "s3", "s3://lerenet-data/restore"], origin)
-    run_ok([*DVC, "remote", "modify", "s3", "endpointurl", s3_env.endpoint], origin)
+    origin = _git_dvc_repo(tmp_path / "origin", "restore", s3_env.endpoint)
+    clone = tmp_path / "clone"
     assert not restore_recorded_data(Path("data"), origin)  # nothing recorded yet
     ingest(str(synthetic_source), origin / "data", workers=1, show_progress=False)
     run_ok([*DVC, "add", "data"], origin)
@@ -84,12 +90,8 @@ def test_a_worker_clone_checks_out_the_version_it_is_given_not_its_own(
     from lerenet.tracking.lineage import data_version
     from lerenet.versioning import checkout_data_version, version_data
 
-    origin, clone = tmp_path / "origin", tmp_path / "clone"
-    origin.mkdir()
-    run_ok(["git", "init", "-q"], origin)
-    run_ok([*DVC, "init", "-q"], origin)
-    run_ok([*DVC, "remote", "add", "-d", "s3", "s3://lerenet-data/worker"], origin)
-    run_ok([*DVC, "remote", "modify", "s3", "endpointurl", s3_env.endpoint], origin)
+    origin = _git_dvc_repo(tmp_path / "origin", "worker", s3_env.endpoint)
+    clone = tmp_path / "clone"
     one_class = tmp_path / "one_class"
     for kind in ("images", "masks"):
         shutil.copytree(synthetic_source / kind / "Synth_Stain", one_class / kind / "Synth_Stain")
