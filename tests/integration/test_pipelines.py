@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 
@@ -252,3 +253,33 @@ def test_the_training_worker_runs_the_params_it_is_given_not_its_own_file(
 
     run = MlflowClient(given["tracking"]["tracking_uri"]).get_run(trained["run_id"])
     assert run.data.params["train.steps"] == "2"
+
+
+def test_a_training_worker_that_dies_fails_the_retrain_and_registers_nothing(
+    tiny_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The training deployment's flow run ends Crashed (its worker was killed): the retrain
+    fails right there, naming the deployment and the state, before evaluation, gate or
+    promotion, so the registry is untouched."""
+    import prefect.deployments
+    from mlflow import MlflowClient
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.states import Crashed
+
+    from pipelines.flows import retrain
+
+    asked: list[dict] = []
+
+    def killed_worker(name: str, parameters: dict, **_: object) -> FlowRun:
+        asked.append(parameters)
+        return FlowRun(flow_id=uuid4(), name="killed", state=Crashed(message="worker killed"))
+
+    monkeypatch.setattr(prefect.deployments, "run_deployment", killed_worker)
+    state = retrain(train_deployment="train-gpu/lerenet-train-gpu", return_state=True)
+    assert state.is_failed()
+    error = str(state.result(raise_on_failure=False))
+    assert "train-gpu/lerenet-train-gpu" in error and "Crashed" in error
+    assert asked and asked[0]["data_version"].startswith(("dvc:", "manifest:"))
+    uri = asked[0]["params"]["tracking"]["tracking_uri"]
+    assert MlflowClient(uri).search_registered_models() == []
+    assert not Path("outputs/eval").exists()  # nothing after training ran
