@@ -256,6 +256,7 @@ def train_cmd(
     """
     from lerenet.model.weights import WeightsError
     from lerenet.stages import train_stage
+    from lerenet.train import LAST
 
     cfg = _params_with(params, overrides)
     try:
@@ -265,7 +266,7 @@ def train_cmd(
                 params_file=params,
                 resume=resume,
                 track=not no_track,
-                resume_tracked=resume and not (Path(cfg.train.out_dir) / "last.pt").exists(),
+                resume_tracked=resume and not (Path(cfg.train.out_dir) / LAST).exists(),
             )
     except KeyboardInterrupt:
         err_console.print(

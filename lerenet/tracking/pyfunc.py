@@ -109,7 +109,5 @@ def load_torch_model(uri: str, device: str = "cpu") -> tuple[Any, dict]:
     path = Path(uri)
     if path.exists():
         return load_model_file(path, device)
-    import mlflow
-
-    wrapper = mlflow.pyfunc.load_model(uri).unwrap_python_model()
-    return wrapper.model.to(device), wrapper.meta
+    _, model, meta = load_pyfunc(uri)
+    return model.to(device), meta
