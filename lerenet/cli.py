@@ -274,11 +274,11 @@ def train_cmd(
             "resume with `lerenet train --resume`"
         )
         raise typer.Exit(130) from None
-    val = summary["best_val_miou"]
+    val = summary.best_val_miou
     console.print(
-        f"trained {summary['steps']} steps; best validation mIoU "
-        f"{'n/a' if val is None else f'{val:.3f}'} at step {summary['best_step']}; "
-        f"model {summary['model_uri'] or summary['best_path']}"
+        f"trained {summary.steps} steps; best validation mIoU "
+        f"{'n/a' if val is None else f'{val:.3f}'} at step {summary.best_step}; "
+        f"model {summary.challenger}"
     )
 
 
@@ -295,23 +295,23 @@ def evaluate_cmd(
     overrides: Annotated[list[str] | None, _override_opt()] = None,
 ) -> None:
     """Evaluate on the fixed test (novel-class) episodes: per-class IoU, mIoU, FB-IoU + CIs."""
-    from lerenet.metrics import shot_sections
-    from lerenet.stages import evaluate_stage
+    from lerenet.stages import evaluate_stage, last_training
 
     cfg = _params_with(params, overrides)
     with user_errors(FileNotFoundError, ValueError):
-        results = evaluate_stage(cfg, model_uri=model, track=not no_track)
+        # the last training (train.json), whose run and saved baseline go with its model
+        report = evaluate_stage(cfg, train=last_training(cfg), model_uri=model, track=not no_track)
     table = Table(title=f"test classes, fold {cfg.train.fold}")
     for col in ("model", "shots", "mIoU [95% CI]", "FB-IoU [95% CI]", "episodes"):
         table.add_column(col)
-    for name in ("lerenet", "baseline"):
-        for key, m in shot_sections(results.get(name)).items():
+    for name, scores in report.models().items():
+        for key, m in scores.shots.items():
             table.add_row(
                 name,
                 key,
-                f"{m['miou']:.3f} [{m['miou_low']:.3f}, {m['miou_high']:.3f}]",
-                f"{m['fbiou']:.3f} [{m['fbiou_low']:.3f}, {m['fbiou_high']:.3f}]",
-                str(m["episodes"]),
+                f"{m.miou:.3f} [{m.miou_low:.3f}, {m.miou_high:.3f}]",
+                f"{m.fbiou:.3f} [{m.fbiou_low:.3f}, {m.fbiou_high:.3f}]",
+                str(m.episodes),
             )
     console.print(table)
 

@@ -49,12 +49,12 @@ def gate_cmd(
         result = gate_stage(
             cfg, challenger=challenger, champion=champion, out_dir=out_dir, track=not no_track
         )
-    verdict = "[green]PASSED[/green]" if result["passed"] else "[red]FAILED[/red]"
-    console.print(f"gate {verdict} (champion: {result['champion'] or 'none'})")
-    for reason in result["reasons"]:
+    verdict = "[green]PASSED[/green]" if result.passed else "[red]FAILED[/red]"
+    console.print(f"gate {verdict} (champion: {result.champion or 'none'})")
+    for reason in result.reasons:
         console.print(f"  - {reason}")
-    console.print(f"decision: {result['decision_path']}")
-    raise typer.Exit(0 if result["passed"] or report_only else 1)
+    console.print(f"decision: {result.path}")
+    raise typer.Exit(0 if result.passed or report_only else 1)
 
 
 def promote_cmd(
@@ -78,10 +78,10 @@ def promote_cmd(
     cfg = _params(params)
     with user_errors(PromotionError, FileNotFoundError, ServiceUnavailable, code=1):
         result = promote_stage(cfg, run_id=run_id, to=to)
-    same = "" if result.get("registered", True) else "; same weights, not registered again"
+    same = "" if result.registered else "; same weights, not registered again"
+    was = result.previous_production if result.previous_production else result.previous
     console.print(
-        f"{result['name']} v{result['version']} is now @{result['alias']} "
-        f"(was: {result.get('previous') or 'none'}){same}"
+        f"{result.name} v{result.version} is now @{result.alias} (was: {was or 'none'}){same}"
     )
 
 

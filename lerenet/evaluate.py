@@ -24,6 +24,7 @@ from lerenet.data.splits import Episode, episode_file, read_episodes, read_folds
 from lerenet.inference import inference_context
 from lerenet.metrics import SegmentationScores, episode_stats, score
 from lerenet.plots import class_bar_chart, overlay_grid, overlay_row
+from lerenet.results import ModelScores, ShotScores
 
 log = logging.getLogger(__name__)
 
@@ -116,22 +117,6 @@ def predict_episodes(
     )
 
 
-def scores_to_metrics(scores: SegmentationScores) -> dict:
-    out = {
-        "miou": scores.miou.value,
-        "miou_low": scores.miou.low,
-        "miou_high": scores.miou.high,
-        "fbiou": scores.fbiou.value,
-        "fbiou_low": scores.fbiou.low,
-        "fbiou_high": scores.fbiou.high,
-        "episodes": scores.episodes,
-    }
-    out["class_iou"] = {c: i.value for c, i in scores.per_class.items()}
-    out["class_iou_low"] = {c: i.low for c, i in scores.per_class.items()}
-    out["class_iou_high"] = {c: i.high for c, i in scores.per_class.items()}
-    return out
-
-
 def evidence_path(out_dir: Path, shots: int) -> Path:
     return Path(out_dir) / f"evidence_{shots}shot.npz"
 
@@ -181,20 +166,20 @@ def evaluate_model(
     device: torch.device | None = None,
     run=None,
     label: str = "model",
-) -> dict:
+) -> ModelScores:
     """Evaluate on the fixed ``part`` episodes; write metrics.json, charts, overlays; log them."""
     device = device or next(model.parameters()).device
     fold = params.train.fold if fold is None else fold
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics: dict = {"fold": fold, "part": part, "model": label}
+    shot_scores: dict[str, ShotScores] = {}
     for k in shots or params.eval.shots:
         dataset = episode_dataset(params, model, part, k, fold)
         started = time.perf_counter()
         log.info("%s: %d-shot %s episodes (%d)…", label, k, part, len(dataset))
         classes = sorted(dataset.class_index)
         preds, scores = predict_and_score(model, dataset, params, classes, device)
-        metrics[f"{k}shot"] = scores_to_metrics(scores)
+        shot_scores[f"{k}shot"] = ShotScores.of(scores)
         log.info(
             "%s: %d-shot mIoU %.3f [%.3f, %.3f] (%.0f s)",
             label,
@@ -229,7 +214,9 @@ def evaluate_model(
             run.artifact(chart, f"eval/{part}")
             if grid is not None:
                 run.artifact(grid, f"eval/{part}")
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    result = ModelScores(label, fold, part, shot_scores)
+    metrics = json.dumps(result.to_dict(), indent=2, sort_keys=True)
+    (out_dir / "metrics.json").write_text(metrics + "\n")
     if run is not None:
         run.artifact(out_dir / "metrics.json", f"eval/{part}")
-    return metrics
+    return result

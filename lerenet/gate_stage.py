@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 
 from lerenet.config import Params
+from lerenet.gate import GateDecision
+from lerenet.results import EvaluationReport, TrainSummary
 from lerenet.stages import read_train_summary
 from lerenet.tracking.lineage import split_sha256
 from lerenet.tracking.uris import run_of
@@ -43,16 +45,15 @@ def _saved_evidence(params: Params, model_uri: str, name: str = "lerenet") -> di
     metrics_path = out_dir / "metrics.json"
     if not metrics_path.exists():
         return None
-    metrics = json.loads(metrics_path.read_text())
+    report = EvaluationReport.read(metrics_path)
     current = split_sha256(Path(params.split.out_dir))
-    if metrics.get("model_uri") != model_uri or not current:
+    if report.model_uri != model_uri or not current or report.split_sha256 != current:
         return None
-    if metrics.get("split_sha256") != current:
-        return None
+    scored = report.models().get(name)
     out = {}
     for k in params.eval.shots:
         saved = load_evidence(out_dir / name, k)
-        if saved is None or f"{k}shot" not in (metrics.get(name) or {}):
+        if saved is None or scored is None or f"{k}shot" not in scored.shots:
             return None
         out[f"{k}shot"] = ShotEvidence(*saved)
     return out
@@ -86,19 +87,23 @@ def gate_stage(
     *,
     challenger: str | None = None,
     champion: str | None = None,
+    train: TrainSummary | None = None,
     out_dir: Path = Path("outputs/gate"),
     track: bool = True,
-) -> dict:
-    """Score challenger and champion on the same test episodes; decide; log the decision."""
+) -> GateDecision:
+    """Score challenger and champion on the same test episodes; decide; log the decision.
+
+    The challenger is ``challenger``, else ``train``'s model, else the last training's
+    (train.json); ``train`` also names the run the decision is logged to (otherwise the
+    tracking server is asked which run logged the challenger)."""
     from lerenet.gate import decide, write_decision
     from lerenet.tracking.pyfunc import load_torch_model
     from lerenet.tracking.registry import _client, alias_version
     from lerenet.tracking.runs import configure
 
-    summary = {}
     if challenger is None:
-        summary = read_train_summary(params)
-        challenger = summary.get("model_uri") or summary["best_path"]
+        train = train or read_train_summary(params)
+        challenger = train.challenger
     if track:
         from lerenet.services import require_mlflow
         from lerenet.tracking.runs import tracking_uri
@@ -133,8 +138,8 @@ def gate_stage(
     path = write_decision(decision, Path(out_dir) / "decision.json")
     # dvc metrics/exp show read this one: the verdict, not decision.json's nested numbers
     (Path(out_dir) / "summary.json").write_text(json.dumps({"passed": decision.passed}) + "\n")
-    if challenger == summary.get("model_uri"):
-        run_id = summary.get("run_id")
+    if train is not None and challenger == train.challenger:
+        run_id = train.run_id
     else:  # given by the caller (a flow, a remote training): its run, from the tracking server
         run_id = run_of(challenger) if track else None
     if track and run_id:
@@ -158,11 +163,5 @@ def gate_stage(
                 }
             )
             run.artifact(path, "gate")
-    return {
-        "passed": decision.passed,
-        "reasons": decision.reasons,
-        "numbers": decision.numbers,
-        "champion": champion,
-        "challenger": challenger,
-        "decision_path": str(path),
-    }
+    decision.path = str(path)
+    return decision

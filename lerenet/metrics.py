@@ -100,15 +100,3 @@ def score(
         },
         episodes=len(episode_classes),
     )
-
-
-def shot_sections(evaluation: dict | None) -> dict[str, dict]:
-    """The per-shot sections (``"1shot"``, ``"5shot"``, …) of an evaluation's metrics dict,
-    in shot order: what every reader of metrics.json iterates, beside its fold/part/model keys.
-    """
-    sections = {
-        k: v
-        for k, v in (evaluation or {}).items()
-        if k.endswith("shot") and k[:-4].isdigit() and isinstance(v, dict) and "miou" in v
-    }
-    return dict(sorted(sections.items(), key=lambda item: int(item[0][:-4])))

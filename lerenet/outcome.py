@@ -3,40 +3,38 @@ sentence on which model won and which alias moved (CLI, Prefect artifacts, READM
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lerenet.gate import GateDecision
+    from lerenet.results import EvaluationReport
+    from lerenet.tracking.registry import Promotion
 
 
-def _shots(evaluation: dict) -> list[str]:
-    from lerenet.metrics import shot_sections
-
-    return list(shot_sections(evaluation.get("lerenet")))
-
-
-def class_table(evaluation: dict) -> list[dict[str, Any]]:
+def class_table(evaluation: EvaluationReport) -> list[dict[str, Any]]:
     """One row per test class (and a last "mean" row): IoU of the model and of the baseline
     for every shot count evaluated; "-" where the baseline was not evaluated."""
-    model, base = evaluation.get("lerenet") or {}, evaluation.get("baseline") or {}
-    shots = _shots(evaluation)
-    classes = sorted({c for k in shots for c in model[k]["class_iou"]})
+    model, base = evaluation.lerenet.shots, evaluation.baseline
+    base_shots = base.shots if base else {}
+    classes = sorted({c for m in model.values() for c in m.class_iou})
     rows = []
     for cls in [*classes, "mean"]:
         row: dict[str, Any] = {"class": cls}
-        for k in shots:
-            for label, source in (("model", model), ("baseline", base)):
+        for k in model:
+            for label, source in (("model", model), ("baseline", base_shots)):
                 m = source.get(k)
-                value = (
-                    None if m is None else (m["miou"] if cls == "mean" else m["class_iou"].get(cls))
-                )
+                value = None if m is None else (m.miou if cls == "mean" else m.class_iou.get(cls))
                 row[f"{k} {label}"] = "-" if value is None else f"{value:.3f}"
         rows.append(row)
     return rows
 
 
-def verdict(evaluation: dict, gate: dict, promotion: dict) -> str:
+def verdict(evaluation: EvaluationReport, gate: GateDecision, promotion: Promotion) -> str:
     """Which model won, in words, with the gate's reasons and where the alias went."""
-    model, base = evaluation.get("lerenet") or {}, evaluation.get("baseline") or {}
-    wins = [k for k in _shots(evaluation) if k in base and model[k]["miou"] > base[k]["miou"]]
-    compared = [k for k in _shots(evaluation) if k in base]
+    model = evaluation.lerenet.shots
+    base = evaluation.baseline.shots if evaluation.baseline else {}
+    compared = [k for k in model if k in base]
+    wins = [k for k in compared if model[k].miou > base[k].miou]
     if not compared:
         race = "No baseline was evaluated."
     elif len(wins) == len(compared):
@@ -45,10 +43,10 @@ def verdict(evaluation: dict, gate: dict, promotion: dict) -> str:
         race = f"LERENet scored above the baseline at {', '.join(wins)} only."
     else:
         race = "The parameter-free prototype baseline scored higher than LERENet."
-    gate_text = "passed" if gate["passed"] else "failed"
-    reasons = "; ".join(gate.get("reasons", []))
-    same = "" if promotion.get("registered", True) else " (same weights as that version)"
+    gate_text = "passed" if gate.passed else "failed"
+    reasons = "; ".join(gate.reasons)
+    same = "" if promotion.registered else " (same weights as that version)"
     return (
-        f"{race} Gate {gate_text}: {reasons}. {promotion['name']} v{promotion['version']} is "
-        f"now @{promotion['alias']}{same}."
+        f"{race} Gate {gate_text}: {reasons}. {promotion.name} v{promotion.version} is "
+        f"now @{promotion.alias}{same}."
     )

@@ -81,6 +81,7 @@ STAGES: tuple[StageSpec, ...] = (
             "lerenet/checkpoint.py",
             "lerenet/evaluate.py",
             "lerenet/stages.py",
+            "lerenet/results.py",
             "lerenet/model",
             "lerenet/data/episodes.py",
             "lerenet/data/splits.py",
@@ -102,7 +103,12 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec(
         "evaluate",
         "lerenet evaluate",
-        code=("lerenet/evaluate.py", "lerenet/metrics.py", "lerenet/stages.py"),
+        code=(
+            "lerenet/evaluate.py",
+            "lerenet/metrics.py",
+            "lerenet/stages.py",
+            "lerenet/results.py",
+        ),
         data=("outputs/train/best.pt", "outputs/train/train.json", "splits"),
         params=("eval",),
         outs=(Out("outputs/eval/metrics.json", cache=False),),
@@ -117,7 +123,7 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec(
         "gate",
         "lerenet gate --report-only --out-dir outputs/gate",
-        code=("lerenet/gate.py", "lerenet/gate_stage.py"),
+        code=("lerenet/gate.py", "lerenet/gate_stage.py", "lerenet/results.py"),
         data=("outputs/eval/metrics.json",),
         params=("gate",),
         outs=(Out("outputs/gate/decision.json", cache=False),),

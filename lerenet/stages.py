@@ -1,22 +1,28 @@
 """Pipeline stages as plain functions of the params: the one code path behind both drivers.
 
 ``lerenet <stage>`` (and so ``dvc repro``) and the Prefect tasks call these functions; each
-returns a small JSON-able summary and writes its outputs where ``params.yaml`` says. MLflow
-tracking lives here, not in the training or evaluation code.
+takes the previous stage's typed result (``lerenet.results``) when its caller has it — a flow
+passes them in memory — and otherwise reads it from the file the previous stage wrote, which is
+what the CLI does. Each writes its outputs where ``params.yaml`` says. MLflow tracking lives
+here, not in the training or evaluation code.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lerenet.config import Params
+from lerenet.results import EvaluationReport, ModelScores, TrainSummary
 from lerenet.tracking.lineage import lineage_tags, split_sha256
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from lerenet.tracking.registry import Promotion
 
 log = logging.getLogger(__name__)
 TRAIN_SUMMARY = "train.json"
@@ -30,7 +36,7 @@ def train_stage(
     track: bool = True,
     show_progress: bool = True,
     resume_tracked: bool = False,
-) -> dict:
+) -> TrainSummary:
     """Train LERENet (and save the prototype baseline), log run + pyfunc model; write
     train.json.
 
@@ -75,7 +81,7 @@ def train_stage(
         if run.enabled:  # a resumed job finds its run again
             summary_path.write_text(json.dumps({"run_id": run.run_id}) + "\n")
         result = train(params, out_dir=out_dir, resume=resume, run=run, show_progress=show_progress)
-        summary = {
+        fields: dict = {
             "run_id": run.run_id,
             "best_path": str(result.best_path),
             "best_step": result.best_step,
@@ -83,8 +89,6 @@ def train_stage(
             "steps": result.steps_done,
             "interrupted": result.interrupted,
             "weights_sha256": result.weights_sha256,
-            "model_uri": None,
-            "baseline_path": None,
         }
         run.tags(
             {
@@ -93,17 +97,17 @@ def train_stage(
             }
         )
         if result.interrupted:
-            summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+            summary_path.write_text(json.dumps(fields, indent=2) + "\n")
             raise KeyboardInterrupt
         if params.train.baseline and params.model.arch != "prototype":
-            summary["baseline_path"] = str(save_baseline(params, out_dir / "baseline"))
+            fields["baseline_path"] = str(save_baseline(params, out_dir / "baseline"))
         if run.enabled:
             from lerenet.checkpoint import state_sha256
             from lerenet.storage import file_sha256
 
-            summary["best_sha256"] = file_sha256(result.best_path)
+            fields["best_sha256"] = file_sha256(result.best_path)
             info = log_model(result.best_path, size=params.data.image_size)
-            summary["model_uri"] = info.model_uri  # MLflow 3: models:/m-<id>, a LoggedModel
+            fields["model_uri"] = info.model_uri  # MLflow 3: models:/m-<id>, a LoggedModel
             run.tags(
                 {
                     "lerenet.model_uri": info.model_uri,
@@ -114,7 +118,8 @@ def train_stage(
             run.artifact(out_dir / "curve.png", "train")
             # the manifest of the data trained on: `reproduce` names files that changed since
             run.artifact(Path(params.data.root) / "manifest.csv", "data")
-    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    summary = TrainSummary.from_dict(fields)
+    summary_path.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
     return summary
 
 
@@ -142,60 +147,63 @@ def _class_tags(params: Params) -> dict[str, str]:
     }
 
 
-def local_copy(model_uri: str, summary: dict) -> str:
+def local_copy(model_uri: str, train: TrainSummary | None) -> str:
     """``model_uri``, or the local model file it was logged from when that file is still
     byte-identical (sha256 recorded at logging time): the same weights without a round trip
-    through the artifact store."""
+    through the artifact store. A remote worker's paths are not on this machine: the URI."""
     from lerenet.storage import file_sha256
 
-    path = Path(summary.get("best_path") or "")
-    if (
-        model_uri == summary.get("model_uri")
-        and summary.get("best_sha256")
-        and path.is_file()
-        and file_sha256(path) == summary["best_sha256"]
-    ):
+    if train is None or model_uri != train.model_uri or not train.best_sha256:
+        return model_uri
+    path = Path(train.best_path)
+    if path.is_file() and file_sha256(path) == train.best_sha256:
         return str(path)
     return model_uri
 
 
-def read_train_summary(params: Params) -> dict:
-    path = Path(params.train.out_dir) / TRAIN_SUMMARY
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no training summary; run `lerenet train` first")
-    return json.loads(path.read_text())
+def read_train_summary(params: Params) -> TrainSummary:
+    """The last training's summary from ``train.out_dir/train.json`` (the CLI's default)."""
+    return TrainSummary.read(Path(params.train.out_dir) / TRAIN_SUMMARY)
+
+
+def last_training(params: Params) -> TrainSummary | None:
+    """The last finished training's summary if ``train.json`` holds one, else None."""
+    try:
+        return read_train_summary(params)
+    except FileNotFoundError:
+        return None
 
 
 def evaluate_stage(
-    params: Params, *, model_uri: str | None = None, track: bool = True, out_dir: Path | None = None
-) -> dict:
-    """Test-class evaluation of a model (default: the last trained one) and its baseline.
+    params: Params,
+    *,
+    train: TrainSummary | None = None,
+    model_uri: str | None = None,
+    track: bool = True,
+    out_dir: Path | None = None,
+) -> EvaluationReport:
+    """Test-class evaluation of a model and, beside it, of the prototype baseline.
 
-    Writes ``metrics.json`` with one section per model (``lerenet``, ``baseline``) and logs
-    everything to the training run when the model came from one.
+    The model is ``model_uri``, else ``train``'s, else the last training's (train.json).
+    ``train`` (the training that produced the model, in memory from a flow) names the run to
+    log into and the baseline it saved; for another model there is neither, and the run is
+    asked of the tracking server. Writes ``metrics.json`` (``EvaluationReport.to_dict``).
     """
     from lerenet.evaluate import evaluate_model
-    from lerenet.metrics import shot_sections
     from lerenet.tracking.pyfunc import load_torch_model
     from lerenet.tracking.runs import configure, start_run
     from lerenet.tracking.uris import run_of
 
     out_dir = Path(out_dir or params.eval.out_dir)
-    summary_path = Path(params.train.out_dir) / TRAIN_SUMMARY
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     if model_uri is None:
-        summary = read_train_summary(params)
-        model_uri = summary.get("model_uri") or summary["best_path"]
-    if model_uri != summary.get("model_uri"):
-        summary = {}  # another model than the last trained one: no baseline, no run to join
+        train = train or read_train_summary(params)
+        model_uri = train.challenger
+    if train is not None and model_uri not in (train.model_uri, train.best_path):
+        train = None  # another model than that training's: no baseline, no run to join
     if track:
         configure(params.tracking)  # run_of may ask the tracking server
-    run_id = summary.get("run_id") or (run_of(model_uri) if track else None)
-    model, meta = load_torch_model(local_copy(model_uri, summary))
-    results: dict = {
-        "model_uri": model_uri,
-        "split_sha256": split_sha256(Path(params.split.out_dir)),
-    }
+    run_id = (train.run_id if train else None) or (run_of(model_uri) if track else None)
+    model, meta = load_torch_model(local_copy(model_uri, train))
     with start_run(
         params,
         run_name=f"evaluate-fold{params.train.fold}",
@@ -203,38 +211,39 @@ def evaluate_stage(
         run_id=run_id,
         tags=None if run_id else lineage_tags(params),
     ) as run:
-        results["lerenet"] = evaluate_model(
+        scores = evaluate_model(
             model, params, out_dir=out_dir / "lerenet", run=run, label="LERENet"
         )
-        base = _baseline_for(params, summary, meta)
+        base = _baseline_for(params, train, meta)
+        base_scores = None
         if base is not None:
-            results["baseline"] = evaluate_model(
+            base_scores = evaluate_model(
                 base, params, out_dir=out_dir / "baseline", label="prototype baseline"
             )
             if run.enabled:
                 run.metrics(
-                    {
-                        f"baseline/test/{k}/miou": v["miou"]
-                        for k, v in shot_sections(results["baseline"]).items()
-                    }
+                    {f"baseline/test/{k}/miou": v.miou for k, v in base_scores.shots.items()}
                 )
-        results["run_id"] = run.run_id
+        report = EvaluationReport(
+            model_uri, split_sha256(Path(params.split.out_dir)), run.run_id, scores, base_scores
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    (out_dir / "summary.json").write_text(json.dumps(metrics_summary(results), indent=2) + "\n")
-    return results
+    text = json.dumps(report.to_dict(), indent=2, sort_keys=True)
+    (out_dir / "metrics.json").write_text(text + "\n")
+    (out_dir / "summary.json").write_text(json.dumps(metrics_summary(report), indent=2) + "\n")
+    return report
 
 
-def _baseline_for(params: Params, summary: dict, meta: dict) -> nn.Module | None:
-    """The prototype baseline to score beside the model: the one its training saved, else
-    (a model trained elsewhere, a remote worker) rebuilt from the model's configuration;
-    None when ``train.baseline`` is off, the model is the baseline, or its backbone weights
-    cannot be loaded here (said in the log)."""
+def _baseline_for(params: Params, train: TrainSummary | None, meta: dict) -> nn.Module | None:
+    """The prototype baseline to score beside the model: the one its training saved (when
+    that file is on this machine), else rebuilt from the model's configuration (a model
+    trained elsewhere, a remote worker); None when ``train.baseline`` is off, the model is
+    the baseline, or its backbone weights cannot be loaded here (said in the log)."""
     from lerenet.model import rebuild_baseline
     from lerenet.tracking.pyfunc import load_torch_model
 
-    if summary.get("baseline_path"):
-        return load_torch_model(summary["baseline_path"])[0]
+    if train is not None and train.baseline_path and Path(train.baseline_path).exists():
+        return load_torch_model(train.baseline_path)[0]
     config = meta.get("model_config") or params.model.model_dump()
     if not params.train.baseline or config.get("arch") == "prototype":
         return None
@@ -244,21 +253,31 @@ def _baseline_for(params: Params, summary: dict, meta: dict) -> nn.Module | None
     return baseline
 
 
-def metrics_summary(results: dict) -> dict:
+def metrics_summary(report: EvaluationReport) -> dict:
     """``{"1shot": {"model": mIoU, "baseline": mIoU}, …}``: the few numbers ``dvc metrics
     show`` and ``dvc exp show`` should put side by side within 100 columns (metrics.json
     keeps everything)."""
-    from lerenet.metrics import shot_sections
-
     summary: dict = {}
     for name, key in (("lerenet", "model"), ("baseline", "baseline")):
-        for shot, m in shot_sections(results.get(name)).items():
-            summary.setdefault(shot, {})[key] = round(m["miou"], 4)
+        scores = report.models().get(name)
+        for shot, m in (scores.shots if scores else {}).items():
+            summary.setdefault(shot, {})[key] = round(m.miou, 4)
     return summary
 
 
-def promote_stage(params: Params, *, run_id: str | None = None, to: str = "staging") -> dict:
-    """Register the trained run's model and move ``staging`` (or ``production``) to it."""
+def promote_stage(
+    params: Params,
+    *,
+    run_id: str | None = None,
+    to: str = "staging",
+    evaluation: EvaluationReport | None = None,
+) -> Promotion:
+    """Register the trained run's model and move ``staging`` (or ``production``) to it.
+
+    ``run_id`` defaults to the last training's; ``evaluation`` (the model's test scores, for
+    the version's description) to ``eval.out_dir/metrics.json`` when that evaluated this run.
+    ``to="production"`` without a run moves production to the version at ``@staging``.
+    """
     from lerenet.services import require_mlflow
     from lerenet.tracking.registry import promote_to_production, register
     from lerenet.tracking.runs import configure, tracking_uri
@@ -267,28 +286,25 @@ def promote_stage(params: Params, *, run_id: str | None = None, to: str = "stagi
     configure(params.tracking)
     name = params.tracking.registered_model
     if to == "production" and run_id is None:
-        promo = promote_to_production(name)
-        return {
-            "name": name,
-            "version": promo.version,
-            "alias": "production",
-            "previous": promo.previous,
-        }
-    run_id = run_id or read_train_summary(params)["run_id"]
-    metrics_path = Path(params.eval.out_dir) / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()).get("lerenet") if metrics_path.exists() else None
-    promo = register(run_id, name=name, alias="staging", metrics=metrics)
-    result = {
-        "name": name,
-        "version": promo.version,
-        "alias": "staging",
-        "previous": promo.previous,
-        "registered": promo.registered,
-    }
+        return promote_to_production(name)
+    run_id = run_id or read_train_summary(params).run_id
+    if evaluation is None:
+        path = Path(params.eval.out_dir) / "metrics.json"
+        evaluation = EvaluationReport.read(path) if path.exists() else None
+    scores = _scores_of_run(evaluation, run_id)
+    promo = register(run_id, name=name, alias="staging", metrics=scores)
     if to == "production":
         prod = promote_to_production(name, promo.version)
-        result.update({"alias": "production", "previous_production": prod.previous})
-    return result
+        promo = replace(promo, alias="production", previous_production=prod.previous)
+    return promo
+
+
+def _scores_of_run(evaluation: EvaluationReport | None, run_id: str) -> ModelScores | None:
+    """The model's scores when ``evaluation`` was of this run's model (an evaluation that
+    names no run is taken to be: files written before runs were recorded in them)."""
+    if evaluation is None or evaluation.run_id not in (None, run_id):
+        return None
+    return evaluation.lerenet
 
 
 def export_stage(params: Params, *, model_uri: str, out: Path, shots: int = 1) -> dict:

@@ -19,9 +19,9 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from lerenet.metrics import shot_sections
 from lerenet.onboard import OnboardReport, advice, report_table
 from lerenet.outcome import class_table, verdict
+from lerenet.results import EvaluationReport, TrainSummary
 from pipelines.tasks import (
     evaluate_task,
     gate_task,
@@ -88,7 +88,7 @@ def train_gpu(
     params_path: str = "params.yaml",
     overrides: dict | None = None,
     data_version: str | None = None,
-) -> dict:
+) -> TrainSummary:
     """The training deployment for a GPU work pool: fetch data, rebuild the split, train.
 
     ``params`` come by value from the parent flow with their sha256 (checked here); the
@@ -117,21 +117,27 @@ def train_gpu(
     return train_task(params)
 
 
-def _metrics_table(evaluation: dict) -> list[dict]:
+def _metrics_table(evaluation: EvaluationReport) -> list[dict]:
     rows = []
-    for name in ("lerenet", "baseline"):
-        for shot, m in shot_sections(evaluation.get(name)).items():
+    for name, scores in evaluation.models().items():
+        for shot, m in scores.shots.items():
             rows.append(
                 {
                     "model": name,
                     "shots": shot,
-                    "mIoU": round(m["miou"], 4),
-                    "mIoU 95% CI": f"[{m['miou_low']:.3f}, {m['miou_high']:.3f}]",
-                    "FB-IoU": round(m["fbiou"], 4),
-                    "episodes": m["episodes"],
+                    "mIoU": round(m.miou, 4),
+                    "mIoU 95% CI": f"[{m.miou_low:.3f}, {m.miou_high:.3f}]",
+                    "FB-IoU": round(m.fbiou, 4),
+                    "episodes": m.episodes,
                 }
             )
     return rows
+
+
+def _summary(result: TrainSummary | dict) -> TrainSummary:
+    """A training deployment's result as the typed summary (a worker on an older release of
+    this code returns the dict form)."""
+    return result if isinstance(result, TrainSummary) else TrainSummary.from_dict(result)
 
 
 @flow(name="retrain", log_prints=True)
@@ -182,20 +188,20 @@ def retrain(
                 f"training deployment {train_deployment} ended "
                 f"{run.state.name if run.state else 'without state'}"
             )
-        result["train"] = run.state.result()
+        result["train"] = _summary(run.state.result())
     else:
         result["train"] = train_task(params)
-    challenger = result["train"]["model_uri"]
-    result["evaluate"] = evaluate_task(params, challenger)
-    result["gate"] = gate_task(params, challenger)
+    result["evaluate"] = evaluate_task(params, result["train"])
+    result["gate"] = gate_task(params, result["train"])
     from prefect.concurrency.sync import concurrency
 
     ensure_concurrency_limit()
     with concurrency(PROMOTE_LIMIT, occupy=1, strict=True):
         result["promote"] = promote_task(
             params,
-            result["train"]["run_id"],
-            promote_production and result["gate"]["passed"],
+            result["train"],
+            result["evaluate"],
+            promote_production and result["gate"].passed,
         )
     rows = _metrics_table(result["evaluate"])
     if rows:
@@ -205,7 +211,7 @@ def retrain(
         class_table(result["evaluate"]), key="class-iou", description="model vs baseline"
     )
     create_markdown_artifact(verdict(result["evaluate"], result["gate"], promo), key="promotion")
-    logger.info("%s v%s → @%s", promo["name"], promo["version"], promo["alias"])
+    logger.info("%s v%s → @%s", promo.name, promo.version, promo.alias)
     return result
 
 

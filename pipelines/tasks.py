@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -22,6 +22,11 @@ from prefect.artifacts import create_markdown_artifact
 from lerenet.config import Params, apply_overrides, load_params
 from lerenet.stage_specs import json_sha256
 from lerenet.storage import file_sha256
+
+if TYPE_CHECKING:
+    from lerenet.gate import GateDecision
+    from lerenet.results import EvaluationReport, TrainSummary
+    from lerenet.tracking.registry import Promotion
 
 
 def retry_worthwhile(task: Any, task_run: Any, state: Any) -> bool:
@@ -240,7 +245,7 @@ def split_task(params: ParamsValue) -> dict:
 
 
 @task(name="train", retries=0)
-def train_task(params: ParamsValue) -> dict:
+def train_task(params: ParamsValue) -> TrainSummary:
     from lerenet.stages import train_stage
 
     with library_logs():
@@ -251,30 +256,35 @@ def train_task(params: ParamsValue) -> dict:
 
 
 @task(name="evaluate", retries=0)
-def evaluate_task(params: ParamsValue, model_uri: str) -> dict:
+def evaluate_task(params: ParamsValue, train: TrainSummary) -> EvaluationReport:
+    """Evaluate the training's model (``train.model_uri``, in MLflow): the summary comes in
+    memory, so nothing is read from files the training wrote, which on a remote worker are
+    not on this machine (its saved baseline is rebuilt here when its file is not)."""
     from lerenet.stages import evaluate_stage
 
     with library_logs():
-        return evaluate_stage(params_of(params), model_uri=model_uri)
+        return evaluate_stage(params_of(params), train=train, model_uri=train.challenger)
 
 
 @task(name="gate", retries=0)
-def gate_task(params: ParamsValue, challenger: str) -> dict:
-    """Gate ``challenger`` (the training result's model URI, in MLflow): nothing is read from
-    files the training wrote, which on a remote worker are not on this machine."""
+def gate_task(params: ParamsValue, train: TrainSummary) -> GateDecision:
+    """Gate the training's model against production and the baseline; logged to its run."""
     from lerenet.gate_stage import gate_stage
 
-    return gate_stage(params_of(params), challenger=challenger)
+    return gate_stage(params_of(params), challenger=train.challenger, train=train)
 
 
 @task(name="promote", **IO_RETRIES)
-def promote_task(params: ParamsValue, run_id: str, production: bool) -> dict:
+def promote_task(
+    params: ParamsValue, train: TrainSummary, evaluation: EvaluationReport, production: bool
+) -> Promotion:
     from lerenet.stages import promote_stage
 
     return promote_stage(
         params_of(params),
-        run_id=run_id,
+        run_id=train.run_id,
         to="production" if production else "staging",
+        evaluation=evaluation,
     )
 
 

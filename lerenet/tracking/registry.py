@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lerenet.results import ModelScores
+
 HISTORY_TAG = "lerenet.production_history"
 GATE_TAG = "lerenet.gate"
 
@@ -43,6 +45,7 @@ class Promotion:
     alias: str
     previous: str | None
     registered: bool = True  # False: an existing version held these weights already
+    previous_production: str | None = None  # set when a promotion also moved @production
 
 
 def _client(tracking_uri: str | None = None) -> Any:
@@ -132,10 +135,8 @@ def _wait_ready(client: Any, name: str, version: str, timeout: float = 120) -> N
     raise PromotionError(f"{name} v{version}: not READY after {timeout:.0f} s")
 
 
-def describe(run: Any, metrics: dict | None) -> str:
+def describe(run: Any, metrics: ModelScores | None) -> str:
     """A version description in words: data, classes, test metrics."""
-    from lerenet.metrics import shot_sections
-
     tags = run.data.tags
     params = run.data.params
     lines = [
@@ -146,10 +147,10 @@ def describe(run: Any, metrics: dict | None) -> str:
     for key in ("train", "val", "test"):
         if f"lerenet.classes.{key}" in tags:
             lines.append(f"{key} classes: {tags[f'lerenet.classes.{key}']}.")
-    for shot, m in shot_sections(metrics).items():
+    for shot, m in (metrics.shots if metrics else {}).items():
         lines.append(
-            f"Test {shot}: mIoU {m['miou']:.3f} [{m['miou_low']:.3f}, "
-            f"{m['miou_high']:.3f}], FB-IoU {m['fbiou']:.3f}."
+            f"Test {shot}: mIoU {m.miou:.3f} [{m.miou_low:.3f}, {m.miou_high:.3f}], "
+            f"FB-IoU {m.fbiou:.3f}."
         )
     gate = tags.get(GATE_TAG, "not run")
     reasons = tags.get("lerenet.gate_reasons")
@@ -164,7 +165,7 @@ def register(
     name: str,
     alias: str = "staging",
     artifact: str = "model",
-    metrics: dict | None = None,
+    metrics: ModelScores | None = None,
     tracking_uri: str | None = None,
 ) -> Promotion:
     """Register the run's model as a new version, verify it, then move ``alias`` to it."""

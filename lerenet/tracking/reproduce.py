@@ -69,7 +69,6 @@ def reproduce(
 
     from lerenet.data.splits import split_dataset
     from lerenet.evaluate import evaluate_model
-    from lerenet.metrics import shot_sections
     from lerenet.tracking.pyfunc import load_torch_model  # noqa: F401  (registers the flavour)
     from lerenet.tracking.uris import version_run_id
     from lerenet.train import train
@@ -133,9 +132,9 @@ def reproduce(
         trained = train(params, show_progress=show_progress)
         model, _ = load_torch_model(str(trained.best_path))
         metrics = evaluate_model(model, params, out_dir=tmp / "eval", label="reproduced")
-        for key, m in shot_sections(metrics).items():
+        for key, m in metrics.shots.items():
             for name in ("miou", "fbiou"):
                 rec = run.data.metrics.get(f"test/{key}/{name}")
                 if rec is not None:
-                    result.rows.append((f"test/{key}/{name}", rec, m[name]))
+                    result.rows.append((f"test/{key}/{name}", rec, getattr(m, name)))
     return result

@@ -165,8 +165,8 @@ def test_stack_with_postgres_backend(
     try:
         client = MlflowClient(env["MLFLOW_TRACKING_URI"])
         version = client.get_model_version_by_alias("lerenet", "staging")
-        assert version.run_id == trained["run_id"]
-        assert client.get_run(trained["run_id"]).data.metrics  # runs too, not only the registry
+        assert version.run_id == trained.run_id
+        assert client.get_run(trained.run_id).data.metrics  # runs too, not only the registry
     finally:
         down(second)
     assert status(second) == {}

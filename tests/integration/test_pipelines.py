@@ -92,7 +92,7 @@ def test_dvc_repro_and_prefect_flow_agree(
             assert a[name][k]["miou"] == b[name][k]["miou"]
             assert a[name][k]["class_iou"] == b[name][k]["class_iou"]
     assert result["data"]["tracked"] and result["data"]["pushed"]
-    assert result["promote"]["alias"] == "production"  # tiny floors are 0: the gate passes
+    assert result["promote"].alias == "production"  # tiny floors are 0: the gate passes
 
     # with the baseline rule on, the six-step model loses to the baseline: @staging only, and
     # the flow's promotion artifact says why
@@ -109,12 +109,12 @@ def test_dvc_repro_and_prefect_flow_agree(
         params_path="params.yaml", overrides={"gate.beat_baseline": True}, return_state=True
     )
     ruled = ruled_state.result()
-    assert not ruled["gate"]["passed"] and ruled["promote"]["alias"] == "staging"
-    assert any("prototype baseline" in r for r in ruled["gate"]["reasons"])
+    assert not ruled["gate"].passed and ruled["promote"].alias == "staging"
+    assert any("prototype baseline" in r for r in ruled["gate"].reasons)
     registry = MlflowClient(f"sqlite:///{flow_root}/mlflow.db")
     aliases = {k: str(v) for k, v in registry.get_registered_model("lerenet").aliases.items()}
-    assert aliases["production"] == str(result["promote"]["version"])
-    assert aliases["staging"] == str(ruled["promote"]["version"])
+    assert aliases["production"] == str(result["promote"].version)
+    assert aliases["staging"] == str(ruled["promote"].version)
     APILogHandler().flush()  # run logs are sent in batches: send what is queued
     with get_client(sync_client=True) as prefect_client:
         artifacts = prefect_client.read_artifacts(
@@ -204,8 +204,8 @@ def test_onboard_class_scores_production_and_baseline_and_registers_nothing(
     split_dataset(Path(params.data.root), params.split)
     trained = train_stage(params, params_file=Path("params.yaml"), show_progress=False)
     evaluate_stage(params)
-    assert gate_stage(params)["passed"]  # the tiny params' gate has no baseline rule
-    promote_stage(params, run_id=trained["run_id"], to="production")
+    assert gate_stage(params).passed  # the tiny params' gate has no baseline rule
+    promote_stage(params, run_id=trained.run_id, to="production")
     client = MlflowClient(f"sqlite:///{root}/mlflow.db")
     runs_before = len(client.search_runs(client.get_experiment_by_name("lerenet").experiment_id))
 
@@ -248,10 +248,10 @@ def test_the_training_worker_runs_the_params_it_is_given_not_its_own_file(
     assert refused.is_failed()
     assert "params mismatch" in str(refused.result(raise_on_failure=False))
     trained = train_gpu(params=given, params_sha256=sha, pull_data=False)
-    assert trained["steps"] == 2
+    assert trained.steps == 2
     from mlflow import MlflowClient
 
-    run = MlflowClient(given["tracking"]["tracking_uri"]).get_run(trained["run_id"])
+    run = MlflowClient(given["tracking"]["tracking_uri"]).get_run(trained.run_id)
     assert run.data.params["train.steps"] == "2"
 
 

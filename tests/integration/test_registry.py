@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from lerenet.cli import app
 from lerenet.config import load_params
+from lerenet.results import TrainSummary
 from lerenet.tracking.lineage import LINEAGE_KEYS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -22,7 +23,7 @@ def _client():
     return MlflowClient()
 
 
-def _train(params_path: str = "params.yaml") -> dict:
+def _train(params_path: str = "params.yaml") -> TrainSummary:
     from lerenet.stages import train_stage
 
     params = load_params(params_path)
@@ -41,7 +42,7 @@ def test_gate_promote_rollback_cycle(tracked_project: Path, s3_server) -> None:
     assert result.exit_code == 0, result.output
     decision = json.loads(Path("outputs/gate/decision.json").read_text())
     assert decision["passed"] and decision["champion"] is None
-    assert _client().get_run(first["run_id"]).data.tags["lerenet.gate"] == "passed"
+    assert _client().get_run(first.run_id).data.tags["lerenet.gate"] == "passed"
     assert runner.invoke(app, ["promote"]).exit_code == 0
     assert _aliases() == {"staging": "1"}
     assert runner.invoke(app, ["promote", "--to", "production"]).exit_code == 0
@@ -66,7 +67,7 @@ def test_gate_promote_rollback_cycle(tracked_project: Path, s3_server) -> None:
     strict = runner.invoke(app, ["gate", "--params", "strict.yaml"])
     assert strict.exit_code == 1, strict.output
     assert "below the floor" in " ".join(strict.output.split())
-    assert _client().get_run(second["run_id"]).data.tags["lerenet.gate"] == "failed"
+    assert _client().get_run(second.run_id).data.tags["lerenet.gate"] == "failed"
     # a failed gate may reach staging but never production
     assert runner.invoke(app, ["promote"]).exit_code == 0
     refused = runner.invoke(app, ["promote", "--to", "production"])
@@ -131,7 +132,7 @@ def test_no_version_is_registered_without_its_model_artifacts(
     from lerenet.stages import promote_stage
 
     summary = _train()
-    model_id = summary["model_uri"].removeprefix("models:/")
+    model_id = summary.model_uri.removeprefix("models:/")
     bucket = s3_server.client()
     listing = bucket.list_objects_v2(Bucket="lerenet-artifacts").get("Contents", [])
     doomed = [o["Key"] for o in listing if f"/{model_id}/" in o["Key"]]
@@ -144,7 +145,7 @@ def test_no_version_is_registered_without_its_model_artifacts(
     assert "Traceback" not in result.output
     assert not _client().search_model_versions("name='lerenet'")
     _train()  # the next model, artifacts intact, registers as version 1
-    assert promote_stage(load_params("params.yaml"))["version"] == "1"
+    assert promote_stage(load_params("params.yaml")).version == "1"
 
 
 def test_a_retrain_that_reproduces_the_weights_registers_no_second_version(
@@ -156,8 +157,8 @@ def test_a_retrain_that_reproduces_the_weights_registers_no_second_version(
     result = runner.invoke(app, ["promote"])
     assert result.exit_code == 0, result.output
     second = _train()
-    assert second["run_id"] != first["run_id"]
-    tags = [_client().get_run(r["run_id"]).data.tags for r in (first, second)]
+    assert second.run_id != first.run_id
+    tags = [_client().get_run(r.run_id).data.tags for r in (first, second)]
     assert tags[0]["lerenet.state_sha256"] == tags[1]["lerenet.state_sha256"]
     again = runner.invoke(app, ["promote"])
     assert again.exit_code == 0, again.output
@@ -183,7 +184,7 @@ def test_a_model_worse_than_the_baseline_cannot_take_production(tracked_project:
     for shot in ("1shot", "5shot"):  # the premise: six steps of training lose to the baseline
         assert decision["numbers"][shot]["baseline_delta"] < 0, decision["numbers"]
     assert "prototype baseline" in result.output
-    tags = _client().get_run(summary["run_id"]).data.tags
+    tags = _client().get_run(summary.run_id).data.tags
     assert tags["lerenet.gate"] == "failed" and "prototype baseline" in tags["lerenet.gate_reasons"]
     assert runner.invoke(app, ["promote"]).exit_code == 0
     refused = runner.invoke(app, ["promote", "--to", "production"])
@@ -201,7 +202,7 @@ def test_concurrent_promotions_serialise_and_report_the_state_after_the_move(
 
     from lerenet.tracking.registry import register
 
-    run_id = _train()["run_id"]
+    run_id = _train().run_id
     with ThreadPoolExecutor(2) as pool:
         done = list(pool.map(lambda _: register(run_id, name="lerenet"), range(2)))
     assert len({p.version for p in done}) == 2

@@ -68,7 +68,7 @@ def test_a_killed_training_resumes_from_its_stored_checkpoint(tiny_project: Path
 
     params = load_params(Path("params.yaml"), parse_overrides(OVERRIDES))
     summary = train_stage(params, show_progress=False, resume_tracked=True)
-    assert summary["run_id"] == killed and summary["steps"] == 48
+    assert summary.run_id == killed and summary.steps == 48
     resumed = client.get_run(killed)
     assert resumed.info.status == "FINISHED"
     assert resumed.data.tags[RESUMED_TAG] == str(stored_step)
@@ -82,4 +82,4 @@ def test_a_killed_training_resumes_from_its_stored_checkpoint(tiny_project: Path
     # a finished run is not resumed: the next training of the same identity starts afresh
     shutil.rmtree(tiny_project / "outputs")
     again = train_stage(params, show_progress=False, resume_tracked=True)
-    assert again["run_id"] != killed
+    assert again.run_id != killed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -148,7 +149,7 @@ def test_train_and_evaluate_stages_log_to_mlflow(tiny_project: Path) -> None:
 
     params = load_params("params.yaml")
     summary = train_stage(params, params_file=Path("params.yaml"), show_progress=False)
-    assert summary["model_uri"].startswith("models:/m-")  # an MLflow 3 LoggedModel
+    assert summary.model_uri.startswith("models:/m-")  # an MLflow 3 LoggedModel
     results = evaluate_stage(params)
     metrics = json.loads(Path("outputs/eval/metrics.json").read_text())
     for name in ("lerenet", "baseline"):
@@ -158,10 +159,10 @@ def test_train_and_evaluate_stages_log_to_mlflow(tiny_project: Path) -> None:
             assert set(m["class_iou"]) == set(
                 json.loads(Path("splits/folds.json").read_text())[0]["test"]
             )
-    assert results["run_id"] == summary["run_id"]
+    assert results.run_id == summary.run_id
 
     client = mlflow.MlflowClient(f"sqlite:///{tiny_project}/mlflow.db")
-    run = client.get_run(summary["run_id"])
+    run = client.get_run(summary.run_id)
     assert run.data.params["train.steps"] == "6" and run.data.params["model.arch"] == "lerenet"
     for key in LINEAGE_KEYS:
         assert key in run.data.tags
@@ -189,7 +190,7 @@ def test_train_and_evaluate_stages_log_to_mlflow(tiny_project: Path) -> None:
     config = {a.path for a in client.list_artifacts(run.info.run_id, "config")}
     assert "config/params.resolved.yaml" in config and "config/params.yaml" in config
     # the logged model is the trained one and serves predictions through pyfunc
-    pyfunc = mlflow.pyfunc.load_model(summary["model_uri"])
+    pyfunc = mlflow.pyfunc.load_model(summary.model_uri)
     from lerenet.tracking.pyfunc import example_input
 
     out = pyfunc.predict(example_input(48, shots=2))
@@ -199,24 +200,32 @@ def test_train_and_evaluate_stages_log_to_mlflow(tiny_project: Path) -> None:
     from lerenet.gate_stage import _saved_evidence
     from lerenet.stages import local_copy
 
-    assert local_copy(summary["model_uri"], summary) == summary["best_path"]
+    assert local_copy(summary.model_uri, summary) == summary.best_path
     assert local_copy("models:/lerenet/7", summary) == "models:/lerenet/7"  # another model
     # the gate reuses evaluate's per-episode stats of this model on this split
-    evidence = _saved_evidence(params, summary["model_uri"])
+    evidence = _saved_evidence(params, summary.model_uri)
     assert evidence is not None and set(evidence) == {"1shot", "5shot"}
     assert evidence["1shot"].stats.shape[0] == metrics["lerenet"]["1shot"]["episodes"]
     assert _saved_evidence(params, "models:/lerenet/7") is None
-    Path(summary["best_path"]).write_bytes(Path(summary["best_path"]).read_bytes() + b"\0")
-    assert local_copy(summary["model_uri"], summary) == summary["model_uri"]
+    Path(summary.best_path).write_bytes(Path(summary.best_path).read_bytes() + b"\0")
+    assert local_copy(summary.model_uri, summary) == summary.model_uri
     lineage = Path("splits/lineage.json")
     lineage.write_text(lineage.read_text().replace('"split_sha256": "', '"split_sha256": "x'))
-    assert _saved_evidence(params, summary["model_uri"]) is None  # the split changed since
+    assert _saved_evidence(params, summary.model_uri) is None  # the split changed since
 
-    # a model trained elsewhere (a remote worker): no train.json here, the local file differs.
-    # Evaluation finds its run through the tracking server and rebuilds the baseline
+    # a model trained elsewhere (a remote worker): its summary comes in memory and names
+    # files that are not on this machine; the model comes from MLflow, the baseline is
+    # rebuilt, and the evaluation joins the worker's run
     Path(params.train.out_dir, "train.json").unlink()
-    remote = evaluate_stage(params, model_uri=summary["model_uri"], out_dir=Path("remote_eval"))
-    assert remote["run_id"] == summary["run_id"]
-    for k in ("1shot", "5shot"):
-        assert remote["baseline"][k]["miou"] == metrics["baseline"][k]["miou"]
-        assert remote["lerenet"][k]["miou"] == metrics["lerenet"][k]["miou"]
+    worker = replace(
+        summary, best_path="/worker/outputs/train/best.pt", baseline_path="/worker/baseline.pt"
+    )
+    remote = evaluate_stage(params, train=worker, out_dir=Path("remote_eval"))
+    # no summary at all (`lerenet evaluate --model URI`): the run is asked of the server
+    alone = evaluate_stage(params, model_uri=summary.model_uri, out_dir=Path("alone_eval"))
+    for report in (remote, alone):
+        assert report.run_id == summary.run_id and report.model_uri == summary.model_uri
+        assert report.baseline is not None
+        for k in ("1shot", "5shot"):
+            assert report.baseline.shots[k].miou == metrics["baseline"][k]["miou"]
+            assert report.lerenet.shots[k].miou == metrics["lerenet"][k]["miou"]

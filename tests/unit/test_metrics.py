@@ -37,20 +37,3 @@ def test_bootstrap_interval_contains_point_estimate() -> None:
         assert interval.high - interval.low > 0  # real variability gives a real interval
     again = score(stats, ["a", "b", "c"], classes, bootstrap=300, seed=1)
     assert again.miou == scores.miou  # seeded
-
-
-def test_shot_sections_are_the_per_shot_metrics_in_shot_order() -> None:
-    from lerenet.metrics import shot_sections
-
-    section = {"miou": 0.5}
-    evaluation = {
-        "fold": 0,
-        "part": "test",
-        "model": "m",
-        "10shot": section,
-        "5shot": section,
-        "1shot": section,
-        "gate_shot": {"no": "miou"},
-    }
-    assert list(shot_sections(evaluation)) == ["1shot", "5shot", "10shot"]
-    assert shot_sections(None) == {}

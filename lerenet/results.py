@@ -1,0 +1,186 @@
+"""Typed results passed between stages: what training, evaluation, gate and promotion return.
+
+The stage functions (``lerenet.stages``, ``lerenet.gate_stage``) return these objects; the
+Prefect flow passes them from task to task in memory, and the CLI (``dvc repro``) writes them
+to files and reads them back to fill the next stage's defaults. One shape per result, so no
+reader filters a metrics dict for its per-shot sections by hand, and a remote worker's result
+arrives as the same object it left as. The file forms (``train.json``, ``metrics.json``) are
+``to_dict()`` and stay what ``dvc metrics show`` and older runs read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lerenet.metrics import SegmentationScores
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    """What a training produced: its MLflow run, the selected checkpoint and its model."""
+
+    run_id: str | None
+    best_path: str
+    best_step: int
+    best_val_miou: float
+    steps: int
+    interrupted: bool = False
+    weights_sha256: str = ""
+    model_uri: str | None = None  # MLflow 3: models:/m-<id>; None when untracked
+    baseline_path: str | None = None  # the prototype baseline saved beside it, if any
+    best_sha256: str | None = None  # of best_path's file when logged: local_copy trusts it
+
+    @property
+    def challenger(self) -> str:
+        """The model to evaluate and gate: the logged model, else the local checkpoint."""
+        return self.model_uri or self.best_path
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainSummary:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def read(cls, path: Path) -> TrainSummary:
+        """``train.json`` of a finished training (a clear error when there is none)."""
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no training summary; run `lerenet train` first")
+        data = json.loads(path.read_text())
+        if "best_path" not in data:
+            raise FileNotFoundError(
+                f"{path}: the training that wrote it did not finish (run {data.get('run_id')}); "
+                "rerun `lerenet train --resume`"
+            )
+        return cls.from_dict(data)
+
+
+@dataclass(frozen=True)
+class ShotScores:
+    """One model's scores at one shot count: mIoU and FB-IoU with 95% bootstrap intervals."""
+
+    miou: float
+    miou_low: float
+    miou_high: float
+    fbiou: float
+    fbiou_low: float
+    fbiou_high: float
+    episodes: int
+    class_iou: dict[str, float] = field(default_factory=dict)
+    class_iou_low: dict[str, float] = field(default_factory=dict)
+    class_iou_high: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, scores: SegmentationScores) -> ShotScores:
+        """From the bootstrap scores of ``lerenet.metrics.score``."""
+        per_class = scores.per_class
+        return cls(
+            scores.miou.value, scores.miou.low, scores.miou.high,
+            scores.fbiou.value, scores.fbiou.low, scores.fbiou.high,
+            scores.episodes,
+            {c: i.value for c, i in per_class.items()},
+            {c: i.low for c, i in per_class.items()},
+            {c: i.high for c, i in per_class.items()},
+        )  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ShotScores:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _is_shot_key(key: str) -> bool:
+    return key.endswith("shot") and key[:-4].isdigit()
+
+
+@dataclass(frozen=True)
+class ModelScores:
+    """A model's scores on one fold's episodes of one part, per shot count in shot order."""
+
+    label: str
+    fold: int
+    part: str
+    shots: dict[str, ShotScores]  # "1shot", "5shot", …
+
+    def to_dict(self) -> dict[str, Any]:
+        """The metrics.json section: fold, part, model and one key per shot count."""
+        out: dict[str, Any] = {"fold": self.fold, "part": self.part, "model": self.label}
+        out.update({k: asdict(v) for k, v in self.shots.items()})
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelScores:
+        shots = {
+            k: ShotScores.from_dict(v)
+            for k, v in data.items()
+            if _is_shot_key(k) and isinstance(v, dict) and "miou" in v
+        }
+        ordered = dict(sorted(shots.items(), key=lambda item: int(item[0][:-4])))
+        return cls(
+            str(data.get("model", "model")), int(data.get("fold", 0)), str(data.get("part", "")),
+            ordered,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """Test-class evaluation of a model, with the prototype baseline on the same episodes."""
+
+    model_uri: str
+    split_sha256: str
+    run_id: str | None
+    lerenet: ModelScores
+    baseline: ModelScores | None = None
+
+    def models(self) -> dict[str, ModelScores]:
+        """``{"lerenet": …, "baseline": …}`` (the baseline when it was evaluated)."""
+        out = {"lerenet": self.lerenet}
+        if self.baseline is not None:
+            out["baseline"] = self.baseline
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """metrics.json's shape: one section per model beside the URI, split and run."""
+        out: dict[str, Any] = {
+            "model_uri": self.model_uri,
+            "split_sha256": self.split_sha256,
+            "run_id": self.run_id,
+        }
+        out.update({name: scores.to_dict() for name, scores in self.models().items()})
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvaluationReport:
+        base = data.get("baseline")
+        return cls(
+            str(data.get("model_uri", "")),
+            str(data.get("split_sha256", "")),
+            data.get("run_id"),
+            ModelScores.from_dict(data.get("lerenet") or {}),
+            ModelScores.from_dict(base) if base else None,
+        )
+
+    @classmethod
+    def read(cls, path: Path) -> EvaluationReport:
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no evaluation; run `lerenet evaluate` first")
+        return cls.from_dict(json.loads(path.read_text()))
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with every result object replaced by its dict form, for printing as JSON."""
+    if hasattr(value, "to_dict"):
+        return jsonable(value.to_dict())
+    if is_dataclass(value) and not isinstance(value, type):
+        return jsonable(asdict(value))
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
