@@ -203,7 +203,11 @@ def evaluate_stage(
     if track:
         configure(params.tracking)  # run_of may ask the tracking server
     run_id = (train.run_id if train else None) or (run_of(model_uri) if track else None)
-    model, meta = load_torch_model(local_copy(model_uri, train))
+    source = local_copy(model_uri, train)
+    model, meta = load_torch_model(source)
+    # the training ran here when its own model file was read (or it was never logged): only
+    # then is its saved baseline this training's, not a leftover of another one at that path
+    trained_here = train is not None and (source != model_uri or train.model_uri is None)
     with start_run(
         params,
         run_name=f"evaluate-fold{params.train.fold}",
@@ -214,7 +218,7 @@ def evaluate_stage(
         scores = evaluate_model(
             model, params, out_dir=out_dir / "lerenet", run=run, label="LERENet"
         )
-        base = _baseline_for(params, train, meta)
+        base = _baseline_for(params, train if trained_here else None, meta)
         base_scores = None
         if base is not None:
             base_scores = evaluate_model(
@@ -235,10 +239,10 @@ def evaluate_stage(
 
 
 def _baseline_for(params: Params, train: TrainSummary | None, meta: dict) -> nn.Module | None:
-    """The prototype baseline to score beside the model: the one its training saved (when
-    that file is on this machine), else rebuilt from the model's configuration (a model
-    trained elsewhere, a remote worker); None when ``train.baseline`` is off, the model is
-    the baseline, or its backbone weights cannot be loaded here (said in the log)."""
+    """The prototype baseline to score beside the model: the one its training (``train``, a
+    training that ran on this machine) saved, else rebuilt from the model's configuration (a
+    model trained elsewhere, a remote worker); None when ``train.baseline`` is off, the model
+    is the baseline, or its backbone weights cannot be loaded here (said in the log)."""
     from lerenet.model import rebuild_baseline
     from lerenet.tracking.pyfunc import load_torch_model
 

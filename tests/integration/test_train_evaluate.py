@@ -217,8 +217,10 @@ def test_train_and_evaluate_stages_log_to_mlflow(tiny_project: Path) -> None:
     # files that are not on this machine; the model comes from MLflow, the baseline is
     # rebuilt, and the evaluation joins the worker's run
     Path(params.train.out_dir, "train.json").unlink()
+    leftover = Path("outputs/train/leftover_baseline")  # another training's file at that path
+    leftover.write_bytes(b"not this training's baseline")
     worker = replace(
-        summary, best_path="/worker/outputs/train/best.pt", baseline_path="/worker/baseline.pt"
+        summary, best_path="/worker/outputs/train/best.pt", baseline_path=str(leftover)
     )
     remote = evaluate_stage(params, train=worker, out_dir=Path("remote_eval"))
     # no summary at all (`lerenet evaluate --model URI`): the run is asked of the server
