@@ -108,7 +108,10 @@ def train_gpu(
             get_run_logger().info("pulled data version %s from the DVC remote", data_version)
     elif pull_data and Path(".dvc").is_dir():
         dvc_pull_data(data_root)
-    lineage = split_task(params)
+    # a fresh clone has no splits/ even when the shared result store holds a cached split
+    # of the same data and params (an earlier worker's): recompute it then, do not skip it
+    missing = outputs_missing(params_of(params))["split"]
+    lineage = split_task.with_options(refresh_cache=missing or None)(params)
     if expected_split_sha256 and lineage["split_sha256"] != expected_split_sha256:
         raise RuntimeError(
             f"split mismatch on the worker: {lineage['split_sha256']} != "

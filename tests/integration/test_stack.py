@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -28,6 +29,60 @@ def new_class_source(synthetic_source: Path, root: Path, name: str) -> Path:
         ImageOps.mirror(Image.open(img)).save(folder / img.name)
         ImageOps.mirror(Image.open(mask)).save(folder / f"{img.stem}_mask.png")
     return root
+
+
+# long enough that the kill lands mid-training: a checkpoint every 4 of 48 steps
+KILL_OVERRIDES = {"train.steps": 48, "train.checkpoint_every": 4, "train.val_every": 24}
+
+
+def _processes_of_flow_run(flow_run_id: str) -> list[int]:
+    """PIDs whose environment names ``flow_run_id``: the process a Prefect process worker
+    started for that flow run (Linux /proc)."""
+    marker = f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(entry.name))
+            except OSError:  # gone, or not ours
+                continue
+    return pids
+
+
+def _kill_training_worker(client, tracking_uri: str, parent_id, timeout: float = 600) -> str:
+    """Wait until the training deployment's flow run (a child of ``parent_id``) has stored a
+    checkpoint with its MLflow run, then SIGKILL that flow run's process, as a preempted GPU
+    node would; returns the MLflow run id."""
+    import os
+    import signal
+    import time
+
+    from mlflow import MlflowClient
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    from lerenet.tracking.checkpoints import STEP_TAG
+
+    mlflow = MlflowClient(tracking_uri)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        experiment = mlflow.get_experiment_by_name("lerenet")
+        runs = mlflow.search_runs([experiment.experiment_id]) if experiment else []
+        stored = [r for r in runs if STEP_TAG in r.data.tags and r.info.status == "RUNNING"]
+        if stored:
+            children = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id])
+                )
+            )
+            trains = [c for c in children if c.deployment_id is not None]
+            pids = [pid for c in trains for pid in _processes_of_flow_run(str(c.id))]
+            assert pids, "the training flow run's process was not found"
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+            return stored[0].info.run_id
+        time.sleep(0.2)
+    pytest.fail("no checkpoint was stored by the training worker in time")
 
 
 def test_stack_runs_retrain_deployment(
@@ -94,22 +149,42 @@ def test_stack_runs_retrain_deployment(
                 name=name, work_pool_name=WORK_POOL, job_variables=variables, print_next_steps=False
             )
             assert deployment_id
+        retrain_parameters = {
+            "source": str(fixture_or_synthetic),
+            "train_deployment": "train-gpu/stack-train",
+            "overrides": KILL_OVERRIDES,
+        }
+        # a training worker killed mid-training (SIGKILL, as a preempted node): the retrain
+        # fails before evaluation and nothing reaches the registry
+        from prefect.client.orchestration import get_client
+
+        killed_run = run_deployment("retrain/stack-test", timeout=0, parameters=retrain_parameters)
+        tracking = state.env["MLFLOW_TRACKING_URI"]
+        with get_client(sync_client=True) as client:
+            killed = _kill_training_worker(client, tracking, killed_run.id)
+            deadline = time.monotonic() + 300
+            while not (ended := client.read_flow_run(killed_run.id)).state.is_final():
+                assert time.monotonic() < deadline, ended.state
+                time.sleep(1)
+        assert ended.state.is_failed() or ended.state.is_crashed(), ended.state
+        from mlflow import MlflowClient
+
+        assert not MlflowClient(tracking).search_registered_models()  # registry untouched
+        # the rerun resumes that MLflow run from its last stored checkpoint, on a worker
+        # whose disk held nothing of the first attempt (a fresh clone per flow run)
         run = run_deployment(
-            "retrain/stack-test",
-            timeout=900,
-            poll_interval=2,
-            parameters={
-                "source": str(fixture_or_synthetic),
-                "train_deployment": "train-gpu/stack-train",
-            },
+            "retrain/stack-test", timeout=900, poll_interval=2, parameters=retrain_parameters
         )
         assert run.state.is_completed(), run.state
+        from lerenet.tracking.checkpoints import RESUMED_TAG
+
+        resumed = MlflowClient(tracking).get_run(killed)
+        assert resumed.info.status == "FINISHED" and int(resumed.data.tags[RESUMED_TAG]) > 0
         # the worker trained in its clone: the parent evaluated, gated and promoted from what
         # MLflow and S3 hold, with no training output on its own disk
         assert (project / "splits").is_dir() and not (project / "outputs" / "train").exists()
 
         # training ran as its own flow run of the training deployment, a child of the retrain
-        from prefect.client.orchestration import get_client
         from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
         with get_client(sync_client=True) as client:
@@ -141,6 +216,7 @@ def test_stack_runs_retrain_deployment(
             f"{base}/api/2.0/mlflow/model-versions/get?name=lerenet&version=1"
         ) as resp:
             run_id = json.load(resp)["model_version"]["run_id"]
+        assert run_id == killed  # the registered model is the resumed training's
         with urllib.request.urlopen(f"{base}/api/2.0/mlflow/runs/get?run_id={run_id}") as resp:
             run_data = json.dumps(json.load(resp)["run"]["data"])
         assert state.env["AWS_SECRET_ACCESS_KEY"] not in run_data
