@@ -3,6 +3,7 @@
     python bench/starts.py                       # every variant at 200×200 (features cached once)
     python bench/starts.py --size 320 lda base   # these variants at 320×320
     python bench/starts.py --size 320 --protocol full base lda lda_ms   # 3 seeds × 50 episodes
+    python bench/starts.py --size 320 --select lda_ms lda_ms4 lda_ms4_s3  # on non-test classes
 
 Every trained head measured so far ended at or below its own training-free start on novel
 classes (docs/benchmarks.md, "Quality"), so the start is the lever: this script scores starts
@@ -36,12 +37,13 @@ sys.path.insert(0, str(ROOT))
 from lerenet.data.manifest import classes_of, read_manifest  # noqa: E402
 from lerenet.data.splits import assign_folds, make_episodes  # noqa: E402
 from lerenet.metrics import episode_stats, score  # noqa: E402
-from lerenet.model.priors import lda_logits, matching_logits  # noqa: E402
+from lerenet.model.priors import box_smooth, lda_logits, matching_logits  # noqa: E402
 
 DEFECTS9 = ROOT.parent / "shared" / "datasets" / "defects9"
 CACHE = Path(__file__).resolve().parent / ".cache"
 RESULTS = Path(__file__).resolve().parent / "results"
 STAGES = ("s4", "s8", "s16")
+SIZES4 = (200, 256, 320, 384)
 
 # name → (what it is, keyword arguments of ``start_logits``)
 VARIANTS: dict[str, tuple[str, dict]] = {
@@ -53,6 +55,11 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "mix.1": ("support LDA + 0.1 × prototype logits", {"proto": 0.1}),
     "mix.4": ("support LDA + 0.4 × prototype logits", {"proto": 0.4}),
     "lda_ms": ("support LDA averaged over inputs of 200, 256 and 320", {"sizes": (200, 256, 320)}),
+    "lda_ms4": ("support LDA averaged over inputs of 200, 256, 320 and 384", {"sizes": SIZES4}),
+    "lda_ms4_s3": (
+        "lda_ms4 smoothed over 3×3 cells (the default start)",
+        {"sizes": SIZES4, "smooth": 3},
+    ),
 }
 
 
@@ -103,22 +110,26 @@ def cached_features(data: Path, size: int) -> dict:
 def start_logits(
     blob: dict, queries: list[int], supports: list[list[int]], size: int, *,
     lda: float = 1.0, shrinkage: float = 3.0, proto: float = 0.0, sizes: tuple[int, ...] = (),
-    data: Path = DEFECTS9,
+    smooth: int = 1, data: Path = DEFECTS9,
 ) -> torch.Tensor:  # fmt: skip
     """B×2×size×size logits: ``lda`` × support LDA + ``proto`` × prototype cosine logits; with
-    ``sizes``, the mean of the LDA logits of the images at each of those sizes instead (the
-    episodes' images are the same at every size: one index for all caches)."""
+    ``sizes``, the mean of the LDA logits of the images at each of those sizes instead, each
+    brought to the stride-4 grid of ``size`` as the model does (``model.lda_scales``), then
+    ``box_smooth``-ed over ``smooth`` cells (``model.lda_smooth``). The episodes' images are the
+    same at every size: one index for all caches."""
     if sizes:
+        head = (size // 4, size // 4)
         total = sum(
             F.interpolate(
-                start_logits(cached_features(data, s), queries, supports, s, shrinkage=shrinkage),
-                (size, size),
+                lda_grid(cached_features(data, s), queries, supports, s, shrinkage),
+                head,
                 mode="bilinear",
                 align_corners=True,
             )
             for s in sizes
         )
-        return total / len(sizes)
+        total = box_smooth(total / len(sizes), smooth)
+        return F.interpolate(total, (size, size), mode="bilinear", align_corners=True)
     query = {n: blob["stages"][n][queries].float() for n in STAGES}
     support = {n: blob["stages"][n][torch.tensor(supports)].float() for n in STAGES}
     masks = blob["labels"][torch.tensor(supports)].long()
@@ -131,13 +142,24 @@ def start_logits(
     return F.interpolate(out, (size, size), mode="bilinear", align_corners=True)
 
 
+def lda_grid(
+    blob: dict, queries: list[int], supports: list[list[int]], size: int, shrinkage: float
+) -> torch.Tensor:
+    """B×2×(size/4)² support-LDA logits of the images at ``size``, on their own grid."""
+    query = {n: blob["stages"][n][queries].float() for n in STAGES}
+    support = {n: blob["stages"][n][torch.tensor(supports)].float() for n in STAGES}
+    masks = blob["labels"][torch.tensor(supports)].long()
+    return lda_logits(query, support, masks, STAGES, (size // 4, size // 4), shrinkage=shrinkage)
+
+
 def score_episodes(
     blob: dict, pairs: list, classes: list[str], fold: int, shots: int, seed: int,
-    per_class: int, args: argparse.Namespace, kwargs: dict,
+    per_class: int, args: argparse.Namespace, kwargs: dict, tag: str = "test",
 ) -> float:  # fmt: skip
-    """mIoU of one start on one fold's test episodes of one episode seed."""
+    """mIoU of one start on one fold's episodes (``tag`` test: of its test classes) of one
+    episode seed."""
     eps = make_episodes(
-        pairs, classes, shots=shots, per_class=per_class, seed=seed, tag=f"test{fold}"
+        pairs, classes, shots=shots, per_class=per_class, seed=seed, tag=f"{tag}{fold}"
     )
     stats = []
     for j in range(0, len(eps), 25):
@@ -157,6 +179,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=200)
     parser.add_argument("--data", type=Path, default=DEFECTS9)
     parser.add_argument("--protocol", choices=["quick", "full"], default="quick")
+    parser.add_argument(
+        "--select",
+        action="store_true",
+        help="score on each fold's training and validation classes instead of its test "
+        "classes (20 episodes per class, one seed): where a training-free start's settings "
+        "are chosen without looking at the test classes",
+    )
     args = parser.parse_args()
     # bench/quality.py's protocols: (episode seeds, test episodes per class)
     protocol = {"quick": ((0,), 30), "full": ((0, 1, 2), 50)}[args.protocol]
@@ -168,7 +197,9 @@ def main() -> None:
     blob = cached_features(args.data, args.size)
     pairs = read_manifest(args.data)
     folds = assign_folds(classes_of(pairs), seed=0, num_folds=3, val_classes=1)
-    suffix = "_full" if args.protocol == "full" else ""
+    suffix = "_select" if args.select else "_full" if args.protocol == "full" else ""
+    if args.select:
+        protocol = ((0,), 20)
     out_path = RESULTS / f"starts_{args.size}{suffix}.json"
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
     for name in args.variants:
@@ -178,8 +209,13 @@ def main() -> None:
             per_fold = []
             for i, fold in enumerate(folds):
                 seeds, per_class = protocol
+                classes, tag = fold.test, "test"
+                if args.select:
+                    classes, tag = sorted({*fold.train, *fold.val}), "select"
                 per_seed = [
-                    score_episodes(blob, pairs, fold.test, i, shots, seed, per_class, args, kwargs)
+                    score_episodes(
+                        blob, pairs, classes, i, shots, seed, per_class, args, kwargs, tag
+                    )
                     for seed in seeds
                 ]
                 per_fold.append(round(statistics.mean(per_seed), 4))

@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from lerenet.recipes import RECIPES
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -70,6 +72,12 @@ class ModelConfig(Section):
         description="Input scales (1 = data.image_size) whose support LDAs the residual: lda "
         "start averages (unused by other starts); each other scale runs the backbone once more.",
     )
+    lda_smooth: int = Field(
+        1,
+        ge=1,
+        description="Box filter width (cells, odd) over the lda start's logits on the "
+        "head's grid: a one-cell speck of defect score is noise more often than a defect; 1: off.",
+    )
     mask_resize: Literal["bilinear", "area"] = Field(
         "bilinear",
         description="Support masks to the feature grid: bilinear (authors'; a pit smaller than "
@@ -96,6 +104,8 @@ class ModelConfig(Section):
     def _scales_for_the_lda(self) -> ModelConfig:
         if len(set(self.lda_scales)) != len(self.lda_scales) or min(self.lda_scales) <= 0:
             raise ValueError(f"model.lda_scales must be distinct and > 0: {self.lda_scales}")
+        if self.lda_smooth % 2 == 0:
+            raise ValueError(f"model.lda_smooth must be odd (centred): {self.lda_smooth}")
         return self
 
     @model_validator(mode="after")
@@ -239,34 +249,6 @@ class TrackingConfig(Section):
     tracking_uri: str | None = Field(None, description="Default: $MLFLOW_TRACKING_URI or sqlite.")
     experiment: str = "lerenet"
     registered_model: str = "lerenet"
-
-
-# Defaults a recipe gives the keys a params file leaves out; keys written in the file win.
-# "paper" is the authors' configuration (every field's own default: its eval forward equals the
-# authors' code, tests/unit/test_authors_parity.py). "improved" switches on the deviations
-# measured in docs/benchmarks.md ("Quality"): a frozen pretrained backbone trained from cached
-# features, the training-free matching prior on stages s4+s8+s16 (prototype and best-pixel
-# cosines and a discriminant fitted to the support's pixels), the head as a residual over that
-# discriminant averaged over three input scales, and synthetic defect classes as extra base
-# classes. (Defect pixels weighted ×3
-# with lr 5e-4 was tried as a default and refuted on all folds at the full protocol; see docs.)
-RECIPES: dict[str, dict[str, dict[str, Any]]] = {
-    "paper": {},
-    "improved": {
-        "model": {
-            "prior": "matching",
-            "residual": "lda",
-            "lda_scales": [0.625, 0.8, 1.0],
-            "mask_resize": "area",
-            "backbone_bn": "frozen",
-        },
-        "train": {
-            "backbone_lr_mult": 0.0,
-            "feature_cache": True,
-            "synthetic_classes": 60,
-        },
-    },
-}
 
 
 class Params(Section):

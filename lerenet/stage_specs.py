@@ -82,6 +82,7 @@ STAGES: tuple[StageSpec, ...] = (
             "lerenet/evaluate.py",
             "lerenet/stages.py",
             "lerenet/results.py",
+            "lerenet/recipes.py",
             "lerenet/model",
             "lerenet/data/episodes.py",
             "lerenet/data/splits.py",

@@ -45,6 +45,7 @@ def build_model(
         residual=cfg.residual,
         lda_shrinkage=cfg.lda_shrinkage,
         lda_scales=tuple(cfg.lda_scales),
+        lda_smooth=cfg.lda_smooth,
         mask_resize=cfg.mask_resize,
         backbone_bn=cfg.backbone_bn,
     )

@@ -28,6 +28,7 @@ from lerenet.model.ifm import IFM, PriorMode, similarity_prior
 from lerenet.model.mpe import MPE, PrototypeMode, support_prototype
 from lerenet.model.mpr import MPR
 from lerenet.model.priors import (
+    box_smooth,
     matching_logits,
     matching_maps,
     multiscale_lda_logits,
@@ -137,6 +138,7 @@ class LERENet(nn.Module):
         lda_shrinkage: the support LDA's ridge at K = 1.
         lda_scales: input scales whose support LDAs the ``lda`` start averages (1 = the
             input itself; ``priors.multiscale_lda_logits``).
+        lda_smooth: box filter width (cells) over the ``lda`` start (``priors.box_smooth``).
         mask_resize: how support masks reach the feature grid for the masked support mean
             and the prior's prototypes — ``bilinear`` (the authors') or ``area``.
         backbone_bn: BatchNorm of the pretrained backbone in training — ``per_group`` (the
@@ -159,6 +161,7 @@ class LERENet(nn.Module):
         residual: Literal["off", "prototype", "lda"] = "off",
         lda_shrinkage: float = 3.0,
         lda_scales: tuple[float, ...] = (1.0,),
+        lda_smooth: int = 1,
         mask_resize: Literal["bilinear", "area"] = "bilinear",
         backbone_bn: BackboneBN = "per_group",
     ) -> None:
@@ -181,6 +184,7 @@ class LERENet(nn.Module):
         self.lda_shrinkage = lda_shrinkage
         # the stages the other scales need: the LDA's, and only when the start is the LDA
         self.lda_scales = tuple(lda_scales)
+        self.lda_smooth = lda_smooth
         self.scaled_stages = self.prior_stages if residual == "lda" else ()
         self.area = mask_resize == "area"
         self.per_group = backbone_bn == "per_group"
@@ -227,4 +231,5 @@ class LERENet(nn.Module):
             base = multiscale_lda_logits(
                 *stages, scales=self.lda_scales, shrinkage=self.lda_shrinkage
             )
+            base = box_smooth(base, self.lda_smooth)
         return self.ifm(mpr_out, mpe_out, prior, size=size, base=base)

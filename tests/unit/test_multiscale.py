@@ -84,3 +84,31 @@ def test_scales_are_distinct_and_positive_and_only_scale_the_lda_start() -> None
     for bad in ([1.0, 1.0], [0.0, 1.0]):
         with pytest.raises(ValueError, match="distinct and > 0"):
             ModelConfig(residual="lda", lda_scales=bad)
+
+
+def test_the_smoothed_start_is_the_3x3_mean_of_the_lda_on_its_grid() -> None:
+    """``model.lda_smooth``: each cell of the start is the mean of its 3×3 neighbourhood of the
+    multi-scale LDA (a corner of its 2×2), computed by hand here; 1 leaves the start as is;
+    even widths (no centre) are refused."""
+    from lerenet.model.priors import box_smooth
+
+    torch.manual_seed(2)
+    logits = torch.randn(2, 2, 6, 7)
+    smooth = box_smooth(logits, 3)
+    torch.testing.assert_close(smooth[..., 2, 3], logits[..., 1:4, 2:5].mean((-2, -1)))
+    torch.testing.assert_close(smooth[..., 0, 0], logits[..., :2, :2].mean((-2, -1)))
+    assert torch.equal(box_smooth(logits, 1), logits)
+    with pytest.raises(ValueError, match="odd"):
+        ModelConfig(residual="lda", lda_smooth=2)
+
+    plain, smoothed = lda_model([0.5, 1.0]), lda_model([0.5, 1.0])
+    smoothed.lda_smooth = 3
+    query, supports, masks = dummy_episode(1, 2, SIZE, seed=5)
+    with torch.no_grad():
+        q, s = encode_episode(plain.backbone, query, supports, False, (0.5, 1.0), STAGES)
+        start = multiscale_lda_logits(q, s, masks, STAGES, (16, 16), (0.5, 1.0))
+        expected = F.interpolate(
+            box_smooth(start, 3), size=(SIZE, SIZE), mode="bilinear", align_corners=True
+        )
+        torch.testing.assert_close(smoothed(query, supports, masks), expected)
+        assert not torch.allclose(plain(query, supports, masks), expected)

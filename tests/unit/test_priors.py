@@ -278,7 +278,7 @@ def test_area_resize_pools_each_stage_cell_and_exports() -> None:
     torch.testing.assert_close(area_resize(mask, (50, 50)).sum() * 16, mask.sum())
 
 
-@pytest.mark.parametrize("shots,scales", [(1, [1.0]), (3, [1.0]), (1, [0.625, 0.8, 1.0])])
+@pytest.mark.parametrize("shots,scales", [(1, [1.0]), (3, [1.0]), (1, [0.625, 0.8, 1.0, 1.2])])
 def test_the_improved_model_exports_to_onnx(tmp_path, shots: int, scales: list[float]) -> None:
     pytest.importorskip("onnxruntime")
     from lerenet.config import Params
