@@ -1,6 +1,6 @@
 """LERENet vs the parameter-free prototype baseline on real defects (../shared/datasets/defects9).
 
-    python bench/quality.py                      # full protocol: the claim (~100 min a fold)
+    python bench/quality.py                      # full protocol, the claim: >100 min a fold
     python bench/quality.py --protocol quick     # ablations: one episode seed, fewer episodes
     python bench/quality.py --protocol quick --set model.prior=positional --tag q_positional
 
