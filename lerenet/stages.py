@@ -118,8 +118,10 @@ def train_stage(
             run.artifact(out_dir / "curve.png", "train")
             # the manifest of the data trained on: `reproduce` names files that changed since
             run.artifact(Path(params.data.root) / "manifest.csv", "data")
-    summary = TrainSummary.from_dict(fields)
-    summary_path.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+        summary = TrainSummary.from_dict(fields)
+        summary_path.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+        if run.enabled:  # the typed summary travels with the run, not only on this disk
+            run.artifact(summary_path, "train")
     return summary
 
 

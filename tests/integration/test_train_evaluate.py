@@ -11,6 +11,7 @@ import torch
 
 from lerenet.config import ModelConfig, load_params
 from lerenet.model import build_model
+from lerenet.results import TrainSummary
 from lerenet.summary import dummy_episode
 from lerenet.tracking.lineage import LINEAGE_KEYS
 
@@ -187,6 +188,8 @@ def test_train_and_evaluate_stages_log_to_mlflow(tiny_project: Path) -> None:
     assert [m.step for m in history] == list(range(1, 7))
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config", "eval", "val_overlays", "train"} <= artifacts
+    logged = client.download_artifacts(run.info.run_id, "train/train.json", str(tiny_project))
+    assert TrainSummary.read(Path(logged)) == summary  # the typed summary, with the run
     config = {a.path for a in client.list_artifacts(run.info.run_id, "config")}
     assert "config/params.resolved.yaml" in config and "config/params.yaml" in config
     # the logged model is the trained one and serves predictions through pyfunc
