@@ -11,7 +11,7 @@ arrives as the same object it left as. The file forms (``train.json``, ``metrics
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -171,16 +171,3 @@ class EvaluationReport:
         if not path.exists():
             raise FileNotFoundError(f"{path}: no evaluation; run `lerenet evaluate` first")
         return cls.from_dict(json.loads(path.read_text()))
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` with every result object replaced by its dict form, for printing as JSON."""
-    if hasattr(value, "to_dict"):
-        return jsonable(value.to_dict())
-    if is_dataclass(value) and not isinstance(value, type):
-        return jsonable(asdict(value))
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value

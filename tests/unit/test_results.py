@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lerenet.results import EvaluationReport, ModelScores, ShotScores, TrainSummary, jsonable
+from lerenet.results import EvaluationReport, ModelScores, TrainSummary
 
 
 def _shot(miou: float) -> dict:
@@ -56,11 +56,3 @@ def test_a_train_summary_reads_back_and_refuses_an_unfinished_training(tmp_path:
     path.write_text(json.dumps({"run_id": "r2"}))  # what a training writes while it runs
     with pytest.raises(FileNotFoundError, match="did not finish"):
         TrainSummary.read(path)
-
-
-def test_jsonable_turns_nested_results_into_plain_json() -> None:
-    shot = ShotScores.from_dict(_shot(0.5))
-    nested = {"train": TrainSummary("r", "b.pt", 1, 0.5, 1), "scores": [shot]}
-    text = json.dumps(jsonable(nested))
-    assert json.loads(text)["train"]["run_id"] == "r"
-    assert json.loads(text)["scores"][0]["miou"] == 0.5
