@@ -9,15 +9,21 @@ fi
 export PYTHONPATH="$PWD:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 GPU_WORKERS=${GPU_WORKERS:-$(( $(nproc) > 12 ? 12 : $(nproc) ))}
 export GPU_WORKERS
-# copy_out PID PATTERN: while PID runs, copy the results matching PATTERN to $OUT every 10 s,
+# _copy_results PATTERN: copy what exists of bench/results/PATTERN to $OUT. Never fails: under
+# the callers' `set -e` a failed copy before the first result exists ended the script at its
+# first tick and the results never came back (H100 run of 2026-11-27, docs/benchmarks.md)
+_copy_results() {
+  if [ -n "${OUT:-}" ]; then cp bench/results/$1 "$OUT"/ 2>/dev/null || true; fi
+}
+# copy_out PID PATTERN: while PID runs, copy the results matching PATTERN to $OUT every COPY_EVERY (10) s,
 # so a run cut short by the device's time limit still returns what it finished
 copy_out() {
   while kill -0 "$1" 2>/dev/null; do
-    sleep 10
-    [ -n "${OUT:-}" ] && cp bench/results/$2 "$OUT"/ 2>/dev/null
+    sleep "${COPY_EVERY:-10}"
+    _copy_results "$2"
   done
   local rc=0
   wait "$1" || rc=$?
-  [ -n "${OUT:-}" ] && cp bench/results/$2 "$OUT"/ 2>/dev/null
+  _copy_results "$2"
   return $rc
 }
