@@ -290,6 +290,7 @@ def main() -> None:
             "best_step": res.best_step,
             "best_val_miou": res.best_val_miou,
             "history": res.history,
+            "throughput": res.throughput.to_dict() if res.throughput else None,
             "train_fit_miou": score(
                 fit_preds.stats, sorted(fit.class_index), fit_preds.classes, bootstrap=10
             ).miou.value,
@@ -317,6 +318,13 @@ def fold_line(fold: int, entry: dict) -> str:
     lerenet = entry.get("lerenet", {})
     if "train_s" in lerenet:
         parts.append(f"(train {lerenet['train_s']:.0f} s, eval {lerenet['eval_s']:.0f} s)")
+        parts.append(f"best step {lerenet['best_step']}")
+    if lerenet.get("throughput"):
+        speed = lerenet["throughput"]
+        parts.append(
+            f"{speed['episodes_per_s']:.0f} episodes/s end to end, "
+            f"{speed['step_episodes_per_s']:.0f} the step alone"
+        )
     return "  ".join(parts)
 
 

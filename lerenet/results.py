@@ -33,6 +33,7 @@ class TrainSummary:
     model_uri: str | None = None  # MLflow 3: models:/m-<id>; None when untracked
     baseline_path: str | None = None  # the prototype baseline saved beside it, if any
     best_sha256: str | None = None  # of best_path's file when logged: local_copy trusts it
+    throughput: dict[str, float] | None = None  # lerenet.throughput.Throughput.to_dict()
 
     @property
     def challenger(self) -> str:

@@ -83,6 +83,7 @@ STAGES: tuple[StageSpec, ...] = (
             "lerenet/stages.py",
             "lerenet/results.py",
             "lerenet/recipes.py",
+            "lerenet/throughput.py",
             "lerenet/model",
             "lerenet/data/episodes.py",
             "lerenet/data/splits.py",

@@ -89,7 +89,17 @@ def train_stage(
             "steps": result.steps_done,
             "interrupted": result.interrupted,
             "weights_sha256": result.weights_sha256,
+            "throughput": result.throughput.to_dict() if result.throughput else None,
         }
+        if result.throughput and result.throughput.episodes:
+            speed = result.throughput
+            run.metrics(
+                {
+                    "train/step_episodes_per_s": speed.step_episodes_per_s,
+                    "train/step_share": speed.step_share,
+                    "train/data_share": speed.data_share,
+                }
+            )
         run.tags(
             {
                 "lerenet.weights_sha256": result.weights_sha256,

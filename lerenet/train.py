@@ -43,6 +43,7 @@ from lerenet.inference import autocast_dtype
 from lerenet.losses import SegmentationLoss, StartAnchor
 from lerenet.metrics import score
 from lerenet.plots import overlay_grid, overlay_row, training_curve
+from lerenet.throughput import LoopClock, Throughput
 from lerenet.tracking.checkpoints import log_checkpoints
 from lerenet.train_batches import (
     check_feature_cache,
@@ -119,6 +120,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     interrupted: bool = False
     weights_sha256: str = ""
+    throughput: Throughput | None = None  # the loop's time: data wait, step, the rest
 
 
 def _validate(model, params, device, fold, run, step, out_dir) -> float | None:
@@ -314,6 +316,7 @@ def train(
         # too, so training that only degrades the validation classes keeps it
         val_round(0, None)
     stop = threading.Event()
+    clock = LoopClock(tcfg.batch_size)
     try:
         with deferred_interrupt(stop), progress:
             bar = progress.add_task(
@@ -324,30 +327,32 @@ def train(
                 lr=scheduler.get_last_lr()[0],
                 eps=0.0,
             )
-            for batch in loader:
-                with torch.autocast(
-                    device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
-                ):
-                    logits = step_logits(model, batch, device)
-                    loss = criterion(logits.float(), batch["query_mask"].to(device)) + anchor()
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                if ema is not None:
-                    ema.update_parameters(model)
+            for batch in clock.batches(loader):
+                with clock.step():
+                    with torch.autocast(
+                        device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+                    ):
+                        logits = step_logits(model, batch, device)
+                        loss = criterion(logits.float(), batch["query_mask"].to(device)) + anchor()
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                    scheduler.step()
+                    if ema is not None:
+                        ema.update_parameters(model)
+                    loss_value = loss.item()  # waits for the accelerator: the step's true end
                 step += 1
                 lr = optimizer.param_groups[0]["lr"]
                 eps = (step - start) * tcfg.batch_size / (time.perf_counter() - started)
-                progress.update(bar, completed=step, loss=loss.item(), lr=lr, eps=eps)
+                progress.update(bar, completed=step, loss=loss_value, lr=lr, eps=eps)
                 if run is not None and (step % log_every == 0 or step == tcfg.steps):
                     run.metrics(
-                        {"train/loss": loss.item(), "train/lr": lr, "train/episodes_per_s": eps},
+                        {"train/loss": loss_value, "train/lr": lr, "train/episodes_per_s": eps},
                         step=step,
                     )
                 if step % tcfg.val_every == 0 or step == tcfg.steps:
-                    val_round(step, loss.item())
+                    val_round(step, loss_value)
                 saved = step % tcfg.checkpoint_every == 0 or step == end
                 if saved:
                     save_last(step)
@@ -370,6 +375,8 @@ def train(
             {"step": step, "val_miou": None, "image_size": params.data.image_size},
         )
         best_step = step
+    throughput = clock.result()
+    log.info("training loop: %s", throughput.line())
     (out_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
     training_curve(history, out_dir / "curve.png", f"training, fold {tcfg.fold}")
     return TrainResult(
@@ -382,4 +389,5 @@ def train(
         history,
         interrupted,
         weights.sha256 if weights else "",
+        throughput,
     )

@@ -151,6 +151,12 @@ def test_train_and_evaluate_stages_log_to_mlflow(tiny_project: Path) -> None:
     params = load_params("params.yaml")
     summary = train_stage(params, params_file=Path("params.yaml"), show_progress=False)
     assert summary.model_uri.startswith("models:/m-")  # an MLflow 3 LoggedModel
+    # where the loop's time went: every step's episodes, and parts that fit in the whole
+    speed = summary.throughput
+    assert speed["episodes"] == params.train.steps * params.train.batch_size
+    assert speed["step_s"] > 0  # each part rounded to 1 ms: they fit within that
+    assert speed["data_s"] + speed["step_s"] <= speed["total_s"] + 0.002
+    assert speed["step_episodes_per_s"] >= speed["episodes_per_s"] > 0
     results = evaluate_stage(params)
     metrics = json.loads(Path("outputs/eval/metrics.json").read_text())
     for name in ("lerenet", "baseline"):
@@ -182,6 +188,8 @@ def test_train_and_evaluate_stages_log_to_mlflow(tiny_project: Path) -> None:
         "test/1shot/miou",
         "test/5shot/fbiou",
         "baseline/test/1shot/miou",
+        "train/step_episodes_per_s",
+        "train/data_share",
     ):
         assert key in run.data.metrics, key
     history = client.get_metric_history(run.info.run_id, "train/loss")
