@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,7 @@ class FeatureCache:
 
     stages: dict[str, torch.Tensor]  # name → N×C×h×w, fp16
     labels: torch.Tensor  # N×H×W uint8 (0, 1, 255)
-    rows: dict[str, list[int]]  # image path → the rows of its copies
+    rows: dict[str, list[int]]  # image path → the row of each copy, -1 where not computed
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (*self.stages.values(), self.labels))
@@ -91,6 +92,7 @@ def build_cache(
     show_progress: bool = True,
     scales: tuple[float, ...] = (1.0,),
     scaled_stages: tuple[str, ...] = (),
+    drawn: set[tuple[str, int]] | None = None,
 ) -> FeatureCache:
     """Run the frozen backbone's stages over ``copies`` augmented versions of each image.
 
@@ -99,11 +101,18 @@ def build_cache(
     augment in parallel. ``images`` may be absolute paths (synthetic tasks) or paths relative
     to ``root``. ``scales``/``scaled_stages``: also cache those stages of each copy resized
     by the other scales (``model.lerenet.stages_at_scales``, for a multi-scale LDA start).
+    ``drawn``: compute only these (image, copy) pairs, the ones the steps to run will read
+    (``drawn_copies``); a copy's features do not depend on which others are computed.
     """
     from lerenet.inference import fast_backbone
 
     fast = fast_backbone(backbone, device)  # BN folded, channels-last: the backbone is frozen
-    jobs = [(image, c) for image in images for c in range(copies)]
+    jobs = [
+        (image, c)
+        for image in images
+        for c in range(copies)
+        if drawn is None or (image, c) in drawn
+    ]
     loader = DataLoader(
         _Copies(Path(root), jobs, image_size, seed, mean, std),
         batch_size=batch_size,
@@ -117,7 +126,12 @@ def build_cache(
     # three scales; about 17 GB with the fourth, 1.2×) would need twice that for a moment
     stages: dict[str, torch.Tensor] = {}
     labels = torch.empty(0, dtype=torch.uint8)
-    log.info("caching backbone features of %d images (%d augmented copies)", len(images), len(jobs))
+    log.info(
+        "caching backbone features of %d augmented copies (the steps read them; %d images × %d)",
+        len(jobs),
+        len(images),
+        copies,
+    )
     began, done = time.perf_counter(), 0
     with Progress(disable=not show_progress, transient=True) as progress:
         bar = progress.add_task(f"caching features of {len(images)} images", total=len(jobs))
@@ -138,10 +152,37 @@ def build_cache(
             done += len(labs)
             progress.update(bar, advance=len(labs))
     log.info("feature cache built in %.0f s", time.perf_counter() - began)
-    rows: dict[str, list[int]] = {}
-    for row, (image, _) in enumerate(jobs):
-        rows.setdefault(image, []).append(row)
+    rows = {image: [-1] * copies for image in images}
+    for row, (image, copy) in enumerate(jobs):
+        rows[image][copy] = row
     return FeatureCache(stages, labels, rows)
+
+
+def copy_choices(
+    episodes: list[Episode], seed: int, copies: int
+) -> tuple[list[int], list[list[int]]]:
+    """The copy of each query and of each support image that a step seeded ``seed`` reads.
+
+    One function for ``cached_batch`` and ``drawn_copies``: the rows a training will read are
+    known before any is computed.
+    """
+    rng = random.Random(seed)
+    query = [rng.choice(range(copies)) for _ in episodes]
+    supports = [[rng.choice(range(copies)) for _ in ep.supports] for ep in episodes]
+    return query, supports
+
+
+def drawn_copies(batches: Iterable[tuple[list[Episode], int]], copies: int) -> set[tuple[str, int]]:
+    """Every (image, copy) that the steps' (episodes, seed) read. A short training reads a
+    fraction of images × copies (the README's run: about a quarter), so the cache computes
+    these alone; a long one reads nearly all."""
+    drawn: set[tuple[str, int]] = set()
+    for episodes, seed in batches:
+        query, supports = copy_choices(episodes, seed, copies)
+        for ep, q, sup in zip(episodes, query, supports, strict=True):
+            drawn.add((ep.query, q))
+            drawn.update(zip(ep.supports, sup, strict=True))
+    return drawn
 
 
 def cached_batch(
@@ -152,9 +193,15 @@ def cached_batch(
     Returns ``query_stages`` {stage: B×C×h×w}, ``support_stages`` {stage: B×K×C×h×w},
     ``support_masks`` B×K×H×W and ``query_mask`` B×H×W (long, on ``device``).
     """
-    rng = random.Random(seed)
-    query_rows = [rng.choice(cache.rows[ep.query]) for ep in episodes]
-    support_rows = [[rng.choice(cache.rows[s]) for s in ep.supports] for ep in episodes]
+    copies = len(next(iter(cache.rows.values())))
+    query, supports = copy_choices(episodes, seed, copies)
+    query_rows = [cache.rows[ep.query][c] for ep, c in zip(episodes, query, strict=True)]
+    support_rows = [
+        [cache.rows[image][c] for image, c in zip(ep.supports, sup, strict=True)]
+        for ep, sup in zip(episodes, supports, strict=True)
+    ]
+    if min(query_rows + [r for rows in support_rows for r in rows]) < 0:
+        raise LookupError("a step reads an image copy the feature cache did not compute")
     b, k = len(episodes), len(episodes[0].supports)
     flat = torch.tensor([r for rows in support_rows for r in rows])
     query_idx = torch.tensor(query_rows)

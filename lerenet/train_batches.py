@@ -23,7 +23,7 @@ from lerenet.config import Params
 from lerenet.data.episodes import EpisodeDataset
 from lerenet.data.manifest import read_manifest
 from lerenet.data.splits import TrainEpisodeSampler
-from lerenet.features import build_cache, cached_batch
+from lerenet.features import build_cache, cached_batch, drawn_copies
 
 
 class StepBatches(Dataset):
@@ -141,6 +141,10 @@ def training_batches(
     tcfg = params.train
     mean, std = backbone_norm(model)
     if tcfg.feature_cache:
+        size = tcfg.batch_size
+        steps = [
+            (sampler.batch(step, size), step_seed(tcfg.seed, step)) for step in range(start, end)
+        ]
         cache = build_cache(
             model.backbone,
             Path(params.data.root),
@@ -155,12 +159,9 @@ def training_batches(
             show_progress=show_progress,
             scales=tuple(params.model.lda_scales),
             scaled_stages=model.scaled_stages,
+            drawn=drawn_copies(steps, tcfg.cache_copies),
         )
-        size = tcfg.batch_size
-        return (
-            cached_batch(cache, sampler.batch(step, size), step_seed(tcfg.seed, step), device)
-            for step in range(start, end)
-        )
+        return (cached_batch(cache, episodes, seed, device) for episodes, seed in steps)
     return DataLoader(
         StepBatches(sampler, params, sampler.classes, mean, std, start, end),
         batch_size=None,
