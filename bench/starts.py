@@ -130,9 +130,7 @@ def start_logits(
         )
         total = box_smooth(total / len(sizes), smooth)
         return F.interpolate(total, (size, size), mode="bilinear", align_corners=True)
-    query = {n: blob["stages"][n][queries].float() for n in STAGES}
-    support = {n: blob["stages"][n][torch.tensor(supports)].float() for n in STAGES}
-    masks = blob["labels"][torch.tensor(supports)].long()
+    query, support, masks = episode_tensors(blob, queries, supports)
     head = (size // 4, size // 4)
     out = torch.zeros(len(queries), 2, *head)
     if lda:
@@ -142,13 +140,22 @@ def start_logits(
     return F.interpolate(out, (size, size), mode="bilinear", align_corners=True)
 
 
+def episode_tensors(
+    blob: dict, queries: list[int], supports: list[list[int]]
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
+    """The cached stages of the episodes' queries (B×C×h×w) and supports (B×K×C×h×w), and the
+    support labels (B×K×H×W)."""
+    rows = torch.tensor(supports)
+    query = {n: blob["stages"][n][queries].float() for n in STAGES}
+    support = {n: blob["stages"][n][rows].float() for n in STAGES}
+    return query, support, blob["labels"][rows].long()
+
+
 def lda_grid(
     blob: dict, queries: list[int], supports: list[list[int]], size: int, shrinkage: float
 ) -> torch.Tensor:
     """B×2×(size/4)² support-LDA logits of the images at ``size``, on their own grid."""
-    query = {n: blob["stages"][n][queries].float() for n in STAGES}
-    support = {n: blob["stages"][n][torch.tensor(supports)].float() for n in STAGES}
-    masks = blob["labels"][torch.tensor(supports)].long()
+    query, support, masks = episode_tensors(blob, queries, supports)
     return lda_logits(query, support, masks, STAGES, (size // 4, size // 4), shrinkage=shrinkage)
 
 
