@@ -41,9 +41,6 @@ class GateDecision:
     challenger: str | None = None
     path: str | None = None  # where the gate stage wrote it (decision.json)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, default=float)
 

@@ -19,6 +19,13 @@ if TYPE_CHECKING:
     from lerenet.metrics import SegmentationScores
 
 
+def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The keys of ``data`` that are fields of dataclass ``cls``: a file written by a newer or
+    older release may carry keys this one does not know."""
+    known = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in known}
+
+
 @dataclass(frozen=True)
 class TrainSummary:
     """What a training produced: its MLflow run, the selected checkpoint and its model."""
@@ -45,8 +52,7 @@ class TrainSummary:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainSummary:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**_known_fields(cls, data))
 
     @classmethod
     def read(cls, path: Path) -> TrainSummary:
@@ -92,8 +98,7 @@ class ShotScores:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ShotScores:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**_known_fields(cls, data))
 
 
 def _is_shot_key(key: str) -> bool:
