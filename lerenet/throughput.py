@@ -16,6 +16,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 
+def _per(amount: float, seconds: float) -> float:
+    """``amount`` / ``seconds``, 0 for a loop that ran no time (an empty or resumed-at-end run)."""
+    return amount / seconds if seconds > 0 else 0.0
+
+
 @dataclass(frozen=True)
 class Throughput:
     """Episodes and seconds of one training loop (this process's steps of a resumed run)."""
@@ -28,22 +33,22 @@ class Throughput:
     @property
     def episodes_per_s(self) -> float:
         """End to end: every second of the loop counted, validation rounds included."""
-        return self.episodes / self.total_s if self.total_s > 0 else 0.0
+        return _per(self.episodes, self.total_s)
 
     @property
     def step_episodes_per_s(self) -> float:
         """The step alone: what the loop would reach if nothing else took time."""
-        return self.episodes / self.step_s if self.step_s > 0 else 0.0
+        return _per(self.episodes, self.step_s)
 
     @property
     def step_share(self) -> float:
         """End-to-end rate as a share of the step-alone rate (1.0: nothing but steps)."""
-        return self.step_s / self.total_s if self.total_s > 0 else 0.0
+        return _per(self.step_s, self.total_s)
 
     @property
     def data_share(self) -> float:
         """Share of the loop spent waiting for the next batch: the input pipeline's cost."""
-        return self.data_s / self.total_s if self.total_s > 0 else 0.0
+        return _per(self.data_s, self.total_s)
 
     def line(self) -> str:
         """One line for the logs of every driver (a worker's log has no progress bar)."""
