@@ -178,9 +178,11 @@ def score_model(model, params, work: Path, fold: int, seeds, part: str = "test")
 
     from lerenet.evaluate import episode_dataset, predict_episodes
     from lerenet.metrics import score
+    from lerenet.stage_memo import StageMemo
 
     device = torch.device(params.train.device)
     workers = params.train.num_workers
+    memo = StageMemo(4 * 1024**3)  # each image's stages once over all seeds and shots
     entry: dict = {}
     for shots in (1, 5):
         per_seed = []
@@ -188,7 +190,9 @@ def score_model(model, params, work: Path, fold: int, seeds, part: str = "test")
             split = params.split.model_copy(update={"out_dir": str(work / f"splits_s{seed}")})
             run_params = params.model_copy(update={"split": split})
             ds = episode_dataset(run_params, model, part, shots, fold)
-            preds = predict_episodes(model, ds, device, batch_size=8, num_workers=workers)
+            preds = predict_episodes(
+                model, ds, device, batch_size=8, num_workers=workers, memo=memo
+            )
             s = score(preds.stats, sorted(ds.class_index), preds.classes, bootstrap=1000, seed=seed)
             per_seed.append(
                 {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's main run (scripts/quickstart.sh without the install) at each given commit, back
 # to back in fresh clones on this machine, with the project's .venv: total seconds, the cache
-# and training-loop lines of the log, and whether the trained weights (last.pt) equal the
-# first commit's. A baseline and a change measured in the same command:
+# and training-loop lines of the log, and whether the trained weights (last.pt), the validation
+# history and the test metrics equal the first commit's. A baseline and a change measured in
+# the same command:
 #   bash bench/readme_run.sh 7024c61 HEAD | tee bench/results/readme_run.txt
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -26,10 +27,16 @@ for commit in "$@"; do
   if [ -z "$first" ]; then
     first="$dir"
   else
-    "$venv/python" - "$first/outputs/train/last.pt" "$dir/outputs/train/last.pt" <<'PY'
-import sys, torch
-a, b = (torch.load(p, weights_only=False)["model"] for p in sys.argv[1:])
+    "$venv/python" - "$first" "$dir" <<'PY'
+import json, sys, torch
+from pathlib import Path
+first, this = (Path(p) / "outputs" for p in sys.argv[1:])
+a, b = (torch.load(d / "train" / "last.pt", weights_only=False)["model"] for d in (first, this))
 print("  trained weights equal the first commit's:", all(torch.equal(a[k], b[k]) for k in a))
+for name in ("train/history.json", "eval/metrics.json"):  # validation rounds, test scores
+    if (first / name).exists() and (this / name).exists():
+        same = json.loads((first / name).read_text()) == json.loads((this / name).read_text())
+        print(f"  {name} equals the first commit's:", same)
 PY
   fi
 done

@@ -25,6 +25,7 @@ from lerenet.inference import inference_context
 from lerenet.metrics import SegmentationScores, episode_stats, score
 from lerenet.plots import class_bar_chart, overlay_grid, overlay_row
 from lerenet.results import ModelScores, ShotScores
+from lerenet.stage_memo import StageMemo, memo_logits
 
 log = logging.getLogger(__name__)
 
@@ -91,19 +92,36 @@ def predict_episodes(
     keep: int = 8,
     amp: bool = True,
     num_workers: int = 0,
+    memo: StageMemo | None = None,
+    reuse_stages: bool = True,
 ) -> Predictions:
-    """Run the model over every episode of ``dataset`` (eval mode, inference mode)."""
+    """Run the model over every episode of ``dataset`` (eval mode, inference mode).
+
+    Each image's backbone stages are computed once (``stage_memo``): in a fresh memo unless
+    ``memo`` is given, which callers reuse while the backbone cannot change. A model without
+    ``image_stages``, or ``reuse_stages=False`` (what benchmarks compare with), runs the whole
+    model on every episode.
+    """
     was_training = model.training
     model.eval()
+    if not (reuse_stages and hasattr(model, "image_stages")):
+        memo = None
+    elif memo is None:
+        memo = StageMemo()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     stats, kept, areas = [], [], []
     with inference_context(device, amp):
-        for batch in loader:
-            logits = model(
-                batch["query_img"].to(device),
-                batch["support_imgs"].to(device),
-                batch["support_masks"].to(device),
-            )
+        for first, batch in zip(range(0, len(dataset), batch_size), loader, strict=True):
+            inputs = {
+                name: batch[name].to(device)
+                for name in ("query_img", "support_imgs", "support_masks")
+            }
+            if memo is None:
+                logits = model(inputs["query_img"], inputs["support_imgs"], inputs["support_masks"])
+            else:
+                episodes = dataset.episodes[first : first + batch_size]
+                paths = [[ep.query, *ep.supports] for ep in episodes]
+                logits = memo_logits(model, memo, inputs, paths)
             pred = logits.argmax(1).cpu()
             stats.append(episode_stats(pred, batch["query_mask"]))
             areas.append((pred == 1).sum(dim=(1, 2)).numpy())
@@ -141,10 +159,11 @@ def predict_and_score(
     params: Params,
     classes: list[str],
     device: torch.device | None = None,
+    memo: StageMemo | None = None,
 ) -> tuple[Predictions, SegmentationScores]:
     """Predict every episode and score it over ``classes`` with the eval section's bootstrap."""
     device = device or next(model.parameters()).device
-    preds = predict_episodes(model, dataset, device, batch_size=4)
+    preds = predict_episodes(model, dataset, device, batch_size=4, memo=memo)
     scores = score(
         preds.stats,
         classes,
@@ -173,12 +192,13 @@ def evaluate_model(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     shot_scores: dict[str, ShotScores] = {}
+    memo = StageMemo()  # one model, unchanged: its stages of an image serve every shot count
     for k in shots or params.eval.shots:
         dataset = episode_dataset(params, model, part, k, fold)
         started = time.perf_counter()
         log.info("%s: %d-shot %s episodes (%d)…", label, k, part, len(dataset))
         classes = sorted(dataset.class_index)
-        preds, scores = predict_and_score(model, dataset, params, classes, device)
+        preds, scores = predict_and_score(model, dataset, params, classes, device, memo)
         shot_scores[f"{k}shot"] = ShotScores.of(scores)
         log.info(
             "%s: %d-shot mIoU %.3f [%.3f, %.3f] (%.0f s)",

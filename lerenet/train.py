@@ -43,11 +43,13 @@ from lerenet.inference import autocast_dtype
 from lerenet.losses import SegmentationLoss, StartAnchor
 from lerenet.metrics import score
 from lerenet.plots import overlay_grid, overlay_row, training_curve
+from lerenet.stage_memo import StageMemo
 from lerenet.throughput import LoopClock, Throughput
 from lerenet.tracking.checkpoints import log_checkpoints
 from lerenet.train_batches import (
     check_feature_cache,
     episode_sampler,
+    frozen_backbone,
     step_logits,
     training_batches,
 )
@@ -123,7 +125,7 @@ class TrainResult:
     throughput: Throughput | None = None  # the loop's time: data wait, step, the rest
 
 
-def _validate(model, params, device, fold, run, step, out_dir) -> float | None:
+def _validate(model, params, device, fold, run, step, out_dir, memo) -> float | None:
     try:
         dataset = episode_dataset(
             params, model, "val", params.model.shots, fold, limit=params.train.val_episodes
@@ -132,7 +134,7 @@ def _validate(model, params, device, fold, run, step, out_dir) -> float | None:
         return None
     if not dataset.class_index:
         return None
-    preds = predict_episodes(model, dataset, device, batch_size=params.train.batch_size)
+    preds = predict_episodes(model, dataset, device, batch_size=params.train.batch_size, memo=memo)
     scores = score(preds.stats, sorted(dataset.class_index), preds.classes, bootstrap=10)
     if run is not None:
         run.metrics({"val/miou": scores.miou.value, "val/fbiou": scores.fbiou.value}, step=step)
@@ -285,10 +287,13 @@ def train(
         disable=not show_progress,
     )
 
+    # a frozen backbone's stages of the validation images serve every round (``stage_memo``)
+    val_memo = StageMemo() if frozen_backbone(params) else None
+
     def val_round(step: int, loss: float | None) -> None:
         """Validate; keep the model as best.pt when validation mIoU improved."""
         nonlocal best, best_step, flat_rounds
-        val = _validate(kept, params, device, tcfg.fold, run, step, out_dir)
+        val = _validate(kept, params, device, tcfg.fold, run, step, out_dir, val_memo)
         history.append({"step": step, "loss": loss, "val_miou": val})
         if (val is not None and (best is None or val > best)) or (
             val is None and step == tcfg.steps

@@ -78,10 +78,16 @@ def step_logits(model: nn.Module, batch: dict, device: torch.device) -> torch.Te
     )
 
 
+def frozen_backbone(params: Params) -> bool:
+    """Whether training leaves the backbone as it is: no gradient steps on its weights and
+    no updates of its BatchNorm statistics. Then its stages of an image never change."""
+    return params.train.backbone_lr_mult == 0 and params.model.backbone_bn == "frozen"
+
+
 def check_feature_cache(params: Params) -> None:
     """The cache holds features of a frozen backbone; refuse a configuration that trains it."""
     tcfg, mcfg = params.train, params.model
-    if tcfg.feature_cache and (tcfg.backbone_lr_mult != 0 or mcfg.backbone_bn != "frozen"):
+    if tcfg.feature_cache and not frozen_backbone(params):
         raise ValueError(
             "train.feature_cache needs a frozen backbone: set train.backbone_lr_mult: 0 and "
             f"model.backbone_bn: frozen (now {tcfg.backbone_lr_mult} and {mcfg.backbone_bn})"

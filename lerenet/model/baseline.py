@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lerenet.model.lerenet import Stages, encode_episode
+from lerenet.model.lerenet import Stages, encode_episode, stages_at_scales
 from lerenet.model.priors import SCALE, matching_logits
 
 
@@ -41,6 +41,10 @@ class PrototypeBaseline(nn.Module):
     ) -> torch.Tensor:
         query, supports = encode_episode(self.backbone, query_img, support_imgs, per_group=False)
         return self.forward_stages(query, supports, support_masks, tuple(query_img.shape[-2:]))
+
+    def image_stages(self, images: torch.Tensor) -> Stages:
+        """The stages ``forward_stages`` reads, of N images on their own (``stage_memo``)."""
+        return stages_at_scales(self.backbone, images)
 
     def forward_stages(
         self,

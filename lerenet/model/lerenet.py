@@ -205,6 +205,11 @@ class LERENet(nn.Module):
         )
         return self.forward_stages(query, supports, support_masks, tuple(query_img.shape[-2:]))
 
+    def image_stages(self, images: torch.Tensor) -> Stages:
+        """The stages ``forward_stages`` reads, of N images on their own (eval: each image's
+        stages depend on it alone, so ``stage_memo`` may compute them once per image)."""
+        return stages_at_scales(self.backbone, images, self.lda_scales, self.scaled_stages)
+
     def forward_stages(
         self,
         query_stages: Stages,
