@@ -33,9 +33,12 @@ from pathlib import Path
 first, this = (Path(p) / "outputs" for p in sys.argv[1:])
 a, b = (torch.load(d / "train" / "last.pt", weights_only=False)["model"] for d in (first, this))
 print("  trained weights equal the first commit's:", all(torch.equal(a[k], b[k]) for k in a))
+def scores(path):  # without what names the run (its MLflow run and model ids)
+    data = json.loads(path.read_text())
+    return {k: v for k, v in data.items() if k not in ("run_id", "model_uri")} if isinstance(data, dict) else data
 for name in ("train/history.json", "eval/metrics.json"):  # validation rounds, test scores
     if (first / name).exists() and (this / name).exists():
-        same = json.loads((first / name).read_text()) == json.loads((this / name).read_text())
+        same = scores(first / name) == scores(this / name)
         print(f"  {name} equals the first commit's:", same)
 PY
   fi
