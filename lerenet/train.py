@@ -38,14 +38,13 @@ from lerenet.checkpoint import (
 )
 from lerenet.config import Params
 from lerenet.data.splits import read_folds
-from lerenet.evaluate import backbone_norm, episode_dataset, predict_episodes
+from lerenet.evaluate import backbone_norm
 from lerenet.inference import autocast_dtype
 from lerenet.losses import SegmentationLoss, StartAnchor
-from lerenet.metrics import score
-from lerenet.plots import overlay_grid, overlay_row, training_curve
+from lerenet.plots import training_curve
 from lerenet.stage_memo import StageMemo
 from lerenet.throughput import LoopClock, Throughput
-from lerenet.tracking.checkpoints import log_checkpoints
+from lerenet.tracking.checkpoints import CheckpointUploader
 from lerenet.train_batches import (
     check_feature_cache,
     episode_sampler,
@@ -53,6 +52,7 @@ from lerenet.train_batches import (
     step_logits,
     training_batches,
 )
+from lerenet.validation import validate_round
 
 LAST, BEST = "last.pt", "best.pt"
 
@@ -123,31 +123,6 @@ class TrainResult:
     interrupted: bool = False
     weights_sha256: str = ""
     throughput: Throughput | None = None  # the loop's time: data wait, step, the rest
-
-
-def _validate(model, params, device, fold, run, step, out_dir, memo) -> float | None:
-    try:
-        dataset = episode_dataset(
-            params, model, "val", params.model.shots, fold, limit=params.train.val_episodes
-        )
-    except FileNotFoundError:
-        return None
-    if not dataset.class_index:
-        return None
-    preds = predict_episodes(model, dataset, device, batch_size=params.train.batch_size, memo=memo)
-    scores = score(preds.stats, sorted(dataset.class_index), preds.classes, bootstrap=10)
-    if run is not None:
-        run.metrics({"val/miou": scores.miou.value, "val/fbiou": scores.fbiou.value}, step=step)
-        rows = [
-            overlay_row(dataset[i], preds.preds[i], dataset.mean, dataset.std)
-            for i in range(min(4, len(preds.preds)))
-        ]
-        if rows:
-            png = overlay_grid(
-                rows, out_dir / "overlays" / f"val_step{step:06d}.png", f"validation, step {step}"
-            )
-            run.artifact(png, "val_overlays")
-    return scores.miou.value
 
 
 def save_baseline(params: Params, out_dir: Path) -> Path:
@@ -250,6 +225,8 @@ def train(
         history, flat_rounds = state["history"], state["flat_rounds"]
         set_rng_state(state["rng"])
 
+    uploader = CheckpointUploader(run, out_dir)
+
     def save_last(step: int) -> None:
         atomic_save(
             {
@@ -267,8 +244,8 @@ def train(
             },
             last_path,
         )
-        if run is not None:  # with the run too: a rerun on another worker resumes from it
-            log_checkpoints(run, step, last_path, *[p for p in (best_path,) if p.exists()])
+        # with the run too, uploaded while training goes on: a rerun elsewhere resumes from it
+        uploader.submit(step, last_path, *[p for p in (best_path,) if p.exists()])
 
     mean, std = backbone_norm(model)
     end = tcfg.steps if stop_after is None else min(tcfg.steps, start + stop_after)
@@ -293,7 +270,7 @@ def train(
     def val_round(step: int, loss: float | None) -> None:
         """Validate; keep the model as best.pt when validation mIoU improved."""
         nonlocal best, best_step, flat_rounds
-        val = _validate(kept, params, device, tcfg.fold, run, step, out_dir, val_memo)
+        val = validate_round(kept, params, device, tcfg.fold, run, step, out_dir, val_memo)
         history.append({"step": step, "loss": loss, "val_miou": val})
         if (val is not None and (best is None or val > best)) or (
             val is None and step == tcfg.steps
@@ -352,9 +329,10 @@ def train(
                 eps = (step - start) * tcfg.batch_size / (time.perf_counter() - started)
                 progress.update(bar, completed=step, loss=loss_value, lr=lr, eps=eps)
                 if run is not None and (step % log_every == 0 or step == tcfg.steps):
-                    run.metrics(
+                    run.metrics(  # not waiting for the tracking server: 28 ms a call
                         {"train/loss": loss_value, "train/lr": lr, "train/episodes_per_s": eps},
                         step=step,
+                        wait=False,
                     )
                 if step % tcfg.val_every == 0 or step == tcfg.steps:
                     val_round(step, loss_value)
@@ -380,6 +358,7 @@ def train(
             {"step": step, "val_miou": None, "image_size": params.data.image_size},
         )
         best_step = step
+    uploader.wait()  # the run holds the last checkpoint before anything reads it
     throughput = clock.result()
     log.info("training loop: %s", throughput.line())
     (out_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")

@@ -15,8 +15,10 @@ checkpoints and continues that run (``stages.train_stage``; resumed training is 
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +35,70 @@ IDENTITY = (
 )
 
 
-def log_checkpoints(run: Any, step: int, *paths: Path) -> None:
+def log_checkpoints(run_id: str, step: int, *paths: Path, tracking_uri: str | None = None) -> None:
     """Log ``paths`` to the run's checkpoint folder the tags do not name, then tag it and the
-    step it holds."""
-    if not run.enabled:
-        return
+    step it holds (one request: the two tags never disagree). Through an explicit client and
+    run id, so that it works from any thread (MLflow's active run is per thread)."""
     from mlflow import MlflowClient
+    from mlflow.entities import RunTag
 
-    current = MlflowClient().get_run(run.run_id).data.tags.get(SLOT_TAG)
+    client = MlflowClient(tracking_uri)
+    current = client.get_run(run_id).data.tags.get(SLOT_TAG)
     slot = "b" if current == "a" else "a"
     for path in paths:
-        run.artifact(path, f"{CHECKPOINTS}/{slot}")
-    run.tags({STEP_TAG: str(step), SLOT_TAG: slot})
+        client.log_artifact(run_id, str(path), f"{CHECKPOINTS}/{slot}")
+    client.log_batch(run_id, tags=[RunTag(STEP_TAG, str(step)), RunTag(SLOT_TAG, slot)])
+
+
+class CheckpointUploader:
+    """Stores a training's checkpoints with its run from a background thread.
+
+    Training does not wait on the artifact store (a 5.5 MB checkpoint took 1.3 s through a
+    local MLflow server on 2 cores, docs/benchmarks.md). One upload at a time: ``submit``
+    first waits for the one before, so a slow store slows training to its pace instead of
+    piling up copies. Each upload sends hard links to the files as submitted: ``atomic_save``
+    replaces a checkpoint by renaming a new file over it, which leaves a link's file as it
+    was, so the step tag always names what was uploaded. An upload's error is raised by the
+    next ``submit`` or ``wait``. A disabled run (or None) uploads nothing.
+    """
+
+    def __init__(self, run: Any, out_dir: Path) -> None:
+        self.run = run if run is not None and run.enabled else None
+        self.staging = Path(out_dir) / ".uploading"
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._uri = run.mlflow.get_tracking_uri() if self.run is not None else None
+
+    def submit(self, step: int, *paths: Path) -> None:
+        if self.run is None:
+            return
+        self.wait()
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self.staging.mkdir(parents=True)
+        links = []
+        for path in paths:
+            links.append(self.staging / Path(path).name)
+            try:
+                os.link(path, links[-1])
+            except OSError:  # a filesystem without hard links
+                shutil.copy2(path, links[-1])
+        self._thread = threading.Thread(target=self._upload, args=(step, links), daemon=True)
+        self._thread.start()
+
+    def _upload(self, step: int, links: list[Path]) -> None:
+        try:
+            log_checkpoints(self.run.run_id, step, *links, tracking_uri=self._uri)
+        except BaseException as err:  # re-raised in the training's thread by wait()
+            self._error = err
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+            shutil.rmtree(self.staging, ignore_errors=True)
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def unfinished_run(experiment: str, tags: dict[str, str]) -> str | None:

@@ -66,9 +66,12 @@ class Run:
     def enabled(self) -> bool:
         return self.mlflow is not None
 
-    def metrics(self, values: dict[str, float], step: int | None = None) -> None:
+    def metrics(self, values: dict[str, float], step: int | None = None, wait: bool = True) -> None:
+        """``wait=False``: queue them (MLflow's asynchronous logging, flushed when the run
+        ends) instead of waiting for the server, as a training loop's per-step metrics do."""
         if self.enabled:
-            self.mlflow.log_metrics({k: float(v) for k, v in values.items()}, step=step)
+            values = {k: float(v) for k, v in values.items()}
+            self.mlflow.log_metrics(values, step=step, synchronous=wait)
 
     def tags(self, values: dict[str, str]) -> None:
         if self.enabled:

@@ -37,3 +37,41 @@ def test_copy_out_survives_ticks_before_the_first_result_and_returns_them(tmp_pa
     assert "finished" in run.stdout
     assert sorted(p.name for p in out.iterdir()) == ["run.json", "run_f0.json"]
     assert (out / "run.json").read_text().strip() == '{"folds": 3}'
+
+
+def _stage(repo: Path, dest: Path, what: str) -> int:
+    """One device call's staging: ``bench/gpu_data.sh WHAT`` in a checkout carrying ``.gpudata``."""
+    return subprocess.run(
+        ["bash", "bench/gpu_data.sh", what],
+        cwd=repo,
+        env={"PATH": "/usr/bin:/bin", "GPU_DATA": str(dest)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).returncode
+
+
+def test_staging_across_calls_keeps_earlier_parts_and_reports_completion(tmp_path: Path) -> None:
+    """Each device call carries one part and re-syncs the checkout, dropping the parts of earlier
+    calls; the staged copy outside it must keep them, and say (exit 3) until all are there."""
+    repo, dest = tmp_path / "repo", tmp_path / "staged"
+    (repo / "bench").mkdir(parents=True)
+    shutil.copy(REPO / "bench" / "gpu_data.sh", repo / "bench")
+    for part in ("part1", "part2"):  # a call carries one part; the checkout loses the other
+        shutil.rmtree(repo / ".gpudata", ignore_errors=True)
+        folder = repo / ".gpudata" / "wheels" / part
+        folder.mkdir(parents=True)
+        (folder / f"{part}.whl").write_text("wheel")
+        (folder / "PARTS").write_text("2\n")
+        assert _stage(repo, dest, "wheels") == (3 if part == "part1" else 0)
+    assert sorted(p.name for p in (dest / "wheels").glob("*/*.whl")) == ["part1.whl", "part2.whl"]
+    shutil.rmtree(repo / ".gpudata")
+    images = repo / ".gpudata" / "defects9" / "images" / "A"
+    images.mkdir(parents=True)
+    (images / "1.png").write_text("png")
+    assert _stage(repo, dest, "defects9") == 3  # no manifest yet
+    (repo / ".gpudata" / "defects9" / "manifest.csv").write_text("image,mask\na,b\nc,d\n")
+    assert _stage(repo, dest, "defects9") == 3  # one of two images
+    (images / "2.png").write_text("png")
+    assert _stage(repo, dest, "defects9") == 0
+    assert _stage(repo, dest, "nonsense") == 2
