@@ -16,7 +16,7 @@ What runs, as in production but on one machine:
    gates and registers from MLflow and S3.
 The training run's MLflow metrics (``lerenet.throughput``) give episodes/s end to end, the
 step alone, and waiting for data; #13's target is end to end ≥ 80 % of the step alone.
-Results: bench/results/worker_throughput_<device>.json (and $OUT when it is set).
+Results: bench/results/worker_throughput_<cuda|cpu>.json or ``--tag``'s (and $OUT when set).
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ def parse_args() -> argparse.Namespace:
         help="the GPU deployment's train.device (prefect.yaml: cuda); cpu checks this script "
         "on a machine without a GPU",
     )
+    parser.add_argument("--tag", help="results name (default worker_throughput_<cuda|cpu>)")
     parser.add_argument(
         "--set", dest="overrides", nargs="*", default=[], help="more params overrides KEY=VALUE"
     )
@@ -206,8 +207,8 @@ def main() -> None:
     }
     print(json.dumps(result, indent=2))
     RESULTS.mkdir(exist_ok=True)
-    tag = "cuda" if torch.cuda.is_available() else "cpu"
-    out = RESULTS / f"worker_throughput_{tag}.json"
+    tag = args.tag or f"worker_throughput_{'cuda' if torch.cuda.is_available() else 'cpu'}"
+    out = RESULTS / f"{tag}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     if os.environ.get("OUT"):
         shutil.copy(out, os.environ["OUT"])

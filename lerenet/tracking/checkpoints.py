@@ -53,7 +53,7 @@ def log_checkpoints(run_id: str, step: int, *paths: Path, tracking_uri: str | No
 class CheckpointUploader:
     """Stores a training's checkpoints with its run from a background thread.
 
-    Training does not wait on the artifact store (a 5.5 MB checkpoint took 1.3 s through a
+    Training does not wait on the artifact store (a 5.5 MB checkpoint took 1.45 s through a
     local MLflow server on 2 cores, docs/benchmarks.md). One upload at a time: ``submit``
     first waits for the one before, so a slow store slows training to its pace instead of
     piling up copies. Each upload sends hard links to the files as submitted: ``atomic_save``

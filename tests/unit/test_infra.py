@@ -58,6 +58,18 @@ def test_no_secret_values_inlined() -> None:
             assert not pattern.search(path.read_text()), path
 
 
+def test_the_throughput_benchmark_runs_the_gpu_image_entrypoint() -> None:
+    """bench/worker_throughput.py measures the worker the GPU image starts, not another one."""
+    import importlib.util
+
+    text = (REPO_ROOT / "infra/docker/gpu.Dockerfile").read_text()
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", text, re.M).group(1))
+    spec = importlib.util.spec_from_file_location("wt", REPO_ROOT / "bench/worker_throughput.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.GPU_ENTRYPOINT == cmd == ["prefect", "worker", "start", "--pool", "lerenet-gpu"]
+
+
 def test_dockerfiles_run_as_non_root() -> None:
     for name in ("cpu.Dockerfile", "gpu.Dockerfile"):
         text = (REPO_ROOT / "infra/docker" / name).read_text()
