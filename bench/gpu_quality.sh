@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The quality benchmark at a GPU budget, for a lent GPU machine (device tool):
-#   bash bench/gpu_quality.sh            → bench/results/quality_gpu.json (+ $OUT when set)
+#   bash bench/gpu_quality.sh   → bench/results/quality.json and the docs' quality table (+ $OUT)
 # Needs: defects9 at $DEFECTS9 (default /tmp/gpudata/defects9, where bench/gpu_data.sh stages it
 # in two device calls, since it and the wheels exceed one call's 64 MiB; else .gpudata/defects9),
 # and the Python packages the machine's
@@ -19,7 +19,7 @@ data="${DEFECTS9:-/tmp/gpudata/defects9}"
 [ -f "$data/manifest.csv" ] || { echo "no defects9 at $data" >&2; exit 2; }
 python3 -c "import torch; print(torch.__version__, torch.cuda.get_device_name(0))"
 python3 bench/quality.py --protocol full --device cuda --data "$data" --workers "$GPU_WORKERS" \
-  --steps "${GPU_STEPS:-2000}" --batch-size "${GPU_BATCH:-8}" --fold-jobs --tag quality_gpu \
+  --steps "${GPU_STEPS:-2000}" --batch-size "${GPU_BATCH:-8}" --fold-jobs --tag quality \
   --docs "$@" &
-copy_out $! "quality_gpu*.json"
+copy_out $! "quality*.json"
 if [ -n "${OUT:-}" ]; then cp docs/benchmarks.md "$OUT"/; fi
