@@ -6,12 +6,29 @@ Checkpoints are chosen on these rounds (never on test classes); ``train.train`` 
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lerenet.config import Params
 from lerenet.evaluate import episode_dataset, predict_episodes
 from lerenet.metrics import score
 from lerenet.plots import overlay_grid, overlay_row
+from lerenet.stage_memo import StageMemo
+from lerenet.tracking.runs import Run
 
 
-def validate_round(model, params, device, fold, run, step, out_dir, memo) -> float | None:
+def validate_round(
+    model: nn.Module,
+    params: Params,
+    device: torch.device,
+    fold: int,
+    run: Run | None,
+    step: int,
+    out_dir: Path,
+    memo: StageMemo | None,
+) -> float | None:
     """Validation mIoU of ``model`` on the fold's fixed validation episodes (None without a
     validation file or classes); logs it with overlays of the first episodes to ``run``.
     ``memo``: backbone stages kept across rounds (``stage_memo``), None for a fresh one."""
