@@ -1,5 +1,6 @@
 # Sourced by the GPU scripts: install the wheels the device image lacks (.whl/, carried by the
-# device tool) into /tmp/site once, and put them and the repository on PYTHONPATH.
+# device tool; made by `bash bench/gpu_wheels.sh quality`) into /tmp/site once, and put them and
+# the repository on PYTHONPATH.
 export PYTHONUNBUFFERED=1 NO_ALBUMENTATIONS_UPDATE=1 DO_NOT_TRACK=true
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1 && [ ! -f /tmp/site/.installed ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
