@@ -31,8 +31,10 @@ case "${1:-}" in
     [ "$have" -ge "$want" ] || exit 3
     ;;
   wheels)
-    total=$(cat "$dest"/wheels/part*/PARTS 2>/dev/null | head -1)
-    have=$(find "$dest/wheels" -name PARTS 2>/dev/null | wc -l)
+    # no pipe into head: under pipefail its early exit is a SIGPIPE failure (exit 141)
+    parts=("$dest"/wheels/part*/PARTS)
+    total="" have=0
+    if [ -f "${parts[0]}" ]; then total=$(<"${parts[0]}") have=${#parts[@]}; fi
     echo "staged $have of ${total:-?} wheel parts in $dest/wheels"
     [ -n "$total" ] && [ "$have" -ge "$total" ] || exit 3
     ;;
