@@ -64,7 +64,7 @@ def parse_args() -> argparse.Namespace:
         "--docs",
         action="store_true",
         help="write the table into docs/benchmarks.md (always for the full protocol; quick "
-        "runs feed bench/diagnosis.py instead)",
+        "runs feed bench/ablations.py instead)",
     )
     parser.add_argument("--tag", default="quality", help="results name and docs section")
     parser.add_argument("--no-docs", action="store_true", help="never touch the docs")
