@@ -10,9 +10,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+import prefect.settings  # noqa: F401  # before the tests set PREFECT_API_URL: see below
 import pytest
 
 from tests.conftest import DVC, REPO_ROOT, run_ok, tiny_params
+
+# Prefect reads PREFECT_API_URL into its root settings when first imported. Imported first
+# inside a test, after that test pointed the variable at its stack, it kept the stopped
+# stack's URL for the rest of the pytest process, and a later test's flow failed to reach it.
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
