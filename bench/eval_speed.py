@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from quality import seed_episodes, write_seed_splits  # the benchmark whose episodes it times
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFECTS9 = ROOT.parent / "shared" / "datasets" / "defects9"
 RESULTS = ROOT / "bench" / "results"
@@ -41,15 +43,11 @@ def score_both_ways(model, params, work: Path, fold: int) -> dict:
     import numpy as np
     import torch
 
-    from lerenet.evaluate import episode_dataset, predict_episodes
+    from lerenet.evaluate import predict_episodes
     from lerenet.stage_memo import StageMemo
 
     cpu = torch.device("cpu")
-    files = []
-    for seed in SEEDS:
-        split = params.split.model_copy(update={"out_dir": str(work / f"splits_s{seed}")})
-        run_params = params.model_copy(update={"split": split})
-        files += [episode_dataset(run_params, model, "test", k, fold) for k in (1, 5)]
+    files = [seed_episodes(model, params, work, seed, k, fold) for seed in SEEDS for k in (1, 5)]
     began = time.perf_counter()
     whole = [predict_episodes(model, ds, cpu, batch_size=8, reuse_stages=False) for ds in files]
     whole_s = time.perf_counter() - began
@@ -102,8 +100,7 @@ def main() -> None:
 
     from lerenet.config import load_params
     from lerenet.data.ingest import ingest
-    from lerenet.data.manifest import classes_of, read_manifest
-    from lerenet.data.splits import assign_folds, write_split
+    from lerenet.data.manifest import read_manifest
     from lerenet.model import build_baseline, build_model
 
     torch.set_num_threads(2)
@@ -112,13 +109,7 @@ def main() -> None:
     pairs = read_manifest(work / "data")
     overrides = {"data.root": str(work / "data"), "data.image_size": args.size}
     params = load_params(args.params, overrides)
-    folds = assign_folds(
-        classes_of(pairs), seed=0, num_folds=3, val_classes=params.split.val_classes
-    )
-    for seed in SEEDS:
-        write_split(
-            pairs, work / f"splits_s{seed}", folds, shots=[1, 5], per_class=args.episodes, seed=seed
-        )
+    write_seed_splits(pairs, work, SEEDS, args.episodes, params.split.val_classes)
     model, _ = build_model(params.model)
     results = {
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},

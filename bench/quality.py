@@ -172,11 +172,36 @@ def resolved_params(args: argparse.Namespace, data: Path, splits: Path, fold: in
     return load_params(args.params, overrides)
 
 
+def write_seed_splits(pairs, work: Path, seeds, per_class: int, val_classes: int) -> list:
+    """The protocol's fixed episodes: the seeded class-disjoint folds and, per episode seed, a
+    1- and 5-shot episode file of every fold under ``work/splits_s<seed>``. Returns the folds.
+    The test classes depend on the seed and the fold count only; the validation classes
+    (params' ``split.val_classes``) come from the rest."""
+    from lerenet.data.manifest import classes_of
+    from lerenet.data.splits import assign_folds, write_split
+
+    folds = assign_folds(classes_of(pairs), seed=0, num_folds=3, val_classes=val_classes)
+    for seed in seeds:
+        write_split(
+            pairs, work / f"splits_s{seed}", folds, shots=[1, 5], per_class=per_class, seed=seed
+        )
+    return folds
+
+
+def seed_episodes(model, params, work: Path, seed: int, shots: int, fold: int, part: str = "test"):
+    """The ``part`` episodes of ``fold`` for ``shots``-shot scoring, from episode seed ``seed``'s
+    split (``write_seed_splits``)."""
+    from lerenet.evaluate import episode_dataset
+
+    split = params.split.model_copy(update={"out_dir": str(work / f"splits_s{seed}")})
+    return episode_dataset(params.model_copy(update={"split": split}), model, part, shots, fold)
+
+
 def score_model(model, params, work: Path, fold: int, seeds, part: str = "test") -> dict:
     """mIoU [CI], FB-IoU, per-class IoU and the empty-prediction share, per shot and seed."""
     import torch
 
-    from lerenet.evaluate import episode_dataset, predict_episodes
+    from lerenet.evaluate import predict_episodes
     from lerenet.metrics import score
     from lerenet.stage_memo import StageMemo
 
@@ -187,9 +212,7 @@ def score_model(model, params, work: Path, fold: int, seeds, part: str = "test")
     for shots in (1, 5):
         per_seed = []
         for seed in seeds:
-            split = params.split.model_copy(update={"out_dir": str(work / f"splits_s{seed}")})
-            run_params = params.model_copy(update={"split": split})
-            ds = episode_dataset(run_params, model, part, shots, fold)
+            ds = seed_episodes(model, params, work, seed, shots, fold, part)
             preds = predict_episodes(
                 model, ds, device, batch_size=8, num_workers=workers, memo=memo
             )
@@ -227,8 +250,8 @@ def main() -> None:
 
     from lerenet.checkpoint import load_model_file
     from lerenet.data.ingest import ingest
-    from lerenet.data.manifest import classes_of, read_manifest
-    from lerenet.data.splits import assign_folds, write_split
+    from lerenet.data.manifest import read_manifest
+    from lerenet.data.splits import write_split
     from lerenet.train import save_baseline, train
 
     if args.device == "cpu":
@@ -242,20 +265,9 @@ def main() -> None:
     data = work / "data"
     ingest(str(args.data), data, show_progress=False)
     pairs = read_manifest(data)
-    # the test classes depend on the seed and the fold count only; the validation classes
-    # (params' split.val_classes) come from the rest
     val_classes = resolved_params(args, data, work, 0, work).split.val_classes
-    folds = assign_folds(classes_of(pairs), seed=0, num_folds=3, val_classes=val_classes)
     seeds = protocol["seeds"]
-    for seed in seeds:
-        write_split(
-            pairs,
-            work / f"splits_s{seed}",
-            folds,
-            shots=[1, 5],
-            per_class=protocol["episodes"],
-            seed=seed,
-        )
+    folds = write_seed_splits(pairs, work, seeds, protocol["episodes"], val_classes)
     # training-class episodes (the "does it fit what it trained on" probe), one seed
     fit_folds = [type(f)(f.train, f.train, f.test) for f in folds]
     write_split(pairs, work / "splits_fit", fit_folds, shots=[1], per_class=20, seed=0)
