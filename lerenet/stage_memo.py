@@ -19,7 +19,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from lerenet.model.lerenet import Stages
+from lerenet.model.lerenet import Stages, encode_together
 
 DEFAULT_BYTES = 2 * 1024**3  # about 600 images at 320×320 with the default's four scales
 
@@ -99,14 +99,12 @@ def memo_logits(model: nn.Module, memo: StageMemo, batch: dict, paths: list[list
     ``paths``: per episode, the query's path then its supports' (the dataset's order).
     Tensors in ``batch`` must be on the model's device.
     """
-    query, supports = batch["query_img"], batch["support_imgs"]
-    b, k = supports.shape[:2]
+    query = batch["query_img"]
+    # encode_together's order: every query, then every episode's supports
     flat_paths = [p[0] for p in paths] + [s for p in paths for s in p[1:]]
-    images = torch.cat([query, supports.flatten(0, 1)])
-    feats = memo.stages(model, flat_paths, images)
+    query_stages, support_stages = encode_together(
+        query, batch["support_imgs"], lambda images: memo.stages(model, flat_paths, images)
+    )
     return model.forward_stages(
-        {name: f[:b] for name, f in feats.items()},
-        {name: f[b:].unflatten(0, (b, k)) for name, f in feats.items()},
-        batch["support_masks"],
-        tuple(query.shape[-2:]),
+        query_stages, support_stages, batch["support_masks"], tuple(query.shape[-2:])
     )

@@ -18,6 +18,7 @@ support LDA's — instead of starting from nothing) and ``backbone_bn`` other th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -81,13 +82,26 @@ def encode_episode(
     give the same features, so only a training step pays for the extra calls.
     Shapes: → {stage: B×C×h×w} (query), {stage: B×K×C×h×w} (supports).
     """
-    b, k = support_imgs.shape[:2]
     if per_group and backbone.training:
         query = stages_at_scales(backbone, query_img, scales, names)
+        k = support_imgs.shape[1]
         shots = [stages_at_scales(backbone, support_imgs[:, i], scales, names) for i in range(k)]
         return query, {name: torch.stack([s[name] for s in shots], 1) for name in query}
-    both = torch.cat([query_img, support_imgs.flatten(0, 1)], dim=0)
-    feats = stages_at_scales(backbone, both, scales, names)
+    return encode_together(
+        query_img, support_imgs, lambda images: stages_at_scales(backbone, images, scales, names)
+    )
+
+
+def encode_together(
+    query_img: torch.Tensor,
+    support_imgs: torch.Tensor,
+    encode: Callable[[torch.Tensor], Stages],
+) -> tuple[Stages, Stages]:
+    """``encode`` over the B queries and B·K supports as one batch (queries first), split back
+    into {stage: B×C×h×w} and {stage: B×K×C×h×w}: ``encode_episode``'s batched path, and the
+    evaluation's through ``stage_memo``."""
+    b, k = support_imgs.shape[:2]
+    feats = encode(torch.cat([query_img, support_imgs.flatten(0, 1)], dim=0))
     return (
         {name: f[:b] for name, f in feats.items()},
         {name: f[b:].unflatten(0, (b, k)) for name, f in feats.items()},
