@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from quality import seed_episodes, write_seed_splits  # the benchmark whose episodes it times
+# the benchmark whose episodes and memo this times
+from quality import MEMO_BYTES, seed_episodes, write_seed_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFECTS9 = ROOT.parent / "shared" / "datasets" / "defects9"
@@ -51,7 +52,7 @@ def score_both_ways(model, params, work: Path, fold: int) -> dict:
     began = time.perf_counter()
     whole = [predict_episodes(model, ds, cpu, batch_size=8, reuse_stages=False) for ds in files]
     whole_s = time.perf_counter() - began
-    memo = StageMemo(4 * 1024**3)
+    memo = StageMemo(MEMO_BYTES)
     began = time.perf_counter()
     memoised = [predict_episodes(model, ds, cpu, batch_size=8, memo=memo) for ds in files]
     memo_s = time.perf_counter() - began

@@ -28,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFECTS9 = ROOT.parent / "shared" / "datasets" / "defects9"
 RESULTS = Path(__file__).resolve().parent / "results"
+# a fold's test images at 320×320 with four scales (3.5 MB each) fit: each image's stages once
+MEMO_BYTES = 4 * 1024**3
 PROTOCOLS = {
     # episode seeds, test episodes per class, training steps
     "full": {"seeds": (0, 1, 2), "episodes": 50, "steps": 1500},
@@ -207,7 +209,7 @@ def score_model(model, params, work: Path, fold: int, seeds, part: str = "test")
 
     device = torch.device(params.train.device)
     workers = params.train.num_workers
-    memo = StageMemo(4 * 1024**3)  # each image's stages once over all seeds and shots
+    memo = StageMemo(MEMO_BYTES)  # each image's stages once over all seeds and shots
     entry: dict = {}
     for shots in (1, 5):
         per_seed = []
