@@ -1,18 +1,20 @@
 """LERENet vs the parameter-free prototype baseline on real defects (../shared/datasets/defects9).
 
-    python bench/quality.py                      # full protocol, the claim: >100 min a fold
+    python bench/quality.py                      # full protocol, the claim: 42 min/fold, 2 cores
     python bench/quality.py --protocol quick     # ablations: one episode seed, fewer episodes
     python bench/quality.py --protocol quick --set model.prior=positional --tag q_positional
 
-Three class-disjoint folds (seeded: 3 test classes, 1 validation class and 5 training classes
-each), the offline ImageNet EfficientNet-Lite0 backbone, one LERENet per fold trained with the
-project's own ``train()`` from the given params file (default: the repository's params.yaml,
-whose model and train sections are the project's default configuration) plus ``--set``
-overrides; the checkpoint is chosen on the validation class only. Every model and the baseline
-are scored on the same fixed test episodes, 1-shot and 5-shot, per episode seed: mIoU with its
-bootstrap 95% CI, the share of episodes where nothing was predicted, and (LERENet) the mIoU on
-training-class episodes, which tells fitting from transfer. Results: bench/results/<tag>.json
-and a table in docs/benchmarks.md between ``<!-- <tag>:begin/end -->``.
+Three class-disjoint folds (seeded: 3 test classes, ``split.val_classes`` validation classes
+and the rest for training, each), the offline ImageNet EfficientNet-Lite0 backbone, one LERENet
+per fold trained with the project's own ``train()`` from the given params file (default: the
+repository's params.yaml, whose model and train sections are the project's default
+configuration) plus ``--set`` overrides; the checkpoint is chosen on the validation classes
+only. Every model and the baseline are scored on the same fixed test episodes, 1-shot and
+5-shot, per episode seed: mIoU with its bootstrap 95% CI, the share of episodes where nothing
+was predicted, and (LERENet) the mIoU on training-class episodes, which tells fitting from
+transfer. Results: bench/results/<tag>.json and a table in docs/benchmarks.md between
+``<!-- <tag>:begin/end -->``, with the check against #15's target (bench/quality_report.py,
+which also renders a results file again).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality_report import fold_line, write_docs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFECTS9 = ROOT.parent / "shared" / "datasets" / "defects9"
@@ -141,13 +146,6 @@ def wants_docs(args: argparse.Namespace) -> bool:
     """The table goes into the docs for ``--docs`` and every full-protocol run, never with
     ``--no-docs`` (fold processes of ``--fold-jobs``: their parent writes the merged table)."""
     return not args.no_docs and (args.docs or args.protocol == "full")
-
-
-def write_docs(tag: str, results: dict) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _report import replace_section
-
-    replace_section(tag, table(results))
 
 
 def resolved_params(args: argparse.Namespace, data: Path, splits: Path, fold: int, out: Path):
@@ -325,81 +323,6 @@ def main() -> None:
     if wants_docs(args):
         write_docs(args.tag, results)
     print(f"total {results['total_s'] / 60:.1f} min; wrote bench/results/{args.tag}.json")
-
-
-def fold_line(fold: int, entry: dict) -> str:
-    parts = [f"fold {fold}"]
-    for arch in ("lerenet", "prototype"):
-        if arch in entry:
-            e = entry[arch]
-            parts.append(f"{arch} {e['1shot']['mean']:.3f} / {e['5shot']['mean']:.3f}")
-    lerenet = entry.get("lerenet", {})
-    if "train_s" in lerenet:
-        parts.append(f"(train {lerenet['train_s']:.0f} s, eval {lerenet['eval_s']:.0f} s)")
-        parts.append(f"best step {lerenet['best_step']}")
-    if lerenet.get("throughput"):
-        speed = lerenet["throughput"]
-        parts.append(
-            f"{speed['episodes_per_s']:.0f} episodes/s end to end, "
-            f"{speed['step_episodes_per_s']:.0f} the step alone"
-        )
-    return "  ".join(parts)
-
-
-def _cell(e: dict, shots: str) -> list[str]:
-    first = e[shots]["seeds"][0]
-    mean = e[shots]["mean"]
-    spread = f" ± {e[shots]['std']:.3f}" if len(e[shots]["seeds"]) > 1 else ""
-    empty = statistics.mean(s["empty_share"] for s in e[shots]["seeds"])
-    return [
-        f"{first['miou']:.3f} [{first['low']:.3f}, {first['high']:.3f}]",
-        f"{mean:.3f}{spread}",
-        f"{empty:.0%}",
-    ]
-
-
-def table(results: dict) -> str:
-    cfg, proto = results["config"], results["protocol"]
-    overrides = f" with {', '.join(cfg['overrides'])}" if cfg.get("overrides") else ""
-    lines = [
-        f"`python bench/quality.py --protocol {proto['name']}"
-        + (f" --set {' '.join(cfg['overrides'])}" if cfg.get("overrides") else "")
-        + f"` — defects9, EfficientNet-Lite0 (ImageNet, offline), {cfg['size']}×{cfg['size']}, "
-        f"LERENet from params.yaml{overrides}: {cfg['steps']} steps × {cfg['batch_size']} "
-        f"one-shot episodes per fold on {results.get('device_name', cfg['device'])}; prototype "
-        "baseline: parameter-free, "
-        f"no training. {proto['episodes']} test episodes per novel class × "
-        f"{len(proto['seeds'])} episode seed(s); whole run {results['total_s'] / 60:.0f} min. "
-        "mIoU: first seed with bootstrap 95% CI, then mean (± std over seeds); empty: share of "
-        "test episodes with no defect pixel predicted; fit: LERENet's 1-shot mIoU on episodes of "
-        "its own training classes.",
-        "",
-        "| fold | test classes | model | 1-shot mIoU [CI] | 1-shot mean | empty | 5-shot mIoU [CI] "
-        "| 5-shot mean | empty | fit |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    means: dict = {}
-    for fold, entry in results["folds"].items():
-        for arch, label in (("lerenet", "LERENet"), ("prototype", "prototype baseline")):
-            if arch not in entry:
-                continue
-            e = entry[arch]
-            cells = _cell(e, "1shot") + _cell(e, "5shot")
-            for shots in ("1shot", "5shot"):
-                means.setdefault((arch, shots), []).append(e[shots]["mean"])
-            fit = f"{e['train_fit_miou']:.3f}" if "train_fit_miou" in e else ""
-            lines.append(
-                f"| {fold} | {', '.join(entry['classes']['test'])} | {label} | "
-                + " | ".join(cells)
-                + f" | {fit} |"
-            )
-    for arch, label in (("lerenet", "LERENet"), ("prototype", "prototype baseline")):
-        if (arch, "1shot") in means:
-            lines.append(
-                f"| mean | | {label} | | {statistics.mean(means[(arch, '1shot')]):.3f} | | "
-                f"| {statistics.mean(means[(arch, '5shot')]):.3f} | | |"
-            )
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,97 @@
+"""The quality benchmark's check against #15's target reads what a results file says."""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.fixture(scope="module")
+def report():
+    spec = importlib.util.spec_from_file_location("quality_report", BENCH / "quality_report.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+def _scored(mious: list[float]) -> dict:
+    seeds = [
+        {"miou": m, "low": m - 0.03, "high": m + 0.03, "empty_share": 0.0, "fbiou": 0.6}
+        for m in mious
+    ]
+    return {"seeds": seeds, "mean": statistics.mean(mious), "std": statistics.stdev(mious)}
+
+
+def _results(model: dict[int, tuple[float, float]], base: dict[int, tuple[float, float]]):
+    """Three seeds per cell, spread ±0.01 around the given (1-shot, 5-shot) fold means."""
+    folds = {}
+    for fold, (one, five) in model.items():
+        folds[str(fold)] = {
+            "classes": {"test": ["A", "B", "C"]},
+            "lerenet": {
+                "1shot": _scored([one - 0.01, one, one + 0.01]),
+                "5shot": _scored([five - 0.01, five, five + 0.01]),
+                "best_step": 0,
+            },
+            "prototype": {
+                "1shot": _scored([base[fold][0]] * 3),
+                "5shot": _scored([base[fold][1]] * 3),
+            },
+        }
+    return {
+        "config": {"size": 320, "steps": 10, "batch_size": 2, "device": "cpu", "tag": "t"},
+        "protocol": {"name": "full", "seeds": [0, 1, 2], "episodes": 50},
+        "folds": folds,
+        "total_s": 60.0,
+    }
+
+
+BASE = {0: (0.25, 0.25), 1: (0.30, 0.38), 2: (0.28, 0.29)}
+
+
+def test_a_model_clear_of_the_baseline_on_every_fold_meets_every_clause(report) -> None:
+    results = _results({0: (0.31, 0.35), 1: (0.36, 0.50), 2: (0.35, 0.40)}, BASE)
+    criteria = report.check_target(results)
+    assert [c.met for c in criteria] == [True] * len(criteria)
+    assert "met: 1shot: fold mean ≥ baseline + 0.05 — 0.340 vs 0.277 (+0.063)" in report.table(
+        results
+    )
+
+
+def test_a_fold_below_the_baseline_fails_even_when_the_means_clear_the_margin(report) -> None:
+    # fold 1 at 1-shot is 0.02 under its baseline; the other folds carry the mean past +0.05
+    results = _results({0: (0.40, 0.45), 1: (0.28, 0.50), 2: (0.42, 0.45)}, BASE)
+    failed = {c.name for c in report.check_target(results) if not c.met}
+    assert failed == {"1shot: no fold below the baseline"}
+
+
+def test_five_shot_under_one_shot_and_a_thin_margin_are_each_reported(report) -> None:
+    results = _results({0: (0.30, 0.29), 1: (0.34, 0.45), 2: (0.33, 0.40)}, BASE)
+    failed = {c.name for c in report.check_target(results) if not c.met}
+    assert failed == {"1shot: fold mean ≥ baseline + 0.05", "5-shot ≥ 1-shot on every fold"}
+
+
+def test_one_fold_or_one_seed_is_not_the_claim(report) -> None:
+    results = _results({0: (0.31, 0.35), 1: (0.36, 0.50), 2: (0.35, 0.40)}, BASE)
+    del results["folds"]["2"]
+    assert not report.check_target(results)[0].met
+    results = _results({0: (0.31, 0.35), 1: (0.36, 0.50), 2: (0.35, 0.40)}, BASE)
+    for entry in results["folds"].values():
+        entry["lerenet"]["1shot"]["seeds"] = entry["lerenet"]["1shot"]["seeds"][:1]
+    assert not report.check_target(results)[0].met
+
+
+def test_a_run_without_baseline_rows_meets_no_comparison(report) -> None:
+    results = _results({0: (0.31, 0.35), 1: (0.36, 0.50), 2: (0.35, 0.40)}, BASE)
+    for entry in results["folds"].values():
+        del entry["prototype"]
+    names = {c.name for c in report.check_target(results) if not c.met}
+    assert "1shot: fold mean ≥ baseline + 0.05" in names
+    assert "5shot: fold mean ≥ baseline + 0.05" in names
