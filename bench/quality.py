@@ -27,8 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality_report import fold_line, write_docs  # noqa: E402
+# the script's own folder is on the path, as for eval_speed.py's ``from quality import``
+from quality_report import fold_line, write_docs
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFECTS9 = ROOT.parent / "shared" / "datasets" / "defects9"
