@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
@@ -18,3 +19,12 @@ def replace_section(name: str, body: str, doc: Path = DOC) -> None:
     else:
         text = text.rstrip() + f"\n\n{block}\n"
     doc.write_text(text)
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One clause of the target, whether the results meet it, and the numbers that say so."""
+
+    name: str
+    met: bool
+    detail: str

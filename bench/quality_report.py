@@ -10,6 +10,15 @@ without rerunning hours of training.
 #15's target for the default LERENet against the parameter-free baseline on the same episodes:
 fold means of mIoU at least the baseline's + 0.05 for 1-shot and for 5-shot, no fold below the
 baseline, 5-shot at least 1-shot on every fold, and 3 folds × 3 episode seeds with CIs.
+
+#29's target (what a retrain buys; ``check_retrain_target``), for results that score the
+trained model's own training-free start (``start``) and the seen classes' held-out images
+(``seen``): seen-class mIoU at least the start's + 0.15 at 1- and 5-shot (fold means, with a
+class-level interval above 0); novel-class mIoU not below the start (class-level paired
+interval's lower bound ≥ −0.01) and at least the baseline's + 0.05; a trained step served on
+every fold; at most 3 % of 1-shot novel episodes with nothing predicted. Class-level intervals:
+each (fold, class) is one unit whose Δ is averaged over the episode seeds; the units are
+resampled with replacement (percentile bootstrap, 95 %).
 """
 
 from __future__ import annotations
@@ -18,21 +27,17 @@ import argparse
 import json
 import statistics
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+
+# loaded by file path from the tests too: its siblings are importable either way
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _report import Criterion  # noqa: E402
+from retrain_report import check_retrain_target, has_start, retrain_table  # noqa: E402
 
 MARGIN = 0.05  # #15: fold means at least the baseline's + 0.05
 SHOTS = ("1shot", "5shot")
 ARCHS = (("lerenet", "LERENet"), ("prototype", "prototype baseline"))
-
-
-@dataclass(frozen=True)
-class Criterion:
-    """One clause of the target, whether the results meet it, and the numbers that say so."""
-
-    name: str
-    met: bool
-    detail: str
 
 
 def fold_line(fold: int, entry: dict) -> str:
@@ -174,6 +179,15 @@ def table(results: dict) -> str:
     lines += ["", f"#15's target (`{command}`):", ""]
     for c in check_target(results):
         lines.append(f"- {'met' if c.met else '**not met**'}: {c.name} — {c.detail}")
+    if has_start(results):
+        lines += [
+            "",
+            "What a retrain buys (#29): novel classes and seen classes' held-out "
+            "images, for the trained model, its own training-free start and the baseline "
+            "on the same episodes.",
+            "",
+            retrain_table(results),
+        ]
     return "\n".join(lines)
 
 
@@ -197,7 +211,9 @@ def main() -> None:
     print(table(results))
     if args.docs:
         write_docs(args.tag or results["config"]["tag"], results)
-    sys.exit(0 if all(c.met for c in check_target(results)) else 1)
+    target = check_retrain_target(results) if has_start(results) else check_target(results)
+    # the stretch clause is reported, not required
+    sys.exit(0 if all(c.met for c in target if not c.name.startswith("stretch")) else 1)
 
 
 if __name__ == "__main__":

@@ -313,7 +313,26 @@ def evaluate_cmd(
                 f"{m.fbiou:.3f} [{m.fbiou_low:.3f}, {m.fbiou_high:.3f}]",
                 str(m.episodes),
             )
+    if report.start is not None:
+        for key, m in report.start.shots.items():
+            table.add_row(
+                "start (step 0)",
+                key,
+                f"{m.miou:.3f} [{m.miou_low:.3f}, {m.miou_high:.3f}]",
+                f"{m.fbiou:.3f}",
+                str(m.episodes),
+            )
     console.print(table)
+    from lerenet.outcome import seen_table
+
+    rows = seen_table(report)
+    if rows:
+        bought = Table(title="training classes, held-out images (IoU before → after training)")
+        for column in rows[0]:
+            bought.add_column(column, justify="left" if column == "class" else "right")
+        for row in rows:
+            bought.add_row(*row.values())
+        console.print(bought)
 
 
 # commands defined in their own modules (small modules, one job each)

@@ -55,7 +55,9 @@ def balanced_head(episodes: list[Episode], limit: int) -> list[Episode]:
 def episode_dataset(
     params: Params, model: nn.Module, part: str, shots: int, fold: int, limit: int | None = None
 ) -> EpisodeDataset:
-    """The fixed ``part`` (val|test) episodes of ``fold`` for ``shots``-shot evaluation."""
+    """The fixed ``part`` episodes of ``fold`` for ``shots``-shot evaluation: ``val`` and
+    ``test`` (novel classes), ``seen_val`` and ``seen_test`` (held-out images of the training
+    classes, ``data/holdout.py``)."""
     path = episode_file(Path(params.split.out_dir), fold, part, shots)
     if not path.exists():
         raise FileNotFoundError(
@@ -63,7 +65,9 @@ def episode_dataset(
         )
     episodes = balanced_head(read_episodes(path), limit) if limit else read_episodes(path)
     folds = read_folds(Path(params.split.out_dir))
-    classes = folds[fold].val if part == "val" else folds[fold].test
+    classes = {"val": folds[fold].val, "test": folds[fold].test}.get(part, folds[fold].train)
+    if part.startswith("seen_"):  # only the training classes that have held-out images
+        classes = sorted({ep.cls for ep in episodes})
     mean, std = backbone_norm(model)
     return EpisodeDataset(
         Path(params.data.root),
@@ -73,6 +77,13 @@ def episode_dataset(
         mean=mean,
         std=std,
     )
+
+
+def has_episodes(params: Params, part: str) -> bool:
+    """Whether the split has ``part`` episodes for the fold at every evaluated shot count."""
+    out_dir, fold = Path(params.split.out_dir), params.train.fold
+    files = [episode_file(out_dir, fold, part, k) for k in params.eval.shots]
+    return all(f.exists() and len(read_episodes(f)) > 0 for f in files)
 
 
 @dataclass
@@ -185,8 +196,10 @@ def evaluate_model(
     device: torch.device | None = None,
     run=None,
     label: str = "model",
+    prefix: str = "",
 ) -> ModelScores:
-    """Evaluate on the fixed ``part`` episodes; write metrics.json, charts, overlays; log them."""
+    """Evaluate on the fixed ``part`` episodes; write metrics.json, charts, overlays; log them
+    (metric names ``{prefix}{part}/{k}shot/…``: ``start/`` for a training's start)."""
     device = device or next(model.parameters()).device
     fold = params.train.fold if fold is None else fold
     out_dir = Path(out_dir)
@@ -224,19 +237,56 @@ def evaluate_model(
         if run is not None:
             run.metrics(
                 {
-                    f"{part}/{k}shot/miou": scores.miou.value,
-                    f"{part}/{k}shot/miou_low": scores.miou.low,
-                    f"{part}/{k}shot/miou_high": scores.miou.high,
-                    f"{part}/{k}shot/fbiou": scores.fbiou.value,
-                    **{f"{part}/{k}shot/iou/{c}": i.value for c, i in scores.per_class.items()},
+                    f"{prefix}{part}/{k}shot/miou": scores.miou.value,
+                    f"{prefix}{part}/{k}shot/miou_low": scores.miou.low,
+                    f"{prefix}{part}/{k}shot/miou_high": scores.miou.high,
+                    f"{prefix}{part}/{k}shot/fbiou": scores.fbiou.value,
+                    **{
+                        f"{prefix}{part}/{k}shot/iou/{c}": i.value
+                        for c, i in scores.per_class.items()
+                    },
                 }
             )
-            run.artifact(chart, f"eval/{part}")
+            run.artifact(chart, f"eval/{prefix}{part}")
             if grid is not None:
-                run.artifact(grid, f"eval/{part}")
+                run.artifact(grid, f"eval/{prefix}{part}")
     result = ModelScores(label, fold, part, shot_scores)
     metrics = json.dumps(result.to_dict(), indent=2, sort_keys=True)
     (out_dir / "metrics.json").write_text(metrics + "\n")
     if run is not None:
-        run.artifact(out_dir / "metrics.json", f"eval/{part}")
+        run.artifact(out_dir / "metrics.json", f"eval/{prefix}{part}")
     return result
+
+
+def retrain_scores(
+    params: Params, model: nn.Module, start_path: str | None, out_dir: Path, run=None
+) -> tuple[ModelScores | None, dict[str, ModelScores]]:
+    """What the retrain bought: the training's own start (step 0, ``start_path`` when it saved
+    one) on the novel-class test episodes, and the model and that start on the held-out
+    images of the training classes (``seen_test``; none when the split held nothing out)."""
+    from lerenet.tracking.pyfunc import load_torch_model
+
+    start_model = None
+    if start_path and Path(start_path).exists():
+        start_model = load_torch_model(start_path)[0]
+    start = None
+    if start_model is not None:
+        start = evaluate_model(
+            start_model, params, out_dir=out_dir / "start", run=run, label="start", prefix="start/"
+        )
+    seen: dict[str, ModelScores] = {}
+    if has_episodes(params, "seen_test"):
+        seen["lerenet"] = evaluate_model(
+            model, params, out_dir=out_dir / "seen", part="seen_test", run=run, label="LERENet"
+        )
+        if start_model is not None:
+            seen["start"] = evaluate_model(
+                start_model,
+                params,
+                out_dir=out_dir / "seen_start",
+                part="seen_test",
+                run=run,
+                label="start",
+                prefix="start/",
+            )
+    return start, seen

@@ -74,6 +74,53 @@ def paired_delta(
     return delta, float(low), float(high)
 
 
+def class_deltas(
+    challenger: ShotEvidence, champion: ShotEvidence, *, bootstrap: int, seed: int = 0
+) -> dict[str, tuple[float, float, float]]:
+    """Per class: Δ IoU (challenger − champion) and its one-sided 95% lower / upper bounds,
+    from a paired bootstrap over that class's episodes (``paired_delta`` on one class)."""
+    if challenger.classes != champion.classes:
+        raise ValueError("challenger and champion were not scored on the same episodes")
+    out = {}
+    for name in sorted(set(challenger.classes)):
+        rows = [i for i, c in enumerate(challenger.classes) if c == name]
+        out[name] = paired_delta(
+            ShotEvidence(challenger.stats[rows], [name] * len(rows)),
+            ShotEvidence(champion.stats[rows], [name] * len(rows)),
+            bootstrap=bootstrap,
+            seed=seed,
+        )
+    return out
+
+
+def forgetting_check(
+    decision: GateDecision,
+    seen: dict[str, ShotEvidence],
+    seen_champion: dict[str, ShotEvidence],
+    cfg: GateConfig,
+) -> bool:
+    """The seen-class comparison with the champion: fail ``decision`` for any training class
+    whose held-out IoU the challenger is not shown within ``margin`` of (it forgot it).
+    Returns whether the challenger was shown better on at least one seen class."""
+    gained = False
+    for shot, ev in sorted(seen.items()):
+        if shot not in seen_champion:
+            continue
+        deltas = class_deltas(ev, seen_champion[shot], bootstrap=cfg.bootstrap)
+        decision.numbers.setdefault(shot, {})["seen_class_delta"] = {
+            c: {"delta": d, "low": lo, "high": hi} for c, (d, lo, hi) in deltas.items()
+        }
+        for name, (delta, low, _) in deltas.items():
+            gained = gained or low > 0
+            if low <= -cfg.margin:
+                decision.passed = False
+                decision.reasons.append(
+                    f"{shot}: seen class {name}: Δ IoU vs the champion {delta:+.3f} (95% lower "
+                    f"bound {low:+.3f}) on its held-out images: the challenger forgets it"
+                )
+    return gained
+
+
 def decide(
     challenger: dict[str, ShotEvidence],
     champion: dict[str, ShotEvidence] | None,
@@ -82,8 +129,15 @@ def decide(
     baseline: dict[str, ShotEvidence] | None = None,
     challenger_uri: str = "",
     champion_uri: str | None = None,
+    seen: dict[str, ShotEvidence] | None = None,
+    seen_champion: dict[str, ShotEvidence] | None = None,
 ) -> GateDecision:
-    """Apply floors and the paired comparisons for every shot count (keys like ``1shot``)."""
+    """Apply floors and the paired comparisons for every shot count (keys like ``1shot``).
+
+    ``seen``/``seen_champion``: both models on held-out images of the training classes
+    (``seen_test`` episodes). With a champion the challenger must not lose on novel classes
+    nor on any seen class (``forgetting_check``), and, with ``gate.require_gain``, be shown
+    better on at least one: novel classes at some shot count, or one seen class."""
     decision = GateDecision(True, challenger=challenger_uri, champion=champion_uri)
     if cfg.beat_baseline and baseline is None:
         decision.passed = False
@@ -91,6 +145,7 @@ def decide(
             "no prototype-baseline evidence on these episodes, so the challenger is not "
             "shown to beat it (gate.beat_baseline)"
         )
+    gained = False  # shown better than the champion somewhere
     for shot, ev in sorted(challenger.items()):
         s = score(ev.stats, sorted(set(ev.classes)), ev.classes, bootstrap=cfg.bootstrap)
         worst_cls, worst = min(((c, i.value) for c, i in s.per_class.items()), key=lambda t: t[1])
@@ -137,6 +192,7 @@ def decide(
                     "delta_high": high,
                 }
             )
+            gained = gained or low > 0
             bound = 0.0 if cfg.require_superiority else -cfg.margin
             if low <= bound:
                 decision.passed = False
@@ -150,6 +206,14 @@ def decide(
                     f"the challenger {want} the champion"
                 )
         decision.numbers[shot] = nums
+    if champion is not None and seen and seen_champion:
+        gained = forgetting_check(decision, seen, seen_champion, cfg) or gained
+    if champion is not None and cfg.require_gain and not gained:
+        decision.passed = False
+        decision.reasons.append(
+            "not shown better than the champion anywhere: neither on the novel classes nor on "
+            "any seen class's held-out images (95% lower bound of Δ above 0; gate.require_gain)"
+        )
     if decision.passed:
         decision.reasons.append(
             "all floors met"

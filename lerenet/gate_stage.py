@@ -20,15 +20,24 @@ from lerenet.tracking.lineage import split_sha256
 from lerenet.tracking.uris import run_of
 
 
-def _evidence(model, params: Params) -> dict:
-    """Per-shot episode stats of ``model`` on the fold's test episodes."""
+def _evidence(model, params: Params, part: str = "test") -> dict:
+    """Per-shot episode stats of ``model`` on the fold's ``part`` episodes (``test``: novel
+    classes; ``seen_test``: held-out images of the training classes — none when the split
+    held nothing out)."""
     from lerenet.evaluate import episode_dataset, predict_episodes
     from lerenet.gate import ShotEvidence
 
     device = next(model.parameters()).device
     out = {}
     for k in params.eval.shots:
-        dataset = episode_dataset(params, model, "test", k, params.train.fold)
+        try:
+            dataset = episode_dataset(params, model, part, k, params.train.fold)
+        except FileNotFoundError:
+            if part == "test":
+                raise
+            continue  # a split written before held-out parts existed
+        if not dataset.episodes:
+            continue
         preds = predict_episodes(model, dataset, device)
         out[f"{k}shot"] = ShotEvidence(preds.stats, preds.classes)
     return out
@@ -120,8 +129,15 @@ def gate_stage(
     if champion is not None:
         champ_model, _ = load_torch_model(champion)
     evidence = _saved_evidence(params, challenger)
+    challenger_model = None
     if evidence is None:
-        evidence = _evidence(load_torch_model(challenger)[0], params)
+        challenger_model = load_torch_model(challenger)[0]
+        evidence = _evidence(challenger_model, params)
+    seen = seen_champion = None
+    if champ_model is not None:  # the forgetting check: both on the seen classes' held-out images
+        challenger_model = challenger_model or load_torch_model(challenger)[0]
+        seen = _evidence(challenger_model, params, "seen_test")
+        seen_champion = _evidence(champ_model, params, "seen_test")
     baseline, baseline_source = (
         _baseline_evidence(params, challenger) if params.gate.beat_baseline else (None, "")
     )
@@ -132,6 +148,8 @@ def gate_stage(
         baseline=baseline,
         challenger_uri=challenger,
         champion_uri=champion,
+        seen=seen,
+        seen_champion=seen_champion,
     )
     if baseline is None and params.gate.beat_baseline:
         decision.reasons.append(baseline_source)

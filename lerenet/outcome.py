@@ -1,5 +1,6 @@
-"""A run's outcome for people: per-class IoU of the model next to the baseline's, and one
-sentence on which model won and which alias moved (CLI, Prefect artifacts, README run)."""
+"""A run's outcome for people: per-class IoU of the model next to the baseline's, what the
+retrain bought on its own classes (held-out IoU before and after training), and one sentence
+on which model won and which alias moved (CLI, Prefect artifacts, README run)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,33 @@ def class_table(evaluation: EvaluationReport) -> list[dict[str, Any]]:
                 m = source.get(k)
                 value = None if m is None else (m.miou if cls == "mean" else m.class_iou.get(cls))
                 row[f"{k} {label}"] = "-" if value is None else f"{value:.3f}"
+        rows.append(row)
+    return rows
+
+
+def seen_table(evaluation: EvaluationReport) -> list[dict[str, Any]]:
+    """One row per training class with held-out images (and a last "mean" row): its IoU
+    before training (the start, step 0 of the same run) and after, per shot count, and the
+    change. Empty when the split held nothing out or the start was not evaluated."""
+    trained, start = evaluation.seen.get("lerenet"), evaluation.seen.get("start")
+    if trained is None or start is None:
+        return []
+    classes = sorted({c for m in trained.shots.values() for c in m.class_iou})
+    rows = []
+    for cls in [*classes, "mean"]:
+        row: dict[str, Any] = {"class": cls}
+        for k, after_scores in trained.shots.items():
+            before_scores = start.shots.get(k)
+            if before_scores is None:
+                continue
+            before, after = (
+                m.miou if cls == "mean" else m.class_iou.get(cls)
+                for m in (before_scores, after_scores)
+            )
+            row[f"{k} before"] = "-" if before is None else f"{before:.3f}"
+            row[f"{k} after"] = "-" if after is None else f"{after:.3f}"
+            gain = None if before is None or after is None else after - before
+            row[f"{k} Δ"] = "-" if gain is None else f"{gain:+.3f}"
         rows.append(row)
     return rows
 

@@ -26,11 +26,12 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
             "lda_smooth": 3,
             "mask_resize": "area",
             "backbone_bn": "frozen",
+            "memory": True,
         },
         "train": {
             "backbone_lr_mult": 0.0,
             "feature_cache": True,
-            "synthetic_classes": 60,
+            "agnostic_head": False,
         },
     },
 }

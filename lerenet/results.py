@@ -39,6 +39,7 @@ class TrainSummary:
     weights_sha256: str = ""
     model_uri: str | None = None  # MLflow 3: models:/m-<id>; None when untracked
     baseline_path: str | None = None  # the prototype baseline saved beside it, if any
+    start_path: str | None = None  # the training-free start (step 0) saved beside it, if any
     best_sha256: str | None = None  # of best_path's file when logged: local_copy trusts it
     throughput: dict[str, float] | None = None  # lerenet.throughput.Throughput.to_dict()
 
@@ -143,6 +144,10 @@ class EvaluationReport:
     run_id: str | None
     lerenet: ModelScores
     baseline: ModelScores | None = None
+    # the training's own training-free start (step 0) on the same test episodes, and each
+    # model on the held-out images of the training classes ("seen_test"): what a retrain buys
+    start: ModelScores | None = None
+    seen: dict[str, ModelScores] = field(default_factory=dict)
 
     def models(self) -> dict[str, ModelScores]:
         """``{"lerenet": …, "baseline": …}`` (the baseline when it was evaluated)."""
@@ -159,6 +164,10 @@ class EvaluationReport:
             "run_id": self.run_id,
         }
         out.update({name: scores.to_dict() for name, scores in self.models().items()})
+        if self.start is not None:
+            out["start"] = self.start.to_dict()
+        if self.seen:
+            out["seen"] = {name: scores.to_dict() for name, scores in self.seen.items()}
         return out
 
     @classmethod
@@ -170,6 +179,8 @@ class EvaluationReport:
             data.get("run_id"),
             ModelScores.from_dict(data.get("lerenet") or {}),
             ModelScores.from_dict(base) if base else None,
+            ModelScores.from_dict(data["start"]) if data.get("start") else None,
+            {name: ModelScores.from_dict(v) for name, v in (data.get("seen") or {}).items()},
         )
 
     @classmethod

@@ -46,10 +46,13 @@ class StageMemo:
         return len(self._items)
 
     def _check_owner(self, model: nn.Module) -> None:
+        # stages are the backbone's: models sharing one frozen backbone object (a trained
+        # model and its training-free start) may share a memo
+        owner = id(getattr(model, "backbone", model))
         if self._owner is None:
-            self._owner = id(model)
-        elif self._owner != id(model):
-            raise ValueError("a StageMemo serves one model: make a new one for another model")
+            self._owner = owner
+        elif self._owner != owner:
+            raise ValueError("a StageMemo serves one backbone: make a new one for another model")
 
     def _store(self, key: tuple[str, tuple[int, ...]], stages: Stages) -> None:
         size = stage_bytes(stages)

@@ -46,7 +46,7 @@ def train_stage(
     """
     from lerenet.tracking.pyfunc import log_model
     from lerenet.tracking.runs import start_run
-    from lerenet.train import save_baseline, train
+    from lerenet.train import START, save_baseline, train
 
     out_dir = Path(params.train.out_dir)
     summary_path = out_dir / TRAIN_SUMMARY
@@ -111,6 +111,8 @@ def train_stage(
             raise KeyboardInterrupt
         if params.train.baseline and params.model.arch != "prototype":
             fields["baseline_path"] = str(save_baseline(params, out_dir / "baseline"))
+        if (out_dir / START).exists():
+            fields["start_path"] = str(out_dir / START)
         if run.enabled:
             from lerenet.checkpoint import state_sha256
             from lerenet.storage import file_sha256
@@ -201,7 +203,7 @@ def evaluate_stage(
     log into and the baseline it saved; for another model there is neither, and the run is
     asked of the tracking server. Writes ``metrics.json`` (``EvaluationReport.to_dict``).
     """
-    from lerenet.evaluate import evaluate_model
+    from lerenet.evaluate import evaluate_model, retrain_scores
     from lerenet.tracking.pyfunc import load_torch_model
     from lerenet.tracking.runs import configure, start_run
     from lerenet.tracking.uris import run_of
@@ -240,8 +242,16 @@ def evaluate_stage(
                 run.metrics(
                     {f"baseline/test/{k}/miou": v.miou for k, v in base_scores.shots.items()}
                 )
+        start_path = train.start_path if train is not None and trained_here else None
+        start, seen = retrain_scores(params, model, start_path, out_dir, run)
         report = EvaluationReport(
-            model_uri, split_sha256(Path(params.split.out_dir)), run.run_id, scores, base_scores
+            model_uri,
+            split_sha256(Path(params.split.out_dir)),
+            run.run_id,
+            scores,
+            base_scores,
+            start,
+            seen,
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(report.to_dict(), indent=2, sort_keys=True)

@@ -25,8 +25,6 @@ from pathlib import Path
 
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from lerenet.checkpoint import (
     atomic_save,
@@ -41,6 +39,7 @@ from lerenet.data.splits import read_folds
 from lerenet.evaluate import backbone_norm
 from lerenet.inference import autocast_dtype
 from lerenet.losses import SegmentationLoss, StartAnchor
+from lerenet.optim import freeze_agnostic_classifier, param_groups, poly_factor, weight_average
 from lerenet.plots import training_curve
 from lerenet.stage_memo import StageMemo
 from lerenet.throughput import LoopClock, Throughput
@@ -52,9 +51,9 @@ from lerenet.train_batches import (
     step_logits,
     training_batches,
 )
-from lerenet.validation import validate_round
+from lerenet.validation import calibrate_memory, selection_score, validate_round
 
-LAST, BEST = "last.pt", "best.pt"
+LAST, BEST, START = "last.pt", "best.pt", "start.pt"
 
 log = logging.getLogger(__name__)
 
@@ -67,48 +66,12 @@ def select_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-def param_groups(model: nn.Module, lr: float, head_mult: float, backbone_mult: float) -> list:
-    """Pretrained backbone at backbone_mult×lr; head (and new backbone adapters) at head_mult×.
-
-    ``backbone_mult`` 0 freezes the pretrained weights outright (no gradient is computed for
-    them), which is what makes a step cheap and the feature cache possible.
-    """
-    backbone, head = [], []
-    for name, param in model.named_parameters():
-        pretrained = name.startswith("backbone.") and not name.startswith("backbone.projection")
-        if pretrained and backbone_mult == 0:
-            param.requires_grad_(False)
-        if not param.requires_grad:
-            continue
-        (backbone if pretrained else head).append(param)
-    groups = [{"params": head, "lr": lr * head_mult, "name": "head"}]
-    if backbone:
-        groups.append({"params": backbone, "lr": lr * backbone_mult, "name": "backbone"})
-    return groups
-
-
-def weight_average(model: nn.Module, decay: float | None) -> AveragedModel | None:
-    """An exponential moving average of ``model``'s weights and buffers, or None (off).
-
-    Validation on few episodes of one class swings by ±0.2 mIoU between rounds at batch 2: the
-    raw weights follow the last few episodes' classes. The average is what is validated and
-    kept, so the chosen model is a smoothed point of the trajectory, not a lucky one.
-    """
-    if decay is None:
-        return None
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
-
-
 def eta_text(elapsed: float, done: int, left: int) -> str:
     """``, 2 min 10 s left`` from the pace so far (empty before the first step)."""
     if done <= 0:
         return ""
     seconds = round(elapsed / done * left)
     return f", {seconds // 60} min {seconds % 60:02d} s left" if left else ", done"
-
-
-def poly_factor(power: float, steps: int):
-    return lambda step: max(0.0, 1.0 - step / steps) ** power
 
 
 @dataclass
@@ -182,6 +145,13 @@ def train(
 
     tcfg = params.train
     check_feature_cache(params)
+    folds = read_folds(Path(params.split.out_dir))
+    if tcfg.fold >= len(folds):
+        raise ValueError(f"train.fold {tcfg.fold} does not exist ({len(folds)} folds)")
+    fold = folds[tcfg.fold]
+    if params.model.memory:  # the memory holds the fold's training classes; saved with it
+        model_cfg = params.model.model_copy(update={"memory_classes": sorted(fold.train)})
+        params = params.model_copy(update={"model": model_cfg})
     out_dir = Path(out_dir or tcfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = select_device(tcfg.device)
@@ -190,6 +160,8 @@ def train(
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    if not tcfg.agnostic_head and hasattr(model, "ifm"):
+        freeze_agnostic_classifier(model)
     optimizer = torch.optim.SGD(
         param_groups(model, tcfg.lr, tcfg.head_lr_mult, tcfg.backbone_lr_mult),
         momentum=tcfg.momentum,
@@ -204,10 +176,6 @@ def train(
     ema = weight_average(model, tcfg.ema_decay)
     kept = ema.module if ema is not None else model  # what is validated and saved as best
 
-    folds = read_folds(Path(params.split.out_dir))
-    if tcfg.fold >= len(folds):
-        raise ValueError(f"train.fold {tcfg.fold} does not exist ({len(folds)} folds)")
-    fold = folds[tcfg.fold]
     sampler = episode_sampler(params, fold.train, out_dir)
     start, best, best_step, history, flat_rounds = 0, None, 0, [], 0
     last_path, best_path = out_dir / LAST, out_dir / BEST
@@ -268,10 +236,23 @@ def train(
     val_memo = StageMemo() if frozen_backbone(params) else None
 
     def val_round(step: int, loss: float | None) -> None:
-        """Validate; keep the model as best.pt when validation mIoU improved."""
+        """Validate; keep the model as best.pt when the selection score improved."""
         nonlocal best, best_step, flat_rounds
+        calibrate_memory(kept, params, device, tcfg.fold, val_memo)
         val = validate_round(kept, params, device, tcfg.fold, run, step, out_dir, val_memo)
-        history.append({"step": step, "loss": loss, "val_miou": val})
+        seen = None
+        if getattr(kept, "memory", None) is not None:
+            seen = validate_round(
+                kept, params, device, tcfg.fold, run, step, out_dir, val_memo, "seen_val"
+            )
+        entry = {"step": step, "loss": loss, "val_miou": val, "seen_val_miou": seen}
+        if getattr(kept, "memory", None) is not None:
+            entry["route_thresholds"] = [round(float(t), 4) for t in kept.memory.threshold]
+        history.append(entry)
+        val = selection_score(history, tcfg.novel_tolerance)
+        if step == 0:  # the training-free start, scored beside the trained model
+            meta = {"step": 0, "val_miou": val, "image_size": params.data.image_size}
+            save_model_file(kept, params.model, out_dir / START, meta)
         if (val is not None and (best is None or val > best)) or (
             val is None and step == tcfg.steps
         ):

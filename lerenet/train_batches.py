@@ -21,9 +21,12 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from lerenet.config import Params
 from lerenet.data.episodes import EpisodeDataset
+from lerenet.data.holdout import read_held_out
 from lerenet.data.manifest import read_manifest
-from lerenet.data.splits import TrainEpisodeSampler
+from lerenet.data.splits import Episode, TrainEpisodeSampler
 from lerenet.features import build_cache, cached_batch, drawn_copies
+from lerenet.model.lerenet import encode_episode
+from lerenet.model.memory import NO_ROUTE
 
 
 class StepBatches(Dataset):
@@ -38,8 +41,10 @@ class StepBatches(Dataset):
         std,
         start: int,
         end: int,
+        memory_classes: tuple[str, ...] | None = None,
     ) -> None:
         self.sampler, self.params, self.classes = sampler, params, classes
+        self.memory_classes = memory_classes
         self.mean, self.std, self.start, self.end = mean, std, start, end
 
     def __len__(self) -> int:
@@ -59,18 +64,50 @@ class StepBatches(Dataset):
             train=tcfg.augment,
             seed=step_seed(tcfg.seed, step),
         )
-        return default_collate([ds[i] for i in range(len(ds))])
+        return default_collate([ds[i] for i in range(len(ds))]) | routed(
+            self.memory_classes, episodes
+        )
+
+
+def memory_classes(model: nn.Module) -> tuple[str, ...] | None:
+    """The classes of ``model``'s class memory, None without one."""
+    memory = getattr(model, "memory", None)
+    return None if memory is None else memory.classes
+
+
+def routed(classes: tuple[str, ...] | None, episodes: list[Episode]) -> dict:
+    """``{"route": …}``: each episode's class in a class memory of ``classes`` (``NO_ROUTE``
+    for others, such as synthetic classes); nothing without a memory."""
+    if classes is None:
+        return {}
+    index = {name: i for i, name in enumerate(classes)}
+    return {"route": torch.tensor([index.get(ep.cls, NO_ROUTE) for ep in episodes])}
 
 
 def step_logits(model: nn.Module, batch: dict, device: torch.device) -> torch.Tensor:
-    """The model's logits for one training batch: images, or cached backbone stages."""
+    """The model's logits for one training batch: images, or cached backbone stages. With a
+    class memory the batch's ``route`` (``routed``) says whose classifier learns."""
+    route = batch.get("route")
     if "query_stages" in batch:
         return model.forward_stages(
             batch["query_stages"],
             batch["support_stages"],
             batch["support_masks"],
             tuple(batch["query_mask"].shape[-2:]),
+            route=None if route is None else route.to(device),
         )
+    if route is not None:
+        query, supports = encode_episode(
+            model.backbone,
+            batch["query_img"].to(device),
+            batch["support_imgs"].to(device),
+            model.per_group,
+            model.lda_scales,
+            model.scaled_stages,
+        )
+        size = tuple(batch["query_img"].shape[-2:])
+        masks = batch["support_masks"].to(device)
+        return model.forward_stages(query, supports, masks, size, route=route.to(device))
     return model(
         batch["query_img"].to(device),
         batch["support_imgs"].to(device),
@@ -102,7 +139,10 @@ def synthetic_tasks(params: Params, train_classes: list[str], out_dir: Path) -> 
     from lerenet.data.synth_tasks import write_tasks
 
     root = Path(params.data.root)
-    backgrounds = [p.image for p in read_manifest(root) if p.cls in train_classes]
+    held_out = read_held_out(Path(params.split.out_dir))
+    backgrounds = [
+        p.image for p in read_manifest(root) if p.cls in train_classes and p.image not in held_out
+    ]
     return write_tasks(
         root,
         backgrounds,
@@ -120,7 +160,8 @@ def step_seed(seed: int, step: int) -> int:
 
 
 def episode_sampler(params: Params, train_classes: list[str], out_dir: Path) -> TrainEpisodeSampler:
-    """The seeded episode stream of the fold's training (and synthetic) classes."""
+    """The seeded episode stream of the fold's training (and synthetic) classes, without the
+    images the split held out (``data/holdout.py``)."""
     tcfg = params.train
     return TrainEpisodeSampler(
         read_manifest(Path(params.data.root)),
@@ -129,6 +170,7 @@ def episode_sampler(params: Params, train_classes: list[str], out_dir: Path) -> 
         tcfg.seed,
         extra=synthetic_tasks(params, train_classes, out_dir),
         extra_share=tcfg.synthetic_share,
+        exclude=read_held_out(Path(params.split.out_dir)),
     )
 
 
@@ -167,9 +209,12 @@ def training_batches(
             scaled_stages=model.scaled_stages,
             drawn=drawn_copies(steps, tcfg.cache_copies),
         )
-        return (cached_batch(cache, episodes, seed, device) for episodes, seed in steps)
+        return (
+            cached_batch(cache, episodes, seed, device) | routed(memory_classes(model), episodes)
+            for episodes, seed in steps
+        )
     return DataLoader(
-        StepBatches(sampler, params, sampler.classes, mean, std, start, end),
+        StepBatches(sampler, params, sampler.classes, mean, std, start, end, memory_classes(model)),
         batch_size=None,
         shuffle=False,
         num_workers=tcfg.num_workers,

@@ -126,15 +126,23 @@ def _print_outcome(result: dict) -> None:
     """Per-class IoU of the model next to the baseline's, then the verdict in words."""
     from rich.table import Table
 
-    from lerenet.outcome import class_table, verdict
+    from lerenet.outcome import class_table, seen_table, verdict
 
-    rows = class_table(result["evaluate"])
-    table = Table(title="test classes (IoU)")
-    for column in rows[0] if rows else []:
-        table.add_column(column, justify="left" if column == "class" else "right")
-    for row in rows:
-        table.add_row(*row.values())
-    console.print(table)
+    titles = {
+        "test classes (IoU)": class_table(result["evaluate"]),
+        "training classes, held-out images (IoU before → after training)": seen_table(
+            result["evaluate"]
+        ),
+    }
+    for title, rows in titles.items():
+        if not rows:
+            continue
+        table = Table(title=title)
+        for column in rows[0]:
+            table.add_column(column, justify="left" if column == "class" else "right")
+        for row in rows:
+            table.add_row(*row.values())
+        console.print(table)
     console.print(verdict(result["evaluate"], result["gate"], result["promote"]))
 
 

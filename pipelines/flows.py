@@ -20,7 +20,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from lerenet.onboard import OnboardReport, advice, report_table
-from lerenet.outcome import class_table, verdict
+from lerenet.outcome import class_table, seen_table, verdict
 from lerenet.results import EvaluationReport, TrainSummary
 from pipelines.tasks import (
     evaluate_task,
@@ -213,6 +213,13 @@ def retrain(
     create_table_artifact(
         class_table(result["evaluate"]), key="class-iou", description="model vs baseline"
     )
+    bought = seen_table(result["evaluate"])
+    if bought:
+        create_table_artifact(
+            bought,
+            key="seen-class-iou",
+            description="training classes' held-out images: IoU before (start) and after training",
+        )
     create_markdown_artifact(verdict(result["evaluate"], result["gate"], promo), key="promotion")
     logger.info("%s v%s → @%s", promo.name, promo.version, promo.alias)
     return result

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lerenet.config import SplitConfig
+from lerenet.data.holdout import HOLDOUT_FILE, ClassParts, parts_text, split_images
 from lerenet.data.lock import writer_lock
 from lerenet.data.manifest import Pair, classes_of, read_manifest
 
@@ -125,6 +126,33 @@ def make_episodes(
     return episodes
 
 
+def make_seen_episodes(
+    parts: dict[str, ClassParts],
+    classes: list[str],
+    *,
+    part: str,
+    shots: int,
+    per_class: int,
+    seed: int,
+    tag: str,
+) -> list[Episode]:
+    """``per_class`` episodes per training class with a held-out ``part`` (val|test): the query
+    from that part, ``shots`` supports from the class's training part (``data/holdout.py``).
+    Classes without held-out images, or with fewer training images than ``shots``, get none."""
+    episodes = []
+    for cls in sorted(classes):
+        entry = parts.get(cls)
+        queries = list(getattr(entry, part, ())) if entry else []
+        if not queries or len(entry.train) < shots:
+            continue
+        rng = _rng("seen", seed, tag, cls, shots)
+        for _ in range(per_class):
+            episodes.append(
+                Episode(cls, rng.choice(queries), tuple(rng.sample(list(entry.train), shots)))
+            )
+    return episodes
+
+
 def episodes_text(episodes: list[Episode]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -154,8 +182,14 @@ def write_split(
     shots: list[int],
     per_class: int,
     seed: int,
+    holdout: tuple[float, float] = (0.0, 0.0),
+    holdout_seed: int | None = None,
 ) -> dict:
-    """Write folds.json, every episode file and lineage.json; returns the lineage record."""
+    """Write folds.json, holdout.json, every episode file and lineage.json; returns the
+    lineage record. ``holdout``: the (test, val) shares of each class's images held out from
+    training (``data/holdout.py``); their seen-class episodes go to ``seen_test``/``seen_val``
+    files of every fold's training classes. ``holdout_seed`` (default ``seed``) seeds the parts
+    alone, so that several episode seeds can share one set of held-out images."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     hashes: dict[str, str] = {}
@@ -167,7 +201,31 @@ def write_split(
         hashes[rel] = hashlib.sha256(text.encode()).hexdigest()
 
     put("folds.json", json.dumps([asdict(f) for f in folds], indent=2, sort_keys=True) + "\n")
+    parts = split_images(
+        pairs,
+        seed=seed if holdout_seed is None else holdout_seed,
+        test_share=holdout[0],
+        val_share=holdout[1],
+        min_train=max(shots),
+        rng_of=_rng,
+    )
+    put(HOLDOUT_FILE, parts_text(parts))
     for i, fold in enumerate(folds):
+        for part in ("val", "test"):
+            for k in shots:
+                eps = make_seen_episodes(
+                    parts,
+                    fold.train,
+                    part=part,
+                    shots=k,
+                    per_class=per_class,
+                    seed=seed,
+                    tag=f"seen_{part}{i}",
+                )
+                put(
+                    episode_file(out_dir, i, f"seen_{part}", k).relative_to(out_dir).as_posix(),
+                    episodes_text(eps),
+                )
         for part, classes in (("val", fold.val), ("test", fold.test)):
             for k in shots:
                 eps = (
@@ -190,6 +248,7 @@ def write_split(
         "seed": seed,
         "shots": shots,
         "episodes_per_class": per_class,
+        "holdout": {"test_share": holdout[0], "val_share": holdout[1]},
     }
     (out_dir / "lineage.json").write_text(json.dumps(lineage, indent=2) + "\n")
     return lineage
@@ -205,7 +264,8 @@ class TrainEpisodeSampler:
     Each step's episodes come from ``random.Random`` seeded by (seed, step), so resuming at step
     N draws exactly what an uninterrupted run draws at step N. ``shots`` may list several K:
     each step draws one for its whole batch. ``extra`` classes (synthetic tasks: class → image
-    paths) supply a share ``extra_share`` of the episodes.
+    paths) supply a share ``extra_share`` of the episodes. ``exclude``: images held out from
+    training (``data/holdout.py``), never drawn.
     """
 
     def __init__(
@@ -216,11 +276,12 @@ class TrainEpisodeSampler:
         seed: int,
         extra: dict[str, list[str]] | None = None,
         extra_share: float = 0.0,
+        exclude: set[str] | None = None,
     ) -> None:
         choices = sorted(set(shots)) if isinstance(shots, list) else [shots]
         self.by_class: dict[str, list[str]] = {}
         for p in sorted(pairs, key=lambda p: p.image):
-            if p.cls in classes:
+            if p.cls in classes and p.image not in (exclude or ()):
                 self.by_class.setdefault(p.cls, []).append(p.image)
         self.extra = {c: sorted(images) for c, images in (extra or {}).items()}
         short = [
@@ -286,6 +347,7 @@ def split_dataset(root: Path, cfg: SplitConfig, out_dir: Path | None = None) -> 
             shots=cfg.shots,
             per_class=cfg.episodes_per_class,
             seed=cfg.seed,
+            holdout=(cfg.holdout_share, cfg.seen_val_share),
         )
         lineage["novel_classes"] = sorted(novel)
         return lineage

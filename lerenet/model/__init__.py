@@ -48,6 +48,7 @@ def build_model(
         lda_smooth=cfg.lda_smooth,
         mask_resize=cfg.mask_resize,
         backbone_bn=cfg.backbone_bn,
+        memory_classes=tuple(cfg.memory_classes) if cfg.memory else (),
     )
     return model, info
 

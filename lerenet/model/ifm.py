@@ -87,9 +87,19 @@ class IFM(nn.Module):
         size: tuple[int, int],
         base: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        x = self.trunk(mpr_out, mpe_out, prior)
+        return self.finish(self.classifier(x), size, base)
+
+    def trunk(self, mpr_out: torch.Tensor, mpe_out: torch.Tensor, prior: torch.Tensor):
+        """The fused, refined B×C×h×w features the classifier reads (and a class memory)."""
         x = self.fuse(torch.cat([mpr_out, mpe_out, prior], dim=1))
-        x = x + self.residual(x)
-        logits = self.classifier(x)
+        return x + self.residual(x)
+
+    @staticmethod
+    def finish(
+        logits: torch.Tensor, size: tuple[int, int], base: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Head-grid logits (+ the residual's ``base``) upsampled to the input size."""
         if base is not None:
             logits = logits + base
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=True)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lerenet.model.ifm import IFM, PriorMode, similarity_prior
+from lerenet.model.memory import ClassMemory, routing_descriptor
 from lerenet.model.mpe import MPE, PrototypeMode, support_prototype
 from lerenet.model.mpr import MPR
 from lerenet.model.priors import (
@@ -158,6 +159,9 @@ class LERENet(nn.Module):
         backbone_bn: BatchNorm of the pretrained backbone in training — ``per_group`` (the
             authors': query and each shot in separate calls), ``joint`` (one call for all)
             or ``frozen`` (running statistics).
+        memory_classes: the training classes of a class memory (``memory.py``): learned
+            per-class classifiers over the IFM trunk, applied to episodes routed to them;
+            empty: none (the authors').
     """
 
     def __init__(
@@ -178,6 +182,7 @@ class LERENet(nn.Module):
         lda_smooth: int = 1,
         mask_resize: Literal["bilinear", "area"] = "bilinear",
         backbone_bn: BackboneBN = "per_group",
+        memory_classes: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
         channels = int(backbone.out_channels)
@@ -202,6 +207,10 @@ class LERENet(nn.Module):
         self.scaled_stages = self.prior_stages if residual == "lda" else ()
         self.area = mask_resize == "area"
         self.per_group = backbone_bn == "per_group"
+        self.memory: ClassMemory | None = None
+        if memory_classes:
+            dim = 2 * sum(backbone.stage_channels[name] for name in self.prior_stages)
+            self.memory = ClassMemory(channels, tuple(memory_classes), dim)
 
     def forward(
         self,
@@ -230,8 +239,14 @@ class LERENet(nn.Module):
         support_stages: Stages,
         support_masks: torch.Tensor,
         size: tuple[int, int],
+        route: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Everything after the pretrained stages; ``size`` is the input's (H, W)."""
+        """Everything after the pretrained stages; ``size`` is the input's (H, W).
+
+        ``route``: with a class memory, each episode's memory class (``memory.NO_ROUTE``: none)
+        as training knows it (and adds the supports to that class's prototype); None routes by
+        the support's descriptor, as at inference.
+        """
         query, supports = head_inputs(self.backbone, query_stages, support_stages)
         support, mask = masked_support_mean(supports, support_masks, self.area)
         prototype = support_prototype(support, mask, self.prototype_mode)
@@ -251,4 +266,17 @@ class LERENet(nn.Module):
                 *stages, scales=self.lda_scales, shrinkage=self.lda_shrinkage
             )
             base = box_smooth(base, self.lda_smooth)
-        return self.ifm(mpr_out, mpe_out, prior, size=size, base=base)
+        if self.memory is None:
+            return self.ifm(mpr_out, mpe_out, prior, size=size, base=base)
+        x = self.ifm.trunk(mpr_out, mpe_out, prior)
+        logits = self.ifm.classifier(x)
+        descriptor = routing_descriptor(support_stages, support_masks, self.prior_stages)
+        if route is None:
+            route = self.memory.route(descriptor)
+        elif self.training:
+            self.memory.observe(descriptor, route)
+        return self.ifm.finish(logits + self.memory(x, route), size, base)
+
+    def descriptor(self, support_stages: Stages, support_masks: torch.Tensor) -> torch.Tensor:
+        """The supports' routing descriptor (``memory.routing_descriptor``): B×D."""
+        return routing_descriptor(support_stages, support_masks, self.prior_stages)

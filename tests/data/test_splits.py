@@ -152,3 +152,45 @@ def test_capped_validation_keeps_every_class() -> None:
     one = [e for e in episodes if e.cls == "a"]
     assert balanced_head(one, 3) == one[:3]  # one class: the plain head, as before
     assert len(balanced_head(episodes, 100)) == 15
+
+
+def test_held_out_images_are_never_trained_on_and_are_the_seen_queries(
+    synthetic_dataset: Path, tmp_path: Path
+) -> None:
+    """Every class is split at image level (seeded): seen-class episodes of a fold's training
+    classes take queries from the held-out part and supports from the training part, and the
+    training sampler never draws a held-out image."""
+    import json
+
+    from lerenet.data.holdout import read_held_out
+
+    # 7 pairs a class: 2 held out for test, 1 for validation, 4 to train (≥ 2 supports)
+    cfg = CFG.model_copy(update={"holdout_share": 0.25, "seen_val_share": 0.1, "shots": [1, 2]})
+    lineage = split_dataset(synthetic_dataset, cfg, tmp_path)
+    assert "holdout.json" in lineage["files"]
+    parts = json.loads((tmp_path / "holdout.json").read_text())
+    held = read_held_out(tmp_path)
+    assert held and held == {i for p in parts.values() for i in p["val"] + p["test"]}
+    pairs = read_manifest(synthetic_dataset)
+    for fold_index, fold in enumerate(read_folds(tmp_path)):
+        for part in ("seen_val", "seen_test"):
+            for shots in (1, 2):
+                eps = read_episodes(tmp_path / f"fold{fold_index}" / f"{part}_{shots}shot.csv")
+                assert {ep.cls for ep in eps} == set(fold.train)
+                for ep in eps:
+                    assert ep.query in parts[ep.cls][part.removeprefix("seen_")]
+                    assert not set(ep.supports) & held and len(ep.supports) == shots
+        sampler = TrainEpisodeSampler(pairs, fold.train, shots=1, seed=0, exclude=held)
+        drawn = {
+            i
+            for step in range(50)
+            for ep in sampler.batch(step, 4)
+            for i in (ep.query, *ep.supports)
+        }
+        assert drawn and not drawn & held
+        assert not set(sampler.images()) & held
+    # the parts are part of the split's identity; a share of 0 holds nothing out
+    none = split_dataset(
+        synthetic_dataset, CFG.model_copy(update={"holdout_share": 0.0}), tmp_path / "n"
+    )
+    assert none["split_sha256"] != lineage["split_sha256"] and not read_held_out(tmp_path / "n")

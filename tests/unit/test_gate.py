@@ -66,3 +66,71 @@ def test_margin_and_missing_evidence() -> None:
     assert not missing.passed and "no prototype-baseline evidence" in missing.reasons[0]
     off = decide(better, None, GateConfig(bootstrap=200, beat_baseline=False), baseline=None)
     assert off.passed
+
+
+def seen_evidence(ious: dict[str, float], seed: int) -> dict[str, ShotEvidence]:
+    """Held-out seen-class episodes (30 a class) whose IoU is about ``ious[class]``."""
+    rng = np.random.default_rng(seed)
+    classes = [c for c in sorted(ious) for _ in range(30)]
+    inter = np.clip([rng.normal(ious[c], 0.03) for c in classes], 0, 1) * 100
+    n = len(classes)
+    stats = np.stack([inter, np.full(n, 100), np.full(n, 900), np.full(n, 1000)], 1)
+    return {"1shot": ShotEvidence(stats.round().astype(np.int64), classes)}
+
+
+def test_a_challenger_that_forgets_a_seen_class_stays_at_staging() -> None:
+    """Better on novel classes and on one seen class, but a seen class's held-out IoU drops:
+    the forgetting check names that class and the challenger fails."""
+    cfg = GateConfig(bootstrap=200, beat_baseline=False)
+    decision = decide(
+        evidence(0.45, 1),
+        evidence(0.40, 2),
+        cfg,
+        seen=seen_evidence({"Kept": 0.70, "Forgotten": 0.30}, 3),
+        seen_champion=seen_evidence({"Kept": 0.50, "Forgotten": 0.60}, 4),
+    )
+    assert not decision.passed
+    assert any("seen class Forgotten" in r and "forgets" in r for r in decision.reasons)
+    assert not any("seen class Kept" in r for r in decision.reasons)
+    deltas = decision.numbers["1shot"]["seen_class_delta"]
+    assert deltas["Forgotten"]["delta"] < -0.2 and deltas["Kept"]["low"] > 0
+
+
+def test_a_challenger_better_on_a_seen_class_and_equal_elsewhere_passes() -> None:
+    cfg = GateConfig(bootstrap=200, beat_baseline=False)
+    same_novel = evidence(0.40, 1)
+    decision = decide(
+        same_novel,
+        same_novel,
+        cfg,
+        seen=seen_evidence({"A": 0.70, "B": 0.50}, 3),
+        seen_champion=seen_evidence({"A": 0.50, "B": 0.50}, 3),
+    )
+    assert decision.passed, decision.reasons
+
+
+def test_a_challenger_losing_on_novel_classes_fails_despite_seen_gains() -> None:
+    cfg = GateConfig(bootstrap=200, beat_baseline=False)
+    decision = decide(
+        evidence(0.30, 1),
+        evidence(0.45, 2),
+        cfg,
+        seen=seen_evidence({"A": 0.80}, 3),
+        seen_champion=seen_evidence({"A": 0.50}, 4),
+    )
+    assert not decision.passed
+    assert any("champion" in r and "1shot: Δ mIoU" in r for r in decision.reasons)
+
+
+def test_a_challenger_equal_everywhere_is_not_promoted() -> None:
+    """Not worse is not enough to replace production (gate.require_gain): identical evidence
+    shows no gain anywhere."""
+    same = evidence(0.40, 1)
+    seen = seen_evidence({"A": 0.6}, 3)
+    decision = decide(
+        same, same, GateConfig(bootstrap=200, beat_baseline=False), seen=seen, seen_champion=seen
+    )
+    assert not decision.passed
+    assert any("not shown better than the champion anywhere" in r for r in decision.reasons)
+    relaxed = GateConfig(bootstrap=200, beat_baseline=False, require_gain=False)
+    assert decide(same, same, relaxed, seen=seen, seen_champion=seen).passed

@@ -270,3 +270,68 @@ def test_inference_copy_with_fused_stages_gives_the_same_logits(cfg: ModelConfig
     torch.testing.assert_close(
         predict_logits(fast, *episode), predict_logits(model, *episode), rtol=1e-4, atol=1e-4
     )
+
+
+def memory_model() -> LERENet:
+    cfg = ModelConfig(
+        backbone="efficientnet_lite0",
+        weights="random",
+        feature_channels=16,
+        prior="matching",
+        residual="lda",
+        mask_resize="area",
+        backbone_bn="frozen",
+        memory=True,
+        memory_classes=["Crack", "Pit"],
+    )
+    torch.manual_seed(0)
+    return build_model(cfg)[0].eval()
+
+
+def test_class_memory_starts_at_the_start_and_its_training_shows_in_the_output() -> None:
+    """A memory model at step 0 equals the same model without memory; once its per-class
+    classifier has weights, an episode routed to that class changes and one routed nowhere
+    does not (new classes keep the class-agnostic output)."""
+    from lerenet.model.lerenet import encode_episode
+
+    model = memory_model()
+    plain = LERENet(
+        model.backbone, prior="matching", residual="lda", mask_resize="area", backbone_bn="frozen"
+    )
+    plain.load_state_dict(
+        {k: v for k, v in model.state_dict().items() if not k.startswith("memory.")}
+    )
+    plain.eval()
+    query, supports, masks = dummy_episode(2, 1, SIZE)
+    with torch.no_grad():
+        q, s = encode_episode(model.backbone, query, supports, False)
+        size = (SIZE, SIZE)
+        start = plain.forward_stages(q, s, masks, size)
+        routed = torch.tensor([0, -1])
+        assert torch.equal(model.forward_stages(q, s, masks, size, route=routed), start)
+        torch.nn.init.normal_(model.memory.weight)
+        after = model.forward_stages(q, s, masks, size, route=routed)
+    assert not torch.allclose(after[0], start[0])  # routed to "Crack": its classifier acts
+    assert torch.equal(after[1], start[1])  # routed nowhere: exactly the start
+    # the IFM trunk is shared: changing it changes a routed episode's output too
+    with torch.no_grad():
+        torch.nn.init.normal_(model.ifm.fuse[0].weight)
+        trunk_changed = model.forward_stages(q, s, masks, size, route=routed)
+    assert not torch.allclose(trunk_changed[0], after[0])
+
+
+def test_class_memory_routes_to_the_nearest_class_above_its_threshold() -> None:
+    from lerenet.model.memory import NO_ROUTE, ClassMemory
+
+    memory = ClassMemory(4, ("A", "B"), 3)
+    memory.observe(torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]), torch.tensor([0, 1]))
+    probe = torch.nn.functional.normalize(torch.tensor([[1.0, 0.2, 0], [0, 0, 1.0]]), dim=1)
+    # uncalibrated: nothing routes
+    assert memory.route(probe).tolist() == [NO_ROUTE, NO_ROUTE]
+    # calibrated: the unseen class's best cosine to A (0.5) sets A's threshold above it
+    unseen = torch.tensor([[0.5, 0.1]])
+    memory.calibrate({0: torch.tensor([0.9, 0.95]), 1: torch.tensor([0.9])}, unseen)
+    assert memory.threshold[0] > 0.5 and memory.threshold[1] >= 0.9 - 1e-6
+    assert memory.route(probe).tolist() == [0, NO_ROUTE]
+    far = torch.tensor([[0.6, 0.8, 0.0]])  # nearest is B (0.8) but below B's threshold
+    assert memory.route(far).tolist() == [NO_ROUTE]

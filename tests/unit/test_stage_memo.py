@@ -80,12 +80,30 @@ def test_memo_stays_within_its_budget_and_still_returns_every_image() -> None:
     assert model.seen == 7
 
 
-def test_a_memo_refuses_a_second_model() -> None:
+def test_a_memo_refuses_a_second_backbone_and_serves_models_that_share_one() -> None:
+    """Stages are a backbone's: a model with another backbone is refused, a model sharing the
+    same frozen backbone object (a trained model and its start) is served from the memo."""
     paths, images = _images(2)
     memo = StageMemo()
     memo.stages(Counting(), paths, images)
-    with pytest.raises(ValueError, match="one model"):
+    with pytest.raises(ValueError, match="one backbone"):
         memo.stages(Counting(), paths, images)
+
+    class Head(nn.Module):
+        def __init__(self, backbone: nn.Module) -> None:
+            super().__init__()
+            self.backbone = backbone
+
+        def image_stages(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+            return self.backbone.image_stages(images)
+
+    shared = Counting()
+    memo = StageMemo()
+    memo.stages(Head(shared), paths, images)
+    memo.stages(Head(shared), paths, images)  # another model, the same backbone
+    assert shared.seen == 2 and memo.hits == 2
+    with pytest.raises(ValueError, match="one backbone"):
+        memo.stages(Head(Counting()), paths, images)
 
 
 @pytest.mark.slow
