@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
 import sys
 import tempfile
@@ -286,7 +287,7 @@ def score_fold(params, work: Path, fold: int, seeds, res, args) -> dict:
         memo = memos.setdefault(id(net.backbone), StageMemo(MEMO_BYTES))
         out[name] = score_model(net, params, work, fold, seeds, "test", memo)
         out[name]["seen"] = score_model(net, params, work, fold, seeds, "seen_test", memo)
-    if getattr(model, "memory", None) is not None:
+    if getattr(model, "memory_routing", None) == "support":
         out["lerenet"]["routing"] = routing_shares(model, params, work, fold, seeds[0], memos)
     return out
 
@@ -332,6 +333,8 @@ def main() -> None:
 
     if args.device == "cpu":
         torch.set_num_threads(2)
+    # progress of hours of work: the cache, every validation round, each fold's scores
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="lerenet-quality-"))
     # a snapshot: editing params.yaml while the benchmark runs must not change later folds

@@ -137,11 +137,12 @@ def _cells(e: dict, shots: str) -> list[str]:
 def table(results: dict) -> str:
     """The docs table: every seed's mIoU with its bootstrap CI, the fold means, and the check."""
     cfg, proto = results["config"], results["protocol"]
+    size = cfg.get("size") or results.get("params", {}).get("data", {}).get("image_size")
     overrides = f" with {', '.join(cfg['overrides'])}" if cfg.get("overrides") else ""
     lines = [
         f"`python bench/quality.py --protocol {proto['name']}"
         + (f" --set {' '.join(cfg['overrides'])}" if cfg.get("overrides") else "")
-        + f"` — defects9, EfficientNet-Lite0 (ImageNet, offline), {cfg['size']}×{cfg['size']}, "
+        + f"` — defects9, EfficientNet-Lite0 (ImageNet, offline), {size}×{size}, "
         f"LERENet from params.yaml{overrides}: {cfg['steps']} steps × {cfg['batch_size']} "
         f"one-shot episodes per fold on {results.get('device_name', cfg['device'])}; prototype "
         "baseline: parameter-free, "

@@ -112,6 +112,14 @@ def predict_cmd(
     out: Annotated[Path, typer.Option(help="output folder")] = Path("predictions"),
     threshold: Annotated[float, typer.Option(help="defect probability threshold")] = 0.5,
     params: ParamsOpt = Path("params.yaml"),
+    class_name: Annotated[
+        str | None,
+        typer.Option(
+            "--class",
+            help="the supports' defect class, if the model was trained on it: what it learned "
+            "for that class is applied (without: the training-free start)",
+        ),
+    ] = None,
 ) -> None:
     """Segment the support's defect class in query images: <stem>_mask.png + _overlay.png."""
     from lerenet.predict import predict_files
@@ -131,7 +139,7 @@ def predict_cmd(
         configure(cfg.tracking)
         max_pixels = cfg.data.max_pixels
     with user_errors(FileNotFoundError, ValueError):
-        result = predict_files(model, pairs, queries, out, threshold, max_pixels)
+        result = predict_files(model, pairs, queries, out, threshold, max_pixels, class_name)
     for item in result.found:
         if item.empty:
             err_console.print(

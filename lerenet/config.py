@@ -99,6 +99,11 @@ class ModelConfig(Section):
     memory_classes: list[str] = Field(
         default_factory=list, description="Set by training: the classes the memory holds."
     )
+    memory_routing: Literal["name", "support"] = Field(
+        "name",
+        description="Which episodes the memory serves: name (episodes that name a class it "
+        "holds) or support (supports whose appearance matches one; measured worse).",
+    )
     shots: int = Field(1, ge=1, description="K used for training episodes.")
 
     @field_validator("residual", mode="before")

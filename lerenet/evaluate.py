@@ -127,12 +127,16 @@ def predict_episodes(
                 name: batch[name].to(device)
                 for name in ("query_img", "support_imgs", "support_masks")
             }
+            episodes = dataset.episodes[first : first + batch_size]
+            route = episode_route(model, [ep.cls for ep in episodes], device)
+            extra = () if route is None else (route,)
             if memo is None:
-                logits = model(inputs["query_img"], inputs["support_imgs"], inputs["support_masks"])
+                logits = model(
+                    inputs["query_img"], inputs["support_imgs"], inputs["support_masks"], *extra
+                )
             else:
-                episodes = dataset.episodes[first : first + batch_size]
                 paths = [[ep.query, *ep.supports] for ep in episodes]
-                logits = memo_logits(model, memo, inputs, paths)
+                logits = memo_logits(model, memo, inputs, paths, route)
             pred = logits.argmax(1).cpu()
             stats.append(episode_stats(pred, batch["query_mask"]))
             areas.append((pred == 1).sum(dim=(1, 2)).numpy())
@@ -144,6 +148,15 @@ def predict_episodes(
         kept,
         np.concatenate(areas) if areas else np.zeros(0, np.int64),
     )
+
+
+def episode_route(model: nn.Module, classes: list[str], device: torch.device):
+    """Each episode's class in ``model``'s class memory (routed by name), or None for a
+    model without one or one that routes by its supports."""
+    memory = getattr(model, "memory", None)
+    if memory is None or getattr(model, "memory_routing", "name") != "name":
+        return None
+    return memory.indices(classes).to(device)
 
 
 def evidence_path(out_dir: Path, shots: int) -> Path:

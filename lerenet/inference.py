@@ -94,10 +94,19 @@ def predict_logits(
     support_imgs: torch.Tensor,
     support_masks: torch.Tensor,
     amp: bool = True,
+    class_name: str | None = None,
 ) -> torch.Tensor:
-    """Logits B×2×H×W in fp32 for one batch of episodes on the model's device."""
+    """Logits B×2×H×W in fp32 for one batch of episodes on the model's device.
+
+    ``class_name``: the class the supports show, when the caller knows it; a model with a
+    class memory that holds it applies what it learned for that class (``LERENet``), any
+    other model or class gives the class-agnostic output."""
     device = next(model.parameters()).device
     query = query_img.to(device).contiguous(memory_format=torch.channels_last)
     supports = support_imgs.to(device)
+    memory = getattr(model, "memory", None)
+    extra = ()
+    if class_name and memory is not None and getattr(model, "memory_routing", "") == "name":
+        extra = (memory.indices([class_name] * query.shape[0]).to(device),)
     with inference_context(device, amp):
-        return model(query, supports, support_masks.to(device)).float()
+        return model(query, supports, support_masks.to(device), *extra).float()

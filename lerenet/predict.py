@@ -29,6 +29,7 @@ class LoadedModel:
     image_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    classes: tuple[str, ...] = ()  # what its class memory learned (``predict --class``)
 
 
 def load_for_prediction(uri: str) -> LoadedModel:
@@ -38,12 +39,13 @@ def load_for_prediction(uri: str) -> LoadedModel:
 
         model, meta = load_model_file(Path(uri))
 
-        def run(inputs: dict) -> np.ndarray:
+        def run(inputs: dict, params: dict | None = None) -> np.ndarray:
             logits = predict_logits(
                 model,
                 torch.as_tensor(inputs["query_img"]),
                 torch.as_tensor(inputs["support_imgs"]),
                 torch.as_tensor(inputs["support_masks"]),
+                class_name=(params or {}).get("class_name") or None,
             )
             return torch.softmax(logits, 1)[:, 1].numpy()
 
@@ -52,8 +54,12 @@ def load_for_prediction(uri: str) -> LoadedModel:
         from lerenet.tracking.pyfunc import load_pyfunc
 
         predictor, model, meta = load_pyfunc(uri)
+    memory = getattr(model, "memory", None)
+    classes = tuple(memory.classes) if memory is not None else ()
     size = int(meta.get("image_size") or 200)
-    return LoadedModel(predictor, size, tuple(model.backbone.mean), tuple(model.backbone.std))
+    return LoadedModel(
+        predictor, size, tuple(model.backbone.mean), tuple(model.backbone.std), classes
+    )
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,7 @@ def predict_files(
     out_dir: Path,
     threshold: float = 0.5,
     max_pixels: int = 4096 * 4096,
+    class_name: str | None = None,
 ) -> PredictResult:
     """Write ``<stem>_mask.png`` (0/255) and ``<stem>_overlay.png`` per query, and
     ``found.csv``: each mask's defect share and the query's highest defect probability.
@@ -112,8 +119,16 @@ def predict_files(
     Every image is decoded under ``max_pixels`` (data.max_pixels) like in ingest and validate:
     an unusable support stops the call (ValueError: the episode would be wrong), an unusable
     query is skipped with its reason (in the result and ``skipped.csv``) and the rest proceed.
+    ``class_name``: the supports' class, when the model trained on it (its class memory then
+    applies what it learned; see ``lerenet/model/memory.py``).
     """
     loaded = load_for_prediction(model_uri)
+    if class_name and class_name not in loaded.classes:
+        known = ", ".join(loaded.classes) or "none: it holds no class memory"
+        raise ValueError(
+            f"--class {class_name}: the model learned no such class (its classes: {known}); "
+            "leave --class out to segment the supports' defect without it"
+        )
     transform = build_transform(loaded.image_size, train=False)
     s_imgs, s_masks = [], []
     for img_path, mask_path in supports:
@@ -145,7 +160,8 @@ def predict_files(
                     "query_img": q[None].numpy(),
                     "support_imgs": support_imgs,
                     "support_masks": support_masks,
-                }
+                },
+                params={"class_name": class_name} if class_name else None,
             )
         )[0]
         full = F.interpolate(

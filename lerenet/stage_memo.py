@@ -96,11 +96,18 @@ class StageMemo:
         return {name: torch.stack([got[p][name] for p in paths]) for name in names}
 
 
-def memo_logits(model: nn.Module, memo: StageMemo, batch: dict, paths: list[list[str]]):
+def memo_logits(
+    model: nn.Module,
+    memo: StageMemo,
+    batch: dict,
+    paths: list[list[str]],
+    route: torch.Tensor | None = None,
+):
     """The model's logits for a batch of eval episodes, backbone stages from ``memo``.
 
     ``paths``: per episode, the query's path then its supports' (the dataset's order).
-    Tensors in ``batch`` must be on the model's device.
+    Tensors in ``batch`` must be on the model's device. ``route``: a class memory's class of
+    each episode (``LERENet.forward_stages``).
     """
     query = batch["query_img"]
     # encode_together's order: every query, then every episode's supports
@@ -108,6 +115,7 @@ def memo_logits(model: nn.Module, memo: StageMemo, batch: dict, paths: list[list
     query_stages, support_stages = encode_together(
         query, batch["support_imgs"], lambda images: memo.stages(model, flat_paths, images)
     )
-    return model.forward_stages(
-        query_stages, support_stages, batch["support_masks"], tuple(query.shape[-2:])
-    )
+    size = tuple(query.shape[-2:])
+    if route is None:
+        return model.forward_stages(query_stages, support_stages, batch["support_masks"], size)
+    return model.forward_stages(query_stages, support_stages, batch["support_masks"], size, route)

@@ -246,7 +246,7 @@ def train(
                 kept, params, device, tcfg.fold, run, step, out_dir, val_memo, "seen_val"
             )
         entry = {"step": step, "loss": loss, "val_miou": val, "seen_val_miou": seen}
-        if getattr(kept, "memory", None) is not None:
+        if getattr(kept, "memory_routing", None) == "support":
             entry["route_thresholds"] = [round(float(t), 4) for t in kept.memory.threshold]
         history.append(entry)
         val = selection_score(history, tcfg.novel_tolerance)

@@ -102,7 +102,7 @@ def calibrate_memory(
     """Set a class memory's routing thresholds (``ClassMemory.calibrate``) from the fold's
     validation episodes: seen-class ones routed to their class, validation-class ones to none."""
     memory = getattr(model, "memory", None)
-    if memory is None:
+    if memory is None or getattr(model, "memory_routing", "name") != "support":
         return
     own: dict[int, torch.Tensor] = {}
     seen = validation_episodes(model, params, fold, "seen_val")

@@ -49,6 +49,7 @@ def build_model(
         mask_resize=cfg.mask_resize,
         backbone_bn=cfg.backbone_bn,
         memory_classes=tuple(cfg.memory_classes) if cfg.memory else (),
+        memory_routing=cfg.memory_routing,
     )
     return model, info
 

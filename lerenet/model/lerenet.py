@@ -40,6 +40,7 @@ from lerenet.model.priors import (
 )
 
 BackboneBN = Literal["joint", "per_group", "frozen"]
+MARGIN_SCALE = 10.0  # the start's logit margins reach tens: tanh(margin / 10) keeps their sign
 Stages = dict[str, torch.Tensor]
 
 
@@ -162,6 +163,9 @@ class LERENet(nn.Module):
         memory_classes: the training classes of a class memory (``memory.py``): learned
             per-class classifiers over the IFM trunk, applied to episodes routed to them;
             empty: none (the authors').
+        memory_routing: which episodes a class memory serves — ``name``: those whose class
+            the caller names (``route``; unnamed episodes get the class-agnostic output),
+            ``support``: those whose supports' descriptor matches a class (calibrated).
     """
 
     def __init__(
@@ -183,6 +187,7 @@ class LERENet(nn.Module):
         mask_resize: Literal["bilinear", "area"] = "bilinear",
         backbone_bn: BackboneBN = "per_group",
         memory_classes: tuple[str, ...] = (),
+        memory_routing: Literal["name", "support"] = "name",
     ) -> None:
         super().__init__()
         channels = int(backbone.out_channels)
@@ -208,15 +213,19 @@ class LERENet(nn.Module):
         self.area = mask_resize == "area"
         self.per_group = backbone_bn == "per_group"
         self.memory: ClassMemory | None = None
+        self.memory_routing = memory_routing
         if memory_classes:
-            dim = 2 * sum(backbone.stage_channels[name] for name in self.prior_stages)
-            self.memory = ClassMemory(channels, tuple(memory_classes), dim)
+            stage_channels = sum(backbone.stage_channels[name] for name in self.prior_stages)
+            self.memory = ClassMemory(
+                channels + stage_channels + 1, tuple(memory_classes), 2 * stage_channels
+            )
 
     def forward(
         self,
         query_img: torch.Tensor,
         support_imgs: torch.Tensor,
         support_masks: torch.Tensor,
+        route: torch.Tensor | None = None,
     ) -> torch.Tensor:
         query, supports = encode_episode(
             self.backbone,
@@ -226,7 +235,8 @@ class LERENet(nn.Module):
             self.lda_scales,
             self.scaled_stages,
         )
-        return self.forward_stages(query, supports, support_masks, tuple(query_img.shape[-2:]))
+        size = tuple(query_img.shape[-2:])
+        return self.forward_stages(query, supports, support_masks, size, route)
 
     def image_stages(self, images: torch.Tensor) -> Stages:
         """The stages ``forward_stages`` reads, of N images on their own (eval: each image's
@@ -243,9 +253,10 @@ class LERENet(nn.Module):
     ) -> torch.Tensor:
         """Everything after the pretrained stages; ``size`` is the input's (H, W).
 
-        ``route``: with a class memory, each episode's memory class (``memory.NO_ROUTE``: none)
-        as training knows it (and adds the supports to that class's prototype); None routes by
-        the support's descriptor, as at inference.
+        ``route``: with a class memory, each episode's memory class (``memory.NO_ROUTE``: none;
+        ``ClassMemory.indices`` maps class names); in training it also adds the supports to that
+        class's prototype. None: nothing is routed, or, with ``memory_routing: support``, the
+        supports' descriptor routes.
         """
         query, supports = head_inputs(self.backbone, query_stages, support_stages)
         support, mask = masked_support_mean(supports, support_masks, self.area)
@@ -270,12 +281,31 @@ class LERENet(nn.Module):
             return self.ifm(mpr_out, mpe_out, prior, size=size, base=base)
         x = self.ifm.trunk(mpr_out, mpe_out, prior)
         logits = self.ifm.classifier(x)
-        descriptor = routing_descriptor(support_stages, support_masks, self.prior_stages)
-        if route is None:
-            route = self.memory.route(descriptor)
-        elif self.training:
-            self.memory.observe(descriptor, route)
-        return self.ifm.finish(logits + self.memory(x, route), size, base)
+        if route is None and self.memory_routing == "support":
+            route = self.memory.route(self.descriptor(support_stages, support_masks))
+        elif route is not None and self.training:
+            self.memory.observe(self.descriptor(support_stages, support_masks), route)
+        if route is None or not bool((route >= 0).any()):
+            return self.ifm.finish(logits, size, base)
+        features = self._memory_input(x, query_stages, base)
+        return self.ifm.finish(logits + self.memory(features, route), size, base)
+
+    def _memory_input(
+        self, trunk: torch.Tensor, query_stages: Stages, base: torch.Tensor | None
+    ) -> torch.Tensor:
+        """What a class memory's classifiers read: the IFM trunk beside the query's own
+        pretrained stages at the head's grid, each part L2-normalised per position, and the
+        start's defect-minus-background logit (how sure the start is where it is wrong is
+        what a class's correction depends on; 5 supports make the start surer)."""
+        size = tuple(trunk.shape[-2:])
+        margin = torch.zeros_like(trunk[:, :1]) if base is None else base[:, 1:] - base[:, :1]
+        parts = [F.normalize(trunk.float(), dim=1), torch.tanh(margin.float() / MARGIN_SCALE)]
+        for name in self.prior_stages:
+            stage = query_stages[name].float()
+            if tuple(stage.shape[-2:]) != size:
+                stage = F.interpolate(stage, size=size, mode="bilinear", align_corners=False)
+            parts.append(F.normalize(stage, dim=1))
+        return torch.cat(parts, dim=1).to(trunk.dtype)
 
     def descriptor(self, support_stages: Stages, support_masks: torch.Tensor) -> torch.Tensor:
         """The supports' routing descriptor (``memory.routing_descriptor``): B×D."""

@@ -29,6 +29,7 @@ from torch import nn
 from lerenet.model.priors import support_weights
 
 NO_ROUTE = -1
+SCALE = 10.0  # cosine-classifier temperature: unit features and weights of norm ~1 → ±10
 
 
 def routing_descriptor(
@@ -66,10 +67,16 @@ class ClassMemory(nn.Module):
         n = len(self.classes)
         self.weight = nn.Parameter(torch.zeros(n, 2, channels))
         self.bias = nn.Parameter(torch.zeros(n, 2))
+        self.scale = SCALE
         self.register_buffer("proto_sum", torch.zeros(n, descriptor_dim))
         self.register_buffer("proto_count", torch.zeros(n))
         # +inf: nothing is routed until ``calibrate`` has seen validation data
         self.register_buffer("threshold", torch.full((n,), float("inf")))
+
+    def indices(self, names: list[str]) -> torch.Tensor:
+        """Each class name's memory index, ``NO_ROUTE`` for a class the memory lacks."""
+        index = {name: i for i, name in enumerate(self.classes)}
+        return torch.tensor([index.get(name, NO_ROUTE) for name in names])
 
     def prototypes(self) -> torch.Tensor:
         """M×D unit prototypes (zero rows for classes no episode has updated yet)."""
@@ -120,8 +127,12 @@ class ClassMemory(nn.Module):
             self.threshold[c] = max(bounds) if bounds else float("inf")
 
     def forward(self, x: torch.Tensor, route: torch.Tensor) -> torch.Tensor:
+        """Logits of each episode's class classifier over the L2-normalised trunk features
+        (a cosine classifier, as generalized few-shot segmentation uses for base classes:
+        the trunk's feature scale then cannot blow a class's logits up in a few steps)."""
         known = route >= 0
         index = route.clamp_min(0)
-        logits = torch.einsum("bkc,bchw->bkhw", self.weight[index], x)
+        unit = F.normalize(x.float(), dim=1).to(x.dtype)
+        logits = torch.einsum("bkc,bchw->bkhw", self.weight[index], unit) * self.scale
         logits = logits + self.bias[index][..., None, None]
         return logits * known[:, None, None, None].to(logits.dtype)

@@ -45,6 +45,7 @@ class LERENetPyfunc(_pyfunc_base()):
             torch.as_tensor(model_input["query_img"], dtype=torch.float32),
             torch.as_tensor(model_input["support_imgs"], dtype=torch.float32),
             torch.as_tensor(model_input["support_masks"], dtype=torch.long),
+            class_name=(params or {}).get("class_name") or None,
         )
         return torch.softmax(logits, dim=1)[:, 1].numpy()
 
@@ -64,7 +65,7 @@ def log_model(model_file: Path, *, name: str = "model", size: int = 64) -> Any:
     """Log a model file as a pyfunc model of the active run; returns MLflow's ModelInfo."""
     import mlflow
     from mlflow.models import infer_signature
-    from mlflow.types.schema import Schema, TensorSpec
+    from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
 
     example = example_input(size)
     signature = infer_signature(example, np.zeros((1, size, size), np.float32))
@@ -77,6 +78,8 @@ def log_model(model_file: Path, *, name: str = "model", size: int = 64) -> Any:
         ]
     )
     signature.outputs = Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1))])
+    # the supports' class when the caller knows it: a class memory then serves that class
+    signature.params = ParamSchema([ParamSpec("class_name", "string", "")])
     return mlflow.pyfunc.log_model(
         name=name,
         python_model=LERENetPyfunc(),

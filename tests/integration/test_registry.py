@@ -74,10 +74,13 @@ def test_gate_promote_rollback_cycle(tracked_project: Path, s3_server) -> None:
     assert refused.exit_code == 1 and "did not pass its gate" in refused.output
     assert _aliases() == {"staging": "2", "production": "1"}
 
-    # a lenient gate passes it; promoting the same weights again registers no v3, v2 now
-    # carries the passed gate; production moves; rollback returns to v1 with the reason kept
+    # a lenient gate (any loss allowed, no gain required) passes it; promoting the same
+    # weights again registers no v3, v2 now carries the passed gate; production moves;
+    # rollback returns to v1 with the reason kept
     Path("lenient.yaml").write_text(
-        Path("seed7.yaml").read_text().replace("gate:\n", "gate:\n  margin: 1.0\n")
+        Path("seed7.yaml")
+        .read_text()
+        .replace("gate:\n", "gate:\n  margin: 1.0\n  require_gain: false\n")
     )
     assert runner.invoke(app, ["gate", "--params", "lenient.yaml"]).exit_code == 0
     again = runner.invoke(app, ["promote", "--params", "seed7.yaml"])

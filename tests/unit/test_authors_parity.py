@@ -101,14 +101,16 @@ def test_the_comparison_would_see_a_deviation() -> None:
 
 
 def test_the_repository_params_are_one_change_from_the_authors(repo_root: Path) -> None:
-    """``recipe: paper`` in the project's own params.yaml gives the authors' head and
-    training (with their backbone: the package weights are EfficientNet's)."""
+    """``recipe: paper`` in the project's own params.yaml gives the authors' backbone, input
+    size, head and training; their ImageNet weights are the user's (``model.weights``)."""
     from lerenet.config import TrainConfig, load_params
 
-    params = load_params(
-        repo_root / "params.yaml",
-        {"recipe": "paper", "model.backbone": "resnet50", "model.weights": "random"},
-    )
+    params = load_params(repo_root / "params.yaml", {"recipe": "paper", "model.weights": "random"})
+    # the recipe alone sets the authors' backbone, input size, learning rate and schedule
+    assert (params.model.backbone, params.model.deep_stem) == ("resnet50", True)
+    assert params.data.image_size == 200 and params.train.lr == 5e-4
+    assert (params.train.head_lr_mult, params.train.backbone_lr_mult) == (10.0, 0.1)
+    assert params.train.batch_size == 2 and params.train.poly_power == 0.9
     head = {
         "prior",
         "prototype",

@@ -43,3 +43,40 @@ def test_verdict_says_who_won_why_and_where_the_alias_went() -> None:
     assert text.endswith("lerenet v3 is now @staging (same weights as that version).")
     worse = EvaluationReport("models:/m-1", "sha", "run", MODEL, MODEL)
     assert "baseline scored higher" in verdict(worse, gate, promo)
+
+
+def test_seen_table_shows_each_training_class_before_and_after_training() -> None:
+    """What a retrain bought, per training class, on its held-out images: the start's IoU,
+    the trained model's, and the change; and the report survives its JSON round trip."""
+    from lerenet.outcome import seen_table
+
+    after = _scores("LERENet", {"1shot": (0.50, {"Crack": 0.60, "Pit": 0.40})})
+    before = _scores("start", {"1shot": (0.35, {"Crack": 0.30, "Pit": 0.40})})
+    report = EvaluationReport(
+        "models:/m-1", "sha", "run", MODEL, BASE, before, {"lerenet": after, "start": before}
+    )
+    rows = seen_table(report)
+    assert [r["class"] for r in rows] == ["Crack", "Pit", "mean"]
+    assert rows[0] == {
+        "class": "Crack",
+        "1shot before": "0.300",
+        "1shot after": "0.600",
+        "1shot Δ": "+0.300",
+    }
+    assert rows[1]["1shot Δ"] == "+0.000" and rows[2]["1shot Δ"] == "+0.150"
+    again = EvaluationReport.from_dict(report.to_dict())
+    assert seen_table(again) == rows and again.start == before
+    assert seen_table(EVALUATION) == []  # nothing held out: no table, not an empty one
+
+
+def test_selection_keeps_new_classes_whole_and_picks_on_seen_classes() -> None:
+    from lerenet.validation import selection_score
+
+    start = {"step": 0, "val_miou": 0.40, "seen_val_miou": 0.30}
+    assert selection_score([start], 0.01) == 0.30
+    better_seen = {"step": 100, "val_miou": 0.395, "seen_val_miou": 0.50}
+    assert selection_score([start, better_seen], 0.01) == 0.50
+    lost_new = {"step": 200, "val_miou": 0.35, "seen_val_miou": 0.60}
+    assert selection_score([start, lost_new], 0.01) == -1.0  # never selected
+    no_seen = {"step": 300, "val_miou": 0.45, "seen_val_miou": None}
+    assert selection_score([start, no_seen], 0.01) == 0.45  # the authors' rule
