@@ -242,3 +242,64 @@ def test_train_and_evaluate_stages_log_to_mlflow(tiny_project: Path) -> None:
         for k in ("1shot", "5shot"):
             assert report.baseline.shots[k].miou == metrics["baseline"][k]["miou"]
             assert report.lerenet.shots[k].miou == metrics["lerenet"][k]["miou"]
+
+
+def test_a_retrain_with_a_class_memory_reports_what_it_bought(tiny_project: Path) -> None:
+    """The shipped recipe on the tiny project: the split holds images out of every class,
+    training never reads them, selection serves a trained step, evaluation scores the model
+    and its own start on the training classes' held-out images (the journey's before/after
+    table), new classes get the start exactly, and ``predict --class`` applies the memory."""
+    from lerenet.config import load_params, parse_overrides
+    from lerenet.data.holdout import read_held_out
+    from lerenet.data.splits import split_dataset
+    from lerenet.outcome import seen_table
+    from lerenet.predict import predict_files
+    from lerenet.stages import evaluate_stage, train_stage
+
+    overrides = parse_overrides(
+        [
+            "recipe=improved",
+            "model.feature_channels=32",
+            "model.lda_scales=[1.0]",
+            "data.image_size=48",
+            "split.shots=[1, 2]",
+            "eval.shots=[1, 2]",
+            "train.shots=[1, 2]",
+            "train.steps=12",
+            "train.val_every=4",
+            "train.lr=0.05",
+        ]
+    )
+    params = load_params("params.yaml", overrides)
+    split_dataset(Path("data"), params.split)
+    held = read_held_out(Path(params.split.out_dir))
+    assert held
+    summary = train_stage(params, track=False, show_progress=False)
+    assert summary.start_path and Path(summary.start_path).exists()
+    report = evaluate_stage(params, train=summary, track=False)
+    assert set(report.seen) == {"lerenet", "start"}
+    assert report.start is not None
+    # new classes: the memory holds none of them, so the trained model equals its start
+    for k, scores in report.lerenet.shots.items():
+        assert scores.class_iou == report.start.shots[k].class_iou
+    rows = seen_table(report)
+    assert rows and rows[-1]["class"] == "mean" and "1shot Δ" in rows[0]
+    from lerenet.checkpoint import load_model_file
+
+    model, _ = load_model_file(Path(summary.best_path))
+    assert sorted(model.memory.classes) == sorted(
+        json.loads(Path(params.split.out_dir, "folds.json").read_text())[0]["train"]
+    )
+    # the served model is a trained step, and its memory learned (seeded: the same each run)
+    assert summary.best_step > 0 and float(model.memory.weight.abs().sum()) > 0
+    # predict with and without the supports' class; an unknown class is one sentence
+    image = sorted(Path("data/images").rglob("*.png"))[0]
+    mask = Path(str(image).replace("images", "masks", 1))
+    cls = image.parent.name
+    if cls in model.memory.classes:
+        named = predict_files(
+            summary.best_path, [(image, mask)], [image], Path("p1"), 0.5, class_name=cls
+        )
+        assert named.found
+    with pytest.raises(ValueError, match="learned no such class"):
+        predict_files(summary.best_path, [(image, mask)], [image], Path("p2"), class_name="Nope")
