@@ -78,6 +78,18 @@ def mean_gap(results: dict, arch: str, other: str, shots: str, seen: bool) -> fl
     return statistics.mean(gaps) if gaps else None
 
 
+def paired(
+    results: dict, arch: str, other: str, shots: str, seen: bool
+) -> tuple[float | None, float, float]:
+    """``mean_gap`` and its class-level interval: (Δ, low, high)."""
+    low, high = class_interval(class_units(results, arch, other, shots, seen))
+    return mean_gap(results, arch, other, shots, seen), low, high
+
+
+def interval_text(gap: float | None, low: float, high: float, missing: str) -> str:
+    return missing if gap is None else f"{gap:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
 def check_retrain_target(results: dict) -> list[Criterion]:
     """#29's target, clause by clause (see the module docstring)."""
     criteria = []
@@ -100,23 +112,21 @@ def check_retrain_target(results: dict) -> list[Criterion]:
         )
     )
     for shots in SHOTS:
-        gap = mean_gap(results, "lerenet", "start", shots, True)
-        low, high = class_interval(class_units(results, "lerenet", "start", shots, True))
+        gap, low, high = paired(results, "lerenet", "start", shots, True)
         criteria.append(
             Criterion(
                 f"seen {shots}: trained ≥ start + {SEEN_GAIN}, class-level interval above 0",
                 gap is not None and gap >= SEEN_GAIN and low > 0,
-                "no seen-class scores" if gap is None else f"{gap:+.3f} [{low:+.3f}, {high:+.3f}]",
+                interval_text(gap, low, high, "no seen-class scores"),
             )
         )
     for shots in SHOTS:
-        gap = mean_gap(results, "lerenet", "start", shots, False)
-        low, high = class_interval(class_units(results, "lerenet", "start", shots, False))
+        gap, low, high = paired(results, "lerenet", "start", shots, False)
         criteria.append(
             Criterion(
                 f"novel {shots}: trained not below the start (lower bound ≥ {NOVEL_FLOOR})",
                 gap is not None and low >= NOVEL_FLOOR,
-                "no start scores" if gap is None else f"{gap:+.3f} [{low:+.3f}, {high:+.3f}]",
+                interval_text(gap, low, high, "no start scores"),
             )
         )
         base = mean_gap(results, "lerenet", "prototype", shots, False)
@@ -196,9 +206,7 @@ def retrain_table(results: dict) -> str:
         cells = []
         for seen in (False, True):
             for shots in SHOTS:
-                gap = mean_gap(results, arch, other, shots, seen)
-                low, high = class_interval(class_units(results, arch, other, shots, seen))
-                cells.append("" if gap is None else f"{gap:+.3f} [{low:+.3f}, {high:+.3f}]")
+                cells.append(interval_text(*paired(results, arch, other, shots, seen), ""))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "Per class, trained − start, mean over seeds (fold: Δ):", ""]
     for seen, part in ((True, "seen"), (False, "novel")):

@@ -95,3 +95,70 @@ def test_a_run_without_baseline_rows_meets_no_comparison(report) -> None:
     names = {c.name for c in report.check_target(results) if not c.met}
     assert "1shot: fold mean ≥ baseline + 0.05" in names
     assert "5shot: fold mean ≥ baseline + 0.05" in names
+
+
+def _cells(class_iou: dict[str, float], empty: float = 0.0) -> dict:
+    """One model's scores on one part and shot: three seeds with these class IoUs."""
+    seeds = [
+        {
+            "miou": statistics.mean(class_iou.values()),
+            "class_iou": dict(class_iou),
+            "empty_share": empty,
+            "low": 0.0,
+            "high": 1.0,
+        }
+        for _ in range(3)
+    ]
+    return {"seeds": seeds, "mean": statistics.mean(class_iou.values()), "std": 0.0}
+
+
+def _retrain_results(seen_gain: float, novel_gain: float, best_step: int = 300) -> dict:
+    """Three folds; per fold three novel and four seen classes; the trained model above its
+    start by ``seen_gain`` on seen and ``novel_gain`` on novel classes; baseline 0.1 lower."""
+    folds = {}
+    for fold in range(3):
+        novel = {f"N{fold}{i}": 0.30 + 0.02 * i for i in range(3)}
+        seen = {f"S{fold}{i}": 0.35 + 0.03 * i for i in range(4)}
+
+        def model(n_gain: float, s_gain: float, novel=novel, seen=seen) -> dict:
+            entry = {}
+            for shots in ("1shot", "5shot"):
+                entry[shots] = _cells({c: v + n_gain for c, v in novel.items()})
+            entry["seen"] = {
+                shots: _cells({c: v + s_gain for c, v in seen.items()})
+                for shots in ("1shot", "5shot")
+            }
+            return entry
+
+        folds[str(fold)] = {
+            "classes": {"test": list(novel)},
+            "lerenet": model(novel_gain, seen_gain) | {"best_step": best_step},
+            "start": model(0.0, 0.0),
+            "prototype": model(-0.1, -0.1),
+        }
+    return {"protocol": {"name": "full", "seeds": [3, 4, 5], "episodes": 50}, "folds": folds}
+
+
+def test_the_retrain_target_reads_seen_gains_novel_losses_and_the_served_step(report) -> None:
+    import retrain_report
+
+    met = retrain_report.check_retrain_target(_retrain_results(0.2, 0.0))
+    assert all(c.met for c in met if not c.name.startswith("stretch")), [
+        (c.name, c.detail) for c in met if not c.met
+    ]
+    small = {
+        c.name for c in retrain_report.check_retrain_target(_retrain_results(0.1, 0.0)) if not c.met
+    }
+    assert {n for n in small if n.startswith("seen")} == {
+        "seen 1shot: trained ≥ start + 0.15, class-level interval above 0",
+        "seen 5shot: trained ≥ start + 0.15, class-level interval above 0",
+    }
+    losing = {
+        c.name
+        for c in retrain_report.check_retrain_target(_retrain_results(0.2, -0.05))
+        if not c.met
+    }
+    assert "novel 1shot: trained not below the start (lower bound ≥ -0.01)" in losing
+    start_served = retrain_report.check_retrain_target(_retrain_results(0.2, 0.0, best_step=0))
+    assert not next(c for c in start_served if c.name.startswith("the served model")).met
+    assert "trained − start" in retrain_report.retrain_table(_retrain_results(0.2, 0.0))
