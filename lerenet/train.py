@@ -278,6 +278,11 @@ def train(
         # a residual model starts as the parameter-free baseline: that start is a candidate
         # too, so training that only degrades the validation classes keeps it
         val_round(0, None)
+    if start == 0 and params.model.residual == "off":
+        # the step-0 model of every training is scored beside the trained one (a residual
+        # model's is saved by its step-0 validation round above)
+        meta = {"step": 0, "val_miou": None, "image_size": params.data.image_size}
+        save_model_file(kept, params.model, out_dir / START, meta)
     stop = threading.Event()
     clock = LoopClock(tcfg.batch_size)
     try:
