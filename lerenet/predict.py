@@ -154,16 +154,14 @@ def predict_files(
             continue
         resized = transform(image=rgb, mask=np.zeros(rgb.shape[:2], np.uint8))["image"]
         q, _ = to_tensors(resized, np.zeros(resized.shape[:2], np.uint8), loaded.mean, loaded.std)
-        prob = np.asarray(
-            loaded.predict(
-                {
-                    "query_img": q[None].numpy(),
-                    "support_imgs": support_imgs,
-                    "support_masks": support_masks,
-                },
-                params={"class_name": class_name} if class_name else None,
-            )
-        )[0]
+        inputs = {
+            "query_img": q[None].numpy(),
+            "support_imgs": support_imgs,
+            "support_masks": support_masks,
+        }
+        # a predictor takes the class as MLflow's ``params`` only when one is named
+        named = {"params": {"class_name": class_name}} if class_name else {}
+        prob = np.asarray(loaded.predict(inputs, **named))[0]
         full = F.interpolate(
             torch.as_tensor(prob)[None, None],
             size=rgb.shape[:2],
