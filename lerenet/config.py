@@ -90,19 +90,11 @@ class ModelConfig(Section):
     )
     normalize_graph: bool = False
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    memory: bool = Field(
-        False,
-        description="A class memory (lerenet/model/memory.py): per-class classifiers learned "
-        "for the training classes, applied to episodes whose supports match them; new classes "
-        "get the class-agnostic output.",
-    )
-    memory_classes: list[str] = Field(
-        default_factory=list, description="Set by training: the classes the memory holds."
-    )
+    # a class memory (lerenet/model/memory.py): classifiers learned per training class
+    memory: bool = False
+    memory_classes: list[str] = Field(default_factory=list, description="Set by training.")
     memory_routing: Literal["name", "support"] = Field(
-        "name",
-        description="Which episodes the memory serves: name (episodes that name a class it "
-        "holds) or support (supports whose appearance matches one; measured worse).",
+        "name", description="Episodes it serves: named classes, or matching supports (worse)."
     )
     shots: int = Field(1, ge=1, description="K used for training episodes.")
 
@@ -157,21 +149,10 @@ class SplitConfig(Section):
     novel_classes: list[str] = Field(
         default_factory=list, description="Classes forced into every fold's test classes."
     )
-    holdout_share: float = Field(
-        0.25,
-        ge=0.0,
-        lt=1.0,
-        description="Share of each class's images held out from training: the queries of "
-        "seen-class test episodes, which show what training buys on the classes it trained on "
-        "(0: none).",
-    )
-    seen_val_share: float = Field(
-        0.1,
-        ge=0.0,
-        lt=1.0,
-        description="Share of each class's images held out as seen-class validation queries "
-        "(checkpoint selection reads them; the seen-class test queries never).",
-    )
+    # shares of each class's images never trained on (lerenet/data/holdout.py): the queries
+    # of seen-class test episodes (what training buys) and of seen-class validation episodes
+    holdout_share: float = Field(0.25, ge=0.0, lt=1.0)
+    seen_val_share: float = Field(0.1, ge=0.0, lt=1.0)
     out_dir: str = "splits"
 
 
@@ -241,14 +222,9 @@ class TrainConfig(Section):
     synthetic_share: float = Field(
         0.5, ge=0.0, le=1.0, description="Share of training episodes from synthetic classes."
     )
-    agnostic_head: bool = Field(
-        True,
-        description="Train the class-agnostic IFM classifier (false: it keeps its zero start, "
-        "so unseen classes get the start exactly and only a class memory learns outputs).",
-    )
-    novel_tolerance: float = Field(
-        0.01, ge=0, description="Selection: the most a checkpoint may lose on validation classes."
-    )
+    # false: the class-agnostic IFM classifier keeps its zero start (new classes get the start)
+    agnostic_head: bool = True
+    novel_tolerance: float = Field(0.01, ge=0, description="Most a kept step may lose on val.")
     baseline: bool = Field(
         True, description="Also save the parameter-free prototype baseline to compare with."
     )
@@ -268,11 +244,8 @@ class GateConfig(Section):
     min_class_iou: float = Field(0.0, ge=0, le=1)
     margin: float = Field(0.01, ge=0)
     require_superiority: bool = False
-    require_gain: bool = Field(
-        True,
-        description="With a champion: the challenger must be shown better somewhere (novel "
-        "classes, or one seen class's held-out images), not only not worse.",
-    )
+    # with a champion: shown better somewhere (novel classes or a seen class), not only as good
+    require_gain: bool = True
     beat_baseline: bool = Field(
         True,
         description="Production only for a challenger shown better than the parameter-free "
