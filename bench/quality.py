@@ -1,20 +1,20 @@
-"""LERENet vs the parameter-free prototype baseline on real defects (../shared/datasets/defects9).
+"""LERENet vs its own start and the parameter-free baseline on real defects (defects9).
 
-    python bench/quality.py                      # full protocol, the claim: 42 min/fold, 2 cores
-    python bench/quality.py --protocol quick     # ablations: one episode seed, fewer episodes
-    python bench/quality.py --protocol quick --set model.prior=positional --tag q_positional
+    python bench/quality.py                      # the claim: fresh seeds 3-5, ~2.5 h, 2 cores
+    python bench/quality.py --protocol quick     # design: episode seed 0, fewer episodes
+    python bench/quality.py --protocol quick --size 128 --tag quick_memory_128   # cheaper still
 
 Three class-disjoint folds (seeded: 3 test classes, ``split.val_classes`` validation classes
-and the rest for training, each), the offline ImageNet EfficientNet-Lite0 backbone, one LERENet
-per fold trained with the project's own ``train()`` from the given params file (default: the
-repository's params.yaml, whose model and train sections are the project's default
-configuration) plus ``--set`` overrides; the checkpoint is chosen on the validation classes
-only. Every model and the baseline are scored on the same fixed test episodes, 1-shot and
-5-shot, per episode seed: mIoU with its bootstrap 95% CI, the share of episodes where nothing
-was predicted, and (LERENet) the mIoU on training-class episodes, which tells fitting from
-transfer. Results: bench/results/<tag>.json and a table in docs/benchmarks.md between
-``<!-- <tag>:begin/end -->``, with the check against #15's target (bench/quality_report.py,
-which also renders a results file again).
+and the rest for training, each), one LERENet per fold trained with the project's own
+``train()`` from the given params file (default: the repository's params.yaml, what a user
+gets) plus ``--set`` overrides; the checkpoint is chosen on validation data only. Per fold, the
+trained model, its training-free start (step 0 of the same run) and the baseline are scored on
+the same fixed episodes, 1-shot and 5-shot, per episode seed: on novel classes and on the
+held-out images of the training classes (``seen``; ``lerenet/data/holdout.py``): mIoU with
+its bootstrap 95% CI, per-class IoU and the share of episodes where nothing was predicted.
+Results: bench/results/<tag>.json and a table in docs/benchmarks.md between
+``<!-- <tag>:begin/end -->``, checked against #15's and #29's targets
+(bench/quality_report.py and bench/retrain_report.py, which also render a results file again).
 """
 
 from __future__ import annotations
