@@ -23,6 +23,7 @@ from lerenet.data.episodes import EpisodeDataset
 from lerenet.data.splits import Episode, episode_file, read_episodes, read_folds
 from lerenet.inference import inference_context
 from lerenet.metrics import SegmentationScores, episode_stats, score
+from lerenet.model.memory import named_route
 from lerenet.plots import class_bar_chart, overlay_grid, overlay_row
 from lerenet.results import ModelScores, ShotScores
 from lerenet.stage_memo import StageMemo, memo_logits
@@ -128,7 +129,8 @@ def predict_episodes(
                 for name in ("query_img", "support_imgs", "support_masks")
             }
             episodes = dataset.episodes[first : first + batch_size]
-            route = episode_route(model, [ep.cls for ep in episodes], device)
+            route = named_route(model, [ep.cls for ep in episodes])
+            route = None if route is None else route.to(device)
             extra = () if route is None else (route,)
             if memo is None:
                 logits = model(
@@ -148,15 +150,6 @@ def predict_episodes(
         kept,
         np.concatenate(areas) if areas else np.zeros(0, np.int64),
     )
-
-
-def episode_route(model: nn.Module, classes: list[str], device: torch.device):
-    """Each episode's class in ``model``'s class memory (routed by name), or None for a
-    model without one or one that routes by its supports."""
-    memory = getattr(model, "memory", None)
-    if memory is None or getattr(model, "memory_routing", "name") != "name":
-        return None
-    return memory.indices(classes).to(device)
 
 
 def evidence_path(out_dir: Path, shots: int) -> Path:

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from lerenet.model.memory import named_route
+
 log = logging.getLogger(__name__)
 
 
@@ -104,9 +106,7 @@ def predict_logits(
     device = next(model.parameters()).device
     query = query_img.to(device).contiguous(memory_format=torch.channels_last)
     supports = support_imgs.to(device)
-    memory = getattr(model, "memory", None)
-    extra = ()
-    if class_name and memory is not None and getattr(model, "memory_routing", "") == "name":
-        extra = (memory.indices([class_name] * query.shape[0]).to(device),)
+    route = named_route(model, [class_name] * query.shape[0]) if class_name else None
+    extra = () if route is None else (route.to(device),)
     with inference_context(device, amp):
         return model(query, supports, support_masks.to(device), *extra).float()

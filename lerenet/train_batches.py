@@ -25,8 +25,7 @@ from lerenet.data.holdout import read_held_out
 from lerenet.data.manifest import read_manifest
 from lerenet.data.splits import Episode, TrainEpisodeSampler
 from lerenet.features import build_cache, cached_batch, drawn_copies
-from lerenet.model.lerenet import encode_episode
-from lerenet.model.memory import NO_ROUTE
+from lerenet.model.memory import class_indices
 
 
 class StepBatches(Dataset):
@@ -80,8 +79,7 @@ def routed(classes: tuple[str, ...] | None, episodes: list[Episode]) -> dict:
     for others, such as synthetic classes); nothing without a memory."""
     if classes is None:
         return {}
-    index = {name: i for i, name in enumerate(classes)}
-    return {"route": torch.tensor([index.get(ep.cls, NO_ROUTE) for ep in episodes])}
+    return {"route": class_indices(classes, [ep.cls for ep in episodes])}
 
 
 def step_logits(model: nn.Module, batch: dict, device: torch.device) -> torch.Tensor:
@@ -96,22 +94,12 @@ def step_logits(model: nn.Module, batch: dict, device: torch.device) -> torch.Te
             tuple(batch["query_mask"].shape[-2:]),
             route=None if route is None else route.to(device),
         )
-    if route is not None:
-        query, supports = encode_episode(
-            model.backbone,
-            batch["query_img"].to(device),
-            batch["support_imgs"].to(device),
-            model.per_group,
-            model.lda_scales,
-            model.scaled_stages,
-        )
-        size = tuple(batch["query_img"].shape[-2:])
-        masks = batch["support_masks"].to(device)
-        return model.forward_stages(query, supports, masks, size, route=route.to(device))
+    extra = () if route is None else (route.to(device),)
     return model(
         batch["query_img"].to(device),
         batch["support_imgs"].to(device),
         batch["support_masks"].to(device),
+        *extra,
     )
 
 

@@ -32,6 +32,22 @@ NO_ROUTE = -1
 SCALE = 10.0  # cosine-classifier temperature: unit features and weights of norm ~1 → ±10
 
 
+def class_indices(classes: tuple[str, ...], names: list[str]) -> torch.Tensor:
+    """Each name's index in ``classes``, ``NO_ROUTE`` for a name not there (training batches
+    use it with the memory's class names alone: a loader worker gets no model)."""
+    index = {name: i for i, name in enumerate(classes)}
+    return torch.tensor([index.get(name, NO_ROUTE) for name in names])
+
+
+def named_route(model: nn.Module, names: list[str]) -> torch.Tensor | None:
+    """The route of episodes whose classes are ``names`` for ``model``: their indices in its
+    class memory, or None for a model without one or one that routes by its supports."""
+    memory = getattr(model, "memory", None)
+    if memory is None or getattr(model, "memory_routing", "name") != "name":
+        return None
+    return memory.indices(names)
+
+
 def routing_descriptor(
     support_stages: dict[str, torch.Tensor],
     support_masks: torch.Tensor,
@@ -75,8 +91,7 @@ class ClassMemory(nn.Module):
 
     def indices(self, names: list[str]) -> torch.Tensor:
         """Each class name's memory index, ``NO_ROUTE`` for a class the memory lacks."""
-        index = {name: i for i, name in enumerate(self.classes)}
-        return torch.tensor([index.get(name, NO_ROUTE) for name in names])
+        return class_indices(self.classes, names)
 
     def prototypes(self) -> torch.Tensor:
         """M×D unit prototypes (zero rows for classes no episode has updated yet)."""
