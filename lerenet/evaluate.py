@@ -270,7 +270,7 @@ def retrain_scores(
     """What the retrain bought: the training's own start (step 0, ``start_path`` when it saved
     one) on the novel-class test episodes, and the model and that start on the held-out
     images of the training classes (``seen_test``; none when the split held nothing out)."""
-    from lerenet.tracking.pyfunc import load_torch_model
+    from lerenet.tracking.loading import load_torch_model
 
     start_model = None
     if start_path and Path(start_path).exists():

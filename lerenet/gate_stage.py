@@ -74,7 +74,7 @@ def _baseline_evidence(params: Params, challenger: str) -> tuple[dict | None, st
     model configuration (same backbone, pretrained weights and stages) and predicted here."""
     from lerenet.checkpoint import load_model_file
     from lerenet.model import rebuild_baseline
-    from lerenet.tracking.pyfunc import load_torch_model
+    from lerenet.tracking.loading import load_torch_model
 
     saved = _saved_evidence(params, challenger, "baseline")
     if saved is not None:
@@ -106,7 +106,7 @@ def gate_stage(
     (train.json); ``train`` also names the run the decision is logged to (otherwise the
     tracking server is asked which run logged the challenger)."""
     from lerenet.gate import decide, write_decision
-    from lerenet.tracking.pyfunc import load_torch_model
+    from lerenet.tracking.loading import load_torch_model
     from lerenet.tracking.registry import _client, alias_version
     from lerenet.tracking.runs import configure
 

@@ -1,7 +1,7 @@
 """Prediction on files: support image/mask pairs + query images → mask PNGs and overlays.
 
-The model is loaded through MLflow pyfunc when given a ``models:/`` or ``runs:/`` URI, and the
-prediction goes through ``pyfunc.predict``: what runs here is exactly the registered model.
+The model's weights are read as tensors whatever its URI, and the prediction goes through the
+served pyfunc's ``predict``: what runs here is exactly what the registered model serves.
 Images are resized to the model's input size and normalised with its backbone's statistics;
 probabilities are resized back to each query's original size before thresholding.
 """
@@ -19,6 +19,7 @@ from PIL import Image
 
 from lerenet.data.imageio import DecodeError, load_label, load_rgb
 from lerenet.data.layouts import IMAGE_EXTS
+from lerenet.data.paths import unique_names
 from lerenet.data.transforms import build_transform, to_tensors
 from lerenet.plots import _tint
 
@@ -33,27 +34,11 @@ class LoadedModel:
 
 
 def load_for_prediction(uri: str) -> LoadedModel:
-    if Path(uri).exists():
-        from lerenet.checkpoint import load_model_file
-        from lerenet.inference import predict_logits
+    """The model ``uri`` names (a file, a folder, ``models:/``, ``runs:/``, ``s3://``) read as
+    tensors and wrapped in the served pyfunc's ``predict``; its code never runs."""
+    from lerenet.tracking.pyfunc import serving_predictor
 
-        model, meta = load_model_file(Path(uri))
-
-        def run(inputs: dict, params: dict | None = None) -> np.ndarray:
-            logits = predict_logits(
-                model,
-                torch.as_tensor(inputs["query_img"]),
-                torch.as_tensor(inputs["support_imgs"]),
-                torch.as_tensor(inputs["support_masks"]),
-                class_name=(params or {}).get("class_name") or None,
-            )
-            return torch.softmax(logits, 1)[:, 1].numpy()
-
-        predictor = run
-    else:
-        from lerenet.tracking.pyfunc import load_pyfunc
-
-        predictor, model, meta = load_pyfunc(uri)
+    predictor, model, meta = serving_predictor(uri)
     memory = getattr(model, "memory", None)
     classes = tuple(memory.classes) if memory is not None else ()
     size = int(meta.get("image_size") or 200)
@@ -113,7 +98,8 @@ def predict_files(
     max_pixels: int = 4096 * 4096,
     class_name: str | None = None,
 ) -> PredictResult:
-    """Write ``<stem>_mask.png`` (0/255) and ``<stem>_overlay.png`` per query, and
+    """Write ``<stem>_mask.png`` (0/255) and ``<stem>_overlay.png`` per query (a stem met
+    before gets ``-2``, ``-3``…: nothing is overwritten), and
     ``found.csv``: each mask's defect share and the query's highest defect probability.
 
     Every image is decoded under ``max_pixels`` (data.max_pixels) like in ingest and validate:
@@ -146,7 +132,9 @@ def predict_files(
     support_masks = torch.stack(s_masks)[None].numpy().astype(np.int64)
     out_dir.mkdir(parents=True, exist_ok=True)
     found, skipped = [], []
-    for query in expand_queries(queries):
+    given = expand_queries(queries)
+    # one output per input: two queries named alike (in different folders) get a ``-2`` suffix
+    for query, stem in zip(given, unique_names([q.stem for q in given]), strict=True):
         try:
             rgb = load_rgb(query, max_pixels)
         except DecodeError as err:
@@ -169,9 +157,9 @@ def predict_files(
             align_corners=True,
         )[0, 0].numpy()
         mask = (full >= threshold).astype(np.uint8)
-        mask_path = out_dir / f"{query.stem}_mask.png"
+        mask_path = out_dir / f"{stem}_mask.png"
         Image.fromarray(mask * 255).save(mask_path)
-        Image.fromarray(_tint(rgb, mask, (230, 30, 30))).save(out_dir / f"{query.stem}_overlay.png")
+        Image.fromarray(_tint(rgb, mask, (230, 30, 30))).save(out_dir / f"{stem}_overlay.png")
         found.append(Found(query, mask_path, float(mask.mean()), float(full.max())))
     with open(out_dir / "found.csv", "w", newline="") as handle:
         csv.writer(handle).writerows(

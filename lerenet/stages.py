@@ -204,7 +204,7 @@ def evaluate_stage(
     asked of the tracking server. Writes ``metrics.json`` (``EvaluationReport.to_dict``).
     """
     from lerenet.evaluate import evaluate_model, retrain_scores
-    from lerenet.tracking.pyfunc import load_torch_model
+    from lerenet.tracking.loading import load_torch_model
     from lerenet.tracking.runs import configure, start_run
     from lerenet.tracking.uris import run_of
 
@@ -266,7 +266,7 @@ def _baseline_for(params: Params, train: TrainSummary | None, meta: dict) -> nn.
     model trained elsewhere, a remote worker); None when ``train.baseline`` is off, the model
     is the baseline, or its backbone weights cannot be loaded here (said in the log)."""
     from lerenet.model import rebuild_baseline
-    from lerenet.tracking.pyfunc import load_torch_model
+    from lerenet.tracking.loading import load_torch_model
 
     if train is not None and train.baseline_path and Path(train.baseline_path).exists():
         return load_torch_model(train.baseline_path)[0]
@@ -339,7 +339,7 @@ def export_stage(params: Params, *, model_uri: str, out: Path, shots: int = 1) -
     from lerenet.evaluate import episode_dataset
     from lerenet.export import export_onnx, parity
     from lerenet.summary import dummy_episode
-    from lerenet.tracking.pyfunc import load_torch_model
+    from lerenet.tracking.loading import load_torch_model
     from lerenet.tracking.runs import configure
     from lerenet.tracking.uris import log_export
 

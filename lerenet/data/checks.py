@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lerenet.data import paths
 from lerenet.data.imageio import DecodeError, open_image
 from lerenet.data.manifest import Pair
 from lerenet.data.quarantine import Finding
@@ -24,13 +25,12 @@ class PairCheck:
 
 
 def inside(root: Path, rel: str) -> Path | None:
-    """``root/rel`` if it stays inside ``root`` (no absolute paths, no ``..`` escape)."""
-    candidate = (root / rel).resolve()
+    """``root/rel`` under the one path rule (``paths.inside``: no ``..``, no absolute path, no
+    link on the way), else None."""
     try:
-        candidate.relative_to(root.resolve())
-    except ValueError:
+        return paths.inside(root, rel, "manifest path")
+    except paths.PathEscape:
         return None
-    return candidate
 
 
 def inspect_pair(args: tuple[Path, Pair, int]) -> PairCheck:
@@ -48,7 +48,7 @@ def inspect_pair(args: tuple[Path, Pair, int]) -> PairCheck:
                 "path_inside_root",
                 rel,
                 "path escapes the dataset root",
-                "fix the manifest row: paths must be relative, without '..'",
+                "fix the manifest row: paths must be relative, without '..' or links",
             )
         if not path.is_file():
             return fail(

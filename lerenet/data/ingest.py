@@ -19,6 +19,7 @@ from pathlib import Path
 from PIL import Image
 
 from lerenet.config import Params
+from lerenet.data import paths
 from lerenet.data.imageio import DecodeError, binarize_mask, open_image
 from lerenet.data.layouts import SourceItem, detect_layout, iter_items
 from lerenet.data.lock import writer_lock
@@ -166,7 +167,11 @@ def ingest(
         check_class_name(class_name, "--class-name")
     for target in class_map.values():
         check_class_name(target, "--class-map target")
-    name = source_name or Path(source.rstrip("/")).name.split(".")[0] or "source"
+    name = (
+        paths.component(source_name, "--source-name")
+        if source_name is not None
+        else paths.as_component(Path(source.rstrip("/")).name.split(".")[0])
+    )
     with writer_lock(root):
         with local_source(source, endpoint_url) as folder:
             chosen = layout or detect_layout(folder)
@@ -230,16 +235,15 @@ def ingest(
                 report.binarized += res.binarized
             if bad:
                 files = []
+                # kept under the file's own place in the source (``source_file`` is provenance
+                # text from the source's manifest, not a path to write to)
                 for job, _ in bad:
-                    files.append((job.item.image, f"{name}/{job.item.source_file}"))
-                    if job.item.mask is not None:
-                        files.append(
-                            (
-                                job.item.mask,
-                                f"{name}/{job.item.mask.relative_to(folder).as_posix()}",
-                            )
-                        )
-                quarantine_files(root, "ingest", files, [f for _, f in bad], move=False)
+                    for path in (job.item.image, job.item.mask):
+                        if path is not None:
+                            files.append((path, f"{name}/{path.relative_to(folder).as_posix()}"))
+                quarantine_files(
+                    root, "ingest", files, [f for _, f in bad], move=False, source_root=folder
+                )
                 report.quarantined = [f for _, f in bad]
 
         report.added = len(added)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from lerenet.config import Params
-from lerenet.data.checks import inspect_pair
+from lerenet.data.checks import inside, inspect_pair
 from lerenet.data.lock import writer_lock
 from lerenet.data.manifest import MANIFEST, Pair, read_manifest, write_manifest
 from lerenet.data.parallel import parallel_map
@@ -156,11 +156,13 @@ def validate_dataset(
         bad_images = {f.file for f in row_findings} | {c.pair.image for c in checks if c.findings}
         kept = [p for p in pairs if p.image not in bad_images]
         if bad_images:
+            # a row whose path escapes the root leaves the manifest; its file is not touched
             moved = [
-                (root / rel, rel)
+                (path, rel)
                 for p in pairs
                 if p.image in bad_images
                 for rel in (p.image, p.mask)
+                if (path := inside(root, rel)) is not None
             ]
             quarantine_files(root, "validate", moved, findings, move=True)
             write_manifest(root, kept)

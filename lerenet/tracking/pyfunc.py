@@ -5,6 +5,11 @@ Input: a dict of arrays — ``query_img`` B×3×H×W float32 (normalised with th
 std, see ``input_normalization`` in the model's metadata), ``support_imgs`` B×K×3×H×W float32,
 ``support_masks`` B×K×H×W int64 (1 defect, 0 background, 255 ignore). Output: B×H×W float32,
 the defect probability. The served model is exactly the logged model file.
+
+The model is logged *from code* (``served_model.py``), not pickled: its artifacts are the model
+file (tensors and a JSON-able config) and that code file. Nothing in lerenet loads a model
+through ``mlflow.pyfunc.load_model``; ``loading.load_torch_model`` reads the tensors, and
+``serving_predictor`` runs this class's ``predict`` on them in process.
 """
 
 from __future__ import annotations
@@ -34,6 +39,13 @@ class LERENetPyfunc(_pyfunc_base()):
         from lerenet.checkpoint import load_model_file
 
         self.model, self.meta = load_model_file(Path(context.artifacts["model_file"]))
+
+    @classmethod
+    def serving(cls, model: Any, meta: dict) -> LERENetPyfunc:
+        """The flavour around an already (safely) loaded model: what MLflow serves, in process."""
+        wrapper = cls()
+        wrapper.model, wrapper.meta = model, meta
+        return wrapper
 
     def predict(self, context, model_input, params=None):
         import torch
@@ -82,7 +94,7 @@ def log_model(model_file: Path, *, name: str = "model", size: int = 64) -> Any:
     signature.params = ParamSchema([ParamSpec("class_name", "string", "")])
     return mlflow.pyfunc.log_model(
         name=name,
-        python_model=LERENetPyfunc(),
+        python_model=str(Path(__file__).with_name("served_model.py")),
         artifacts={"model_file": str(model_file)},
         signature=signature,
         input_example=example,
@@ -90,27 +102,18 @@ def log_model(model_file: Path, *, name: str = "model", size: int = 64) -> Any:
     )
 
 
-def load_pyfunc(uri: str) -> tuple[Any, Any, dict]:
-    """A logged model by URI as MLflow serves it → (its ``predict``, torch module, metadata):
-    predicting through the pyfunc is what a served model does, so ``lerenet predict`` on a
-    URI checks the served path too."""
-    import mlflow
+def serving_predictor(uri: str) -> tuple[Any, Any, dict]:
+    """A model by path or URI → (the served ``predict(inputs, params)``, torch module, metadata).
 
-    pyfunc = mlflow.pyfunc.load_model(uri)
-    wrapper = pyfunc.unwrap_python_model()
-    return pyfunc.predict, wrapper.model, wrapper.meta
-
-
-def load_torch_model(uri: str, device: str = "cpu") -> tuple[Any, dict]:
-    """A model by URI → (torch module, metadata).
-
-    ``uri``: a local model file, ``runs:/<id>/model``, ``models:/<name>/<version>``,
-    ``models:/<name>@<alias>`` or ``models:/m-<id>``.
+    The weights are read as tensors (``loading.load_torch_model``, never the model's code) and
+    predicted through the pyfunc's own ``predict``: ``lerenet predict`` runs what a server runs.
     """
-    from lerenet.checkpoint import load_model_file
+    from lerenet.tracking.loading import load_torch_model
 
-    path = Path(uri)
-    if path.exists():
-        return load_model_file(path, device)
-    _, model, meta = load_pyfunc(uri)
-    return model.to(device), meta
+    model, meta = load_torch_model(uri)
+    wrapper = LERENetPyfunc.serving(model, meta)
+
+    def predict(model_input: dict, params: dict | None = None) -> np.ndarray:
+        return wrapper.predict(None, model_input, params)
+
+    return predict, model, meta

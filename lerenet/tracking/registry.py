@@ -1,8 +1,8 @@
 """MLflow model registry with aliases (``staging``, ``production``), never deprecated stages.
 
 Promotion order makes a half-promotion impossible: register the version, wait until it is
-READY, tag it with its lineage, load it back through pyfunc (so the alias can only ever point at
-a loadable model), and only then move the alias. Production history lives in a tag of the
+READY, tag it with its lineage, load it back as lerenet loads it (so the alias can only ever
+point at a loadable model), and only then move the alias. Production history lives in a tag of the
 registered model (``lerenet.production_history``, a JSON list of versions) so ``rollback`` knows
 where to go back to.
 
@@ -117,10 +117,12 @@ def require_artifacts(source: str) -> None:
 
 
 def verify_loadable(uri: str) -> None:
-    """Load the model through pyfunc: what the alias will serve must load."""
-    import mlflow
+    """What the alias will serve must load, as lerenet loads it: a lerenet models-from-code
+    pyfunc whose weights are tensors matching the version's ``lerenet.state_sha256`` (never
+    through ``mlflow.pyfunc.load_model``, which would run the model's code to find out)."""
+    from lerenet.tracking.loading import load_torch_model
 
-    mlflow.pyfunc.load_model(uri)
+    load_torch_model(uri)
 
 
 def _wait_ready(client: Any, name: str, version: str, timeout: float = 120) -> None:

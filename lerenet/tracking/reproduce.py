@@ -69,7 +69,7 @@ def reproduce(
 
     from lerenet.data.splits import split_dataset
     from lerenet.evaluate import evaluate_model
-    from lerenet.tracking.pyfunc import load_torch_model  # noqa: F401  (registers the flavour)
+    from lerenet.tracking.loading import load_torch_model
     from lerenet.tracking.uris import version_run_id
     from lerenet.train import train
 

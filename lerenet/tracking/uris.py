@@ -8,6 +8,7 @@ tracking server knows. The caller configures the tracking URI (``runs.configure`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 def run_of(model_uri: str) -> str | None:
@@ -28,21 +29,28 @@ def run_of(model_uri: str) -> str | None:
         return None
 
 
-def version_run_id(uri: str) -> tuple[str | None, str | None, str | None]:
-    """``models:/name@alias`` or ``models:/name/version`` → (run id, name, version)."""
+def version_of(uri: str) -> Any | None:
+    """The registered ModelVersion ``models:/name@alias`` or ``models:/name/version`` names;
+    None for any other URI (a run's, a logged model's, a file)."""
     from mlflow import MlflowClient
 
     if not uri.startswith("models:/") or uri.startswith("models:/m-"):
-        return None, None, None
+        return None
     ref = uri.removeprefix("models:/")
     client = MlflowClient()
     if "@" in ref:
         name, alias = ref.split("@", 1)
-        mv = client.get_model_version_by_alias(name, alias)
-    else:
-        name, version = ref.rsplit("/", 1)
-        mv = client.get_model_version(name, version)
-    return mv.run_id, name, str(mv.version)
+        return client.get_model_version_by_alias(name, alias)
+    name, version = ref.rsplit("/", 1)
+    return client.get_model_version(name, version)
+
+
+def version_run_id(uri: str) -> tuple[str | None, str | None, str | None]:
+    """``models:/name@alias`` or ``models:/name/version`` → (run id, name, version)."""
+    mv = version_of(uri)
+    if mv is None:
+        return None, None, None
+    return mv.run_id, mv.name, str(mv.version)
 
 
 def log_export(model_uri: str, onnx_file: Path, max_abs_diff: float) -> str | None:

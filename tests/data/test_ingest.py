@@ -163,7 +163,7 @@ def test_a_source_file_linking_outside_the_source_is_quarantined_not_followed(
     tmp_path: Path,
 ) -> None:
     """A drop folder may hold a link to ~/.aws/credentials or another class's images: the
-    link is quarantined as a link, its target is neither ingested nor copied anywhere."""
+    link is quarantined as text, its target is neither ingested nor copied anywhere."""
     src = tmp_path / "src"
     for kind in ("images", "masks"):
         (src / kind / "A").mkdir(parents=True)
@@ -179,8 +179,11 @@ def test_a_source_file_linking_outside_the_source_is_quarantined_not_followed(
     assert [(f.check, Path(f.file).name) for f in report.quarantined] == [
         ("inside_source", "linked.png")
     ]
-    kept = root / "quarantine" / "ingest" / "src" / "images" / "A" / "linked.png"
-    assert kept.is_symlink()  # the link itself, not a copy of what it points at
+    kept = root / "quarantine" / "ingest" / "src" / "images" / "A" / "linked.png.link.txt"
+    # the link as text, neither a copy of what it points at nor a link (which `dvc push`
+    # would follow)
+    assert kept.read_text() == f"symbolic link to {tmp_path / 'outside.png'}\n"
+    assert not any(p.is_symlink() for p in root.rglob("*"))
     assert not (root / "images" / "A" / "linked.png").exists()
 
 

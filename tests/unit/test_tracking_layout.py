@@ -1,23 +1,13 @@
-"""The MLflow-facing code lives in ``lerenet.tracking``; models logged before the move load."""
+"""The MLflow-facing code lives in ``lerenet.tracking``."""
 
 from __future__ import annotations
 
 import ast
-import pickle
 from pathlib import Path
 
 import lerenet
 
 LIBRARY = Path(lerenet.__file__).parent
-
-
-def test_a_model_pickled_under_the_old_module_path_still_loads() -> None:
-    """MLflow pickles the pyfunc's class by reference; versions registered before the move
-    name ``lerenet.mlflow_model.LERENetPyfunc`` and must resolve to the current class."""
-    from lerenet.tracking.pyfunc import LERENetPyfunc
-
-    old_reference = b"clerenet.mlflow_model\nLERENetPyfunc\n."  # pickle's GLOBAL opcode
-    assert pickle.loads(old_reference) is LERENetPyfunc
 
 
 def test_only_the_tracking_package_imports_mlflow() -> None:
