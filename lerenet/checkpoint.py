@@ -47,6 +47,28 @@ def safe_load(path: Path, device: str | torch.device = "cpu") -> Any:
             f"{path}: refused: not a plain tensor file ({reason[:160]}); lerenet loads "
             "checkpoints and models as weights only and never runs code from them"
         ) from None
+    except (EOFError, RuntimeError, OSError) as err:  # empty, truncated, not a torch file
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({reason or 'empty file'}); it is empty, cut "
+            "short or another kind of file"
+        ) from None
+
+
+TRAINING_KEYS = ("model", "optimizer", "scheduler", "scaler", "step", "best", "best_step")
+
+
+def load_training_state(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """A training checkpoint (``last.pt``) for ``--resume``: tensors only, with every key a
+    resume needs, else one CheckpointError naming what is missing."""
+    state = safe_load(path, device)
+    missing = [k for k in TRAINING_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(
+            f"{path}: not a lerenet training checkpoint (no {', '.join(missing)}); train "
+            "without --resume, or restore the last.pt a training wrote"
+        )
+    return state
 
 
 def rng_state() -> dict[str, Any]:

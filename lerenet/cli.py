@@ -205,7 +205,7 @@ def validate_cmd(
     from lerenet.data.validate import validate_with_params
 
     cfg = _params(params)
-    with user_errors(FileNotFoundError):
+    with user_errors(FileNotFoundError, ValueError):
         report = validate_with_params(cfg, out_dir)
     for finding in report.findings[:20]:
         kind = "not in manifest" if finding.check == "listed_in_manifest" else "quarantined"
@@ -295,10 +295,11 @@ def evaluate_cmd(
     overrides: Annotated[list[str] | None, _override_opt()] = None,
 ) -> None:
     """Evaluate on the fixed test (novel-class) episodes: per-class IoU, mIoU, FB-IoU + CIs."""
+    from lerenet.services import ServiceUnavailable
     from lerenet.stages import evaluate_stage, last_training
 
     cfg = _params_with(params, overrides)
-    with user_errors(FileNotFoundError, ValueError):
+    with user_errors(FileNotFoundError, ValueError, ServiceUnavailable):
         # the last training (train.json), whose run and saved baseline go with its model
         report = evaluate_stage(cfg, train=last_training(cfg), model_uri=model, track=not no_track)
     table = Table(title=f"test classes, fold {cfg.train.fold}")

@@ -123,7 +123,7 @@ def predict_cmd(
 ) -> None:
     """Segment the support's defect class in query images: <stem>_mask.png + _overlay.png."""
     from lerenet.predict import predict_files
-    from lerenet.tracking.runs import configure
+    from lerenet.tracking.runs import connect, is_tracked
 
     pairs = []
     for item in support or []:
@@ -136,8 +136,10 @@ def predict_cmd(
     max_pixels = DataConfig().max_pixels
     if params.exists():
         cfg = _params(params)
-        configure(cfg.tracking)
         max_pixels = cfg.data.max_pixels
+        if is_tracked(model):
+            with user_errors(ServiceUnavailable, code=1):
+                connect(cfg.tracking)
     with user_errors(FileNotFoundError, ValueError):
         result = predict_files(model, pairs, queries, out, threshold, max_pixels, class_name)
     for item in result.found:
@@ -173,7 +175,8 @@ def export_cmd(
     """ONNX export, checked against onnxruntime; logged to the version's run."""
     from lerenet.stages import export_stage
 
-    result = export_stage(_params(params), model_uri=model, out=onnx, shots=shots)
+    with user_errors(FileNotFoundError, ValueError, ServiceUnavailable):
+        result = export_stage(_params(params), model_uri=model, out=onnx, shots=shots)
     console.print(
         f"{onnx}: max |torch − onnxruntime| = {result['max_abs_diff']:.2e} over "
         f"{result['episodes']} episodes ({result['real_episodes']} real)"

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -22,7 +21,10 @@ from pydantic import (
     model_validator,
 )
 
+from lerenet.params_file import ConfigError, apply_overrides, parse_overrides, read_mapping
 from lerenet.recipes import RECIPES
+
+__all__ = ["ConfigError", "apply_overrides", "load_params", "parse_overrides"]
 
 
 class Section(BaseModel):
@@ -130,7 +132,7 @@ class DataConfig(Section):
     classes: list[str] | None = Field(None, description="Allowed classes (None: any).")
     min_side: int = Field(16, ge=1)
     max_side: int = Field(4096, ge=1)
-    max_pixels: int = Field(4096 * 4096, description="Decompression-bomb limit per image.")
+    max_pixels: int = Field(4096 * 4096, gt=0, description="Decompression-bomb limit per image.")
     min_defect_fraction: float = Field(0.0, ge=0.0, le=1.0)
     max_defect_fraction: float = Field(0.95, ge=0.0, le=1.0)
     workers: int = Field(0, ge=0, description="Parallel decoders (0 = one per core).")
@@ -299,24 +301,6 @@ class Params(Section):
         return self
 
 
-class ConfigError(ValueError):
-    """A params file that cannot be used; the message names the file and the fields."""
-
-
-def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """``["train.lr=0.001", "model.prior_stages=[s4]"]`` → ``{"train.lr": 0.001, …}``: the one
-    parser of ``--set`` for the CLI, the pipeline CLI and the benchmarks (values read as YAML)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r} is not section.key=value")
-        out[key] = yaml.safe_load(value)
-    return out
-
-
 def _format_errors(path: Path, err: ValidationError) -> str:
     lines = [f"{path}: invalid configuration"]
     for item in err.errors():
@@ -325,43 +309,12 @@ def _format_errors(path: Path, err: ValidationError) -> str:
     return "\n".join(lines)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's last-key-wins would let a second ``train:`` silently replace the first."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (lines {seen[key]} and {line})"
-                )
-            seen[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
-def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any] | None) -> None:
-    """Set dotted keys (``train.steps``) in a raw params mapping, in place."""
-    for dotted, value in (overrides or {}).items():
-        node = raw
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-
-
 def load_params(
     path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None
 ) -> Params:
     """Read and validate a params file; ``overrides`` uses dotted keys (``train.steps``)."""
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: no such params file (run from the repo root or pass --params)")
-    try:
-        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    raw = read_mapping(path)
     if raw is None:
         raise ConfigError(
             f"{path}: the params file is empty; start from the repository's params.yaml "

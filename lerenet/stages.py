@@ -205,7 +205,7 @@ def evaluate_stage(
     """
     from lerenet.evaluate import evaluate_model, retrain_scores
     from lerenet.tracking.loading import load_torch_model
-    from lerenet.tracking.runs import configure, start_run
+    from lerenet.tracking.runs import connect, is_tracked, start_run
     from lerenet.tracking.uris import run_of
 
     out_dir = Path(out_dir or params.eval.out_dir)
@@ -214,8 +214,8 @@ def evaluate_stage(
         model_uri = train.challenger
     if train is not None and model_uri not in (train.model_uri, train.best_path):
         train = None  # another model than that training's: no baseline, no run to join
-    if track:
-        configure(params.tracking)  # run_of may ask the tracking server
+    if track or is_tracked(model_uri):
+        connect(params.tracking)  # run_of and a models:/ URI ask the tracking server
     run_id = (train.run_id if train else None) or (run_of(model_uri) if track else None)
     source = local_copy(model_uri, train)
     model, meta = load_torch_model(source)
@@ -340,10 +340,10 @@ def export_stage(params: Params, *, model_uri: str, out: Path, shots: int = 1) -
     from lerenet.export import export_onnx, parity
     from lerenet.summary import dummy_episode
     from lerenet.tracking.loading import load_torch_model
-    from lerenet.tracking.runs import configure
+    from lerenet.tracking.runs import connect
     from lerenet.tracking.uris import log_export
 
-    configure(params.tracking)
+    connect(params.tracking)
     model, meta = load_torch_model(model_uri)
     size = int(meta.get("image_size") or params.data.image_size)
     export_onnx(model, out, size, shots=shots)

@@ -28,8 +28,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from lerenet.checkpoint import (
     atomic_save,
+    load_training_state,
     rng_state,
-    safe_load,
     save_model_file,
     seed_everything,
     set_rng_state,
@@ -182,7 +182,7 @@ def train(
     if resume:
         if not last_path.exists():
             raise FileNotFoundError(f"{last_path}: nothing to resume; train without --resume")
-        state = safe_load(last_path, device)
+        state = load_training_state(last_path, device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

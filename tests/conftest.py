@@ -178,13 +178,17 @@ def tiny_project(synthetic_source: Path, tmp_path: Path, monkeypatch: pytest.Mon
 @pytest.fixture
 def mlflow_server(s3_server, tmp_path_factory: pytest.TempPathFactory):
     """A real `mlflow server` per test (SQLite backend, artifacts proxied to the SeaweedFS
-    bucket): each test starts from an empty registry."""
+    bucket, MLflow's basic authentication as `lerenet stack up` runs it): each test starts
+    from an empty registry."""
+    from lerenet.stack.credentials import kept_login
     from lerenet.stack.mlflow_server import MlflowServer
 
+    state = tmp_path_factory.mktemp("mlflow")
     server = MlflowServer(
-        tmp_path_factory.mktemp("mlflow"),
+        state,
         artifacts_destination="s3://lerenet-artifacts/mlflow",
         s3_env=s3_server.env(),
+        auth=kept_login(state, "mlflow", "lerenet-admin"),
     )
     server.start()
     yield server
@@ -195,7 +199,8 @@ def mlflow_server(s3_server, tmp_path_factory: pytest.TempPathFactory):
 def tracked_project(tiny_project: Path, mlflow_server, monkeypatch: pytest.MonkeyPatch) -> Path:
     """``tiny_project`` whose MLflow is the real server; the client holds no S3 credentials."""
     (tiny_project / "params.yaml").write_text(tiny_params(tiny_project, mlflow_server.uri))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)  # for bare MlflowClient()
+    for key, value in mlflow_server.client_env().items():  # for bare MlflowClient(), the login
+        monkeypatch.setenv(key, value)
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL"):
         monkeypatch.delenv(key, raising=False)
     return tiny_project

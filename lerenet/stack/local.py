@@ -1,9 +1,11 @@
 """``lerenet stack up | down | status``: the service stack on one machine, without Docker.
 
 SeaweedFS S3 (credentials enforced, buckets created), an ``mlflow server`` (SQLite by default,
-PostgreSQL when ``--backend-uri`` is given; artifacts proxied to the bucket) and a ``prefect
-server`` with a process work pool and a worker. State, logs and secrets live under one
-directory (``.stack/`` by default; the credentials file is mode 0600). ``up`` is idempotent
+PostgreSQL when ``--backend-uri`` is given; artifacts proxied to the bucket; MLflow's basic
+authentication) and a ``prefect server`` (its API auth string required) with a process work
+pool and a worker. Every login is generated at the first ``up`` (``credentials.py``). State,
+logs and secrets live under one directory (``.stack/`` by default; credential files 0600).
+``up`` is idempotent
 (a running stack is left alone); ``down`` stops every process group it started.
 Clients use the stack through the environment variables written to ``<dir>/env.sh``.
 """
@@ -16,6 +18,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from lerenet.stack.credentials import is_secret, kept_login
 from lerenet.stack.mlflow_server import MlflowServer
 from lerenet.stack.ports import group_alive, http_ok, stop_group
 from lerenet.stack.prefect_server import PrefectServer
@@ -36,7 +39,7 @@ class StackState:
             json.dumps(
                 {
                     "pids": self.pids,
-                    "env": {k: v for k, v in self.env.items() if "SECRET" not in k},
+                    "env": {k: v for k, v in self.env.items() if not is_secret(k)},
                 },
                 indent=2,
             )
@@ -140,15 +143,17 @@ def up(
             artifacts_destination=f"s3://{BUCKETS[1]}/mlflow",
             s3_env=s3.env(),
             port=ports.mlflow,
+            auth=kept_login(state_dir, "mlflow", "lerenet-admin"),
         ).start()
         started.append(mlflow)
-        env = {
-            **s3.env(),
-            "MLFLOW_TRACKING_URI": mlflow.uri,
-        }
+        env = {**s3.env(), **mlflow.client_env()}
         pids = {"seaweedfs": s3.process.pid, "mlflow": mlflow.process.pid}
         if with_prefect:
-            prefect = PrefectServer(state_dir / "prefect", port=ports.prefect).start()
+            prefect = PrefectServer(
+                state_dir / "prefect",
+                port=ports.prefect,
+                auth=kept_login(state_dir, "prefect", "lerenet"),
+            ).start()
             started.append(prefect)
             # flow and task results persisted to the results bucket, not the worker's disk
             env["PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"] = prefect.save_result_storage(
@@ -157,7 +162,7 @@ def up(
             env["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] = "true"
             worker = prefect.start_worker(WORK_POOL, cwd=repo, extra_env=env)
             pids.update({"prefect-server": prefect.process.pid, "prefect-worker": worker.pid})
-            env["PREFECT_API_URL"] = prefect.api_url
+            env |= prefect.client_env()
     except Exception:
         for service in reversed(started):
             service.stop()

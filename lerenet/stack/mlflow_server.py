@@ -1,13 +1,22 @@
 """A real ``mlflow server`` on loopback: SQLite (default) or PostgreSQL backend, artifacts
-proxied to S3 (clients need no S3 credentials: the server holds them)."""
+proxied to S3 (clients need no S3 credentials: the server holds them).
+
+With a ``Login`` it runs MLflow's built-in authentication (``--app-name basic-auth``): every
+route but ``/health`` and static files, the artifact proxy included, asks for that user (the
+admin; anonymous callers and unknown users get 401, ``default_permission`` is none, and a
+route without a permission check is denied: ``MLFLOW_BASIC_AUTH_FAIL_CLOSED``). The user
+store is SQLite beside the server's state unless ``auth_database_uri`` names another.
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
 
+from lerenet.stack.credentials import Login
 from lerenet.stack.ports import free_port, http_ok, port_free, spawn, stop_group, wait_started
 
 # SQLAlchemy 2.1's default DBAPI module per dialect (``postgresql://`` means psycopg 3)
@@ -53,8 +62,12 @@ class MlflowServer:
         s3_env: dict[str, str],
         backend_uri: str | None = None,
         port: int | None = None,
+        auth: Login | None = None,
+        auth_database_uri: str | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
+        self.auth = auth
+        self.auth_database_uri = auth_database_uri or f"sqlite:///{self.state_dir / 'auth.db'}"
         self.backend_uri = backend_uri or f"sqlite:///{self.state_dir / 'mlflow.db'}"
         self.artifacts_destination = artifacts_destination
         self.s3_env = s3_env
@@ -64,6 +77,34 @@ class MlflowServer:
     @property
     def uri(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def client_env(self) -> dict[str, str]:
+        """What an MLflow client needs: the URI and, on an authenticated server, its login."""
+        env = {"MLFLOW_TRACKING_URI": self.uri}
+        if self.auth is not None:
+            env["MLFLOW_TRACKING_USERNAME"] = self.auth.username
+            env["MLFLOW_TRACKING_PASSWORD"] = self.auth.password
+        return env
+
+    def _auth_env(self) -> dict[str, str]:
+        """The basic-auth app's configuration: an ini without secrets, the password by env."""
+        if self.auth is None:
+            return {}
+        ini = self.state_dir / "basic_auth.ini"
+        ini.write_text(
+            "[mlflow]\n"
+            "default_permission = NO_PERMISSIONS\n"
+            f"database_uri = {self.auth_database_uri}\n"
+            f"admin_username = {self.auth.username}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
+        ini.chmod(0o600)
+        return {
+            "MLFLOW_AUTH_CONFIG_PATH": str(ini),
+            "MLFLOW_AUTH_ADMIN_PASSWORD": self.auth.password,
+            "MLFLOW_BASIC_AUTH_FAIL_CLOSED": "true",
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),  # the UI forms' CSRF key
+        }
 
     def start(self, timeout: float = 120) -> MlflowServer:
         if not port_free(self.port):
@@ -81,6 +122,7 @@ class MlflowServer:
             self.artifacts_destination,
             "--workers",
             "1",
+            *(("--app-name", "basic-auth") if self.auth else ()),
         ]
         _check_backend_driver(self.backend_uri)
         env = {
@@ -90,6 +132,7 @@ class MlflowServer:
             "MLFLOW_BACKEND_STORE_URI": self.backend_uri,
             "MLFLOW_DISABLE_TELEMETRY": "true",
             "DO_NOT_TRACK": "true",
+            **self._auth_env(),
         }
         env.pop("MLFLOW_TRACKING_URI", None)
         self.process = spawn(cmd, self.state_dir / "mlflow.log", env=env)

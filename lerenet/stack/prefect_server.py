@@ -1,4 +1,10 @@
-"""A real ``prefect server`` on loopback, a process work pool and a worker for it."""
+"""A real ``prefect server`` on loopback, a process work pool and a worker for it.
+
+With a ``Login`` the server requires its API auth string (``PREFECT_SERVER_API_AUTH_STRING``)
+on every route but the health probes, its events websocket included (Prefect ≥ 3.4 closes a
+socket whose first message is not that auth string); clients, the worker and the flow runs
+it starts send it as ``PREFECT_API_AUTH_STRING``. The UI asks for it once per browser.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lerenet.stack.credentials import Login
 from lerenet.stack.ports import free_port, http_ok, port_free, spawn, stop_group, wait_started
 
 
@@ -15,8 +22,9 @@ def _prefect() -> str:
 
 
 class PrefectServer:
-    def __init__(self, state_dir: Path, port: int | None = None) -> None:
+    def __init__(self, state_dir: Path, port: int | None = None, auth: Login | None = None) -> None:
         self.state_dir = Path(state_dir)
+        self.auth = auth
         self.port = port or free_port()
         self.process: subprocess.Popen | None = None
         self.worker: subprocess.Popen | None = None
@@ -25,13 +33,21 @@ class PrefectServer:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
 
+    def client_env(self) -> dict[str, str]:
+        """What a Prefect client needs: the API URL and, on an authenticated server, its
+        auth string."""
+        env = {"PREFECT_API_URL": self.api_url}
+        if self.auth is not None:
+            env["PREFECT_API_AUTH_STRING"] = self.auth.basic
+        return env
+
     def env(self) -> dict[str, str]:
         return {
             **os.environ,
             "PREFECT_HOME": str(self.state_dir / "home"),
-            "PREFECT_API_URL": self.api_url,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "DO_NOT_TRACK": "true",
+            **self.client_env(),
         }
 
     def start(self, timeout: float = 180) -> PrefectServer:
@@ -40,6 +56,8 @@ class PrefectServer:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         env = self.env()
         env.pop("PREFECT_API_URL")  # the server itself must not point at an API
+        if self.auth is not None:
+            env["PREFECT_SERVER_API_AUTH_STRING"] = self.auth.basic
         self.process = spawn(
             [_prefect(), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
             self.state_dir / "prefect-server.log",

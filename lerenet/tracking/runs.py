@@ -56,6 +56,20 @@ def configure(cfg: TrackingConfig) -> Any:
     return mlflow
 
 
+def is_tracked(model_uri: str) -> bool:
+    """A model URI only a tracking server resolves (a registry version, a run, a logged model)."""
+    return model_uri.startswith(("models:/", "runs:/"))
+
+
+def connect(cfg: TrackingConfig) -> Any:
+    """``configure``, once the tracking server has answered its health check: a server that is
+    down is one sentence (``ServiceUnavailable``), not minutes of retries and tracebacks."""
+    from lerenet.services import require_mlflow
+
+    require_mlflow(tracking_uri(cfg))
+    return configure(cfg)
+
+
 class Run:
     """An active MLflow run; every method is a no-op when tracking is disabled."""
 

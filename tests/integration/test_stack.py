@@ -130,12 +130,17 @@ def test_stack_runs_retrain_deployment(
             run_ok(cmd, project)
 
         from prefect.deployments import run_deployment
-        from prefect.settings import PREFECT_API_URL, temporary_settings
+        from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
         from pipelines.flows import retrain, train_gpu
 
         # Prefect caches its API URL per process: point this block at the stack's server
-        api = temporary_settings(updates={PREFECT_API_URL: state.env["PREFECT_API_URL"]})
+        api = temporary_settings(
+            updates={
+                PREFECT_API_URL: state.env["PREFECT_API_URL"],
+                PREFECT_API_AUTH_STRING: state.env["PREFECT_API_AUTH_STRING"],
+            }
+        )
         api.__enter__()
         from prefect.runner.storage import GitRepository
 
