@@ -35,7 +35,8 @@ def test_k8s_template_requests_one_gpu_and_references_secrets() -> None:
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert {ref["secretRef"]["name"] for ref in container["envFrom"]} == {
         "lerenet-s3",
-        "lerenet-mlflow",
+        "lerenet-mlflow",  # URI and login: the server asks every caller for it
+        "lerenet-prefect",  # the API auth string
     }
     assert "image" in tpl["variables"]["required"]
 
@@ -45,6 +46,8 @@ def test_ecs_template_requests_a_gpu_and_uses_secret_arns() -> None:
     container = tpl["job_configuration"]["task_definition"]["containerDefinitions"][0]
     assert {"type": "GPU", "value": "1"} in container["resourceRequirements"]
     assert all(s["valueFrom"].startswith("{{") for s in container["secrets"])
+    names = {s["name"] for s in container["secrets"]}
+    assert {"MLFLOW_TRACKING_PASSWORD", "PREFECT_API_AUTH_STRING"} <= names
 
 
 def test_no_secret_values_inlined() -> None:
@@ -80,6 +83,12 @@ def test_compose_file(tmp_path: Path) -> None:
     compose = REPO_ROOT / "infra/docker/docker-compose.yml"
     cfg = yaml.safe_load(compose.read_text())
     assert {"postgres", "s3", "mlflow", "prefect-server", "prefect-worker"} <= set(cfg["services"])
+    # both servers ask for credentials; the worker carries them
+    services = cfg["services"]
+    assert services["mlflow"]["command"][-2:] == ["--app-name", "basic-auth"]
+    assert "PREFECT_SERVER_API_AUTH_STRING" in services["prefect-server"]["environment"]
+    worker = services["prefect-worker"]["environment"]
+    assert {"PREFECT_API_AUTH_STRING", "MLFLOW_TRACKING_PASSWORD"} <= set(worker)
     docker = shutil.which("docker")
     if (
         docker is None
