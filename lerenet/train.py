@@ -44,6 +44,7 @@ from lerenet.plots import training_curve
 from lerenet.stage_memo import StageMemo
 from lerenet.throughput import LoopClock, Throughput
 from lerenet.tracking.checkpoints import CheckpointUploader
+from lerenet.tracking.runs import TrackingLost, tracking_lost
 from lerenet.train_batches import (
     check_feature_cache,
     episode_sampler,
@@ -195,7 +196,7 @@ def train(
 
     uploader = CheckpointUploader(run, out_dir)
 
-    def save_last(step: int) -> None:
+    def save_last(step: int, upload: bool = True) -> None:
         atomic_save(
             {
                 "model": model.state_dict(),
@@ -213,7 +214,19 @@ def train(
             last_path,
         )
         # with the run too, uploaded while training goes on: a rerun elsewhere resumes from it
-        uploader.submit(step, last_path, *[p for p in (best_path,) if p.exists()])
+        if upload:
+            uploader.submit(step, last_path, *[p for p in (best_path,) if p.exists()])
+
+    def stop_lost(err: Exception, step: int) -> None:
+        """The tracking server went away: keep the step on disk, then one sentence."""
+        lost = tracking_lost(run, err)
+        if lost is None:
+            raise err
+        save_last(step, upload=False)
+        raise TrackingLost(
+            f"{lost}; last.pt holds step {step}: once the server answers, "
+            "`lerenet train --resume` continues from there (the run stays RUNNING until then)"
+        ) from None
 
     mean, std = backbone_norm(model)
     end = tcfg.steps if stop_after is None else min(tcfg.steps, start + stop_after)
@@ -274,6 +287,8 @@ def train(
         )
 
     model.train()
+    if start and start % tcfg.val_every == 0 and (not history or history[-1]["step"] < start):
+        val_round(start, None)  # the round a lost tracking server cut short (``stop_lost``)
     if start == 0 and params.model.residual != "off":
         # a residual model starts as the parameter-free baseline: that start is a candidate
         # too, so training that only degrades the validation classes keeps it
@@ -336,6 +351,8 @@ def train(
         # a second Ctrl-C (or one outside the main thread): the step in flight is discarded,
         # last.pt stays at the last step boundary it recorded
         interrupted = True
+    except Exception as err:
+        stop_lost(err, step)
     if not best_path.exists():  # stopped before any validation round
         save_model_file(
             kept,
@@ -344,7 +361,10 @@ def train(
             {"step": step, "val_miou": None, "image_size": params.data.image_size},
         )
         best_step = step
-    uploader.wait()  # the run holds the last checkpoint before anything reads it
+    try:
+        uploader.wait()  # the run holds the last checkpoint before anything reads it
+    except Exception as err:
+        stop_lost(err, step)
     throughput = clock.result()
     log.info("training loop: %s", throughput.line())
     (out_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")

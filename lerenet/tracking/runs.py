@@ -10,6 +10,7 @@ up in the MLflow UI.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lerenet.config import Params, TrackingConfig, flatten
+from lerenet.services import ServiceUnavailable
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 
@@ -70,38 +72,126 @@ def connect(cfg: TrackingConfig) -> Any:
     return configure(cfg)
 
 
+class TrackingLost(ServiceUnavailable):
+    """The tracking server stopped answering while a run was open (the run stays RUNNING
+    until a later call reaches the server)."""
+
+
+def answers(uri: str) -> bool:
+    """Whether an ``http(s)://`` tracking server's ``/health`` answers now (one try, 3 s);
+    a local store always does."""
+    if not uri.startswith(("http://", "https://")):
+        return True
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=3) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
 class Run:
-    """An active MLflow run; every method is a no-op when tracking is disabled."""
+    """An active MLflow run; every method is a no-op when tracking is disabled.
+
+    A call that fails while the server does not answer raises ``TrackingLost`` (one sentence
+    naming the server and the run), and every later call raises it again without trying: a
+    training stops once, saves, and says so, instead of a traceback per queued metric.
+    """
 
     def __init__(self, mlflow: Any | None, run_id: str | None) -> None:
         self.mlflow, self.run_id = mlflow, run_id
+        self.lost: str | None = None
 
     @property
     def enabled(self) -> bool:
         return self.mlflow is not None
+
+    def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``, an MLflow call of this run, turned into ``TrackingLost``
+        when it failed because the server is gone (any other failure keeps its traceback)."""
+        if not self.enabled:
+            return None
+        if self.lost is not None:
+            raise TrackingLost(self.lost)
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            self.lost = tracking_lost(self, err)
+            if self.lost is None:
+                raise
+            raise TrackingLost(self.lost) from None
 
     def metrics(self, values: dict[str, float], step: int | None = None, wait: bool = True) -> None:
         """``wait=False``: queue them (MLflow's asynchronous logging, flushed when the run
         ends) instead of waiting for the server, as a training loop's per-step metrics do."""
         if self.enabled:
             values = {k: float(v) for k, v in values.items()}
-            self.mlflow.log_metrics(values, step=step, synchronous=wait)
+            self.call(self.mlflow.log_metrics, values, step=step, synchronous=wait)
 
     def tags(self, values: dict[str, str]) -> None:
         if self.enabled:
-            self.mlflow.set_tags(values)
+            self.call(self.mlflow.set_tags, values)
 
     def artifact(self, path: Path, folder: str | None = None) -> None:
         if self.enabled and Path(path).exists():
-            self.mlflow.log_artifact(str(path), artifact_path=folder)
+            self.call(self.mlflow.log_artifact, str(path), artifact_path=folder)
 
     def figure_png(self, png: Path, name: str) -> None:
         if self.enabled:
-            self.mlflow.log_artifact(str(png), artifact_path=name)
+            self.call(self.mlflow.log_artifact, str(png), artifact_path=name)
 
     def text(self, text: str, name: str) -> None:
         if self.enabled:
-            self.mlflow.log_text(text, name)
+            self.call(self.mlflow.log_text, text, name)
+
+
+def tracking_lost(run: Run | None, err: BaseException) -> str | None:
+    """One sentence when ``err`` came from ``run``'s tracking server being gone (it does not
+    answer its health check now), else None: the error is something else, with its traceback."""
+    if isinstance(err, TrackingLost):
+        return str(err)
+    if run is None or not run.enabled:
+        return None
+    uri = run.mlflow.get_tracking_uri()
+    if answers(uri):
+        return None
+    reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+    return f"MLflow tracking server at {uri} stopped answering during run {run.run_id} ({reason})"
+
+
+class _QueuedFailures(logging.Filter):
+    """MLflow's asynchronous logging (per-step metrics) reports a failed batch in its own
+    thread, once per batch: the first failure while the server is gone marks the run lost
+    (its next call raises ``TrackingLost``) and the repeats are not printed."""
+
+    def __init__(self, run: Run) -> None:
+        super().__init__()
+        self.run = run
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.run.lost is None and record.levelno >= logging.ERROR:
+            self.run.lost = tracking_lost(self.run, RuntimeError(record.getMessage()))
+            return True
+        return self.run.lost is None
+
+
+def _end_lost_run(mlflow: Any) -> None:
+    """Close a run whose server went away: one quiet try to mark it FAILED (it succeeds when
+    the server is back), else leave it RUNNING for ``--resume`` to continue."""
+    quiet = [logging.getLogger(n) for n in ("urllib3", "mlflow")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        mlflow.end_run("FAILED")
+    except Exception:  # still gone: nothing to mark
+        from mlflow.tracking import fluent
+
+        fluent._active_run_stack.get().clear()  # no API forgets a run without the server
+    finally:
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -119,7 +209,12 @@ def start_run(
         yield Run(None, None)
         return
     mlflow = configure(params.tracking)
-    with mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name) as active:
+    active = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name)
+    run = Run(mlflow, active.info.run_id)
+    queue_log = logging.getLogger("mlflow.utils.async_logging.async_logging_queue")
+    queued_failures = _QueuedFailures(run)
+    queue_log.addFilter(queued_failures)
+    try:
         if run_id is None:
             mlflow.log_params(flatten(params))
             if params_file is not None and Path(params_file).exists():
@@ -135,4 +230,14 @@ def start_run(
                 mlflow.log_artifact(str(resolved), artifact_path="config")
         if tags:
             mlflow.set_tags(tags)
-        yield Run(mlflow, active.info.run_id)
+        yield run
+    except TrackingLost:
+        _end_lost_run(mlflow)
+        raise
+    except BaseException:
+        mlflow.end_run("FAILED")  # what MLflow's own context manager does on an error
+        raise
+    else:
+        mlflow.end_run()
+    finally:
+        queue_log.removeFilter(queued_failures)

@@ -95,3 +95,67 @@ def test_dvc_push_and_s3_ingest_failures_name_bucket_and_endpoint(
     monkeypatch.setattr("lerenet.services.time.sleep", lambda _: None)  # skip the backoff
     with pytest.raises(ServiceUnavailable, match="S3 bucket 'lerenet-data' at http://127.0.0.1:9"):
         ingest("s3://lerenet-data/new-class/", repo / "data", workers=1, show_progress=False)
+
+
+def test_mlflow_dying_mid_training_keeps_the_step_and_resume_finishes_the_run(
+    tiny_project: Path, s3_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server goes away between two validation rounds: training stops at that step with
+    one sentence, last.pt holds that step (it used to hold the step before, after 900 lines
+    and 10 tracebacks), and once the server is back `--resume` redoes the cut-short round and
+    finishes the same run."""
+    import torch
+    from mlflow import MlflowClient
+
+    import lerenet.train
+    from lerenet.stack.credentials import kept_login
+    from lerenet.stack.mlflow_server import MlflowServer
+    from lerenet.stages import train_stage
+    from lerenet.tracking.runs import TrackingLost
+
+    state = tmp_path / "mlflow-state"
+
+    def server(port: int | None = None) -> MlflowServer:
+        return MlflowServer(
+            state,
+            artifacts_destination="s3://lerenet-artifacts/midrun",
+            s3_env=s3_server.env(),
+            auth=kept_login(state, "mlflow", "lerenet-admin"),
+            port=port,
+        ).start()
+
+    first = server()
+    (tiny_project / "params.yaml").write_text(tiny_params(tiny_project, first.uri))
+    for key, value in first.client_env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    params = load_params("params.yaml")
+    real_round = lerenet.train.validate_round
+
+    def round_that_loses_the_server(model, params, device, fold, run, step, *args):
+        if step == 3:
+            first.stop()  # idempotent: the seen-class round of step 3 finds it stopped
+        return real_round(model, params, device, fold, run, step, *args)
+
+    monkeypatch.setattr(lerenet.train, "validate_round", round_that_loses_the_server)
+    try:
+        with pytest.raises(TrackingLost) as lost:
+            train_stage(params, params_file=Path("params.yaml"), show_progress=False)
+    finally:
+        first.stop()
+    message = str(lost.value)
+    assert f"MLflow tracking server at {first.uri} stopped answering" in message
+    assert "last.pt holds step 3" in message and "\n" not in message
+    assert torch.load("outputs/train/last.pt", weights_only=True)["step"] == 3
+    monkeypatch.setattr(lerenet.train, "validate_round", real_round)
+    again = server(port=first.port)
+    try:
+        summary = train_stage(
+            params, params_file=Path("params.yaml"), resume=True, show_progress=False
+        )
+        run = MlflowClient().get_run(summary.run_id)
+        assert run.info.status == "FINISHED" and summary.steps == 6
+        steps = [m.step for m in MlflowClient().get_metric_history(summary.run_id, "val/miou")]
+        assert 3 in steps and 6 in steps  # the round the outage cut short was redone
+    finally:
+        again.stop()
