@@ -57,9 +57,16 @@ def stack_up(
         f"{redact(backend_uri) if backend_uri else 'SQLite under ' + str(state_dir)}.\n"
         f"Use it with:\n  source {state.dir / 'env.sh'}"
     )
+    from lerenet.stack.credentials import is_secret
+
     for key in sorted(state.env):
-        if "SECRET" not in key:
+        if not is_secret(key):
             console.print(f"  {key}={state.env[key]}")
+    console.print(
+        f"The UIs ask for a login: MLflow's user and password are in "
+        f"{state.dir / 'mlflow-login.json'}, Prefect's auth string (user:password) in "
+        f"{state.dir / 'prefect-login.json'} (both owner-only)."
+    )
 
 
 def stack_down(state_dir: StackDir = Path(".stack")) -> None:

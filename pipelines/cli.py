@@ -60,6 +60,44 @@ def _start_prefect_while_importing() -> None:
         thread.join()
 
 
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int) -> None:
+    from rich.markup import escape
+
+    err_console.print(f"[red]error:[/red] {escape(message)}")
+    raise typer.Exit(code)
+
+
+def _preflight(
+    params: Path, overrides: dict, source: str | None = None, class_name: str | None = None
+) -> None:
+    """The inputs a flow would reject minutes later, after a Prefect server started and a task
+    failed with a traceback: rejected now, in one sentence (exit 2)."""
+    from lerenet.config import ConfigError, load_params
+    from lerenet.data.manifest import check_class_name
+    from lerenet.storage import is_s3_uri
+
+    try:
+        load_params(params, overrides)
+        if class_name is not None:
+            check_class_name(class_name, "--class-name")
+    except (ConfigError, ValueError) as err:
+        _fail(str(err), 2)
+    if source is not None and not is_s3_uri(source) and not Path(source).exists():
+        _fail(f"--source {source}: no such folder or archive (or give an s3:// prefix)", 2)
+
+
+def _run_flow(flow, *args):
+    """The flow's result; an expected failure of one of its stages (bad data, a service down,
+    a refused promotion) as one sentence, exit 1: Prefect's logs keep the detail."""
+    try:
+        return flow(*args)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        _fail(f"{type(err).__name__}: {err}", 1)
+
+
 def _overrides(items: list[str] | None) -> dict:
     from lerenet.config import ConfigError, parse_overrides
 
@@ -84,10 +122,10 @@ def retrain(
     """ingest → validate → version → split → train → evaluate → gate → promote."""
     from pipelines.flows import retrain as retrain_flow
 
+    sets = _overrides(overrides)
+    _preflight(params, sets, source)
     _start_prefect_while_importing()
-    result = retrain_flow(
-        source, str(params), _overrides(overrides), train_deployment, not no_production
-    )
+    result = _run_flow(retrain_flow, source, str(params), sets, train_deployment, not no_production)
     _print_outcome(result)
 
 
@@ -108,8 +146,10 @@ def onboard_class(
     from lerenet.onboard import OnboardReport, report_table
     from pipelines.flows import onboard_class as onboard_flow
 
+    sets = _overrides(overrides)
+    _preflight(params, sets, source, class_name)
     _start_prefect_while_importing()
-    result = onboard_flow(source, class_name, str(params), _overrides(overrides), layout, version)
+    result = _run_flow(onboard_flow, source, class_name, str(params), sets, layout, version)
     report = OnboardReport.from_dict(result["onboard"])
     rows = report_table(report)
     table = Table(title=f"new class: {', '.join(result['new_classes'])}")

@@ -53,15 +53,32 @@ def git_location(repo: Path) -> tuple[str, str]:
     return Path(git("rev-parse", "--show-toplevel")).as_uri(), branch
 
 
-def pool_exists(api_url: str, name: str) -> bool:
-    """Whether the Prefect server has work pool ``name`` (REST: the library imports no Prefect)."""
+def pool_exists(api_url: str, name: str, auth: str | None = None) -> bool:
+    """Whether the Prefect server has work pool ``name`` (REST: the library imports no Prefect).
+
+    ``auth``: the server's API auth string (``PREFECT_API_AUTH_STRING``), sent as Basic."""
+    import base64
+
+    request = urllib.request.Request(f"{api_url}/work_pools/{name}")
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
     try:
-        with urllib.request.urlopen(f"{api_url}/work_pools/{name}", timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.status == 200
     except urllib.error.HTTPError as err:
         if err.code == 404:
             return False
+        if err.code == 401:
+            raise RuntimeError(
+                f"the Prefect server at {api_url} refused the stack's auth string; "
+                "`source .stack/env.sh` or restart the stack"
+            ) from None
         raise
+    except urllib.error.URLError as err:
+        raise RuntimeError(
+            f"the Prefect server at {api_url} does not answer ({err.reason}); start the stack "
+            "with `lerenet stack up`"
+        ) from None
 
 
 def _prefect_deploy(name: str, env: dict[str, str], repo: Path, params: dict | None) -> None:
@@ -83,16 +100,19 @@ def deploy(
     gpu_image: str | None = None,
 ) -> DeployResult:
     """Deploy the onboarding and nightly deployments, and GPU training when its pool exists."""
+    if not (Path(state_dir) / "env.sh").exists():
+        raise RuntimeError(f"{state_dir}: no stack here; start one with `lerenet stack up`")
     stack_env = read_env(state_dir)
     api_url = stack_env.get("PREFECT_API_URL")
     if not api_url:
         raise RuntimeError(f"{state_dir}: no Prefect in this stack; `lerenet stack up` first")
-    if not pool_exists(api_url, WORK_POOL):
+    auth = stack_env.get("PREFECT_API_AUTH_STRING")
+    if not pool_exists(api_url, WORK_POOL, auth):
         raise RuntimeError(f"work pool {WORK_POOL!r} not found at {api_url}; `lerenet stack up`")
     if repository is None or branch is None:
         local, current = git_location(repo)
         repository, branch = repository or local, branch or current
-    gpu = pool_exists(api_url, GPU_POOL)
+    gpu = pool_exists(api_url, GPU_POOL, auth)
     env = os.environ | stack_env
     env |= {
         "LERENET_GIT_REPOSITORY": repository,

@@ -58,6 +58,9 @@ class PrefectServer:
         env.pop("PREFECT_API_URL")  # the server itself must not point at an API
         if self.auth is not None:
             env["PREFECT_SERVER_API_AUTH_STRING"] = self.auth.basic
+        # the UI calls the API at this URL: left unset it says 127.0.0.1:4200 whatever the
+        # port, and shows "Can't connect" (or another server's data) on any other
+        env["PREFECT_UI_API_URL"] = self.api_url
         self.process = spawn(
             [_prefect(), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
             self.state_dir / "prefect-server.log",

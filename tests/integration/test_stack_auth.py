@@ -163,3 +163,26 @@ def test_logins_are_owner_only_and_out_of_the_state_file(stack) -> None:
         assert stack.env[key] not in saved, key
     ini = Path(stack.dir / "mlflow" / "basic_auth.ini").read_text()
     assert stack.env["MLFLOW_TRACKING_PASSWORD"] not in ini and "NO_PERMISSIONS" in ini
+
+
+def test_stack_up_prints_where_the_logins_are_not_the_logins(stack) -> None:
+    """`stack up` on the running stack starts nothing and prints the clients' environment:
+    every variable but the secrets, and where the UIs' logins are kept."""
+    from typer.testing import CliRunner
+
+    from lerenet.cli import app
+
+    result = CliRunner().invoke(app, ["stack", "up", "--dir", str(stack.dir)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert stack.env["MLFLOW_TRACKING_URI"] in text and "mlflow-login.json" in text
+    for key in ("MLFLOW_TRACKING_PASSWORD", "PREFECT_API_AUTH_STRING", "AWS_SECRET_ACCESS_KEY"):
+        assert stack.env[key] not in result.output, key
+
+
+def test_the_prefect_ui_calls_its_own_servers_api_on_any_port(stack) -> None:
+    """With a port other than 4200 the UI used to ask 127.0.0.1:4200/api (issue #27.2)."""
+    api = stack.env["PREFECT_API_URL"]
+    port = int(api.split(":")[2].split("/")[0])
+    status, body = _call(port, "GET", "/ui-settings", None)
+    assert status == 200 and json.loads(body)["api_url"] == api
