@@ -146,7 +146,7 @@ def predict_cmd(
         if item.empty:
             err_console.print(
                 f"[yellow]no defect found[/yellow] in {escape(str(item.query))} (highest defect "
-                f"probability {item.max_probability:.2f}, threshold {threshold:.2f})"
+                f"probability {_below(item.max_probability, threshold)}, threshold {threshold:g})"
             )
         else:
             console.print(f"{escape(str(item.query))}: defect on {item.defect_share:.1%}")
@@ -156,14 +156,25 @@ def predict_cmd(
         f"{len(result.found) - empty} with a defect, {empty} empty"
     )
     if empty:
+        more = f", more of them (up to 5; {len(pairs)} given)" if len(pairs) < 5 else ""
         console.print(
             "an empty mask means no pixel reached the threshold: if the defect is there, use "
-            "supports that look like the query, more of them (5), or a lower --threshold"
+            f"supports that look like the query{more}, or a lower --threshold"
         )
     for query, reason in result.skipped:
         err_console.print(f"[yellow]skipped[/yellow] {escape(str(query))}: {escape(reason)}")
     if result.skipped:
         console.print(f"{len(result.skipped)} queries skipped; reasons in {out / 'skipped.csv'}")
+
+
+def _below(probability: float, threshold: float) -> str:
+    """``probability`` with enough digits to show it is under ``threshold`` (0.495 is not
+    "0.50, threshold 0.50")."""
+    for digits in range(2, 7):
+        text = f"{probability:.{digits}f}"
+        if float(text) < threshold:
+            return text
+    return f"{probability:.6g}"
 
 
 def export_cmd(

@@ -99,8 +99,9 @@ def predict_files(
     class_name: str | None = None,
 ) -> PredictResult:
     """Write ``<stem>_mask.png`` (0/255) and ``<stem>_overlay.png`` per query (a stem met
-    before gets ``-2``, ``-3``…: nothing is overwritten), and
-    ``found.csv``: each mask's defect share and the query's highest defect probability.
+    before gets ``-2``, ``-3``…: nothing is overwritten), and ``found.csv``: per query whether
+    a defect was found, the mask's defect share, the highest defect probability, the threshold
+    and the model it was predicted with.
 
     Every image is decoded under ``max_pixels`` (data.max_pixels) like in ingest and validate:
     an unusable support stops the call (ValueError: the episode would be wrong), an unusable
@@ -163,8 +164,19 @@ def predict_files(
         found.append(Found(query, mask_path, float(mask.mean()), float(full.max())))
     with open(out_dir / "found.csv", "w", newline="") as handle:
         csv.writer(handle).writerows(
-            [("query", "mask", "defect_share", "max_probability")]
-            + [(str(f.query), f.mask.name, f.defect_share, f.max_probability) for f in found]
+            [("query", "mask", "found", "defect_share", "max_probability", "threshold", "model")]
+            + [
+                (
+                    str(f.query),
+                    f.mask.name,
+                    "no" if f.empty else "yes",
+                    f.defect_share,
+                    f.max_probability,
+                    threshold,
+                    model_uri,
+                )
+                for f in found
+            ]
         )
     if skipped:
         with open(out_dir / "skipped.csv", "w", newline="") as handle:

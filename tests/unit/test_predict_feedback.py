@@ -53,8 +53,20 @@ def test_empty_masks_are_reported_with_a_hint(
     assert "no defect found in" in text and "clean.png (highest defect probability 0.10" in text
     assert "spot.png: defect on 6.2%" in text  # 8×8 of 32×32
     assert "1 with a defect, 1 empty" in text and "lower --threshold" in text
+    assert "more of them (up to 5; 1 given)" in text
     rows = list(csv.DictReader(Path("predictions/found.csv").read_text().splitlines()))
+    assert {r["mask"]: r["found"] for r in rows} == {"clean_mask.png": "no", "spot_mask.png": "yes"}
+    assert {(r["threshold"], r["model"]) for r in rows} == {("0.5", "unused")}
     assert {r["mask"]: float(r["defect_share"]) for r in rows} == {
         "clean_mask.png": 0.0,
         "spot_mask.png": pytest.approx(64 / 1024, abs=0.01),
     }
+
+
+def test_a_probability_just_under_the_threshold_is_not_printed_as_equal() -> None:
+    from lerenet.cli_models import _below
+
+    for probability in (0.495, 0.4999, 0.49999, 0.1):
+        assert float(_below(probability, 0.5)) < 0.5, probability
+    assert _below(0.4999, 0.5) == "0.4999"  # "0.50" would read as at the threshold
+    assert _below(0.1, 0.5) == "0.10"
