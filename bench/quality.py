@@ -3,6 +3,8 @@
     python bench/quality.py                      # the claim: fresh seeds 3-5, ~2.5 h, 2 cores
     python bench/quality.py --protocol quick     # design: episode seed 0, fewer episodes
     python bench/quality.py --protocol quick --size 128 --tag quick_memory_128   # cheaper still
+    python bench/quality.py --folds 0 --tag quality_f0 --no-docs   # one fold of the claim …
+    python bench/quality.py --merge                                # … and the folds merged
 
 Three class-disjoint folds (seeded: 3 test classes, ``split.val_classes`` validation classes
 and the rest for training, each), one LERENet per fold trained with the project's own
@@ -29,6 +31,7 @@ import time
 from pathlib import Path
 
 # the script's own folder is on the path, as for eval_speed.py's ``from quality import``
+from quality_folds import merge_folds, run_fold_jobs, wants_docs
 from quality_report import fold_line, write_docs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,71 +87,13 @@ def parse_args() -> argparse.Namespace:
         help="run each fold in its own process at once and merge their results (a machine "
         "with many cores and one GPU: the folds' CPU-bound data work overlaps)",
     )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="run nothing: merge bench/results/<tag>_f<F>.json of --folds (folds run one at a "
+        "time with --folds F --tag <tag>_fF) into <tag>.json and the docs",
+    )
     return parser.parse_args()
-
-
-def run_fold_jobs(args: argparse.Namespace) -> None:
-    """One ``quality.py --folds F`` process per fold, then one results file and table.
-
-    The folds are independent (own split of classes, own training, own episodes), so they
-    give the same numbers in parallel as in sequence; ``--workers`` is split between them.
-    """
-    import os
-    import signal
-    import subprocess
-
-    started = time.perf_counter()
-    argv = [a for a in sys.argv[1:] if a not in ("--fold-jobs", "--docs")]
-    workers = max(1, args.workers // len(args.folds)) if args.workers else 0
-    # each process's torch would otherwise start one thread per core: N folds × all cores
-    # oversubscribe the CPU (on a 16-core GPU machine three folds did not finish one fold in
-    # the 9 minutes one fold alone needs 2.4 of)
-    threads = str(max(1, (os.cpu_count() or 1) // len(args.folds)))
-    env = os.environ | {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    jobs = {
-        fold: subprocess.Popen(
-            [
-                *(sys.executable, __file__, *argv, "--folds", str(fold), "--no-docs"),
-                *("--tag", f"{args.tag}_f{fold}", "--workers", str(workers)),
-            ],
-            env=env,
-        )
-        for fold in args.folds
-    }
-    # a time limit's SIGTERM ends the folds too, instead of leaving them holding the
-    # caller's pipes open
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        failed = [fold for fold, job in jobs.items() if job.wait() != 0]
-    finally:
-        for job in jobs.values():
-            if job.poll() is None:
-                job.terminate()
-    parts = [
-        json.loads((RESULTS / f"{args.tag}_f{fold}.json").read_text())
-        for fold in args.folds
-        if (RESULTS / f"{args.tag}_f{fold}.json").exists()
-    ]
-    if not parts:
-        sys.exit(f"no fold finished (failed: {failed})")
-    merged = parts[0] | {"folds": {}, "total_s": round(time.perf_counter() - started, 1)}
-    merged["config"] = merged["config"] | {"folds": args.folds, "workers": args.workers}
-    for part in parts:
-        merged["folds"] |= part["folds"]
-    (RESULTS / f"{args.tag}.json").write_text(json.dumps(merged, indent=2))
-    for fold in args.folds:
-        (RESULTS / f"{args.tag}_f{fold}.json").unlink(missing_ok=True)
-    if wants_docs(args):
-        write_docs(args.tag, merged)
-    print(f"total {merged['total_s'] / 60:.1f} min; wrote bench/results/{args.tag}.json")
-    if failed:
-        sys.exit(f"fold(s) {failed} failed; their rows are missing")
-
-
-def wants_docs(args: argparse.Namespace) -> bool:
-    """The table goes into the docs for ``--docs`` and every full-protocol run, never with
-    ``--no-docs`` (fold processes of ``--fold-jobs``: their parent writes the merged table)."""
-    return not args.no_docs and (args.docs or args.protocol == "full")
 
 
 def resolved_params(args: argparse.Namespace, data: Path, splits: Path, fold: int, out: Path):
@@ -317,6 +262,9 @@ def routing_shares(model, params, work: Path, fold: int, seed: int, memos: dict)
 
 def main() -> None:
     args = parse_args()
+    if args.merge:
+        merge_folds(args)
+        return
     if args.fold_jobs and len(args.folds) > 1:
         run_fold_jobs(args)
         return

@@ -80,9 +80,12 @@ def promote_cmd(
         result = promote_stage(cfg, run_id=run_id, to=to)
     same = "" if result.registered else "; same weights, not registered again"
     was = result.previous_production if result.previous_production else result.previous
-    console.print(
-        f"{result.name} v{result.version} is now @{result.alias} (was: {was or 'none'}){same}"
-    )
+    if was == result.version:
+        console.print(f"{result.name} v{result.version} was already @{result.alias}{same}")
+    else:
+        console.print(
+            f"{result.name} v{result.version} is now @{result.alias} (was: {was or 'none'}){same}"
+        )
 
 
 def rollback_cmd(

@@ -47,6 +47,8 @@ def test_gate_promote_rollback_cycle(tracked_project: Path, s3_server) -> None:
     assert _aliases() == {"staging": "1"}
     assert runner.invoke(app, ["promote", "--to", "production"]).exit_code == 0
     assert _aliases() == {"staging": "1", "production": "1"}
+    twice = runner.invoke(app, ["promote", "--to", "production"])  # no move: said so
+    assert twice.exit_code == 0 and "v1 was already @production" in " ".join(twice.output.split())
     version = _client().get_model_version("lerenet", "1")
     for key in (*LINEAGE_KEYS, "lerenet.gate"):
         assert key in version.tags, key

@@ -162,3 +162,27 @@ def test_the_retrain_target_reads_seen_gains_novel_losses_and_the_served_step(re
     start_served = retrain_report.check_retrain_target(_retrain_results(0.2, 0.0, best_step=0))
     assert not next(c for c in start_served if c.name.startswith("the served model")).met
     assert "trained − start" in retrain_report.retrain_table(_retrain_results(0.2, 0.0))
+
+
+def test_folds_run_one_at_a_time_merge_into_one_results_file(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """A claim that does not fit one sitting runs fold by fold (``--folds F --tag <tag>_fF``);
+    ``--merge`` joins what is there and names the folds still missing."""
+    import argparse
+    import json
+
+    import quality_folds
+
+    monkeypatch.setattr(quality_folds, "RESULTS", tmp_path)
+    for fold in (0, 2):
+        part = {"config": {"folds": [fold]}, "total_s": 100.0 + fold, "folds": {str(fold): {}}}
+        (tmp_path / f"claim_f{fold}.json").write_text(json.dumps(part))
+    args = argparse.Namespace(
+        tag="claim", folds=[0, 1, 2], workers=0, no_docs=True, docs=False, protocol="full"
+    )
+    quality_folds.merge_folds(args)
+    merged = json.loads((tmp_path / "claim.json").read_text())
+    assert sorted(merged["folds"]) == ["0", "2"] and merged["total_s"] == 202.0
+    assert "folds ['1'] have no results yet" in capsys.readouterr().out
+    assert (tmp_path / "claim_f0.json").exists()  # kept: the next sitting merges again
