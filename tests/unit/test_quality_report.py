@@ -172,6 +172,7 @@ def test_folds_run_one_at_a_time_merge_into_one_results_file(
     import argparse
     import json
 
+    monkeypatch.syspath_prepend(str(BENCH))
     import quality_folds
 
     monkeypatch.setattr(quality_folds, "RESULTS", tmp_path)
