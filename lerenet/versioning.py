@@ -76,6 +76,43 @@ def pull_data(data_root: Path, repo: Path = Path("."), remote: str | None = None
     _dvc_transfer("pull", f"{data_root}.dvc", cwd=Path(repo), remote=remote, what="dvc pull")
 
 
+def default_remote(repo: Path = Path(".")) -> str:
+    """``name (url)`` of the DVC repository's default remote, as .dvc/config says, for
+    messages; "none" without one."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read([Path(repo) / ".dvc" / "config", Path(repo) / ".dvc" / "config.local"])
+    name = config.get("core", "remote", fallback=None)
+    if not name:
+        return "none"
+    section = 'remote "' + name + '"'  # DVC writes it quoted: ['remote "local"']
+    url = config.get(section, "url", fallback=None) or config.get(
+        f"'{section}'", "url", fallback="?"
+    )
+    return f"{name} ({url})"
+
+
+def require_recorded_data(data_root: Path, repo: Path = Path(".")) -> None:
+    """A run without a new source needs the recorded data: when the folder has no manifest
+    after ``restore_recorded_data``, say why in one sentence (a deployment's fresh clone whose
+    default remote is a folder on another machine), not "no manifest" two stages later."""
+    repo = Path(repo)
+    if (repo / data_root / "manifest.csv").exists():
+        return
+    recorded = repo / f"{data_root}.dvc"
+    if not recorded.exists():
+        raise FileNotFoundError(
+            f"{data_root}: no data and no {recorded.name}; give --source, or `lerenet ingest`"
+        )
+    raise FileNotFoundError(
+        f"{data_root}: no data here, and the version {recorded.name} records is neither in the "
+        f"DVC cache nor on the default remote {default_remote(repo)}: make the shared remote "
+        "the default (`dvc remote default s3`, commit .dvc/config; infra/README.md) and "
+        "`dvc push` to it, or give --source"
+    )
+
+
 def restore_recorded_data(data_root: Path, repo: Path = Path(".")) -> bool:
     """Pull the data version that ``<data_root>.dvc`` records when the folder does not hold it.
 

@@ -161,7 +161,7 @@ def retrain(
 
     logger = get_run_logger()
     params = _resolved(None, None, params_path, overrides)
-    result: dict[str, Any] = {"restored": restore_task(params)}
+    result: dict[str, Any] = {"restored": restore_task(params, required=not source)}
     if source:
         result["ingest"] = ingest_task(params, source, **(ingest_options or {}))
     missing = outputs_missing(params_of(params))

@@ -185,13 +185,17 @@ def ingest_task(
 
 
 @task(name="restore data version", **IO_RETRIES)
-def restore_task(params: ParamsValue) -> bool:
-    """The data version data.dvc records, pulled into a fresh clone before anything is added."""
-    from lerenet.versioning import restore_recorded_data
+def restore_task(params: ParamsValue, required: bool = False) -> bool:
+    """The data version data.dvc records, pulled into a fresh clone before anything is added;
+    ``required`` (no new source to ingest): fails here, saying why, when none could be had."""
+    from lerenet.versioning import require_recorded_data, restore_recorded_data
 
-    pulled = restore_recorded_data(Path(params_of(params).data.root))
+    root = Path(params_of(params).data.root)
+    pulled = restore_recorded_data(root)
     if pulled:
         get_run_logger().info("pulled the recorded data version (a fresh clone had no data)")
+    if required:
+        require_recorded_data(root)
     return pulled
 
 

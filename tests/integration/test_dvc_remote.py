@@ -79,6 +79,13 @@ def test_a_fresh_clone_restores_the_recorded_data_version(
     run_ok([*DVC, "remote", "modify", "s3", "url", "s3://lerenet-data/elsewhere"], other)
     assert not restore_recorded_data(Path("data"), other)
     assert not (other / "data" / "manifest.csv").exists()
+    # a nightly retrain has no new source: that clone must stop there, saying why (it used to
+    # fail two stages later with "no manifest", the restore task shown as Completed)
+    from lerenet.versioning import require_recorded_data
+
+    require_recorded_data(Path("data"), clone)  # restored: nothing to say
+    with pytest.raises(FileNotFoundError, match=r"default remote s3 \(s3://lerenet-data/else"):
+        require_recorded_data(Path("data"), other)
 
 
 def test_a_worker_clone_checks_out_the_version_it_is_given_not_its_own(
