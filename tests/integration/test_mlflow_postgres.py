@@ -147,7 +147,8 @@ def test_stack_with_postgres_backend(
         assert password not in redact(postgres_uri)
 
         (tiny_project / "params.yaml").write_text(tiny_params(tiny_project, uri))
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        for key in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            monkeypatch.setenv(key, env[key])  # the stack's server asks for its login
         trained = train_stage(load_params("params.yaml"), show_progress=False)
         assert runner.invoke(app, ["gate"]).exit_code == 0
         assert runner.invoke(app, ["promote"]).exit_code == 0
@@ -155,7 +156,8 @@ def test_stack_with_postgres_backend(
         # the registry lives in PostgreSQL, not in a file under the stack dir
         assert _query(postgres_uri, "SELECT name, version FROM model_versions") == [("lerenet", 1)]
         assert _query(postgres_uri, "SELECT alias FROM registered_model_aliases") == [("staging",)]
-        assert not list(first.rglob("*.db"))
+        # only the server's own user store (basic auth) is a file under the stack dir
+        assert [p.name for p in first.rglob("*.db")] == ["auth.db"]
     finally:
         down(first)
 
@@ -163,6 +165,8 @@ def test_stack_with_postgres_backend(
     second = tmp_path / "stack-b"
     env = _stack_up(second, postgres_uri)
     try:
+        for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            monkeypatch.setenv(key, env[key])  # that stack's own login
         client = MlflowClient(env["MLFLOW_TRACKING_URI"])
         version = client.get_model_version_by_alias("lerenet", "staging")
         assert version.run_id == trained.run_id
