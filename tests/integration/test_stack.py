@@ -207,27 +207,33 @@ def test_stack_runs_retrain_deployment(
             assert len(trains) == 1 and trains[0].state.is_completed(), trains
             assert client.read_deployment(trains[0].deployment_id).name == "stack-train"
 
-        # MLflow through its REST API: the model is registered with lineage and an alias
+        # MLflow through its REST API (with the stack's login: it refuses anyone else): the
+        # model is registered with lineage and an alias
         base = state.env["MLFLOW_TRACKING_URI"]
-        with urllib.request.urlopen(
-            f"{base}/api/2.0/mlflow/registered-models/get?name=lerenet"
-        ) as resp:
+        login = f"{state.env['MLFLOW_TRACKING_USERNAME']}:{state.env['MLFLOW_TRACKING_PASSWORD']}"
+
+        def rest(path: str):
+            import base64
+
+            request = urllib.request.Request(f"{base}{path}")
+            request.add_header(
+                "Authorization", "Basic " + base64.b64encode(login.encode()).decode()
+            )
+            return urllib.request.urlopen(request)
+
+        with rest("/api/2.0/mlflow/registered-models/get?name=lerenet") as resp:
             model = json.load(resp)["registered_model"]
         aliases = {a["alias"] for a in model.get("aliases", [])}
         assert "staging" in aliases
-        with urllib.request.urlopen(
-            f"{base}/api/2.0/mlflow/model-versions/get?name=lerenet&version=1"
-        ) as resp:
+        with rest("/api/2.0/mlflow/model-versions/get?name=lerenet&version=1") as resp:
             tags = {t["key"] for t in json.load(resp)["model_version"]["tags"]}
         assert {"lerenet.data_version", "lerenet.split_sha256", "lerenet.gate"} <= tags
 
         # credentials never reach MLflow params or tags
-        with urllib.request.urlopen(
-            f"{base}/api/2.0/mlflow/model-versions/get?name=lerenet&version=1"
-        ) as resp:
+        with rest("/api/2.0/mlflow/model-versions/get?name=lerenet&version=1") as resp:
             run_id = json.load(resp)["model_version"]["run_id"]
         assert run_id == killed  # the registered model is the resumed training's
-        with urllib.request.urlopen(f"{base}/api/2.0/mlflow/runs/get?run_id={run_id}") as resp:
+        with rest(f"/api/2.0/mlflow/runs/get?run_id={run_id}") as resp:
             run_data = json.dumps(json.load(resp)["run"]["data"])
         assert state.env["AWS_SECRET_ACCESS_KEY"] not in run_data
         assert state.env["AWS_ACCESS_KEY_ID"] not in run_data
