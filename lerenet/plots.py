@@ -83,24 +83,42 @@ def _save(plt, fig, path: Path) -> Path:
     return path
 
 
-def training_curve(history: list[dict], path: Path, title: str = "training") -> Path:
-    """Validation mIoU and training loss against the step, as a PNG.
+def training_curve(
+    history: list[dict], path: Path, title: str = "training", selected: int | None = None
+) -> Path:
+    """Validation mIoU (validation classes and, with a class memory, the training classes'
+    held-out images) and training loss against the step, as a PNG, with a legend and the
+    ``selected`` step (the served checkpoint) marked.
 
     A picture rather than a vega-lite spec: ``dvc plots show`` embeds images as they are,
     while vega plots need three scripts from a CDN, which an offline laptop cannot load.
     """
     plt = _pyplot()
-    val = [(h["step"], h["val_miou"]) for h in history if h.get("val_miou") is not None]
-    loss = [(h["step"], h["loss"]) for h in history if h.get("loss") is not None]
+    series = {
+        "validation classes mIoU": ("val_miou", "o-", "#3b7dd8"),
+        "training classes, held-out mIoU": ("seen_val_miou", "^-", "#2a9d5c"),
+    }
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    if val:
-        ax.plot(*zip(*val, strict=True), "o-", color="#3b7dd8", label="validation mIoU")
+    handles = []
+    for label, (key, style, color) in series.items():
+        points = [(h["step"], h[key]) for h in history if h.get(key) is not None]
+        if points:
+            handles += ax.plot(*zip(*points, strict=True), style, color=color, label=label)
+    if selected is not None:
+        handles.append(
+            ax.axvline(selected, color="#555555", linestyle=":", label=f"served: step {selected}")
+        )
     ax.set_xlabel("step")
-    ax.set_ylabel("validation mIoU")
+    ax.set_ylabel("mIoU")
     ax.set_ylim(0, 1)
+    loss = [(h["step"], h["loss"]) for h in history if h.get("loss") is not None]
     if loss:
         twin = ax.twinx()
-        twin.plot(*zip(*loss, strict=True), "s--", color="#d8663b", label="training loss")
+        handles += twin.plot(
+            *zip(*loss, strict=True), "s--", color="#d8663b", label="training loss"
+        )
         twin.set_ylabel("training loss")
+    if handles:
+        ax.legend(handles=handles, loc="lower right", fontsize="small")
     ax.set_title(title)
     return _save(plt, fig, path)

@@ -106,6 +106,9 @@ def train_stage(
                 "lerenet.best_step": str(result.best_step),
             }
         )
+        if result.best_val_miou is not None:
+            # the served checkpoint's score: ``val/miou`` is the last round's, not the served one
+            run.metrics({"val/selected_miou": result.best_val_miou}, step=result.best_step)
         if result.interrupted:
             summary_path.write_text(json.dumps(fields, indent=2) + "\n")
             raise KeyboardInterrupt

@@ -368,7 +368,7 @@ def train(
     throughput = clock.result()
     log.info("training loop: %s", throughput.line())
     (out_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
-    training_curve(history, out_dir / "curve.png", f"training, fold {tcfg.fold}")
+    training_curve(history, out_dir / "curve.png", f"training, fold {tcfg.fold}", best_step)
     return TrainResult(
         out_dir,
         best_path,

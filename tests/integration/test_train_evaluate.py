@@ -190,8 +190,13 @@ def test_train_and_evaluate_stages_log_to_mlflow(tiny_project: Path) -> None:
         "baseline/test/1shot/miou",
         "train/step_episodes_per_s",
         "train/data_share",
+        "val/selected_miou",  # the served checkpoint's score beside the last round's
     ):
         assert key in run.data.metrics, key
+    selected = client.get_metric_history(run.info.run_id, "val/selected_miou")
+    assert [(m.step, m.value) for m in selected] == [
+        (summary.best_step, pytest.approx(summary.best_val_miou))
+    ]
     history = client.get_metric_history(run.info.run_id, "train/loss")
     assert [m.step for m in history] == list(range(1, 7))
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
