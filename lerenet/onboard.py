@@ -134,31 +134,35 @@ def _cell(s: ClassScore | None) -> str:
 
 
 def advice(report: OnboardReport) -> str:
-    """What to do next, in words, from the 5-shot (else best-shot) numbers."""
+    """What to do next, in words: one sentence per new class, from every shot count (a class
+    whose 1-shot intervals are apart is not served "as it is" because its 5-shot ones overlap)."""
     if report.model_uri is None:
         return (
             "No production model yet: these are the baseline's numbers. Train and promote a "
             "model (`lerenet-pipeline retrain`), then onboard again."
         )
-    weak = [
-        cls
-        for cls in report.classes
-        if (p := _best(report, "production", cls)) and (b := _best(report, "baseline", cls))
-        if p.high < b.low
+    lines = [_class_advice(report, cls) for cls in report.classes]
+    return " ".join(lines) + " Nothing was trained or registered."
+
+
+def _class_advice(report: OnboardReport, cls: str) -> str:
+    pairs = [
+        (k, p, b)
+        for k in sorted({s.shots for s in report.scores})
+        if (p := report.score("production", cls, k)) and (b := report.score("baseline", cls, k))
     ]
-    if weak:
+    apart = [f"{k}-shot" for k, p, b in pairs if p.high < b.low]
+    if apart:
         return (
-            f"The production model is worse than the baseline on {', '.join(weak)} (95% "
-            "intervals apart): retrain (`lerenet-pipeline retrain`; the class joins the fold "
-            "assignment and the gate compares the new model with production and the baseline), "
-            "or add supports that look like the queries."
+            f"{cls}: the production model is worse than the baseline at {', '.join(apart)} "
+            "(95% intervals apart): retrain with the class's labelled images "
+            "(`lerenet-pipeline retrain --source …`; the gate compares the new model with "
+            "production and the baseline), or add supports that look like the queries."
         )
-    return (
-        "The production model serves the new class as it is: use it with 5 supports "
-        "(`lerenet predict`); nothing was trained or registered."
-    )
-
-
-def _best(report: OnboardReport, model: str, cls: str) -> ClassScore | None:
-    shots = sorted({s.shots for s in report.scores}, reverse=True)
-    return next((s for k in shots if (s := report.score(model, cls, k))), None)
+    if pairs and all(p.iou < b.iou for _, p, b in pairs):
+        return (
+            f"{cls}: the production model is below the baseline at every shot count (the "
+            "intervals overlap, so it may be chance): label more images, then retrain if it "
+            "stays below."
+        )
+    return f"{cls}: the production model serves it as it is; use it with 5 supports."
