@@ -262,5 +262,11 @@ def onboard_class(
         description=f"{', '.join(new)} with {typed.model_uri or 'no production model'}",
     )
     result["advice"] = advice(typed)
+    if not ingest["added"] and ingest["skipped"]:  # the same source onboarded before
+        result["advice"] = (
+            f"All {ingest['skipped']} pairs of {source} were already in the dataset "
+            "(onboarded before): nothing was added, the scores are of the class as it was. "
+            + result["advice"]
+        )
     logger.info("%s", result["advice"])
     return result

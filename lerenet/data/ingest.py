@@ -175,6 +175,12 @@ def ingest(
     with writer_lock(root):
         with local_source(source, endpoint_url) as folder:
             chosen = layout or detect_layout(folder)
+            if class_name is not None and chosen != "suffix":
+                raise ValueError(
+                    f"{source}: --class-name names the class of a flat folder of images and "
+                    f"masks, but this is a {chosen} source whose classes are its folders; "
+                    "leave --class-name out (or rename the class folder)"
+                )
             report = IngestReport(source=source, layout=chosen)
             items = list(iter_items(folder, chosen, class_name, mask_suffix))
             if not items:
@@ -188,7 +194,7 @@ def ingest(
                 except ValueError as err:
                     raise ValueError(
                         f"{err}; nothing was ingested: rename that folder, or map it with "
-                        f"--class-map '{cls}=New_Name'"
+                        f"`lerenet ingest --class-map '{cls}=New_Name'`"
                     ) from None
             jobs = [
                 _Job(it, class_map.get(it.cls, it.cls), root, name, max_pixels, folder.resolve())

@@ -355,3 +355,14 @@ def test_a_decompression_bomb_is_one_quarantined_file_not_an_aborted_ingest(
     assert report.added == 1 and len(report.quarantined) == 1
     (reason,) = _reasons(root)
     assert "huge" in reason["file"] and "pixel limit" in reason["reason"]
+
+
+def test_class_name_on_a_source_whose_folders_are_its_classes_is_refused(
+    synthetic_source: Path, tmp_path: Path
+) -> None:
+    """`--class-name` was ignored on a canonical source; the run then failed later with a
+    message about split.novel_classes (#27.6). Now it says so before anything is written."""
+    root = tmp_path / "data"
+    with pytest.raises(ValueError, match="a canonical source whose classes are its folders"):
+        ingest(str(synthetic_source), root, class_name="Dent", workers=1, show_progress=False)
+    assert not root.exists()

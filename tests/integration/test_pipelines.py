@@ -230,6 +230,9 @@ def test_onboard_class_scores_production_and_baseline_and_registers_nothing(
     assert "onboard/production/Dent/1shot/iou" in logged.data.metrics
     # one sentence for the class, from its every shot count (tests/unit/test_onboard_advice.py)
     assert result["advice"].startswith("Dent: the production model ")
+    # the same source onboarded again: said, not silently rescored
+    again = onboard_class(str(tmp_path / "new_defect"), class_name="Dent", layout="suffix")
+    assert again["advice"].startswith("All ") and "(onboarded before)" in again["advice"]
 
 
 def test_the_training_worker_runs_the_params_it_is_given_not_its_own_file(
