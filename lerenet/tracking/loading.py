@@ -122,6 +122,8 @@ def recorded_sha256(uri: str) -> str | None:
 
     from lerenet.tracking.uris import run_of, version_of
 
+    if not uri.startswith(("models:/", "runs:/")):
+        return None  # an artifact location: no run or version to ask
     client = MlflowClient()
     try:
         version = version_of(uri)
