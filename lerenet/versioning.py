@@ -76,6 +76,21 @@ def pull_data(data_root: Path, repo: Path = Path("."), remote: str | None = None
     _dvc_transfer("pull", f"{data_root}.dvc", cwd=Path(repo), remote=remote, what="dvc pull")
 
 
+def record_pipeline(repo: Path = Path(".")) -> str:
+    """``dvc commit --force`` after a flow ran the stages ``dvc.yaml`` declares with the params
+    file as it is: ``dvc.lock`` then records what the flow produced, and the next ``dvc repro``
+    runs only what changed since (the two drivers share their state). Returns what it did, in
+    words; a failure is reported, not raised: the run's results stand without the lock."""
+    repo = Path(repo)
+    if not (repo / ".dvc").is_dir() or not (repo / "dvc.yaml").exists():
+        return "not a DVC pipeline here: no dvc.lock to write"
+    result = _dvc("commit", "--force", "dvc.yaml", cwd=repo)  # the stages, not data.dvc
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or ["dvc commit failed"])[-1][:300]
+        return f"dvc.lock not updated ({reason}); `dvc repro` will rerun the stages"
+    return "dvc.lock records this run: `dvc repro` reruns only what changes from here"
+
+
 def default_remote(repo: Path = Path(".")) -> str:
     """``name (url)`` of the DVC repository's default remote, as .dvc/config says, for
     messages; "none" without one."""

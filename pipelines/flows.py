@@ -30,6 +30,7 @@ from pipelines.tasks import (
     outputs_missing,
     params_of,
     promote_task,
+    record_task,
     resolve_params,
     restore_task,
     split_task,
@@ -196,6 +197,9 @@ def retrain(
         result["train"] = train_task(params)
     result["evaluate"] = evaluate_task(params, result["train"])
     result["gate"] = gate_task(params, result["train"])
+    if not overrides and not train_deployment:
+        # the stages ran here with params.yaml as it is: what `dvc repro` would have made
+        result["dvc_lock"] = record_task()
     from prefect.concurrency.sync import concurrency
 
     ensure_concurrency_limit()

@@ -199,6 +199,16 @@ def restore_task(params: ParamsValue, required: bool = False) -> bool:
     return pulled
 
 
+@task(name="record in dvc.lock")
+def record_task() -> str:
+    """The flow's stage outputs into dvc.lock (``versioning.record_pipeline``)."""
+    from lerenet.versioning import record_pipeline
+
+    said = record_pipeline()
+    get_run_logger().info("%s", said)
+    return said
+
+
 class DataValidationError(RuntimeError):
     """Blocking expectations failed: the flow stops here."""
 

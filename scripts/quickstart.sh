@@ -14,7 +14,9 @@ cat <<MSG
 
 Done in $(( $(date +%s) - start )) s. Next:
   MLflow UI:        .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db   (http://127.0.0.1:5000)
-  rerun with DVC:   .venv/bin/dvc repro        (only stages whose deps/params changed)
+  rerun with DVC:   .venv/bin/dvc repro        (params.yaml as it is: this run's --set data.image_size=128
+                                                 differs, so the first repro runs every stage; after that,
+                                                 and after a flow run without --set, only what changed)
   metrics:          .venv/bin/dvc metrics show
   new defect class: .venv/bin/lerenet-pipeline onboard-class --source PATH --class-name NAME
   to production:    .venv/bin/lerenet promote --to production   |   rollback: .venv/bin/lerenet rollback --reason "..."

@@ -93,6 +93,11 @@ def test_dvc_repro_and_prefect_flow_agree(
             assert a[name][k]["class_iou"] == b[name][k]["class_iou"]
     assert result["data"]["tracked"] and result["data"]["pushed"]
     assert result["promote"].alias == "production"  # tiny floors are 0: the gate passes
+    # the flow ran the stages with params.yaml as it is and recorded them in dvc.lock: the
+    # other driver finds nothing to do (it reran everything before, #27.3)
+    assert result["dvc_lock"].startswith("dvc.lock records this run"), result["dvc_lock"]
+    after_flow = run_ok([*DVC, "repro"], flow_root)
+    assert "Running stage" not in after_flow, after_flow
 
     # with the baseline rule on, the six-step model loses to the baseline: @staging only, and
     # the flow's promotion artifact says why
