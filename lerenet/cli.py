@@ -340,6 +340,7 @@ def evaluate_cmd(
 app.command("gate")(cli_models.gate_cmd)
 app.command("promote")(cli_models.promote_cmd)
 app.command("rollback")(cli_models.rollback_cmd)
+app.command("versions")(cli_models.versions_cmd)
 app.command("predict")(cli_models.predict_cmd)
 app.command("export")(cli_models.export_cmd)
 app.command("reproduce")(cli_models.reproduce_cmd)

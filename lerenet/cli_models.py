@@ -104,6 +104,34 @@ def rollback_cmd(
     console.print(f"{promo.name}: production v{promo.previous} → v{promo.version} ({reason})")
 
 
+def versions_cmd(params: ParamsOpt = Path("params.yaml")) -> None:
+    """List the registered versions side by side: aliases, gate, data version, test mIoU."""
+    from rich.table import Table
+
+    from lerenet.tracking.runs import connect
+    from lerenet.tracking.versions import list_versions
+
+    cfg = _params(params)
+    name = cfg.tracking.registered_model
+    with user_errors(ServiceUnavailable, code=1):
+        connect(cfg.tracking)
+        rows = list_versions(name)
+    if not rows:
+        console.print(f"{name}: no registered version yet (`lerenet promote` registers one)")
+        return
+    shots = sorted({k for r in rows for k in r.test})
+    table = Table(title=f"registered model {name}")
+    for column in ("version", "aliases", "gate", "data version", "created (UTC)"):
+        table.add_column(column)
+    for key in shots:
+        table.add_column(f"test {key} mIoU", justify="right")
+    for r in rows:
+        scores = [f"{r.test[k]:.3f}" if k in r.test else "-" for k in shots]
+        aliases = ", ".join(f"@{a}" for a in r.aliases)
+        table.add_row(r.version, aliases, r.gate, r.data_version[:20], r.created, *scores)
+    console.print(table)
+
+
 def predict_cmd(
     queries: Annotated[list[Path], typer.Argument(help="query images or folders")],
     model: Annotated[str, typer.Option(help="models:/NAME@ALIAS, runs:/… or a model file")] = (
