@@ -224,7 +224,16 @@ def retrain(
             key="seen-class-iou",
             description="training classes' held-out images: IoU before (start) and after training",
         )
-    create_markdown_artifact(verdict(result["evaluate"], result["gate"], promo), key="promotion")
+    from lerenet.tracking.runs import tracking_uri
+    from lerenet.tracking.uris import ui_links
+
+    links = ui_links(
+        tracking_uri(params_of(params).tracking), promo.name, promo.version, result["train"].run_id
+    )
+    create_markdown_artifact(
+        verdict(result["evaluate"], result["gate"], promo) + (f"\n\n{links}" if links else ""),
+        key="promotion",
+    )
     logger.info("%s v%s → @%s", promo.name, promo.version, promo.alias)
     return result
 

@@ -67,3 +67,22 @@ def log_export(model_uri: str, onnx_file: Path, max_abs_diff: float) -> str | No
             name, version, "lerenet.onnx_max_abs_diff", f"{max_abs_diff:.3g}"
         )
     return run_id
+
+
+def ui_links(tracking_uri: str, name: str, version: str, run_id: str | None) -> str:
+    """Markdown links to the run and the registered version in the MLflow UI (for a Prefect
+    artifact); "" for a tracking store without a UI (SQLite, a file) or an unknown run."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return ""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    base = tracking_uri.rstrip("/")
+    links = [f"[{name} v{version}]({base}/#/models/{name}/versions/{version})"]
+    if run_id:
+        try:
+            experiment = MlflowClient(tracking_uri).get_run(run_id).info.experiment_id
+            links.insert(0, f"[MLflow run]({base}/#/experiments/{experiment}/runs/{run_id})")
+        except MlflowException:
+            pass
+    return " · ".join(links)

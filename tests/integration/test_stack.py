@@ -206,6 +206,15 @@ def test_stack_runs_retrain_deployment(
             trains = [c for c in children if c.deployment_id is not None]
             assert len(trains) == 1 and trains[0].state.is_completed(), trains
             assert client.read_deployment(trains[0].deployment_id).name == "stack-train"
+            # the promotion artifact links to the run and the version in the MLflow UI
+            from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+            artifacts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+            )
+            promotion = next(a for a in artifacts if a.key == "promotion").data
+            assert f"{state.env['MLFLOW_TRACKING_URI']}/#/models/lerenet/versions/" in promotion
+            assert f"/runs/{killed}" in promotion
 
         # MLflow through its REST API (with the stack's login: it refuses anyone else): the
         # model is registered with lineage and an alias
