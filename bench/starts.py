@@ -69,7 +69,7 @@ def cached_features(data: Path, size: int) -> dict:
     read from disk once per process)."""
     path = CACHE / f"defects9_{size}.pt"
     if path.exists():
-        return torch.load(path, weights_only=False)
+        return torch.load(path, weights_only=True)  # tensors and names: nothing to run
     from lerenet.config import ModelConfig
     from lerenet.data.episodes import load_pair
     from lerenet.data.transforms import build_transform
