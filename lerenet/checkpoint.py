@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from lerenet.config import ModelConfig
+from lerenet.services import first_line
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -42,15 +43,13 @@ def safe_load(path: Path, device: str | torch.device = "cpu") -> Any:
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
-            f"{path}: refused: not a plain tensor file ({reason[:160]}); lerenet loads "
+            f"{path}: refused: not a plain tensor file ({first_line(err)}); lerenet loads "
             "checkpoints and models as weights only and never runs code from them"
         ) from None
     except (EOFError, RuntimeError, OSError) as err:  # empty, truncated, not a torch file
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
         raise CheckpointError(
-            f"{path}: not a readable checkpoint ({reason or 'empty file'}); it is empty, cut "
+            f"{path}: not a readable checkpoint ({first_line(err)}); it is empty, cut "
             "short or another kind of file"
         ) from None
 

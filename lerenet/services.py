@@ -17,6 +17,21 @@ class ServiceUnavailable(RuntimeError):
     """A required service did not answer; the message names it and its address."""
 
 
+def first_line(err: BaseException, limit: int = 160) -> str:
+    """An error as one short line for a one-sentence message: its first line, else its type."""
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:limit]
+
+
+def mlflow_health(uri: str, timeout: float) -> None:
+    """One ``/health`` request to an ``http(s)://`` tracking server; OSError unless it is 200."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as resp:
+        if resp.status != 200:
+            raise OSError(f"HTTP {resp.status}")
+
+
 def _retry(check: Callable[[], None], what: str, attempts: int, delay: float) -> None:
     last: Exception | None = None
     for attempt in range(attempts):
@@ -35,14 +50,7 @@ def require_mlflow(uri: str, attempts: int = 3, delay: float = 1.0) -> None:
     if not uri.startswith(("http://", "https://")):
         return  # a local SQLite/file store has no service to be down
 
-    def check() -> None:
-        import urllib.request
-
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as resp:
-            if resp.status != 200:
-                raise OSError(f"HTTP {resp.status}")
-
-    _retry(check, f"MLflow tracking server at {uri}", attempts, delay)
+    _retry(lambda: mlflow_health(uri, 5), f"MLflow tracking server at {uri}", attempts, delay)
 
 
 def require_s3(

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from lerenet.checkpoint import CheckpointError, load_model_file, state_sha256
+from lerenet.services import first_line
 
 CODE_LOADER = "mlflow.pyfunc.loaders.code_model"
 SERVED_CODE = Path(__file__).with_name("served_model.py")
@@ -51,7 +52,7 @@ def load_torch_model(uri: str, device: str = "cpu") -> tuple[Any, dict]:
         try:
             fetched = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
         except Exception as err:  # the store's client raises its own kinds (HTTP, botocore)
-            raise ModelRefused(f"{uri}: cannot be fetched ({_first_line(err)})") from None
+            raise ModelRefused(f"{uri}: cannot be fetched ({first_line(err, 200)})") from None
         path = model_file_of(fetched, uri) if fetched.is_dir() else fetched
         if expected is not None and state_sha256(path) != expected:
             raise ModelRefused(
@@ -135,12 +136,7 @@ def recorded_sha256(uri: str) -> str | None:
         if STATE_TAG not in tags and run_id:  # a version's lineage is its run's
             tags = client.get_run(run_id).data.tags
     except MlflowException as err:
-        raise ModelRefused(f"{uri}: {_first_line(err)}") from None
+        raise ModelRefused(f"{uri}: {first_line(err, 200)}") from None
     if STATE_TAG not in tags:
         raise ModelRefused(f"{uri}: {what} has no {STATE_TAG} tag: its weights cannot be checked")
     return tags[STATE_TAG]
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return (text.splitlines()[0] if text else type(err).__name__)[:200]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lerenet.config import Params, TrackingConfig, flatten
-from lerenet.services import ServiceUnavailable
+from lerenet.services import ServiceUnavailable, first_line, mlflow_health
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 
@@ -82,13 +82,11 @@ def answers(uri: str) -> bool:
     a local store always does."""
     if not uri.startswith(("http://", "https://")):
         return True
-    import urllib.request
-
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=3) as resp:
-            return resp.status == 200
+        mlflow_health(uri, 3)
     except OSError:
         return False
+    return True
 
 
 class Run:
@@ -156,8 +154,10 @@ def tracking_lost(run: Run | None, err: BaseException) -> str | None:
     uri = run.mlflow.get_tracking_uri()
     if answers(uri):
         return None
-    reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
-    return f"MLflow tracking server at {uri} stopped answering during run {run.run_id} ({reason})"
+    return (
+        f"MLflow tracking server at {uri} stopped answering during run {run.run_id} "
+        f"({first_line(err)})"
+    )
 
 
 class _QueuedFailures(logging.Filter):
