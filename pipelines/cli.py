@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from lerenet.cli_common import fail
 from lerenet.offline import apply_offline_env
 
 apply_offline_env()
@@ -60,16 +61,6 @@ def _start_prefect_while_importing() -> None:
         thread.join()
 
 
-err_console = Console(stderr=True)
-
-
-def _fail(message: str, code: int) -> None:
-    from rich.markup import escape
-
-    err_console.print(f"[red]error:[/red] {escape(message)}")
-    raise typer.Exit(code)
-
-
 def _preflight(
     params: Path, overrides: dict, source: str | None = None, class_name: str | None = None
 ) -> None:
@@ -84,9 +75,9 @@ def _preflight(
         if class_name is not None:
             check_class_name(class_name, "--class-name")
     except (ConfigError, ValueError) as err:
-        _fail(str(err), 2)
+        fail(str(err), 2)
     if source is not None and not is_s3_uri(source) and not Path(source).exists():
-        _fail(f"--source {source}: no such folder or archive (or give an s3:// prefix)", 2)
+        fail(f"--source {source}: no such folder or archive (or give an s3:// prefix)", 2)
 
 
 def _run_flow(flow, *args):
@@ -95,7 +86,7 @@ def _run_flow(flow, *args):
     try:
         return flow(*args)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
-        _fail(f"{type(err).__name__}: {err}", 1)
+        fail(f"{type(err).__name__}: {err}", 1)
 
 
 def _overrides(items: list[str] | None) -> dict:
