@@ -19,7 +19,7 @@ from lerenet.cli_common import (
     user_errors,
 )
 from lerenet.config import DataConfig
-from lerenet.services import ServiceUnavailable, require_mlflow
+from lerenet.services import ServiceUnavailable
 
 
 def gate_cmd(
@@ -94,12 +94,11 @@ def rollback_cmd(
 ) -> None:
     """Point 'production' back at the previous production version."""
     from lerenet.tracking.registry import PromotionError, rollback
-    from lerenet.tracking.runs import configure, tracking_uri
+    from lerenet.tracking.runs import connect
 
     cfg = _params(params)
     with user_errors(PromotionError, ServiceUnavailable, code=1):
-        require_mlflow(tracking_uri(cfg.tracking))  # one sentence, not minutes of retries
-        configure(cfg.tracking)
+        connect(cfg.tracking)  # a server that is down: one sentence, not minutes of retries
         promo = rollback(cfg.tracking.registered_model, reason)
     console.print(f"{promo.name}: production v{promo.previous} → v{promo.version} ({reason})")
 

@@ -108,17 +108,13 @@ def gate_stage(
     from lerenet.gate import decide, write_decision
     from lerenet.tracking.loading import load_torch_model
     from lerenet.tracking.registry import _client, alias_version
-    from lerenet.tracking.runs import configure
+    from lerenet.tracking.runs import connect
 
     if challenger is None:
         train = train or read_train_summary(params)
         challenger = train.challenger
     if track:
-        from lerenet.services import require_mlflow
-        from lerenet.tracking.runs import tracking_uri
-
-        require_mlflow(tracking_uri(params.tracking))  # one sentence, not minutes of retries
-        configure(params.tracking)
+        connect(params.tracking)  # a server that is down: one sentence, not minutes of retries
     # untracked (no registry to ask): only an explicitly given champion is compared against
     champion = champion or (champion_uri(params) if track else None)
     champ_model = None

@@ -307,12 +307,10 @@ def promote_stage(
     the version's description) to ``eval.out_dir/metrics.json`` when that evaluated this run.
     ``to="production"`` without a run moves production to the version at ``@staging``.
     """
-    from lerenet.services import require_mlflow
     from lerenet.tracking.registry import promote_to_production, register
-    from lerenet.tracking.runs import configure, tracking_uri
+    from lerenet.tracking.runs import connect
 
-    require_mlflow(tracking_uri(params.tracking))  # fail before registering anything
-    configure(params.tracking)
+    connect(params.tracking)  # fail before registering anything
     name = params.tracking.registered_model
     if to == "production" and run_id is None:
         return promote_to_production(name)
