@@ -250,7 +250,14 @@ def test_stack_runs_retrain_deployment(
         # the data version and the model artifacts are in the S3 bucket
         import boto3
 
-        s3 = boto3.client("s3", endpoint_url=state.env["AWS_ENDPOINT_URL_S3"])
+        # explicit keys: boto3's default session caches the first credentials it resolved,
+        # and an earlier test in this process (an s3:// model load) resolved the test S3's
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=state.env["AWS_ENDPOINT_URL_S3"],
+            aws_access_key_id=state.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=state.env["AWS_SECRET_ACCESS_KEY"],
+        )
         assert s3.list_objects_v2(Bucket="lerenet-data", Prefix="dvc/")["KeyCount"] > 10
         assert s3.list_objects_v2(Bucket="lerenet-artifacts", Prefix="mlflow/")["KeyCount"] > 0
         # the flow's task results were persisted to the results bucket by the worker
