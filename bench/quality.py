@@ -80,6 +80,14 @@ def parse_args() -> argparse.Namespace:
         "runs feed bench/ablations.py instead)",
     )
     parser.add_argument("--tag", default="quality", help="results name and docs section")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        help="working folder (default: a new temporary one); given again after a run was cut "
+        "short, it reuses its params snapshot, data and episodes and resumes each fold's "
+        "training from its last.pt (bit-identical on CPU: tests/integration/"
+        "test_train_evaluate.py)",
+    )
     parser.add_argument("--no-docs", action="store_true", help="never touch the docs")
     parser.add_argument(
         "--fold-jobs",
@@ -107,7 +115,8 @@ def resolved_params(args: argparse.Namespace, data: Path, splits: Path, fold: in
         "train.steps": args.steps,
         "train.batch_size": args.batch_size,
         "train.val_every": max(1, args.steps // 5),
-        "train.checkpoint_every": args.steps,
+        # last.pt at every validation round: ``--work`` resumes a fold cut short from there
+        "train.checkpoint_every": max(1, args.steps // 5),
         "train.val_episodes": 60,
         "train.out_dir": str(out),
         "train.device": args.device,
@@ -284,13 +293,18 @@ def main() -> None:
     # progress of hours of work: the cache, every validation round, each fold's scores
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     started = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="lerenet-quality-"))
-    # a snapshot: editing params.yaml while the benchmark runs must not change later folds
+    work = args.work or Path(tempfile.mkdtemp(prefix="lerenet-quality-"))
+    work.mkdir(parents=True, exist_ok=True)
+    logging.info("working folder %s (--work %s resumes a run cut short)", work, work)
+    # a snapshot: editing params.yaml while the benchmark runs must not change later folds,
+    # nor a resumed one
     snapshot = work / "params.yaml"
-    snapshot.write_text(args.params.read_text())
+    if not snapshot.exists():
+        snapshot.write_text(args.params.read_text())
     args.params = snapshot
     data = work / "data"
-    ingest(str(args.data), data, show_progress=False)
+    if not (data / "manifest.csv").exists():
+        ingest(str(args.data), data, show_progress=False)
     pairs = read_manifest(data)
     split = resolved_params(args, data, work, 0, work).split
     seeds = protocol["seeds"]
@@ -301,7 +315,8 @@ def main() -> None:
         else f"CPU, {torch.get_num_threads()} threads"
     )
     results: dict = {
-        "config": vars(args) | {"data": str(args.data), "params": snapshot.read_text()},
+        "config": vars(args)
+        | {"data": str(args.data), "params": snapshot.read_text(), "work": str(work)},
         "device_name": device_name,
         "protocol": {"name": args.protocol, **protocol},
         "folds": {},
@@ -312,7 +327,7 @@ def main() -> None:
         results["params"] = params.model_dump(mode="json")
         entry: dict = {"classes": folds[fold].__dict__}
         t0 = time.perf_counter()
-        res = train(params, show_progress=False)
+        res = train(params, show_progress=False, resume=(out / "last.pt").exists())
         train_s = time.perf_counter() - t0
         entry |= score_fold(params, work, fold, seeds, res, args)
         entry["lerenet"] |= {
