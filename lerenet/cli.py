@@ -16,27 +16,26 @@ from rich.table import Table
 from lerenet import cli_models, cli_stack
 from lerenet.cli_common import (
     ParamsOpt,
-    _override_opt,
+    SetOpt,
     _params,
     _params_with,
     console,
     err_console,
+    new_app,
     user_errors,
 )
 from lerenet.offline import apply_offline_env
 
-app = typer.Typer(
-    help="Few-shot surface-defect segmentation with LERENet: data, training, evaluation, "
-    "registry. Every command reads params.yaml (override with --params).",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
+app = new_app(
+    "Few-shot surface-defect segmentation with LERENet: data, training, evaluation, "
+    "registry. Every command reads params.yaml (override with --params)."
 )
-model_app = typer.Typer(help="Inspect the network.", no_args_is_help=True)
-config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
-data_app = typer.Typer(help="Default and example data.", no_args_is_help=True)
+model_app = new_app("Inspect the network.")
+config_app = new_app("Inspect the configuration.")
+data_app = new_app("Default and example data.")
 app.add_typer(model_app, name="model")
 app.add_typer(config_app, name="config")
-stack_app = typer.Typer(help="Local service stack: S3, MLflow, Prefect.", no_args_is_help=True)
+stack_app = new_app("Local service stack: S3, MLflow, Prefect.")
 app.add_typer(data_app, name="data")
 app.add_typer(stack_app, name="stack")
 
@@ -119,7 +118,8 @@ def data_synth(
     size: Annotated[int, typer.Option(help="image side in pixels")] = 128,
     seed: Annotated[int, typer.Option(help="generator seed")] = 0,
     classes: Annotated[
-        list[str] | None, typer.Option("--class", help="only these classes (repeatable)")
+        list[str] | None,
+        typer.Option("--class", metavar="NAME", help="only these classes (repeatable)"),
     ] = None,
 ) -> None:
     """Generate synthetic textured surfaces with defects (classes named Synth_*).
@@ -144,7 +144,11 @@ def ingest_cmd(
     ] = None,
     class_map: Annotated[
         list[str] | None,
-        typer.Option("--class-map", help="SOURCE=TARGET class rename, or @file.json (repeatable)"),
+        typer.Option(
+            "--class-map",
+            metavar="SOURCE=TARGET",
+            help="class rename, or @file.json of them (repeatable)",
+        ),
     ] = None,
     class_name: Annotated[
         str | None,
@@ -246,7 +250,7 @@ def train_cmd(
         ),
     ] = False,
     no_track: Annotated[bool, typer.Option("--no-track", help="do not log to MLflow")] = False,
-    overrides: Annotated[list[str] | None, _override_opt()] = None,
+    overrides: SetOpt = None,
 ) -> None:
     """Train on the fold's training classes; select the checkpoint on validation classes.
 
@@ -292,7 +296,7 @@ def evaluate_cmd(
         ),
     ] = None,
     no_track: Annotated[bool, typer.Option("--no-track", help="do not log to MLflow")] = False,
-    overrides: Annotated[list[str] | None, _override_opt()] = None,
+    overrides: SetOpt = None,
 ) -> None:
     """Evaluate on the fixed test (novel-class) episodes: per-class IoU, mIoU, FB-IoU + CIs."""
     from lerenet.services import ServiceUnavailable

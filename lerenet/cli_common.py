@@ -13,8 +13,23 @@ from rich.markup import escape
 
 from lerenet.config import ConfigError, load_params, parse_overrides
 
-console = Console()
-err_console = Console(stderr=True)
+# soft wrap: a long line is the terminal's to wrap; Rich's own wrapping (at 80 columns when
+# the output is not a terminal) split paths and commands in two
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def new_app(help: str, **settings: object) -> typer.Typer:
+    """A command group as every lerenet command has it: click's plain help (Typer's rich
+    panels printed ``<bool>`` beside every flag), help when called bare, no local variables
+    in a traceback (they may hold credentials)."""
+    return typer.Typer(
+        help=help,
+        no_args_is_help=True,
+        rich_markup_mode=None,
+        pretty_exceptions_show_locals=False,
+        **settings,  # type: ignore[arg-type]
+    )
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -42,8 +57,15 @@ def _params(path: Path):
         return load_params(path)
 
 
-def _override_opt():
-    return typer.Option("--set", "-s", help="override a param: section.key=value (repeatable)")
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        "-s",
+        metavar="SECTION.KEY=VALUE",
+        help="override a param of the params file (repeatable)",
+    ),
+]
 
 
 def _params_with(path: Path, overrides: list[str] | None):

@@ -132,12 +132,13 @@ def versions_cmd(params: ParamsOpt = Path("params.yaml")) -> None:
 
 
 def predict_cmd(
-    queries: Annotated[list[Path], typer.Argument(help="query images or folders")],
+    queries: Annotated[list[Path], typer.Argument(metavar="QUERY", help="query images or folders")],
     model: Annotated[str, typer.Option(help="models:/NAME@ALIAS, runs:/… or a model file")] = (
         "models:/lerenet@production"
     ),
     support: Annotated[
-        list[str] | None, typer.Option(help="IMAGE:MASK support pair (repeat for K shots)")
+        list[str] | None,
+        typer.Option(metavar="IMAGE:MASK", help="support pair (repeat for K shots)"),
     ] = None,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("predictions"),
     threshold: Annotated[float, typer.Option(help="defect probability threshold")] = 0.5,

@@ -29,7 +29,9 @@ def stack_up(
             show_envvar=True,
         ),
     ] = None,
-    no_prefect: Annotated[bool, typer.Option("--no-prefect")] = False,
+    no_prefect: Annotated[
+        bool, typer.Option("--no-prefect", help="S3 and MLflow only: no Prefect server, no worker")
+    ] = False,
     s3_port: Annotated[int, typer.Option(help="S3 API port (gRPC uses port + 10000)")] = 8333,
     mlflow_port: Annotated[int, typer.Option(help="MLflow server and UI port")] = 5000,
     prefect_port: Annotated[int, typer.Option(help="Prefect server and UI port")] = 4200,
@@ -62,6 +64,13 @@ def stack_up(
     for key in sorted(state.env):
         if not is_secret(key):
             console.print(f"  {key}={state.env[key]}")
+    uis = {
+        "MLflow": state.env.get("MLFLOW_TRACKING_URI", ""),
+        "Prefect": state.env.get("PREFECT_API_URL", "").removesuffix("/api"),
+    }
+    for name, url in uis.items():
+        if url.startswith("http"):
+            console.print(f"{name} UI: {url}")
     console.print(
         f"The UIs ask for a login: MLflow's user and password are in "
         f"{state.dir / 'mlflow-login.json'}, Prefect's auth string (user:password) in "
@@ -115,18 +124,44 @@ def stack_deploy(
         str | None,
         typer.Option(envvar="LERENET_GPU_IMAGE", help="image of the GPU training jobs"),
     ] = None,
+    dvc_remote: Annotated[
+        str,
+        typer.Option(
+            help="DVC remote (in the committed .dvc/config) the workers restore data from; "
+            "the data version the branch records is pushed there first"
+        ),
+    ] = "s3",
 ) -> None:
     """Deploy prefect.yaml on the running stack: onboarding and the nightly retrain, and GPU
     training when the 'lerenet-gpu' work pool exists (else the nightly retrain trains on the
     process worker, and this says how to add the pool). Placeholders are filled: workers clone
-    --repository at --branch (default: this clone and its current branch; commit first)."""
+    --repository at --branch (default: this clone and its current branch; commit first).
+    The data version the branch's data.dvc records is pushed to --dvc-remote (the stack's S3)
+    first, and the deployments restore from it; a version no worker could restore is refused
+    with how to fix it."""
     from lerenet.stack.deploy import deploy
 
-    with user_errors(RuntimeError, FileNotFoundError, OSError, code=1):
-        result = deploy(state_dir, repository=repository, branch=branch, gpu_image=gpu_image)
+    with user_errors(RuntimeError, FileNotFoundError, OSError, ValueError, code=1):
+        result = deploy(
+            state_dir,
+            repository=repository,
+            branch=branch,
+            gpu_image=gpu_image,
+            dvc_remote=dvc_remote,
+        )
     console.print(
         f"deployed: {', '.join(result.deployed)} (workers clone {result.repository} "
         f"at {result.branch})"
     )
+    if result.data_version:
+        console.print(
+            f"data version {result.data_version} pushed to DVC remote {result.dvc_remote!r}; "
+            "the deployments restore it from there"
+        )
+    else:
+        err_console.print(
+            f"[yellow]no data.dvc on {result.branch}[/yellow]: the nightly retrain needs a "
+            "recorded data version (run the pipeline once, commit data.dvc, deploy again)"
+        )
     for name, why in result.skipped.items():
         err_console.print(f"[yellow]not deployed[/yellow] {name}: {why}")

@@ -30,8 +30,10 @@ from lerenet.data.episodes import load_pair
 from lerenet.data.splits import Episode
 from lerenet.data.transforms import build_transform
 from lerenet.model.lerenet import stages_at_scales
+from lerenet.throughput import eta_text
 
 log = logging.getLogger(__name__)
+PROGRESS_EVERY_S = 60.0  # a progress line this often while the cache fills (logs, not the bar)
 
 
 @dataclass
@@ -134,7 +136,7 @@ def build_cache(
         len(images),
         copies,
     )
-    began, done = time.perf_counter(), 0
+    began, done, said = time.perf_counter(), 0, time.perf_counter()
     with Progress(disable=not show_progress, transient=True) as progress:
         bar = progress.add_task(f"caching features of {len(images)} images", total=len(jobs))
         for imgs, labs in loader:
@@ -153,6 +155,15 @@ def build_cache(
             labels[batch] = labs
             done += len(labs)
             progress.update(bar, advance=len(labs))
+            if time.perf_counter() - said >= PROGRESS_EVERY_S and done < len(jobs):
+                said = time.perf_counter()  # minutes of work on a CPU: a line a minute
+                elapsed = said - began
+                log.info(
+                    "cached %d/%d copies%s",
+                    done,
+                    len(jobs),
+                    eta_text(elapsed, done, len(jobs) - done),
+                )
     log.info("feature cache built in %.0f s", time.perf_counter() - began)
     rows = {image: [-1] * copies for image in images}
     for row, (image, copy) in enumerate(jobs):

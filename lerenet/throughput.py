@@ -16,6 +16,14 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 
+def eta_text(elapsed: float, done: int, left: int) -> str:
+    """``, 2 min 10 s left`` from the pace so far (empty before the first unit of work)."""
+    if done <= 0:
+        return ""
+    seconds = round(elapsed / done * left)
+    return f", {seconds // 60} min {seconds % 60:02d} s left" if left else ", done"
+
+
 def _per(amount: float, seconds: float) -> float:
     """``amount`` / ``seconds``, 0 for a loop that ran no time (an empty or resumed-at-end run)."""
     return amount / seconds if seconds > 0 else 0.0

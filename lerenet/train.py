@@ -42,7 +42,7 @@ from lerenet.losses import SegmentationLoss, StartAnchor
 from lerenet.optim import freeze_agnostic_classifier, param_groups, poly_factor, weight_average
 from lerenet.plots import training_curve
 from lerenet.stage_memo import StageMemo
-from lerenet.throughput import LoopClock, Throughput
+from lerenet.throughput import LoopClock, Throughput, eta_text
 from lerenet.tracking.checkpoints import CheckpointUploader
 from lerenet.tracking.runs import TrackingLost, tracking_lost
 from lerenet.train_batches import (
@@ -65,14 +65,6 @@ def select_device(choice: str) -> torch.device:
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(choice)
-
-
-def eta_text(elapsed: float, done: int, left: int) -> str:
-    """``, 2 min 10 s left`` from the pace so far (empty before the first step)."""
-    if done <= 0:
-        return ""
-    seconds = round(elapsed / done * left)
-    return f", {seconds // 60} min {seconds % 60:02d} s left" if left else ", done"
 
 
 @dataclass

@@ -26,9 +26,14 @@ class VersionResult:
     message: str
 
 
-def _dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def _dvc(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "dvc", *args], cwd=cwd, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "dvc", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
     )
 
 
@@ -108,7 +113,9 @@ def default_remote(repo: Path = Path(".")) -> str:
     return f"{name} ({url})"
 
 
-def require_recorded_data(data_root: Path, repo: Path = Path(".")) -> None:
+def require_recorded_data(
+    data_root: Path, repo: Path = Path("."), remote: str | None = None
+) -> None:
     """A run without a new source needs the recorded data: when the folder has no manifest
     after ``restore_recorded_data``, say why in one sentence (a deployment's fresh clone whose
     default remote is a folder on another machine), not "no manifest" two stages later."""
@@ -120,15 +127,18 @@ def require_recorded_data(data_root: Path, repo: Path = Path(".")) -> None:
         raise FileNotFoundError(
             f"{data_root}: no data and no {recorded.name}; give --source, or `lerenet ingest`"
         )
+    where = f"the remote {remote!r}" if remote else f"the default remote {default_remote(repo)}"
     raise FileNotFoundError(
         f"{data_root}: no data here, and the version {recorded.name} records is neither in the "
-        f"DVC cache nor on the default remote {default_remote(repo)}: make the shared remote "
-        "the default (`dvc remote default s3`, commit .dvc/config; infra/README.md) and "
-        "`dvc push` to it, or give --source"
+        f"DVC cache nor on {where}: `lerenet stack deploy` pushes it to the stack's S3 and "
+        "makes the deployments restore from there (or `dvc push -r s3`, then run with "
+        "--dvc-remote s3; infra/README.md), or give --source"
     )
 
 
-def restore_recorded_data(data_root: Path, repo: Path = Path(".")) -> bool:
+def restore_recorded_data(
+    data_root: Path, repo: Path = Path("."), remote: str | None = None
+) -> bool:
     """Pull the data version that ``<data_root>.dvc`` records when the folder does not hold it.
 
     A deployment's worker runs in a fresh git clone: data.dvc is there, data/ is not. Ingesting
@@ -138,7 +148,8 @@ def restore_recorded_data(data_root: Path, repo: Path = Path(".")) -> bool:
     a version, or the clone is not a DVC repository, or the version it records is on no
     remote: the repository's own data.dvc in a fresh clone of it, whose files were pushed to a
     local remote on another machine; logged, and the run starts from its source alone). A
-    remote that does not answer still fails the run.
+    remote that does not answer still fails the run. ``remote``: the DVC remote to pull from
+    (a deployment's: ``lerenet stack deploy`` names the stack's S3); None: the default one.
     """
     repo = Path(repo)
     recorded = repo / f"{data_root}.dvc"
@@ -147,7 +158,7 @@ def restore_recorded_data(data_root: Path, repo: Path = Path(".")) -> bool:
     if not (repo / ".dvc").is_dir():
         return False
     try:
-        pull_data(data_root, repo)
+        pull_data(data_root, repo, remote)
     except RuntimeError as err:
         if "Missing cache files" not in str(err):
             raise
@@ -172,7 +183,9 @@ def dvc_record(version: str, path: str = "data") -> str:
     return f"outs:\n- md5: {version.removeprefix('dvc:')}\n  path: {path}\n  hash: md5\n"
 
 
-def checkout_data_version(version: str, data_root: Path, repo: Path = Path(".")) -> bool:
+def checkout_data_version(
+    version: str, data_root: Path, repo: Path = Path("."), remote: str | None = None
+) -> bool:
     """Make ``data_root`` hold data version ``version``, pulled from the DVC remote.
 
     A training worker gets the version the parent flow versioned *by value*: its clone's
@@ -187,7 +200,7 @@ def checkout_data_version(version: str, data_root: Path, repo: Path = Path("."))
     if (folder / "manifest.csv").exists() and data_version(folder, dvc_file) == version:
         return False
     dvc_file.write_text(dvc_record(version, Path(data_root).name))
-    pull_data(data_root, repo)
+    pull_data(data_root, repo, remote)
     return True
 
 
@@ -254,3 +267,55 @@ def fetch_data_version(version: str, dest: Path, repo: Path = Path(".")) -> Path
     (dest / "data.dvc").write_text(record)
     _dvc_transfer("pull", "data.dvc", cwd=dest, remote=None, what=f"dvc pull of data {version}")
     return dest / "data"
+
+
+def _git_show(repo: Path, ref: str, path: str) -> str | None:
+    done = subprocess.run(
+        ["git", "show", f"{ref}:{path}"], cwd=repo, capture_output=True, text=True, check=False
+    )
+    return done.stdout if done.returncode == 0 else None
+
+
+def publish_recorded_data(
+    data_root: Path, repo: Path, remote: str, ref: str, env: dict[str, str] | None = None
+) -> str | None:
+    """Push the data version ``<data_root>.dvc`` records at git ``ref`` to DVC remote
+    ``remote``, where a deployment's worker, cloning ``ref``, restores it from.
+
+    Without this the deployed nightly retrain failed out of the box: the committed default
+    remote is a folder on the deploying machine, absent in the worker's clone. Returns the
+    version pushed (``dvc:<md5>.dir``), or None when ``ref`` records none. Raises a one-sentence
+    RuntimeError, saying how to fix it, when the worker could not restore the version: the
+    working tree's record differs from ``ref``'s, ``ref``'s .dvc/config lacks ``remote``, or
+    neither this clone's DVC cache nor the remote holds the files.
+    """
+    repo = Path(repo)
+    name = f"{Path(data_root).as_posix()}.dvc"
+    recorded = _git_show(repo, ref, name)
+    if recorded is None:
+        return None
+    here = repo / name
+    if not here.exists() or here.read_text() != recorded:
+        raise RuntimeError(
+            f"{name} differs from the one on {ref}, which the deployments' workers clone and "
+            f"restore: commit it (`git add {name} && git commit`) and deploy again"
+        )
+    if f'remote "{remote}"' not in (_git_show(repo, ref, ".dvc/config") or ""):
+        raise RuntimeError(
+            f"{ref}'s .dvc/config has no DVC remote {remote!r} for the workers to restore "
+            f"from: `dvc remote add {remote} s3://lerenet-data/dvc`, commit .dvc/config, and "
+            "deploy again"
+        )
+    version = "dvc:" + recorded.split("md5:", 1)[1].split()[0] if "md5:" in recorded else None
+    done = _dvc("push", "-r", remote, name, cwd=repo, env=env)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or ["no output"]
+        raise RuntimeError(f"dvc push -r {remote} {name} failed: {lines[-1][:300]}")
+    if "Missing cache files" in done.stderr:
+        raise RuntimeError(
+            f"{name} on {ref} records data version {version}, which neither this clone's DVC "
+            f"cache nor the remote {remote!r} holds, so no worker could restore it: run the "
+            "pipeline here once (README, Quickstart) or `dvc pull` that version from where it "
+            f"was pushed, commit {name}, and deploy again"
+        )
+    return version

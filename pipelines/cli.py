@@ -10,19 +10,21 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from lerenet.cli_common import fail
+from lerenet.cli_common import ParamsOpt, SetOpt, console, fail, new_app
 from lerenet.offline import apply_offline_env
 
 apply_offline_env()
 
-app = typer.Typer(
-    help="Run lerenet's Prefect flows (retrain, onboard-class).",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
-)
-console = Console()
+app = new_app("Run lerenet's Prefect flows (retrain, onboard-class).")
+DvcRemoteOpt = Annotated[
+    str | None,
+    typer.Option(
+        metavar="NAME",
+        help="DVC remote to restore the recorded data from and push new data to (default: "
+        "the repository's default remote; a deployment's is the stack's S3, `s3`)",
+    ),
+]
 
 
 def _start_prefect_while_importing() -> None:
@@ -80,11 +82,11 @@ def _preflight(
         fail(f"--source {source}: no such folder or archive (or give an s3:// prefix)", 2)
 
 
-def _run_flow(flow, *args):
+def _run_flow(flow, **kwargs):
     """The flow's result; an expected failure of one of its stages (bad data, a service down,
     a refused promotion) as one sentence, exit 1: Prefect's logs keep the detail."""
     try:
-        return flow(*args)
+        return flow(**kwargs)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         fail(f"{type(err).__name__}: {err}", 1)
 
@@ -101,14 +103,15 @@ def _overrides(items: list[str] | None) -> dict:
 @app.command()
 def retrain(
     source: Annotated[str | None, typer.Option(help="new data to ingest first (optional)")] = None,
-    params: Annotated[Path, typer.Option("--params", "-p")] = Path("params.yaml"),
-    overrides: Annotated[list[str] | None, typer.Option("--set", "-s")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    overrides: SetOpt = None,
     train_deployment: Annotated[
         str | None, typer.Option(help="run training on this deployment (GPU pool)")
     ] = None,
     no_production: Annotated[
         bool, typer.Option("--no-production", help="stop at @staging even if the gate passes")
     ] = False,
+    dvc_remote: DvcRemoteOpt = None,
 ) -> None:
     """ingest → validate → version → split → train → evaluate → gate → promote."""
     from pipelines.flows import retrain as retrain_flow
@@ -116,7 +119,15 @@ def retrain(
     sets = _overrides(overrides)
     _preflight(params, sets, source)
     _start_prefect_while_importing()
-    result = _run_flow(retrain_flow, source, str(params), sets, train_deployment, not no_production)
+    result = _run_flow(
+        retrain_flow,
+        source=source,
+        params_path=str(params),
+        overrides=sets,
+        train_deployment=train_deployment,
+        promote_production=not no_production,
+        dvc_remote=dvc_remote,
+    )
     _print_outcome(result)
 
 
@@ -124,10 +135,11 @@ def retrain(
 def onboard_class(
     source: Annotated[str, typer.Option(help="folder, archive or s3:// prefix of the class")],
     class_name: Annotated[str | None, typer.Option(help="class name for a flat folder")] = None,
-    params: Annotated[Path, typer.Option("--params", "-p")] = Path("params.yaml"),
-    overrides: Annotated[list[str] | None, typer.Option("--set", "-s")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    overrides: SetOpt = None,
     layout: Annotated[str | None, typer.Option(help="source layout (default: detect)")] = None,
     version: Annotated[bool, typer.Option(help="dvc add + push the new data version")] = True,
+    dvc_remote: DvcRemoteOpt = None,
 ) -> None:
     """Add a new defect class the few-shot way: ingest, validate, version, split it as a novel
     class, and score the production model and the baseline on it (1- and 5-shot IoU with 95%
@@ -140,7 +152,16 @@ def onboard_class(
     sets = _overrides(overrides)
     _preflight(params, sets, source, class_name)
     _start_prefect_while_importing()
-    result = _run_flow(onboard_flow, source, class_name, str(params), sets, layout, version)
+    result = _run_flow(
+        onboard_flow,
+        source=source,
+        class_name=class_name,
+        params_path=str(params),
+        overrides=sets,
+        layout=layout,
+        version=version,
+        dvc_remote=dvc_remote,
+    )
     report = OnboardReport.from_dict(result["onboard"])
     rows = report_table(report)
     table = Table(title=f"new class: {', '.join(result['new_classes'])}")

@@ -89,6 +89,7 @@ def train_gpu(
     params_path: str = "params.yaml",
     overrides: dict | None = None,
     data_version: str | None = None,
+    dvc_remote: str | None = None,
 ) -> TrainSummary:
     """The training deployment for a GPU work pool: fetch data, rebuild the split, train.
 
@@ -97,7 +98,8 @@ def train_gpu(
     parent's, ``dvc:<md5>.dir``) is pulled from the DVC remote whatever the worker's clone
     records; without it the clone's own ``data.dvc`` is pulled. The split is rebuilt from the
     same manifest and params (deterministic) and must match the parent's split sha256, so the
-    worker trains on exactly the episodes the parent evaluates.
+    worker trains on exactly the episodes the parent evaluates. ``dvc_remote``: the DVC remote
+    to pull from (the parent's), else the clone's default.
     """
     from lerenet.versioning import checkout_data_version
     from lerenet.versioning import pull_data as dvc_pull_data
@@ -105,10 +107,10 @@ def train_gpu(
     params = _resolved(params, params_sha256, params_path, overrides)
     data_root = Path(params_of(params).data.root)
     if pull_data and data_version and data_version.startswith("dvc:"):
-        if checkout_data_version(data_version, data_root):
+        if checkout_data_version(data_version, data_root, remote=dvc_remote):
             get_run_logger().info("pulled data version %s from the DVC remote", data_version)
     elif pull_data and Path(".dvc").is_dir():
-        dvc_pull_data(data_root)
+        dvc_pull_data(data_root, remote=dvc_remote)
     # a fresh clone has no splits/ even when the shared result store holds a cached split
     # of the same data and params (an earlier worker's): recompute it then, do not skip it
     missing = outputs_missing(params_of(params))["split"]
@@ -153,16 +155,21 @@ def retrain(
     promote_production: bool = True,
     version: bool = True,
     ingest_options: dict | None = None,
+    dvc_remote: str | None = None,
 ) -> dict:
     """Retrain LERENet end to end and promote the result if it passes the gate.
 
     The params file is read once, here; every task and the training worker get the resolved
-    params by value (the worker checks their sha256)."""
+    params by value (the worker checks their sha256). ``dvc_remote``: the DVC remote data is
+    restored from and pushed to (a deployment's: the stack's S3, set by ``lerenet stack
+    deploy``); None: the repository's default remote."""
     from lerenet.config import params_sha256
 
     logger = get_run_logger()
     params = _resolved(None, None, params_path, overrides)
-    result: dict[str, Any] = {"restored": restore_task(params, required=not source)}
+    result: dict[str, Any] = {
+        "restored": restore_task(params, required=not source, remote=dvc_remote)
+    }
     if source:
         result["ingest"] = ingest_task(params, source, **(ingest_options or {}))
     missing = outputs_missing(params_of(params))
@@ -170,7 +177,7 @@ def retrain(
         params
     )
     if version:
-        result["data"] = version_task(params)
+        result["data"] = version_task(params, remote=dvc_remote)
     result["split"] = split_task.with_options(refresh_cache=missing["split"] or None)(params)
     if train_deployment:
         from prefect.deployments import run_deployment
@@ -184,6 +191,7 @@ def retrain(
                 "params_sha256": params_sha256(params_of(params)),
                 "expected_split_sha256": result["split"]["split_sha256"],
                 "data_version": data_version(params_of(params).data.root),
+                "dvc_remote": dvc_remote,
             },
             timeout=None,
         )
@@ -246,6 +254,7 @@ def onboard_class(
     overrides: dict[str, Any] | None = None,
     layout: str | None = None,
     version: bool = True,
+    dvc_remote: str | None = None,
 ) -> dict:
     """Add a new defect class the few-shot way: ingest, validate and version it, split it as a
     novel class, then score the production model and the baseline on it, 1- and 5-shot.
@@ -253,10 +262,11 @@ def onboard_class(
     Nothing is trained and nothing is registered: a few-shot model serves a new class from its
     supports. Retraining with the class among the training classes is the separate ``retrain``
     flow (advised in the result when production is worse than the baseline on the class).
+    ``dvc_remote``: as for ``retrain``.
     """
     logger = get_run_logger()
     params = _resolved(None, None, params_path, overrides)
-    restored = restore_task(params)
+    restored = restore_task(params, remote=dvc_remote)
     ingest = ingest_task(params, source, layout=layout, class_name=class_name)
     new = ingest["new_classes"] or ([class_name] if class_name else [])
     if not new:
@@ -265,7 +275,7 @@ def onboard_class(
     result: dict[str, Any] = {"restored": restored, "ingest": ingest, "new_classes": new}
     result["validate"] = validate_task.with_options(refresh_cache=True)(merged)
     if version:
-        result["data"] = version_task(merged)
+        result["data"] = version_task(merged, remote=dvc_remote)
     result["split"] = split_task.with_options(refresh_cache=True)(merged)
     result["onboard"] = onboard_task(merged, new)
     typed = OnboardReport.from_dict(result["onboard"])

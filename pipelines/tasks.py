@@ -185,17 +185,21 @@ def ingest_task(
 
 
 @task(name="restore data version", **IO_RETRIES)
-def restore_task(params: ParamsValue, required: bool = False) -> bool:
-    """The data version data.dvc records, pulled into a fresh clone before anything is added;
-    ``required`` (no new source to ingest): fails here, saying why, when none could be had."""
+def restore_task(params: ParamsValue, required: bool = False, remote: str | None = None) -> bool:
+    """The data version data.dvc records, pulled into a fresh clone before anything is added
+    (from DVC remote ``remote``, else the default one); ``required`` (no new source to
+    ingest): fails here, saying why, when none could be had."""
     from lerenet.versioning import require_recorded_data, restore_recorded_data
 
     root = Path(params_of(params).data.root)
-    pulled = restore_recorded_data(root)
+    pulled = restore_recorded_data(root, remote=remote)
     if pulled:
-        get_run_logger().info("pulled the recorded data version (a fresh clone had no data)")
+        get_run_logger().info(
+            "pulled the recorded data version from DVC remote %s (a fresh clone had no data)",
+            remote or "(default)",
+        )
     if required:
-        require_recorded_data(root)
+        require_recorded_data(root, remote=remote)
     return pulled
 
 
@@ -223,7 +227,10 @@ def validate_task(params: ParamsValue) -> dict:
     lines = [
         f"**{'PASSED' if report.passed else 'FAILED'}**: {report.pairs} usable pairs, "
         f"{len(report.classes)} classes, {report.quarantined} quarantined.",
-        f"Full report: [{html}]({html.as_uri()})",
+        # a path, not a file:// link: a browser does not open one from the UI, and a
+        # deployment's working folder (a fresh clone) is removed after the run
+        f"HTML report (every expectation): `{html}` on the machine that ran the flow; "
+        "`lerenet validate` writes it again from the same data version",
         "",
     ]
     lines += [f"- blocking: {b}" for b in report.blocking]
@@ -237,11 +244,11 @@ def validate_task(params: ParamsValue) -> dict:
 
 
 @task(name="version data (dvc add + push)", **IO_RETRIES)
-def version_task(params: ParamsValue, push: bool = True) -> dict:
+def version_task(params: ParamsValue, push: bool = True, remote: str | None = None) -> dict:
     from lerenet.versioning import version_data
 
     p = params_of(params)
-    result = version_data(Path(p.data.root), push=push)
+    result = version_data(Path(p.data.root), push=push, remote=remote)
     return {
         "data_version": result.data_version,
         "tracked": result.tracked,

@@ -7,6 +7,12 @@ the committed code of this repository), the pools are looked up through the Pref
 missing GPU pool is a sentence: the nightly retrain then trains on the process worker, and the
 GPU training deployment waits until the pool exists. prefect.yaml stays the one declaration of
 the deployments; this module only chooses which of them to deploy and fills the variables.
+
+The workers restore their data from a DVC remote they can reach: the committed default remote
+is a folder on this machine (``../dvc-storage``), absent in a worker's clone, and the nightly
+retrain failed out of the box on it. So deploying pushes the data version the branch records
+to the stack's S3 remote (``--dvc-remote``, default ``s3``) and the deployments restore from
+that remote (their ``dvc_remote`` parameter); a version no worker could restore is refused.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ class DeployResult:
     skipped: dict[str, str] = field(default_factory=dict)  # deployment → why
     repository: str = ""
     branch: str = ""
+    dvc_remote: str = ""
+    data_version: str | None = None  # pushed to dvc_remote; None: the branch records none
 
 
 def git_location(repo: Path) -> tuple[str, str]:
@@ -98,8 +106,14 @@ def deploy(
     repository: str | None = None,
     branch: str | None = None,
     gpu_image: str | None = None,
+    dvc_remote: str = "s3",
 ) -> DeployResult:
-    """Deploy the onboarding and nightly deployments, and GPU training when its pool exists."""
+    """Deploy the onboarding and nightly deployments, and GPU training when its pool exists,
+    after pushing the data version the branch records to ``dvc_remote`` (which they restore
+    from)."""
+    from lerenet.config import load_params
+    from lerenet.versioning import publish_recorded_data
+
     if not (Path(state_dir) / "env.sh").exists():
         raise RuntimeError(f"{state_dir}: no stack here; start one with `lerenet stack up`")
     stack_env = read_env(state_dir)
@@ -114,17 +128,24 @@ def deploy(
         repository, branch = repository or local, branch or current
     gpu = pool_exists(api_url, GPU_POOL, auth)
     env = os.environ | stack_env
+    data_root = Path(load_params(Path(repo) / "params.yaml").data.root)
+    # the branch the workers clone, as this clone has it (a --repository elsewhere: the same
+    # branch is expected to be pushed there)
+    pushed = publish_recorded_data(data_root, Path(repo), dvc_remote, branch, env)
     env |= {
         "LERENET_GIT_REPOSITORY": repository,
         "LERENET_GIT_BRANCH": branch,
         "LERENET_GPU_IMAGE": gpu_image or env.get("LERENET_GPU_IMAGE", "lerenet-gpu:latest"),
     }
-    result = DeployResult(repository=repository, branch=branch)
-    plan: list[tuple[str, dict | None]] = [(ONBOARD, None)]
+    result = DeployResult(
+        repository=repository, branch=branch, dvc_remote=dvc_remote, data_version=pushed
+    )
+    restore = {"dvc_remote": dvc_remote}
+    plan: list[tuple[str, dict | None]] = [(ONBOARD, restore)]
     if gpu:
-        plan += [(TRAIN_GPU, None), (NIGHTLY, None)]
-    else:
-        plan.append((NIGHTLY, {"train_deployment": None}))  # train on the process worker
+        plan += [(TRAIN_GPU, None), (NIGHTLY, restore)]
+    else:  # train on the process worker
+        plan.append((NIGHTLY, restore | {"train_deployment": None}))
         result.skipped[TRAIN_GPU] = (
             f"no work pool {GPU_POOL!r}: the nightly retrain trains on the {WORK_POOL!r} "
             "worker; create the GPU pool (infra/README.md) and run `lerenet stack deploy` again"

@@ -88,6 +88,54 @@ def test_a_fresh_clone_restores_the_recorded_data_version(
         require_recorded_data(Path("data"), other)
 
 
+def test_deploying_pushes_the_recorded_version_where_workers_restore_it(
+    s3_env, synthetic_source: Path, tmp_path: Path
+) -> None:
+    """As the repository is set up: the default DVC remote is a folder beside the clone, and
+    the committed ``s3`` remote has no endpoint (the worker's environment gives it). A fresh
+    clone cannot restore from the folder; ``publish_recorded_data`` (``lerenet stack deploy``)
+    pushes the branch's version to ``s3``, from which a clone restores it, and refuses in one
+    sentence what no worker could restore."""
+    from lerenet.versioning import publish_recorded_data, restore_recorded_data
+
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    run_ok(["git", "init", "-q", "-b", "main"], origin)
+    run_ok([*DVC, "init", "-q"], origin)
+    run_ok([*DVC, "remote", "add", "-d", "local", "../dvc-storage"], origin)
+    run_ok([*DVC, "remote", "add", "s3", "s3://lerenet-data/deploy"], origin)
+    assert publish_recorded_data(Path("data"), origin, "s3", "HEAD") is None  # no commit yet
+    ingest(str(synthetic_source), origin / "data", workers=1, show_progress=False)
+    run_ok([*DVC, "add", "data"], origin)
+    run_ok([*DVC, "push"], origin)  # to the folder only
+    run_ok(["git", "add", "-A"], origin)
+    run_ok(["git", "commit", "-qm", "data version"], origin)
+    clone = tmp_path / "clones" / "first"
+    run_ok(["git", "clone", "-q", origin.as_uri(), str(clone)], tmp_path)
+    assert not restore_recorded_data(Path("data"), clone)  # ../dvc-storage is not beside it
+
+    version = publish_recorded_data(Path("data"), origin, "s3", "main")
+    assert version and version.startswith("dvc:") and version.endswith(".dir")
+    assert version.removeprefix("dvc:") in (origin / "data.dvc").read_text()
+    assert restore_recorded_data(Path("data"), clone, remote="s3")
+    assert _digest(clone / "data") == _digest(origin / "data")
+
+    # refused, each in one sentence saying how to fix it
+    record = (origin / "data.dvc").read_text()
+    (origin / "data.dvc").write_text(record.replace("nfiles:", "nfiles: 1\n  x:"))
+    with pytest.raises(RuntimeError, match=r"data.dvc differs from the one on main.*commit it"):
+        publish_recorded_data(Path("data"), origin, "s3", "main")
+    (origin / "data.dvc").write_text(record)
+    with pytest.raises(RuntimeError, match=r"no DVC remote 'shared'.*dvc remote add shared"):
+        publish_recorded_data(Path("data"), origin, "shared", "main")
+    # a fresh clone of a branch whose version was pushed nowhere it can reach
+    unknown = record.replace(version.removeprefix("dvc:")[:8], "00000000")
+    (origin / "data.dvc").write_text(unknown)
+    run_ok(["git", "commit", "-qam", "a version nobody pushed"], origin)
+    with pytest.raises(RuntimeError, match=r"neither this clone's DVC cache nor the remote 's3'"):
+        publish_recorded_data(Path("data"), origin, "s3", "main")
+
+
 def test_a_worker_clone_checks_out_the_version_it_is_given_not_its_own(
     s3_env, synthetic_source: Path, tmp_path: Path
 ) -> None:

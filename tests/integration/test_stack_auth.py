@@ -176,6 +176,9 @@ def test_stack_up_prints_where_the_logins_are_not_the_logins(stack) -> None:
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert stack.env["MLFLOW_TRACKING_URI"] in text and "mlflow-login.json" in text
+    # the UIs' addresses, on whatever ports the stack chose
+    assert f"MLflow UI: {stack.env['MLFLOW_TRACKING_URI']}" in text
+    assert f"Prefect UI: {stack.env['PREFECT_API_URL'].removesuffix('/api')}" in text
     for key in ("MLFLOW_TRACKING_PASSWORD", "PREFECT_API_AUTH_STRING", "AWS_SECRET_ACCESS_KEY"):
         assert stack.env[key] not in result.output, key
 
