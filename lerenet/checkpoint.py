@@ -128,6 +128,16 @@ def load_model_file(path: Path, device: str | torch.device = "cpu") -> tuple[nn.
     return model.to(device).eval(), {"model_config": blob["model_config"], **blob.get("meta", {})}
 
 
+def identical_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Whether two models hold the same tensors under the same names: a gate comparing such a
+    pair can show no difference, and says so instead of leaving it to be guessed."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(
+        sa[k].shape == sb[k].shape and sa[k].dtype == sb[k].dtype and torch.equal(sa[k], sb[k])
+        for k in sa
+    )
+
+
 def state_sha256(path: Path) -> str:
     """sha256 of a model file's configuration and tensors (names, dtypes, shapes, bytes), not of
     the file: two trainings that ended on the same weights get the same digest even when their

@@ -344,7 +344,16 @@ def evaluate_cmd(
 app.command("gate")(cli_models.gate_cmd)
 app.command("promote")(cli_models.promote_cmd)
 app.command("rollback")(cli_models.rollback_cmd)
-app.command("versions")(cli_models.versions_cmd)
+models_app = new_app(
+    "The registered versions: list them (aliases, gate, data, weights, scores) and compare two.",
+    no_args_is_help=False,
+    invoke_without_command=True,
+)
+models_app.callback()(cli_models.models_group)
+models_app.command("list")(cli_models.versions_cmd)
+models_app.command("diff")(cli_models.models_diff_cmd)
+app.add_typer(models_app, name="models")
+app.command("versions", hidden=True)(cli_models.versions_cmd)  # the earlier name
 app.command("predict")(cli_models.predict_cmd)
 app.command("export")(cli_models.export_cmd)
 app.command("reproduce")(cli_models.reproduce_cmd)

@@ -23,13 +23,12 @@ def new_app(help: str, **settings: object) -> typer.Typer:
     """A command group as every lerenet command has it: click's plain help (Typer's rich
     panels printed ``<bool>`` beside every flag), help when called bare, no local variables
     in a traceback (they may hold credentials)."""
-    return typer.Typer(
-        help=help,
-        no_args_is_help=True,
-        rich_markup_mode=None,
-        pretty_exceptions_show_locals=False,
-        **settings,  # type: ignore[arg-type]
-    )
+    defaults: dict = {
+        "no_args_is_help": True,
+        "rich_markup_mode": None,
+        "pretty_exceptions_show_locals": False,
+    }
+    return typer.Typer(help=help, **(defaults | settings))
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -120,15 +120,62 @@ def versions_cmd(params: ParamsOpt = Path("params.yaml")) -> None:
         return
     shots = sorted({k for r in rows for k in r.test})
     table = Table(title=f"registered model {name}")
-    for column in ("version", "aliases", "gate", "data version", "created (UTC)"):
+    for column in ("version", "aliases", "gate", "data version", "weights", "created (UTC)"):
         table.add_column(column)
     for key in shots:
         table.add_column(f"test {key} mIoU", justify="right")
     for r in rows:
         scores = [f"{r.test[k]:.3f}" if k in r.test else "-" for k in shots]
         aliases = ", ".join(f"@{a}" for a in r.aliases)
-        table.add_row(r.version, aliases, r.gate, r.data_version[:20], r.created, *scores)
+        row = (r.version, aliases, r.gate, r.data_version[:20], r.weights[:12] or "-", r.created)
+        table.add_row(*row, *scores)
     console.print(table)
+    console.print("`lerenet models diff A B` compares two versions")
+
+
+def models_group(ctx: typer.Context) -> None:
+    """The registered versions: `lerenet models` lists them, `lerenet models diff A B` puts
+    two side by side (what they were made from, where it differs, and every score)."""
+    if ctx.invoked_subcommand is None:
+        versions_cmd(Path("params.yaml"))
+
+
+def models_diff_cmd(
+    a: Annotated[str, typer.Argument(metavar="A", help="a version number (the older)")],
+    b: Annotated[str, typer.Argument(metavar="B", help="another version number")],
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Two registered versions side by side: lineage and params where they differ, then every
+    test and seen-class score of either with B − A."""
+    from rich.table import Table
+
+    from lerenet.tracking.runs import connect
+    from lerenet.tracking.versions import diff_versions
+
+    cfg = _params(params)
+    name = cfg.tracking.registered_model
+    with user_errors(ServiceUnavailable, LookupError, code=1):
+        connect(cfg.tracking)
+        diff = diff_versions(name, a, b)
+    made = Table(title=f"{name} v{a} vs v{b}: what they were made from (only what differs)")
+    for column in ("", f"v{a}", f"v{b}"):
+        made.add_column(column)
+    for key, va, vb in diff.lineage + [(f"param {k}", x, y) for k, x, y in diff.params]:
+        made.add_row(key.removeprefix("lerenet."), va or "-", vb or "-")
+    if made.row_count:
+        console.print(made)
+    else:
+        console.print(f"v{a} and v{b} were made from the same lineage and params")
+    if diff.same_weights:
+        console.print(f"v{a} and v{b} hold identical weights (same lerenet.state_sha256)")
+    scores = Table(title="scores (test: novel classes; seen_test: held-out images)")
+    for column in ("metric", f"v{a}", f"v{b}", "B − A"):
+        scores.add_column(column, justify="left" if column == "metric" else "right")
+    for key, va, vb in diff.metrics:
+        delta = f"{vb - va:+.3f}" if va is not None and vb is not None else ""
+        shown = [f"{v:.3f}" if v is not None else "-" for v in (va, vb)]
+        scores.add_row(key, *shown, delta)
+    console.print(scores)
 
 
 def predict_cmd(

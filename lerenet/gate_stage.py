@@ -105,6 +105,7 @@ def gate_stage(
     The challenger is ``challenger``, else ``train``'s model, else the last training's
     (train.json); ``train`` also names the run the decision is logged to (otherwise the
     tracking server is asked which run logged the challenger)."""
+    from lerenet.checkpoint import identical_weights
     from lerenet.gate import decide, write_decision
     from lerenet.tracking.loading import load_torch_model
     from lerenet.tracking.registry import _client, alias_version
@@ -149,6 +150,11 @@ def gate_stage(
     )
     if baseline is None and params.gate.beat_baseline:
         decision.reasons.append(baseline_source)
+    if champ_model is not None and identical_weights(challenger_model, champ_model):
+        decision.reasons.append(
+            f"the challenger's weights are identical to the champion's ({champion}): the "
+            "comparison cannot tell them apart"
+        )
     path = write_decision(decision, Path(out_dir) / "decision.json")
     # dvc metrics/exp show read this one: the verdict, not decision.json's nested numbers
     (Path(out_dir) / "summary.json").write_text(json.dumps({"passed": decision.passed}) + "\n")

@@ -211,6 +211,9 @@ def test_onboard_class_scores_production_and_baseline_and_registers_nothing(
     evaluate_stage(params)
     assert gate_stage(params).passed  # the tiny params' gate has no baseline rule
     promote_stage(params, run_id=trained.run_id, to="production")
+    # the same model again, now against itself in production: the gate says so
+    again = gate_stage(params)
+    assert any("weights are identical to the champion's" in r for r in again.reasons)
     client = MlflowClient(f"sqlite:///{root}/mlflow.db")
     runs_before = len(client.search_runs(client.get_experiment_by_name("lerenet").experiment_id))
 
