@@ -64,13 +64,13 @@ def _progress_logs(
 
 
 @config_app.command("show")
-def config_show(params: ParamsOpt = Path("params.yaml")) -> None:
+def config_show(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -> None:
     """Print the resolved configuration (all defaults filled in) and its sha256."""
     import yaml
 
     from lerenet.config import params_sha256
 
-    cfg = _params(params)
+    cfg = _params_with(params, overrides)
     console.print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
     console.print(f"# params sha256: {params_sha256(cfg)}")
 
@@ -199,6 +199,7 @@ def ingest_cmd(
 def validate_cmd(
     params: ParamsOpt = Path("params.yaml"),
     out_dir: Annotated[Path, typer.Option(help="report folder")] = Path("outputs/validate"),
+    overrides: SetOpt = None,
 ) -> None:
     """Check every pair and the manifest (Great Expectations); quarantine failures.
 
@@ -208,7 +209,7 @@ def validate_cmd(
     """
     from lerenet.data.validate import validate_with_params
 
-    cfg = _params(params)
+    cfg = _params_with(params, overrides)
     with user_errors(FileNotFoundError, ValueError):
         report = validate_with_params(cfg, out_dir)
     for finding in report.findings[:20]:
@@ -226,11 +227,11 @@ def validate_cmd(
 
 
 @app.command("split")
-def split_cmd(params: ParamsOpt = Path("params.yaml")) -> None:
+def split_cmd(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -> None:
     """Write class-disjoint folds and the seeded val/test episode files (split.out_dir)."""
     from lerenet.data.splits import split_dataset
 
-    cfg = _params(params)
+    cfg = _params_with(params, overrides)
     with user_errors(FileNotFoundError, ValueError):
         lineage = split_dataset(Path(cfg.data.root), cfg.split)
     console.print(

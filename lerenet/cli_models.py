@@ -12,7 +12,9 @@ from rich.table import Table
 
 from lerenet.cli_common import (
     ParamsOpt,
+    SetOpt,
     _params,
+    _params_with,
     console,
     err_console,
     fail,
@@ -35,6 +37,7 @@ def gate_cmd(
     report_only: Annotated[
         bool, typer.Option("--report-only", help="exit 0 whatever the decision (dvc stage)")
     ] = False,
+    overrides: SetOpt = None,
 ) -> None:
     """Decide whether the challenger may be promoted; exit 0 = passed, 1 = failed.
 
@@ -44,7 +47,7 @@ def gate_cmd(
     """
     from lerenet.gate_stage import gate_stage
 
-    cfg = _params(params)
+    cfg = _params_with(params, overrides)
     with user_errors(FileNotFoundError, ValueError, ServiceUnavailable):
         result = gate_stage(
             cfg, challenger=challenger, champion=champion, out_dir=out_dir, track=not no_track
@@ -200,7 +203,7 @@ def predict_cmd(
     ] = None,
 ) -> None:
     """Segment the support's defect class in query images: <stem>_mask.png + _overlay.png."""
-    from lerenet.predict import predict_files
+    from lerenet.predict import MAX_SUPPORTS, predict_files
     from lerenet.tracking.runs import connect, is_tracked
 
     pairs = []
@@ -211,6 +214,8 @@ def predict_cmd(
         pairs.append((Path(img), Path(mask)))
     if not pairs:
         fail("give at least one --support IMAGE:MASK")
+    if len(pairs) > MAX_SUPPORTS:  # before the model is fetched
+        fail(f"{len(pairs)} --support pairs given: give 1 to {MAX_SUPPORTS}")
     max_pixels = DataConfig().max_pixels
     if params.exists():
         cfg = _params(params)
@@ -234,7 +239,11 @@ def predict_cmd(
         f"{len(result.found) - empty} with a defect, {empty} empty"
     )
     if empty:
-        more = f", more of them (up to 5; {len(pairs)} given)" if len(pairs) < 5 else ""
+        more = (
+            f", more of them (up to {MAX_SUPPORTS}; {len(pairs)} given)"
+            if len(pairs) < MAX_SUPPORTS
+            else ""
+        )
         console.print(
             "an empty mask means no pixel reached the threshold: if the defect is there, use "
             f"supports that look like the query{more}, or a lower --threshold"

@@ -23,6 +23,8 @@ from lerenet.data.paths import unique_names
 from lerenet.data.transforms import build_transform, to_tensors
 from lerenet.plots import _tint
 
+MAX_SUPPORTS = 5  # few-shot: the most shots training and evaluation use
+
 
 @dataclass(frozen=True)
 class LoadedModel:
@@ -109,6 +111,12 @@ def predict_files(
     ``class_name``: the supports' class, when the model trained on it (its class memory then
     applies what it learned; see ``lerenet/model/memory.py``).
     """
+    if not 1 <= len(supports) <= MAX_SUPPORTS:
+        raise ValueError(
+            f"{len(supports)} supports given: give 1 to {MAX_SUPPORTS} (the model is trained "
+            f"and scored at 1 and 5 shots); keep the {MAX_SUPPORTS} that look most like the "
+            "queries"
+        )
     loaded = load_for_prediction(model_uri)
     if class_name and class_name not in loaded.classes:
         known = ", ".join(loaded.classes) or "none: it holds no class memory"

@@ -90,6 +90,16 @@ def test_expected_errors_are_one_line_with_brackets_kept(tmp_path: Path) -> None
     assert result.exit_code == 2 and "--to must be staging or production" in result.output
 
 
+def test_the_commands_that_read_stage_params_take_set(tmp_path: Path) -> None:
+    """The README says which commands take --set; config show resolves it like the stages."""
+    shown = runner.invoke(app, ["config", "show", "--set", "gate.margin=0.07"])
+    assert shown.exit_code == 0 and "margin: 0.07" in shown.output
+    typo = runner.invoke(app, ["split", "--set", "split.seedz=1"])
+    assert typo.exit_code == 2 and "seedz" in typo.output and "Traceback" not in typo.output
+    for command in ("validate", "split", "train", "evaluate", "gate"):
+        assert "--set" in runner.invoke(app, [command, "--help"]).output, command
+
+
 def test_recipe_fills_only_the_keys_the_file_leaves_out(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text("recipe: improved\nmodel:\n  residual: false\n")

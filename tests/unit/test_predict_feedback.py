@@ -54,6 +54,15 @@ def test_empty_masks_are_reported_with_a_hint(
     assert "spot.png: defect on 6.2%" in text  # 8×8 of 32×32
     assert "1 with a defect, 1 empty" in text and "lower --threshold" in text
     assert "more of them (up to 5; 1 given)" in text
+    # more supports than the few-shot model is made for: one sentence, before any model loads
+    six = CliRunner().invoke(
+        app, ["predict", str(queries), "--model", "unused", *["--support", support] * 6]
+    )
+    assert six.exit_code == 2 and "6 --support pairs given: give 1 to 5" in six.output
+    from lerenet.predict import predict_files
+
+    with pytest.raises(ValueError, match="6 supports given: give 1 to 5"):
+        predict_files("unused", [(tmp_path / "s.png", tmp_path / "s_mask.png")] * 6, [], tmp_path)
     rows = list(csv.DictReader(Path("predictions/found.csv").read_text().splitlines()))
     assert {r["mask"]: r["found"] for r in rows} == {"clean_mask.png": "no", "spot_mask.png": "yes"}
     assert {(r["threshold"], r["model"]) for r in rows} == {("0.5", "unused")}
