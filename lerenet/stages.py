@@ -227,7 +227,7 @@ def evaluate_stage(
     trained_here = train is not None and (source != model_uri or train.model_uri is None)
     with start_run(
         params,
-        run_name=f"evaluate-fold{params.train.fold}",
+        run_name=f"evaluate-f{params.train.fold}",
         enabled=track,
         run_id=run_id,
         tags=None if run_id else lineage_tags(params),
