@@ -1,9 +1,11 @@
 """A run's outcome for people: per-class IoU of the model next to the baseline's, what the
 retrain bought on its own classes (held-out IoU before and after training), and one sentence
-on which model won and which alias moved (CLI, Prefect artifacts, README run)."""
+on which model won and which alias moved (CLI, Prefect artifacts, README run), and the
+per-class chart of the model beside its references (``dvc plots``, the MLflow run)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -78,3 +80,25 @@ def verdict(evaluation: EvaluationReport, gate: GateDecision, promotion: Promoti
         f"{race} Gate {gate_text}: {reasons}. {promotion.name} v{promotion.version} is "
         f"now @{promotion.alias}{same}."
     )
+
+
+def comparison_charts(report: EvaluationReport, out_dir: Path, fold: int) -> list[Path]:
+    """``class_iou_<k>shot.png``: per class, the model, its training-free start and the
+    baseline side by side with their intervals (what ``dvc plots`` and the MLflow run show)."""
+    from lerenet.plots import compare_chart
+
+    models = {"LERENet": report.lerenet, "its start (step 0)": report.start}
+    models["prototype baseline"] = report.baseline
+    charts = []
+    for shot in report.lerenet.shots:
+        per_model = {
+            label: {
+                c: (s.class_iou[c], s.class_iou_low.get(c, 0.0), s.class_iou_high.get(c, 1.0))
+                for c in s.class_iou
+            }
+            for label, scores in models.items()
+            if scores is not None and (s := scores.shots.get(shot)) is not None
+        }
+        title = f"novel classes, {shot}, fold {fold}: model and references"
+        charts.append(compare_chart(per_model, out_dir / f"class_iou_{shot}.png", title))
+    return charts

@@ -65,6 +65,35 @@ def class_bar_chart(
     return _save(plt, fig, path)
 
 
+def compare_chart(
+    models: dict[str, dict[str, tuple[float, float, float]]], path: Path, title: str
+) -> Path:
+    """Per-class IoU of several models side by side (one bar each, with its 95% interval):
+    ``models`` maps a label to ``{class: (iou, low, high)}``; classes in the first model's
+    order. The model and its references in one picture, where separate charts had to be
+    compared by eye."""
+    plt = _pyplot()
+    names = list(next(iter(models.values()), {}))
+    colours = ("#3b7dd8", "#9aa5b1", "#2a9d5c", "#e07a1f")
+    height = 0.8 / max(1, len(models))
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) * len(models) + 1.5))
+    for i, (label, per_class) in enumerate(models.items()):
+        at = np.arange(len(names)) + i * height
+        values = np.array([per_class.get(n, (0.0, 0.0, 0.0))[0] for n in names])
+        low = np.array([per_class.get(n, (0.0, 0.0, 0.0))[1] for n in names])
+        high = np.array([per_class.get(n, (0.0, 0.0, 0.0))[2] for n in names])
+        err = np.clip(np.stack([values - low, high - values]), 0, None)
+        colour = colours[i % len(colours)]
+        ax.barh(at, values, height, xerr=err, color=colour, capsize=2, label=label)
+    ax.set_yticks(np.arange(len(names)) + height * (len(models) - 1) / 2, names)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("IoU (95% bootstrap CI)")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize="small")
+    return _save(plt, fig, path)
+
+
 def _pyplot():
     """matplotlib's pyplot on the file-only Agg backend (no display on workers or in CI)."""
     import matplotlib

@@ -117,6 +117,7 @@ STAGES: tuple[StageSpec, ...] = (
             "lerenet/stages.py",
             "lerenet/results.py",
             "lerenet/outcome.py",
+            "lerenet/plots.py",
         ),
         data=(
             "outputs/train/best.pt",
@@ -128,8 +129,9 @@ STAGES: tuple[StageSpec, ...] = (
         outs=(Out("outputs/eval/metrics.json", cache=False),),
         metrics=(Out("outputs/eval/summary.json", cache=False),),
         plots=(
-            Out("outputs/eval/lerenet/class_iou_1shot.png", cache=False),
-            Out("outputs/eval/lerenet/class_iou_5shot.png", cache=False),
+            # per class: the model, its start and the baseline side by side, with intervals
+            Out("outputs/eval/class_iou_1shot.png", cache=False),
+            Out("outputs/eval/class_iou_5shot.png", cache=False),
             Out("outputs/eval/lerenet/overlays_1shot.png", cache=False),
         ),
         note="summary.json: 1/5-shot mIoU of model and baseline, readable at 100 columns",

@@ -256,6 +256,11 @@ def evaluate_stage(
             start,
             seen,
         )
+        from lerenet.outcome import comparison_charts
+
+        charts = comparison_charts(report, out_dir, params.train.fold)
+        for chart in charts if run.enabled else []:
+            run.artifact(chart, "eval/compare")
     out_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(report.to_dict(), indent=2, sort_keys=True)
     (out_dir / "metrics.json").write_text(text + "\n")

@@ -209,6 +209,9 @@ def test_onboard_class_scores_production_and_baseline_and_registers_nothing(
     split_dataset(Path(params.data.root), params.split)
     trained = train_stage(params, params_file=Path("params.yaml"), show_progress=False)
     evaluate_stage(params)
+    for shot in ("1shot", "5shot"):  # model, start and baseline in one chart (`dvc plots`)
+        chart = Path(params.eval.out_dir) / f"class_iou_{shot}.png"
+        assert chart.read_bytes().startswith(b"\x89PNG")
     assert gate_stage(params).passed  # the tiny params' gate has no baseline rule
     promote_stage(params, run_id=trained.run_id, to="production")
     # the same model again, now against itself in production: the gate says so
