@@ -319,3 +319,23 @@ def publish_recorded_data(
             f"was pushed, commit {name}, and deploy again"
         )
     return version
+
+
+RUN_STATE = ("data.dvc", "dvc.lock", "outputs")  # what a run changes that git should keep
+
+
+def pending_commit(repo: Path = Path(".")) -> list[str]:
+    """The paths of ``RUN_STATE`` that a run left changed or new in git's eyes: what to commit
+    so that the data version, ``dvc.lock`` and the small metrics travel with the code (a
+    deployment's worker clones the branch and restores what its ``data.dvc`` records). Empty
+    outside a git clone."""
+    done = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=normal", "--", *RUN_STATE],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        return []
+    return sorted({line[3:].strip().rstrip("/").split("/")[0] for line in done.stdout.splitlines()})

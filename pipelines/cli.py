@@ -196,6 +196,15 @@ def _print_outcome(result: dict) -> None:
             table.add_row(*row.values())
         console.print(table)
     console.print(verdict(result["evaluate"], result["gate"], result["promote"]))
+    from lerenet.versioning import pending_commit
+
+    pending = pending_commit()
+    if pending:
+        console.print(
+            f"to keep this run's data version and results with the code: git add "
+            f"{' '.join(pending)} && git commit (a deployment restores what the committed "
+            "data.dvc records)"
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover
