@@ -7,8 +7,6 @@ validation error names the file and the dotted field.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -331,8 +329,9 @@ def load_params(
 
 def params_sha256(params: Params) -> str:
     """Hash of the *resolved* configuration (defaults included), stable across key order."""
-    blob = json.dumps(params.model_dump(mode="json"), sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()
+    from lerenet.storage import json_sha256
+
+    return json_sha256(params.model_dump(mode="json"))
 
 
 def flatten(params: Params) -> dict[str, Any]:

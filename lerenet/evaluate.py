@@ -25,7 +25,7 @@ from lerenet.inference import inference_context
 from lerenet.metrics import SegmentationScores, episode_stats, score
 from lerenet.model.memory import named_route
 from lerenet.plots import class_bar_chart, overlay_grid, overlay_row
-from lerenet.results import ModelScores, ShotScores
+from lerenet.results import ModelScores, ShotScores, shot_key
 from lerenet.stage_memo import StageMemo, memo_logits
 
 log = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ def evaluate_model(
         log.info("%s: %d-shot %s episodes (%d)…", label, k, part, len(dataset))
         classes = sorted(dataset.class_index)
         preds, scores = predict_and_score(model, dataset, params, classes, device, memo)
-        shot_scores[f"{k}shot"] = ShotScores.of(scores)
+        shot_scores[shot_key(k)] = ShotScores.of(scores)
         log.info(
             "%s: %d-shot mIoU %.3f [%.3f, %.3f] (%.0f s)",
             label,

@@ -15,6 +15,7 @@ much.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -121,6 +122,50 @@ def forgetting_check(
     return gained
 
 
+def _floors(decision: GateDecision, shot: str, ev: ShotEvidence, cfg: GateConfig) -> dict:
+    """The challenger's own numbers at one shot count; fail ``decision`` below a floor."""
+    s = score(ev.stats, sorted(set(ev.classes)), ev.classes, bootstrap=cfg.bootstrap)
+    worst_cls, worst = min(((c, i.value) for c, i in s.per_class.items()), key=lambda t: t[1])
+    for label, value, floor in (
+        ("mIoU", s.miou.value, cfg.min_miou),
+        ("FB-IoU", s.fbiou.value, cfg.min_fbiou),
+        (f"IoU of {worst_cls}", worst, cfg.min_class_iou),
+    ):
+        if value < floor:
+            decision.passed = False
+            decision.reasons.append(f"{shot}: {label} {value:.3f} is below the floor {floor:.3f}")
+    return {
+        "miou": s.miou.value,
+        "fbiou": s.fbiou.value,
+        "worst_class": worst_cls,
+        "worst_class_iou": worst,
+    }
+
+
+def _compare(
+    decision: GateDecision,
+    nums: dict,
+    shot: str,
+    ev: ShotEvidence,
+    reference: ShotEvidence,
+    bootstrap: int,
+    *,
+    keys: tuple[str, str, str, str],
+    bound: float,
+    failing: Callable[[float, float], str],
+) -> float:
+    """The one paired comparison (against the baseline or the champion): Δ mIoU with its
+    bounds recorded in ``nums`` under ``keys`` (reference mIoU, Δ, low, high); ``decision``
+    fails with ``failing(Δ, low)`` unless the lower bound is above ``bound``. Returns it."""
+    delta, low, high = paired_delta(ev, reference, bootstrap=bootstrap)
+    ref, d, lo, hi = keys
+    nums.update({ref: nums["miou"] - delta, d: delta, lo: low, hi: high})
+    if low <= bound:
+        decision.passed = False
+        decision.reasons.append(f"{shot}: {failing(delta, low)}")
+    return low
+
+
 def decide(
     challenger: dict[str, ShotEvidence],
     champion: dict[str, ShotEvidence] | None,
@@ -146,65 +191,36 @@ def decide(
             "shown to beat it (gate.beat_baseline)"
         )
     gained = False  # shown better than the champion somewhere
+    want = (
+        "better than"
+        if cfg.require_superiority
+        else f"not worse by more than {cfg.margin:.3f} than"
+    )
     for shot, ev in sorted(challenger.items()):
-        s = score(ev.stats, sorted(set(ev.classes)), ev.classes, bootstrap=cfg.bootstrap)
-        worst_cls, worst = min(((c, i.value) for c, i in s.per_class.items()), key=lambda t: t[1])
-        nums = {
-            "miou": s.miou.value,
-            "fbiou": s.fbiou.value,
-            "worst_class": worst_cls,
-            "worst_class_iou": worst,
-        }
-        for label, value, floor in (
-            ("mIoU", s.miou.value, cfg.min_miou),
-            ("FB-IoU", s.fbiou.value, cfg.min_fbiou),
-            (f"IoU of {worst_cls}", worst, cfg.min_class_iou),
-        ):
-            if value < floor:
-                decision.passed = False
-                decision.reasons.append(
-                    f"{shot}: {label} {value:.3f} is below the floor {floor:.3f}"
-                )
+        nums = _floors(decision, shot, ev, cfg)
         if cfg.beat_baseline and baseline is not None and shot in baseline:
-            delta, low, high = paired_delta(ev, baseline[shot], bootstrap=cfg.bootstrap)
-            nums.update(
-                {
-                    "baseline_miou": s.miou.value - delta,
-                    "baseline_delta": delta,
-                    "baseline_delta_low": low,
-                    "baseline_delta_high": high,
-                }
-            )
-            if low <= cfg.baseline_margin:
-                decision.passed = False
-                decision.reasons.append(
-                    f"{shot}: Δ mIoU vs the prototype baseline {delta:+.3f} (95% lower bound "
-                    f"{low:+.3f}, needs > {cfg.baseline_margin:+.3f}): not shown better than "
-                    "the parameter-free baseline"
-                )
+            _compare(
+                decision, nums, shot, ev, baseline[shot], cfg.bootstrap,
+                keys=("baseline_miou", "baseline_delta", "baseline_delta_low",
+                      "baseline_delta_high"),
+                bound=cfg.baseline_margin,
+                failing=lambda d, lo: (
+                    f"Δ mIoU vs the prototype baseline {d:+.3f} (95% lower bound {lo:+.3f}, "
+                    f"needs > {cfg.baseline_margin:+.3f}): not shown better than the "
+                    "parameter-free baseline"
+                ),
+            )  # fmt: skip
         if champion is not None and shot in champion:
-            delta, low, high = paired_delta(ev, champion[shot], bootstrap=cfg.bootstrap)
-            nums.update(
-                {
-                    "champion_miou": s.miou.value - delta,
-                    "delta_miou": delta,
-                    "delta_low": low,
-                    "delta_high": high,
-                }
-            )
+            low = _compare(
+                decision, nums, shot, ev, champion[shot], cfg.bootstrap,
+                keys=("champion_miou", "delta_miou", "delta_low", "delta_high"),
+                bound=0.0 if cfg.require_superiority else -cfg.margin,
+                failing=lambda d, lo: (
+                    f"Δ mIoU {d:+.3f} (95% lower bound {lo:+.3f}) does not show the "
+                    f"challenger {want} the champion"
+                ),
+            )  # fmt: skip
             gained = gained or low > 0
-            bound = 0.0 if cfg.require_superiority else -cfg.margin
-            if low <= bound:
-                decision.passed = False
-                want = (
-                    "better than"
-                    if cfg.require_superiority
-                    else (f"not worse by more than {cfg.margin:.3f} than")
-                )
-                decision.reasons.append(
-                    f"{shot}: Δ mIoU {delta:+.3f} (95% lower bound {low:+.3f}) does not show "
-                    f"the challenger {want} the champion"
-                )
         decision.numbers[shot] = nums
     if champion is not None and seen and seen_champion:
         gained = forgetting_check(decision, seen, seen_champion, cfg) or gained

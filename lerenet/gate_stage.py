@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lerenet.config import Params
 from lerenet.gate import GateDecision
-from lerenet.results import EvaluationReport, TrainSummary
+from lerenet.results import EvaluationReport, TrainSummary, shot_key
 from lerenet.stages import read_train_summary
 from lerenet.tracking.lineage import split_sha256
 from lerenet.tracking.uris import run_of
@@ -39,7 +39,7 @@ def _evidence(model, params: Params, part: str = "test") -> dict:
         if not dataset.episodes:
             continue
         preds = predict_episodes(model, dataset, device)
-        out[f"{k}shot"] = ShotEvidence(preds.stats, preds.classes)
+        out[shot_key(k)] = ShotEvidence(preds.stats, preds.classes)
     return out
 
 
@@ -62,9 +62,9 @@ def _saved_evidence(params: Params, model_uri: str, name: str = "lerenet") -> di
     out = {}
     for k in params.eval.shots:
         saved = load_evidence(out_dir / name, k)
-        if saved is None or scored is None or f"{k}shot" not in scored.shots:
+        if saved is None or scored is None or shot_key(k) not in scored.shots:
             return None
-        out[f"{k}shot"] = ShotEvidence(*saved)
+        out[shot_key(k)] = ShotEvidence(*saved)
     return out
 
 
@@ -87,10 +87,6 @@ def _baseline_evidence(params: Params, challenger: str) -> tuple[dict | None, st
     return _evidence(baseline.eval(), params), "rebuilt from the challenger's configuration"
 
 
-def champion_uri(params: Params) -> str:
-    return f"models:/{params.tracking.registered_model}@production"
-
-
 def gate_stage(
     params: Params,
     *,
@@ -108,7 +104,7 @@ def gate_stage(
     from lerenet.checkpoint import identical_weights
     from lerenet.gate import decide, write_decision
     from lerenet.tracking.loading import load_torch_model
-    from lerenet.tracking.registry import _client, alias_version
+    from lerenet.tracking.registry import champion_of
     from lerenet.tracking.runs import connect
 
     if challenger is None:
@@ -117,12 +113,9 @@ def gate_stage(
     if track:
         connect(params.tracking)  # a server that is down: one sentence, not minutes of retries
     # untracked (no registry to ask): only an explicitly given champion is compared against
-    champion = champion or (champion_uri(params) if track else None)
+    if track:
+        champion = champion_of(params.tracking.registered_model, champion)
     champ_model = None
-    if champion is not None and champion.startswith("models:/") and track:
-        name, _, alias = champion.removeprefix("models:/").partition("@")
-        if alias and alias_version(_client(), name, alias) is None:
-            champion = None  # nothing in production yet: the floors alone decide
     if champion is not None:
         champ_model, _ = load_torch_model(champion)
     evidence = _saved_evidence(params, challenger)

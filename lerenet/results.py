@@ -102,6 +102,11 @@ class ShotScores:
         return cls(**_known_fields(cls, data))
 
 
+def shot_key(shots: int) -> str:
+    """``"5shot"``: the one spelling of a shot count as a key (scores, evidence, metrics)."""
+    return f"{shots}shot"
+
+
 def _is_shot_key(key: str) -> bool:
     return key.endswith("shot") and key[:-4].isdigit()
 

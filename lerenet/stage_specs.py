@@ -16,14 +16,12 @@ cache key does not read every image.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lerenet.config import Params
-from lerenet.storage import file_sha256
+from lerenet.storage import file_sha256, json_sha256
 
 PACKAGE = Path(__file__).resolve().parent
 REPO = PACKAGE.parent
@@ -203,11 +201,6 @@ def params_of(params: Params, keys: tuple[str, ...]) -> dict[str, Any]:
             value = value[part]
         out[key] = value
     return out
-
-
-def json_sha256(value: Any) -> str:
-    """sha256 of ``value`` as canonical JSON (sorted keys; other objects as ``str``)."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def tree_sha256(path: Path) -> str:

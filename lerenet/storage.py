@@ -97,6 +97,14 @@ def _named_error(err: Exception, uri: str, endpoint_url: str | None) -> Exceptio
     return OSError(f"{uri}: download from {endpoint} failed: {err}")
 
 
+def json_sha256(value: Any) -> str:
+    """sha256 of ``value`` as canonical JSON (sorted keys; other objects as ``str``): the one
+    digest of structured values (resolved params, stage cache keys, folder listings)."""
+    import json
+
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def file_sha256(path: Path, chunk: int = 1 << 20, *, missing: str | None = None) -> str:
     """Streaming sha256 of a file (weights can be hundreds of MB); ``missing`` is returned for
     a file that does not exist when given (cache keys, lineage), else that raises."""

@@ -20,8 +20,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from lerenet.config import Params, apply_overrides, load_params
-from lerenet.stage_specs import json_sha256
-from lerenet.storage import file_sha256
+from lerenet.storage import file_sha256, json_sha256
 
 if TYPE_CHECKING:
     from lerenet.gate import GateDecision

@@ -86,9 +86,19 @@ def alias_version(client: Any, name: str, alias: str) -> str | None:
 
 def production_uri(name: str) -> str | None:
     """``models:/<name>@production`` when the configured registry has one, else None."""
-    if alias_version(_client(), name, "production") is None:
-        return None
-    return f"models:/{name}@production"
+    return champion_of(name)
+
+
+def champion_of(name: str, given: str | None = None) -> str | None:
+    """The model a challenger is judged against: ``given``, else ``models:/<name>@production``;
+    None when that names an alias the registry does not hold (nothing in production yet: the
+    gate's floors alone decide). The one place the champion's URI is made."""
+    uri = given or f"models:/{name}@production"
+    if uri.startswith("models:/"):
+        model, _, alias = uri.removeprefix("models:/").partition("@")
+        if alias and alias_version(_client(), model, alias) is None:
+            return None
+    return uri
 
 
 def same_weights(client: Any, name: str, state_sha256: str | None) -> str | None:
