@@ -33,7 +33,9 @@ class ModelConfig(Section):
     """The network. Defaults are the paper's (ResNet-50 deep stem, authors' code modes)."""
 
     arch: Literal["lerenet", "prototype"] = "lerenet"
-    backbone: Literal["resnet50", "vgg16_bn", "efficientnet_lite0"] = "resnet50"
+    backbone: str = Field(
+        "resnet50", description="a module of lerenet/model/backbones/ (the backbone registry)"
+    )
     deep_stem: bool = True
     weights: str | None = Field(
         None,
@@ -97,6 +99,15 @@ class ModelConfig(Section):
         "name", description="Episodes it serves: named classes, or matching supports (worse)."
     )
     shots: int = Field(1, ge=1, description="K used for training episodes.")
+
+    @field_validator("backbone")
+    @classmethod
+    def _registered_backbone(cls, name: str) -> str:
+        from lerenet.model.backbones import names  # the registry: one module per backbone
+
+        if name not in names():
+            raise ValueError(f"unknown backbone {name!r}; expected one of {', '.join(names())}")
+        return name
 
     @field_validator("residual", mode="before")
     @classmethod

@@ -5,7 +5,7 @@
 - Channels-last memory format: oneDNN's (CPU) and cuDNN's fastest convolution layout.
 - ``torch.inference_mode``: no autograd bookkeeping at all (cheaper than ``no_grad``).
 - Autocast on CUDA (bf16 where supported, else fp16); optional bf16 on CPUs with AVX512-BF16.
-The deeper backbone stages are never built (see ``model/backbone.py``), which is the largest
+The deeper backbone stages are never built (see ``model/backbones/``), which is the largest
 saving for ResNet-50.
 """
 

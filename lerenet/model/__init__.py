@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from lerenet.config import ModelConfig
-from lerenet.model.backbone import build_backbone
+from lerenet.model.backbones import build_backbone
 from lerenet.model.baseline import PrototypeBaseline
 from lerenet.model.lerenet import LERENet
 from lerenet.model.weights import WeightsError, WeightsInfo, load_backbone_weights

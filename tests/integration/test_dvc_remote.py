@@ -185,7 +185,7 @@ def test_backbone_weights_from_s3_uri(s3_env, tmp_path: Path) -> None:
     """Weights load from s3:// exactly as from a local file, with the same sha256 lineage."""
     import torch
 
-    from lerenet.model.backbone import VGG16BN
+    from lerenet.model.backbones.vgg16_bn import VGG16BN
     from lerenet.model.weights import load_backbone_weights
     from lerenet.storage import file_sha256
 

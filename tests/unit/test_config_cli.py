@@ -69,7 +69,7 @@ def test_model_summary_without_weights_fails_clearly(tmp_path: Path) -> None:
 
 
 def test_summary_flops_scale_with_shots() -> None:
-    from lerenet.model.backbone import VGG16BN
+    from lerenet.model.backbones.vgg16_bn import VGG16BN
     from lerenet.model.lerenet import LERENet
     from lerenet.summary import model_summary
 

@@ -7,7 +7,10 @@ import torch
 
 from lerenet.config import ModelConfig
 from lerenet.model import LERENet, PrototypeBaseline, build_model
-from lerenet.model.backbone import VGG16BN, EfficientNetLite0, ResNet50, build_backbone
+from lerenet.model.backbones import build_backbone
+from lerenet.model.backbones.efficientnet_lite0 import EfficientNetLite0
+from lerenet.model.backbones.resnet50 import ResNet50
+from lerenet.model.backbones.vgg16_bn import VGG16BN
 from lerenet.model.ifm import IFM, similarity_prior
 from lerenet.model.mpe import MPE, support_prototype
 from lerenet.model.mpr import MPR
@@ -335,3 +338,27 @@ def test_class_memory_routes_to_the_nearest_class_above_its_threshold() -> None:
     assert memory.route(probe).tolist() == [0, NO_ROUTE]
     far = torch.tensor([[0.6, 0.8, 0.0]])  # nearest is B (0.8) but below B's threshold
     assert memory.route(far).tolist() == [NO_ROUTE]
+
+
+def test_the_backbone_registry_is_its_modules() -> None:
+    """Adding a backbone is one module in lerenet/model/backbones/ (plus its test): the
+    registry, the configuration and the builder all read the package's modules."""
+    from pathlib import Path
+
+    import lerenet.model.backbones as registry
+    from lerenet.config import ConfigError, load_params
+
+    modules = sorted(
+        p.stem
+        for p in Path(registry.__file__).parent.glob("*.py")
+        if p.stem not in ("__init__", "base")
+    )
+    assert list(registry.names()) == modules and "efficientnet_lite0" in modules
+    for name in modules:
+        backbone = build_backbone(name, feature_channels=16, stages=("s8",))
+        out = backbone.forward_stages(torch.zeros(1, 3, 64, 64))
+        assert set(out) == {"s4", "s8"} and out["s4"].shape[-1] == 16, name
+    with pytest.raises(ValueError, match="unknown backbone 'resnet18'; expected one of"):
+        build_backbone("resnet18")
+    with pytest.raises(ConfigError, match="unknown backbone 'resnet18'"):
+        load_params(Path("params.yaml"), {"model.backbone": "resnet18"})

@@ -75,7 +75,7 @@ def test_one_scale_is_the_single_scale_lda_exactly() -> None:
 
 def test_scales_are_distinct_and_positive_and_only_scale_the_lda_start() -> None:
     from lerenet.model import LERENet
-    from lerenet.model.backbone import VGG16BN
+    from lerenet.model.backbones.vgg16_bn import VGG16BN
 
     off = LERENet(
         VGG16BN(stages=STAGES), prior="matching", prior_stages=STAGES, lda_scales=(0.5, 1.0)

@@ -7,7 +7,8 @@ import torch
 
 from lerenet.config import ModelConfig
 from lerenet.model import LERENet, PrototypeBaseline, build_model
-from lerenet.model.backbone import VGG16BN, ResNet50
+from lerenet.model.backbones.resnet50 import ResNet50
+from lerenet.model.backbones.vgg16_bn import VGG16BN
 from lerenet.model.priors import matching_maps, max_cosine, prototype_cosine, support_weights
 from lerenet.summary import dummy_episode
 

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lerenet.model.backbone import VGG16BN, EfficientNetLite0, ResNet50
+from lerenet.model.backbones.efficientnet_lite0 import EfficientNetLite0
+from lerenet.model.backbones.resnet50 import ResNet50
+from lerenet.model.backbones.vgg16_bn import VGG16BN
 from lerenet.model.weights import WeightsError, load_backbone_weights
 from lerenet.storage import file_sha256
 

@@ -1,0 +1,64 @@
+"""Backbones as named stages, one module each: the registry.
+
+Every module of this package but ``base`` is one backbone, named as the module
+(``model.backbone``), with a ``build(*, deep_stem, feature_channels, full_depth, stages)``.
+Adding a backbone is one module here plus its test: the name is found by listing the
+package (no torch import: the configuration validates names with it).
+
+LERENet's head reads the stride-4 stage (LERENET.md, "Backbone"). Every backbone names its
+stages by stride (``s4``, ``s8``, ``s16``) and builds only the layers up to the deepest stage
+asked for: ``stages`` lists the pretrained stages the model reads besides the head's own (the
+training-free matching prior reads deeper ones); by default only the stride-4 stage is built
+and run. ``full_depth=True`` builds and runs every stage and discards what is not asked for,
+as the authors' code does; it exists only as the naive baseline of ``bench/model_speed.py``
+and changes no output.
+
+``forward_stages`` maps B×3×H×W → {stage name: B×C_s×⌈H/s⌉×⌈W/s⌉} (pretrained features only);
+``head_features`` turns those into the head's B×C×⌈H/4⌉×⌈W/4⌉ map (``out_channels`` C), which
+for EfficientNet adds a new projection layer. ``forward`` is the two in a row. Keeping the
+pretrained stages apart from the head's input is what lets a frozen backbone's features be
+cached once per image (``lerenet/features.py``). Every backbone declares the input
+normalisation its pretrained weights expect (``mean``/``std``). Module names follow the
+checkpoint formats they load (``conv1``/``layer1`` for ResNet, ``features.N`` for VGG,
+``_blocks.N`` for EfficientNet) so that weight loading is a key rename, not a reshuffle.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from functools import cache
+from types import ModuleType
+
+from lerenet.model.backbones.base import STAGES, StagedBackbone
+
+__all__ = ["STAGES", "StagedBackbone", "build_backbone", "names"]
+
+
+@cache
+def names() -> tuple[str, ...]:
+    """Every registered backbone: the modules of this package but ``base``."""
+    return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "base"))
+
+
+def module_of(name: str) -> ModuleType:
+    if name not in names():
+        raise ValueError(f"unknown backbone {name!r}; expected one of {', '.join(names())}")
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def build_backbone(
+    name: str,
+    *,
+    deep_stem: bool = True,
+    feature_channels: int = 256,
+    full_depth: bool = False,
+    stages: tuple[str, ...] = (),
+) -> StagedBackbone:
+    """Build an (untrained) backbone by name; weights are loaded by ``weights.py``.
+
+    ``stages``: pretrained stages the model reads besides the head's (``s8``, ``s16``).
+    """
+    return module_of(name).build(
+        deep_stem=deep_stem, feature_channels=feature_channels, full_depth=full_depth, stages=stages
+    )
