@@ -1,5 +1,5 @@
-"""Evaluation speed: each image's backbone stages once (``lerenet.stage_memo``) vs the whole
-model on every episode, on the quality benchmark's episodes, in the same run.
+"""Evaluation speed: each image's backbone stages once (``lerenet.training.stage_memo``) vs the
+whole model on every episode, on the quality benchmark's episodes, in the same run.
 
     python bench/eval_speed.py [--size 320] [--episodes 10] [--fold 0]
 
@@ -45,7 +45,7 @@ def score_both_ways(model, params, work: Path, fold: int) -> dict:
     import torch
 
     from lerenet.evaluate import predict_episodes
-    from lerenet.stage_memo import StageMemo
+    from lerenet.training.stage_memo import StageMemo
 
     cpu = torch.device("cpu")
     files = [seed_episodes(model, params, work, seed, k, fold) for seed in SEEDS for k in (1, 5)]

@@ -60,7 +60,6 @@ def _timed(cmd: list[str], work: Path, env: dict[str, str]) -> float:
 
 def run_stages() -> None:
     """The stages' own compute, in this process (called as ``--stages`` in a workspace)."""
-    from lerenet.checkpoint import load_model_file
     from lerenet.config import load_params
     from lerenet.data.ingest import ingest
     from lerenet.data.splits import split_dataset
@@ -68,7 +67,8 @@ def run_stages() -> None:
     from lerenet.evaluate import evaluate_model, load_evidence
     from lerenet.gate import ShotEvidence, decide
     from lerenet.offline import apply_offline_env
-    from lerenet.train import save_baseline, train
+    from lerenet.training.checkpoint import load_model_file
+    from lerenet.training.loop import save_baseline, train
 
     apply_offline_env()
     params = load_params("params.yaml")

@@ -173,7 +173,7 @@ def score_model(model, params, work: Path, fold: int, seeds, part: str = "test",
 
     from lerenet.evaluate import predict_episodes
     from lerenet.metrics import score
-    from lerenet.stage_memo import StageMemo
+    from lerenet.training.stage_memo import StageMemo
 
     device = torch.device(params.train.device)
     workers = params.train.num_workers
@@ -211,9 +211,9 @@ def score_fold(params, work: Path, fold: int, seeds, res, args) -> dict:
     and the baseline, each on the novel-class and the seen-class episodes of every seed."""
     import torch
 
-    from lerenet.checkpoint import load_model_file
-    from lerenet.stage_memo import StageMemo
-    from lerenet.train import START, save_baseline
+    from lerenet.training.checkpoint import load_model_file
+    from lerenet.training.loop import START, save_baseline
+    from lerenet.training.stage_memo import StageMemo
 
     model, _ = load_model_file(res.best_path, params.train.device)
     models = {"lerenet": model}
@@ -251,7 +251,7 @@ def routing_shares(model, params, work: Path, fold: int, seed: int, memos: dict)
     episodes routed to their own class, and of novel-class episodes routed to any class."""
     import torch
 
-    from lerenet.validation import support_descriptors
+    from lerenet.training.validation_round import support_descriptors
 
     device = torch.device(params.train.device)
     memo = memos.get(id(model.backbone))
@@ -286,7 +286,7 @@ def main() -> None:
 
     from lerenet.data.ingest import ingest
     from lerenet.data.manifest import read_manifest
-    from lerenet.train import train
+    from lerenet.training.loop import train
 
     if args.device == "cpu":
         torch.set_num_threads(2)

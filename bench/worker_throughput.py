@@ -14,7 +14,7 @@ What runs, as in production but on one machine:
    validates, versions the data to S3 and splits; the ``lerenet-train-gpu`` flow run on the GPU
    pool clones the commit, pulls that data version from S3 and trains; the parent evaluates,
    gates and registers from MLflow and S3.
-The training run's MLflow metrics (``lerenet.throughput``) give episodes/s end to end, the
+The training run's MLflow metrics (``lerenet.training.throughput``) give episodes/s end to end, the
 step alone, and waiting for data; #13's target is end to end ≥ 80 % of the step alone.
 Results: bench/results/worker_throughput_<cuda|cpu>.json or ``--tag``'s (and $OUT when set).
 """

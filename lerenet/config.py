@@ -187,7 +187,7 @@ class TrainConfig(Section):
         0.0,
         ge=0,
         description="Weight of a soft Dice term added to the cross-entropy (0: the paper's "
-        "cross-entropy alone); see lerenet.losses.",
+        "cross-entropy alone); see lerenet.training.losses.",
     )
     anchor_weight: float = Field(
         0.0,

@@ -26,7 +26,7 @@ from lerenet.metrics import SegmentationScores, episode_stats, score
 from lerenet.model.memory import named_route
 from lerenet.plots import class_bar_chart, overlay_grid, overlay_row
 from lerenet.results import ModelScores, ShotScores, shot_key
-from lerenet.stage_memo import StageMemo, memo_logits
+from lerenet.training.stage_memo import StageMemo, memo_logits
 
 log = logging.getLogger(__name__)
 

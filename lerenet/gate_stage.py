@@ -72,9 +72,9 @@ def _baseline_evidence(params: Params, challenger: str) -> tuple[dict | None, st
     """The parameter-free baseline's per-episode stats on the gated episodes, and where they
     came from: saved by evaluate for this challenger, or rebuilt from the challenger's own
     model configuration (same backbone, pretrained weights and stages) and predicted here."""
-    from lerenet.checkpoint import load_model_file
     from lerenet.model import rebuild_baseline
     from lerenet.tracking.loading import load_torch_model
+    from lerenet.training.checkpoint import load_model_file
 
     saved = _saved_evidence(params, challenger, "baseline")
     if saved is not None:
@@ -101,11 +101,11 @@ def gate_stage(
     The challenger is ``challenger``, else ``train``'s model, else the last training's
     (train.json); ``train`` also names the run the decision is logged to (otherwise the
     tracking server is asked which run logged the challenger)."""
-    from lerenet.checkpoint import identical_weights
     from lerenet.gate import decide, write_decision
     from lerenet.tracking.loading import load_torch_model
     from lerenet.tracking.registry import champion_of
     from lerenet.tracking.runs import connect
+    from lerenet.training.checkpoint import identical_weights
 
     if challenger is None:
         train = train or read_train_summary(params)

@@ -46,7 +46,7 @@ def train_stage(
     """
     from lerenet.tracking.pyfunc import log_model
     from lerenet.tracking.runs import start_run
-    from lerenet.train import START, save_baseline, train
+    from lerenet.training.loop import START, save_baseline, train
 
     out_dir = Path(params.train.out_dir)
     summary_path = out_dir / TRAIN_SUMMARY
@@ -117,8 +117,8 @@ def train_stage(
         if (out_dir / START).exists():
             fields["start_path"] = str(out_dir / START)
         if run.enabled:
-            from lerenet.checkpoint import state_sha256
             from lerenet.storage import file_sha256
+            from lerenet.training.checkpoint import state_sha256
 
             fields["best_sha256"] = file_sha256(result.best_path)
             info = log_model(result.best_path, size=params.data.image_size)

@@ -57,7 +57,7 @@ def _start_prefect_while_importing() -> None:
     import torch  # noqa: F401
 
     import lerenet.stages  # noqa: F401
-    import lerenet.train  # noqa: F401
+    import lerenet.training.loop  # noqa: F401
 
     if thread is not None:
         thread.join()

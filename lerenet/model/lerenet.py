@@ -7,7 +7,7 @@ the output does not depend on support order and K identical supports equal one.
 
 The forward pass has two halves: ``encode_episode`` runs the backbone's pretrained stages, and
 ``forward_stages`` does everything after them. Training a frozen backbone from cached stage
-features calls the second half only (``lerenet/features.py``).
+features calls the second half only (``lerenet/training/feature_cache.py``).
 
 Deviations from the authors' code, each off by default and switched on by params (measured in
 docs/benchmarks.md): ``prototype="masked_mean"``, ``prior="matching"`` (training-free

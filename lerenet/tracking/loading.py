@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from lerenet.checkpoint import CheckpointError, load_model_file, state_sha256
 from lerenet.services import first_line
+from lerenet.training.checkpoint import CheckpointError, load_model_file, state_sha256
 
 CODE_LOADER = "mlflow.pyfunc.loaders.code_model"
 SERVED_CODE = Path(__file__).with_name("served_model.py")

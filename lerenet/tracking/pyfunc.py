@@ -36,7 +36,7 @@ class LERENetPyfunc(_pyfunc_base()):
     _skip_type_hint_validation = True
 
     def load_context(self, context: Any) -> None:
-        from lerenet.checkpoint import load_model_file
+        from lerenet.training.checkpoint import load_model_file
 
         self.model, self.meta = load_model_file(Path(context.artifacts["model_file"]))
 

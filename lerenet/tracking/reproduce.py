@@ -71,7 +71,7 @@ def reproduce(
     from lerenet.evaluate import evaluate_model
     from lerenet.tracking.loading import load_torch_model
     from lerenet.tracking.uris import version_run_id
-    from lerenet.train import train
+    from lerenet.training.loop import train
 
     current = load_params(params_path)
     from lerenet.tracking.runs import configure

@@ -37,8 +37,8 @@ def test_cached_stages_equal_the_backbone_on_the_same_augmented_image(
     from lerenet.data.manifest import mask_of, read_manifest
     from lerenet.data.splits import Episode
     from lerenet.data.transforms import build_transform, to_tensors
-    from lerenet.features import build_cache, cached_batch, image_key
     from lerenet.model import build_model
+    from lerenet.training.feature_cache import build_cache, cached_batch, image_key
 
     params = load_params("params.yaml", {**FAST, **start})
     model, _ = build_model(params.model)
@@ -99,7 +99,7 @@ def test_cached_stages_equal_the_backbone_on_the_same_augmented_image(
 
 
 def test_cache_needs_a_frozen_backbone(tiny_project: Path) -> None:
-    from lerenet.train import train
+    from lerenet.training.loop import train
 
     params = load_params("params.yaml", {**FAST, "train.backbone_lr_mult": 0.1})
     with pytest.raises(ValueError, match="needs a frozen backbone"):
@@ -107,7 +107,7 @@ def test_cache_needs_a_frozen_backbone(tiny_project: Path) -> None:
 
 
 def test_cached_training_with_synthetic_tasks_resumes_identically(tiny_project: Path) -> None:
-    from lerenet.train import train
+    from lerenet.training.loop import train
 
     extra = {
         **FAST,
@@ -144,7 +144,7 @@ def test_synthetic_tasks_paint_on_training_images_only(
 ) -> None:
     import lerenet.data.synth_tasks as synth_tasks
     from lerenet.data.splits import read_folds
-    from lerenet.train_batches import synthetic_tasks
+    from lerenet.training.batches import synthetic_tasks
 
     used: list[str] = []
     real = synth_tasks._surface

@@ -56,7 +56,7 @@ def test_a_killed_training_resumes_from_its_stored_checkpoint(tiny_project: Path
 
     from lerenet.stages import train_stage
     from lerenet.tracking.checkpoints import RESUMED_TAG, STEP_TAG
-    from lerenet.train import train
+    from lerenet.training.loop import train
 
     killed = _kill_after_first_stored_checkpoint(tiny_project)
     client = MlflowClient(f"sqlite:///{tiny_project}/mlflow.db")

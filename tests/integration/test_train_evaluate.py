@@ -41,7 +41,7 @@ def test_model_overfits_one_episode() -> None:
 
 
 def test_resume_gives_identical_weights(tiny_project: Path) -> None:
-    from lerenet.train import train
+    from lerenet.training.loop import train
 
     params = load_params("params.yaml")
     full = train(params, out_dir=Path("full"), show_progress=False)
@@ -59,8 +59,8 @@ def test_resume_gives_identical_weights(tiny_project: Path) -> None:
 def test_weight_average_is_kept_and_resumes_identically(tiny_project: Path) -> None:
     """train.ema_decay: best.pt holds the averaged weights (not the raw ones), and the average
     survives a resume bit for bit."""
-    from lerenet.checkpoint import load_model_file
-    from lerenet.train import train
+    from lerenet.training.checkpoint import load_model_file
+    from lerenet.training.loop import train
 
     params = load_params("params.yaml", {"train.ema_decay": 0.5, "train.val_every": 6})
     full = train(params, out_dir=Path("full"), show_progress=False)
@@ -87,7 +87,7 @@ def test_ctrl_c_saves_at_a_step_boundary_and_resumes_identically(tiny_project: P
     import sys
     import time
 
-    from lerenet.train import train
+    from lerenet.training.loop import train
 
     sets = ["train.steps=40", "train.val_every=20", "train.checkpoint_every=2"]
     params = load_params("params.yaml", {k: int(v) for k, v in (s.split("=") for s in sets)})
@@ -126,8 +126,8 @@ class _RunsCode:
 
 
 def test_resume_refuses_a_checkpoint_that_runs_code(tiny_project: Path) -> None:
-    from lerenet.checkpoint import CheckpointError, load_model_file
-    from lerenet.train import train
+    from lerenet.training.checkpoint import CheckpointError, load_model_file
+    from lerenet.training.loop import train
 
     params = load_params("params.yaml")
     part = train(params, out_dir=Path("run"), show_progress=False, stop_after=2)
@@ -289,7 +289,7 @@ def test_a_retrain_with_a_class_memory_reports_what_it_bought(tiny_project: Path
         assert scores.class_iou == report.start.shots[k].class_iou
     rows = seen_table(report)
     assert rows and rows[-1]["class"] == "mean" and "1shot Δ" in rows[0]
-    from lerenet.checkpoint import load_model_file
+    from lerenet.training.checkpoint import load_model_file
 
     model, _ = load_model_file(Path(summary.best_path))
     assert sorted(model.memory.classes) == sorted(

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import lerenet.tracking.checkpoints as checkpoints
-from lerenet.checkpoint import atomic_save
 from lerenet.tracking.checkpoints import SLOT_TAG, STEP_TAG, CheckpointUploader, restore_checkpoints
 from lerenet.tracking.runs import Run
+from lerenet.training.checkpoint import atomic_save
 
 pytestmark = pytest.mark.slow  # an MLflow SQLite store: its schema takes seconds to create
 

@@ -106,7 +106,7 @@ def test_resume_from_a_broken_last_pt_is_one_sentence(
 ) -> None:
     import torch
 
-    from lerenet.checkpoint import CheckpointError, load_training_state
+    from lerenet.training.checkpoint import CheckpointError, load_training_state
 
     path = tmp_path / "last.pt"
     if content is None:

@@ -205,7 +205,7 @@ def test_prototype_baseline_segments_by_similarity() -> None:
 def test_foreground_weight_weights_defect_pixels_and_ignores_255() -> None:
     import math
 
-    from lerenet.losses import SegmentationLoss
+    from lerenet.training.losses import SegmentationLoss
 
     logits = torch.tensor([2.0, 0.0]).view(1, 2, 1, 1).expand(1, 2, 1, 3).contiguous()
     target = torch.tensor([[[0, 1, 255]]])  # background, defect, ignored
@@ -215,7 +215,7 @@ def test_foreground_weight_weights_defect_pixels_and_ignores_255() -> None:
 
 
 def test_dice_term_scores_overlap_ignores_255_and_is_off_by_default() -> None:
-    from lerenet.losses import SegmentationLoss, soft_dice
+    from lerenet.training.losses import SegmentationLoss, soft_dice
 
     target = torch.tensor([[[1, 1, 0, 255]]])
     sure = torch.tensor([[-9.0, -9.0, 9.0, -9.0], [9.0, 9.0, -9.0, 9.0]])[None, :, None]
@@ -233,7 +233,7 @@ def test_dice_term_scores_overlap_ignores_255_and_is_off_by_default() -> None:
 
 
 def test_start_anchor_pulls_trained_weights_back_to_their_start() -> None:
-    from lerenet.losses import StartAnchor
+    from lerenet.training.losses import StartAnchor
 
     layer = torch.nn.Linear(3, 2)
     frozen = torch.nn.Linear(3, 2).requires_grad_(False)

@@ -41,9 +41,9 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _model_file(path: Path, seed: int = 0) -> Path:
-    from lerenet.checkpoint import save_model_file
     from lerenet.config import ModelConfig
     from lerenet.model import build_model
+    from lerenet.training.checkpoint import save_model_file
 
     torch.manual_seed(seed)
     cfg = ModelConfig(backbone="efficientnet_lite0", weights="none", feature_channels=16)
@@ -54,8 +54,8 @@ def _model_file(path: Path, seed: int = 0) -> Path:
 
 def _log_lerenet(model_file: Path) -> tuple[str, str]:
     """(model URI, run id) of a model logged the way the train stage logs it."""
-    from lerenet.checkpoint import state_sha256
     from lerenet.tracking.pyfunc import log_model
+    from lerenet.training.checkpoint import state_sha256
 
     with mlflow.start_run() as run:
         info = log_model(model_file, size=48)
@@ -101,10 +101,10 @@ def _registered(run_id: str, source: str, name: str = "hostile") -> str:
 
 def _every_loader(uri: str) -> list[str]:
     """Every lerenet entry point that loads a model, each given ``uri``: what each said."""
-    from lerenet.checkpoint import CheckpointError
     from lerenet.predict import load_for_prediction
     from lerenet.tracking.loading import load_torch_model
     from lerenet.tracking.registry import verify_loadable
+    from lerenet.training.checkpoint import CheckpointError
 
     said = []
     for load in (load_torch_model, load_for_prediction, verify_loadable):

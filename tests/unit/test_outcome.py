@@ -70,7 +70,7 @@ def test_seen_table_shows_each_training_class_before_and_after_training() -> Non
 
 
 def test_selection_keeps_new_classes_whole_and_picks_on_seen_classes() -> None:
-    from lerenet.validation import selection_score
+    from lerenet.training.validation_round import selection_score
 
     start = {"step": 0, "val_miou": 0.40, "seen_val_miou": 0.30}
     assert selection_score([start], 0.01) == 0.30

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from lerenet.stage_memo import StageMemo
+from lerenet.training.stage_memo import StageMemo
 
 
 @pytest.mark.parametrize(
@@ -111,9 +111,9 @@ def test_a_memo_refuses_a_second_backbone_and_serves_models_that_share_one() -> 
 def test_validation_rounds_share_stages_only_while_the_backbone_is_frozen(
     tiny_project: Path, monkeypatch: pytest.MonkeyPatch, recipe: str
 ) -> None:
-    import lerenet.train
+    import lerenet.training.loop
     from lerenet.config import load_params
-    from lerenet.train import train
+    from lerenet.training.loop import train
 
     made: list[StageMemo] = []
 
@@ -122,7 +122,7 @@ def test_validation_rounds_share_stages_only_while_the_backbone_is_frozen(
             super().__init__(*args, **kwargs)
             made.append(self)
 
-    monkeypatch.setattr(lerenet.train, "StageMemo", Recorded)
+    monkeypatch.setattr(lerenet.training.loop, "StageMemo", Recorded)
     overrides = {"recipe": recipe, "model.prior_stages": ["s4", "s8"]}
     if recipe == "improved":
         overrides |= {"train.synthetic_classes": 0, "train.cache_copies": 2}

@@ -28,7 +28,7 @@ def test_declared_code_exists_and_the_stage_modules_are_declared() -> None:
             assert (REPO / path).exists(), f"{stage.name}: {path} does not exist"
     train = next(s for s in STAGES if s.name == "train")
     # the code train() runs, which the hand-written dvc.yaml had left out
-    for module in ("lerenet/stages.py", "lerenet/checkpoint.py", "lerenet/data/splits.py"):
+    for module in ("lerenet/stages.py", "lerenet/training/checkpoint.py", "lerenet/data/splits.py"):
         assert module in train.code
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lerenet.throughput import LoopClock
+from lerenet.training.throughput import LoopClock
 
 
 class FakeTime:

@@ -17,7 +17,7 @@ and changes no output.
 ``head_features`` turns those into the head's B×C×⌈H/4⌉×⌈W/4⌉ map (``out_channels`` C), which
 for EfficientNet adds a new projection layer. ``forward`` is the two in a row. Keeping the
 pretrained stages apart from the head's input is what lets a frozen backbone's features be
-cached once per image (``lerenet/features.py``). Every backbone declares the input
+cached once per image (``lerenet/training/feature_cache.py``). Every backbone declares the input
 normalisation its pretrained weights expect (``mean``/``std``). Module names follow the
 checkpoint formats they load (``conv1``/``layer1`` for ResNet, ``features.N`` for VGG,
 ``_blocks.N`` for EfficientNet) so that weight loading is a key rename, not a reshuffle.

@@ -24,8 +24,8 @@ from lerenet.data.episodes import EpisodeDataset
 from lerenet.data.holdout import read_held_out
 from lerenet.data.manifest import read_manifest
 from lerenet.data.splits import Episode, TrainEpisodeSampler
-from lerenet.features import build_cache, cached_batch, drawn_copies
 from lerenet.model.memory import class_indices
+from lerenet.training.feature_cache import build_cache, cached_batch, drawn_copies
 
 
 class StepBatches(Dataset):

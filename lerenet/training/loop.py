@@ -26,7 +26,21 @@ from pathlib import Path
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from lerenet.checkpoint import (
+from lerenet.config import Params
+from lerenet.data.splits import read_folds
+from lerenet.evaluate import backbone_norm
+from lerenet.inference import autocast_dtype
+from lerenet.plots import training_curve
+from lerenet.tracking.checkpoints import CheckpointUploader
+from lerenet.tracking.runs import TrackingLost, tracking_lost
+from lerenet.training.batches import (
+    check_feature_cache,
+    episode_sampler,
+    frozen_backbone,
+    step_logits,
+    training_batches,
+)
+from lerenet.training.checkpoint import (
     atomic_save,
     load_training_state,
     rng_state,
@@ -34,25 +48,16 @@ from lerenet.checkpoint import (
     seed_everything,
     set_rng_state,
 )
-from lerenet.config import Params
-from lerenet.data.splits import read_folds
-from lerenet.evaluate import backbone_norm
-from lerenet.inference import autocast_dtype
-from lerenet.losses import SegmentationLoss, StartAnchor
-from lerenet.optim import freeze_agnostic_classifier, param_groups, poly_factor, weight_average
-from lerenet.plots import training_curve
-from lerenet.stage_memo import StageMemo
-from lerenet.throughput import LoopClock, Throughput, eta_text
-from lerenet.tracking.checkpoints import CheckpointUploader
-from lerenet.tracking.runs import TrackingLost, tracking_lost
-from lerenet.train_batches import (
-    check_feature_cache,
-    episode_sampler,
-    frozen_backbone,
-    step_logits,
-    training_batches,
+from lerenet.training.losses import SegmentationLoss, StartAnchor
+from lerenet.training.optim import (
+    freeze_agnostic_classifier,
+    param_groups,
+    poly_factor,
+    weight_average,
 )
-from lerenet.validation import calibrate_memory, selection_score, validate_round
+from lerenet.training.stage_memo import StageMemo
+from lerenet.training.throughput import LoopClock, Throughput, eta_text
+from lerenet.training.validation_round import calibrate_memory, selection_score, validate_round
 
 LAST, BEST, START = "last.pt", "best.pt", "start.pt"
 

@@ -20,8 +20,8 @@ from lerenet.evaluate import episode_dataset, predict_episodes
 from lerenet.inference import inference_context
 from lerenet.metrics import score
 from lerenet.plots import overlay_grid, overlay_row
-from lerenet.stage_memo import StageMemo
 from lerenet.tracking.runs import Run
+from lerenet.training.stage_memo import StageMemo
 
 
 def validate_round(

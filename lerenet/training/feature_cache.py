@@ -30,7 +30,7 @@ from lerenet.data.episodes import load_pair
 from lerenet.data.splits import Episode
 from lerenet.data.transforms import build_transform
 from lerenet.model.lerenet import stages_at_scales
-from lerenet.throughput import eta_text
+from lerenet.training.throughput import eta_text
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 60.0  # a progress line this often while the cache fills (logs, not the bar)
