@@ -35,6 +35,8 @@ class OnboardReport:
     model_uri: str | None  # None: no production model yet, baseline only
     scores: list[ClassScore] = field(default_factory=list)
     run_id: str | None = None
+    # when these classes were onboarded before (the first earlier onboarding run, UTC), if ever
+    onboarded_before: str | None = None
 
     def score(self, model: str, cls: str, shots: int) -> ClassScore | None:
         return next(
@@ -48,7 +50,13 @@ class OnboardReport:
     def from_dict(cls, data: dict[str, Any]) -> OnboardReport:
         """The report back from its JSON form (a Prefect task result, a stored file)."""
         scores = [ClassScore(**s) for s in data["scores"]]
-        return cls(list(data["classes"]), data["model_uri"], scores, data.get("run_id"))
+        return cls(
+            list(data["classes"]),
+            data["model_uri"],
+            scores,
+            data.get("run_id"),
+            data.get("onboarded_before"),
+        )
 
 
 def _class_scores(model, params: Params, label: str, classes: list[str]) -> list[ClassScore]:
@@ -84,6 +92,8 @@ def onboard_report(params: Params, classes: list[str], *, track: bool = True) ->
     configure(params.tracking)
     uri = production_uri(params.tracking.registered_model)
     report = OnboardReport(sorted(classes), uri)
+    if track:
+        report.onboarded_before = _first_onboarding(params, report.classes)
     if uri is not None:
         model, _ = load_torch_model(uri)
         report.scores += _class_scores(model, params, "production", report.classes)
@@ -100,6 +110,28 @@ def onboard_report(params: Params, classes: list[str], *, track: bool = True) ->
         )
         report.run_id = run.run_id
     return report
+
+
+def _first_onboarding(params: Params, classes: list[str]) -> str | None:
+    """When an earlier onboarding run scored any of ``classes`` (the first, UTC to the minute),
+    from the runs' ``lerenet.onboard_classes`` tag; None if never."""
+    import time
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(params.tracking.experiment)
+    if experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        "tags.`lerenet.stage` = 'onboard'",
+        order_by=["attributes.start_time ASC"],
+    )
+    for run in runs:
+        if set(run.data.tags.get("lerenet.onboard_classes", "").split(",")) & set(classes):
+            return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(run.info.start_time / 1000))
+    return None
 
 
 def _tags(report: OnboardReport) -> dict[str, str]:

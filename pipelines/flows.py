@@ -286,10 +286,16 @@ def onboard_class(
     )
     result["advice"] = advice(typed)
     if not ingest["added"] and ingest["skipped"]:  # the same source onboarded before
+        when = f" on {typed.onboarded_before}" if typed.onboarded_before else " before"
         result["advice"] = (
             f"All {ingest['skipped']} pairs of {source} were already in the dataset "
-            "(onboarded before): nothing was added, the scores are of the class as it was. "
-            + result["advice"]
+            f"(onboarded first{when}): nothing was added, the scores are of the class as it "
+            "was. " + result["advice"]
+        )
+    elif typed.onboarded_before:
+        result["advice"] = (
+            f"{', '.join(new)} was onboarded before, first on {typed.onboarded_before}; the "
+            "new pairs joined it. " + result["advice"]
         )
     logger.info("%s", result["advice"])
     return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 from uuid import uuid4
 
@@ -243,7 +244,9 @@ def test_onboard_class_scores_production_and_baseline_and_registers_nothing(
     assert result["advice"].startswith("Dent: the production model ")
     # the same source onboarded again: said, not silently rescored
     again = onboard_class(str(tmp_path / "new_defect"), class_name="Dent", layout="suffix")
-    assert again["advice"].startswith("All ") and "(onboarded before)" in again["advice"]
+    assert again["advice"].startswith("All ")
+    first = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(logged.info.start_time / 1000))
+    assert f"(onboarded first on {first})" in again["advice"]  # when: the first onboarding
 
 
 def test_the_training_worker_runs_the_params_it_is_given_not_its_own_file(
