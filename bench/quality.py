@@ -212,7 +212,8 @@ def score_fold(params, work: Path, fold: int, seeds, res, args) -> dict:
     import torch
 
     from lerenet.training.checkpoint import load_model_file
-    from lerenet.training.loop import START, save_baseline
+    from lerenet.training.loop import save_baseline
+    from lerenet.training.session import START
     from lerenet.training.stage_memo import StageMemo
 
     model, _ = load_model_file(res.best_path, params.train.device)

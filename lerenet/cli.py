@@ -261,7 +261,7 @@ def train_cmd(
     """
     from lerenet.model.weights import WeightsError
     from lerenet.stages import train_stage
-    from lerenet.training.loop import LAST
+    from lerenet.training.session import LAST
 
     cfg = _params_with(params, overrides)
     try:

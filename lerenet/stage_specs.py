@@ -73,6 +73,7 @@ STAGES: tuple[StageSpec, ...] = (
         "lerenet train",
         code=(
             "lerenet/training/loop.py",
+            "lerenet/training/session.py",
             "lerenet/training/batches.py",
             "lerenet/training/feature_cache.py",
             "lerenet/training/losses.py",

@@ -46,7 +46,8 @@ def train_stage(
     """
     from lerenet.tracking.pyfunc import log_model
     from lerenet.tracking.runs import start_run
-    from lerenet.training.loop import START, save_baseline, train
+    from lerenet.training.loop import save_baseline, train
+    from lerenet.training.session import START
 
     out_dir = Path(params.train.out_dir)
     summary_path = out_dir / TRAIN_SUMMARY

@@ -107,7 +107,7 @@ def test_mlflow_dying_mid_training_keeps_the_step_and_resume_finishes_the_run(
     import torch
     from mlflow import MlflowClient
 
-    import lerenet.training.loop
+    import lerenet.training.session
     from lerenet.stack.credentials import kept_login
     from lerenet.stack.mlflow_server import MlflowServer
     from lerenet.stages import train_stage
@@ -130,14 +130,14 @@ def test_mlflow_dying_mid_training_keeps_the_step_and_resume_finishes_the_run(
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     params = load_params("params.yaml")
-    real_round = lerenet.training.loop.validate_round
+    real_round = lerenet.training.session.validate_round
 
     def round_that_loses_the_server(model, params, device, fold, run, step, *args):
         if step == 3:
             first.stop()  # idempotent: the seen-class round of step 3 finds it stopped
         return real_round(model, params, device, fold, run, step, *args)
 
-    monkeypatch.setattr(lerenet.training.loop, "validate_round", round_that_loses_the_server)
+    monkeypatch.setattr(lerenet.training.session, "validate_round", round_that_loses_the_server)
     try:
         with pytest.raises(TrackingLost) as lost:
             train_stage(params, params_file=Path("params.yaml"), show_progress=False)
@@ -147,7 +147,7 @@ def test_mlflow_dying_mid_training_keeps_the_step_and_resume_finishes_the_run(
     assert f"MLflow tracking server at {first.uri} stopped answering" in message
     assert "last.pt holds step 3" in message and "\n" not in message
     assert torch.load("outputs/train/last.pt", weights_only=True)["step"] == 3
-    monkeypatch.setattr(lerenet.training.loop, "validate_round", real_round)
+    monkeypatch.setattr(lerenet.training.session, "validate_round", real_round)
     again = server(port=first.port)
     try:
         summary = train_stage(

@@ -111,7 +111,7 @@ def test_a_memo_refuses_a_second_backbone_and_serves_models_that_share_one() -> 
 def test_validation_rounds_share_stages_only_while_the_backbone_is_frozen(
     tiny_project: Path, monkeypatch: pytest.MonkeyPatch, recipe: str
 ) -> None:
-    import lerenet.training.loop
+    import lerenet.training.session
     from lerenet.config import load_params
     from lerenet.training.loop import train
 
@@ -122,7 +122,7 @@ def test_validation_rounds_share_stages_only_while_the_backbone_is_frozen(
             super().__init__(*args, **kwargs)
             made.append(self)
 
-    monkeypatch.setattr(lerenet.training.loop, "StageMemo", Recorded)
+    monkeypatch.setattr(lerenet.training.session, "StageMemo", Recorded)
     overrides = {"recipe": recipe, "model.prior_stages": ["s4", "s8"]}
     if recipe == "improved":
         overrides |= {"train.synthetic_classes": 0, "train.cache_copies": 2}
