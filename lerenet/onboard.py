@@ -87,13 +87,13 @@ def onboard_report(params: Params, classes: list[str], *, track: bool = True) ->
     from lerenet.model import build_baseline
     from lerenet.tracking.loading import load_torch_model
     from lerenet.tracking.registry import production_uri
-    from lerenet.tracking.runs import configure, start_run
+    from lerenet.tracking.runs import configure, first_onboarding, start_run
 
     configure(params.tracking)
     uri = production_uri(params.tracking.registered_model)
     report = OnboardReport(sorted(classes), uri)
     if track:
-        report.onboarded_before = _first_onboarding(params, report.classes)
+        report.onboarded_before = first_onboarding(params.tracking.experiment, report.classes)
     if uri is not None:
         model, _ = load_torch_model(uri)
         report.scores += _class_scores(model, params, "production", report.classes)
@@ -110,28 +110,6 @@ def onboard_report(params: Params, classes: list[str], *, track: bool = True) ->
         )
         report.run_id = run.run_id
     return report
-
-
-def _first_onboarding(params: Params, classes: list[str]) -> str | None:
-    """When an earlier onboarding run scored any of ``classes`` (the first, UTC to the minute),
-    from the runs' ``lerenet.onboard_classes`` tag; None if never."""
-    import time
-
-    from mlflow import MlflowClient
-
-    client = MlflowClient()
-    experiment = client.get_experiment_by_name(params.tracking.experiment)
-    if experiment is None:
-        return None
-    runs = client.search_runs(
-        [experiment.experiment_id],
-        "tags.`lerenet.stage` = 'onboard'",
-        order_by=["attributes.start_time ASC"],
-    )
-    for run in runs:
-        if set(run.data.tags.get("lerenet.onboard_classes", "").split(",")) & set(classes):
-            return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(run.info.start_time / 1000))
-    return None
 
 
 def _tags(report: OnboardReport) -> dict[str, str]:

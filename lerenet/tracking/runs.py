@@ -241,3 +241,25 @@ def start_run(
         mlflow.end_run()
     finally:
         queue_log.removeFilter(queued_failures)
+
+
+def first_onboarding(experiment: str, classes: list[str]) -> str | None:
+    """When an earlier onboarding run (``lerenet.stage`` onboard) scored any of ``classes``:
+    the first one's start, UTC to the minute; None if never (a repeated onboarding says it)."""
+    import time
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = client.search_runs(
+        [found.experiment_id],
+        "tags.`lerenet.stage` = 'onboard'",
+        order_by=["attributes.start_time ASC"],
+    )
+    for run in runs:
+        if set(run.data.tags.get("lerenet.onboard_classes", "").split(",")) & set(classes):
+            return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(run.info.start_time / 1000))
+    return None
