@@ -306,7 +306,7 @@ def publish_recorded_data(
             f"from: `dvc remote add {remote} s3://lerenet-data/dvc`, commit .dvc/config, and "
             "deploy again"
         )
-    version = "dvc:" + recorded.split("md5:", 1)[1].split()[0] if "md5:" in recorded else None
+    version = data_version(repo / data_root, here)  # the record is the branch's, checked above
     done = _dvc("push", "-r", remote, name, cwd=repo, env=env)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines() or ["no output"]
