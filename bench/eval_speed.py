@@ -44,7 +44,7 @@ def score_both_ways(model, params, work: Path, fold: int) -> dict:
     import numpy as np
     import torch
 
-    from lerenet.evaluate import predict_episodes
+    from lerenet.evaluation.scoring import predict_episodes
     from lerenet.training.stage_memo import StageMemo
 
     cpu = torch.device("cpu")
@@ -99,7 +99,7 @@ def main() -> None:
         sys.exit(f"{args.data}: no canonical dataset (defects9 lives in ../shared/datasets)")
     import torch
 
-    from lerenet.config import load_params
+    from lerenet.config.schema import load_params
     from lerenet.data.ingest import ingest
     from lerenet.data.manifest import read_manifest
     from lerenet.model import build_baseline, build_model

@@ -51,10 +51,10 @@ def measure_one(spec: dict) -> dict:
 
     import torch
 
-    from lerenet.config import ModelConfig
-    from lerenet.inference import autocast_dtype, optimize_for_inference, predict_logits
+    from lerenet.config.schema import ModelConfig
+    from lerenet.evaluation.inference import autocast_dtype, optimize_for_inference, predict_logits
     from lerenet.model import build_model
-    from lerenet.summary import count_flops, dummy_episode
+    from lerenet.model.complexity import count_flops, dummy_episode
 
     torch.manual_seed(0)
     device = torch.device(spec["device"])

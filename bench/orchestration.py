@@ -60,13 +60,13 @@ def _timed(cmd: list[str], work: Path, env: dict[str, str]) -> float:
 
 def run_stages() -> None:
     """The stages' own compute, in this process (called as ``--stages`` in a workspace)."""
-    from lerenet.config import load_params
+    from lerenet.config.schema import load_params
     from lerenet.data.ingest import ingest
     from lerenet.data.splits import split_dataset
     from lerenet.data.validate import validate_with_params
-    from lerenet.evaluate import evaluate_model, load_evidence
-    from lerenet.gate import ShotEvidence, decide
-    from lerenet.offline import apply_offline_env
+    from lerenet.evaluation.gate import ShotEvidence, decide
+    from lerenet.evaluation.scoring import evaluate_model, load_evidence
+    from lerenet.services.offline import apply_offline_env
     from lerenet.training.checkpoint import load_model_file
     from lerenet.training.loop import save_baseline, train
 

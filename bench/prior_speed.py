@@ -50,7 +50,7 @@ def best_of(fn, *args, repeats: int = 3) -> float:
 
 def model_rows() -> list[dict]:
     """The improved recipe's whole forward, one episode at 320×320, with each version."""
-    from lerenet.config import load_params
+    from lerenet.config.schema import load_params
     from lerenet.model import build_model
 
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")

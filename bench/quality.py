@@ -106,7 +106,7 @@ def parse_args() -> argparse.Namespace:
 
 def resolved_params(args: argparse.Namespace, data: Path, splits: Path, fold: int, out: Path):
     """The params file with the benchmark's data, split, budget and ``--set`` overrides."""
-    from lerenet.config import load_params, parse_overrides
+    from lerenet.config.schema import load_params, parse_overrides
 
     overrides = {
         "data.root": str(data),
@@ -160,7 +160,7 @@ def write_seed_splits(pairs, work: Path, seeds, per_class: int, split) -> list:
 def seed_episodes(model, params, work: Path, seed: int, shots: int, fold: int, part: str = "test"):
     """The ``part`` episodes of ``fold`` for ``shots``-shot scoring, from episode seed ``seed``'s
     split (``write_seed_splits``)."""
-    from lerenet.evaluate import episode_dataset
+    from lerenet.evaluation.scoring import episode_dataset
 
     split = params.split.model_copy(update={"out_dir": str(work / f"splits_s{seed}")})
     return episode_dataset(params.model_copy(update={"split": split}), model, part, shots, fold)
@@ -171,8 +171,8 @@ def score_model(model, params, work: Path, fold: int, seeds, part: str = "test",
     ``memo``: backbone stages shared across calls (models on one frozen backbone object)."""
     import torch
 
-    from lerenet.evaluate import predict_episodes
-    from lerenet.metrics import score
+    from lerenet.evaluation.metrics import score
+    from lerenet.evaluation.scoring import predict_episodes
     from lerenet.training.stage_memo import StageMemo
 
     device = torch.device(params.train.device)

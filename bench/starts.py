@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from lerenet.data.manifest import classes_of, read_manifest  # noqa: E402
 from lerenet.data.splits import assign_folds, make_episodes  # noqa: E402
-from lerenet.metrics import episode_stats, score  # noqa: E402
+from lerenet.evaluation.metrics import episode_stats, score  # noqa: E402
 from lerenet.model.priors import box_smooth, lda_logits, matching_logits  # noqa: E402
 
 DEFECTS9 = ROOT.parent / "shared" / "datasets" / "defects9"
@@ -70,7 +70,7 @@ def cached_features(data: Path, size: int) -> dict:
     path = CACHE / f"defects9_{size}.pt"
     if path.exists():
         return torch.load(path, weights_only=True)  # tensors and names: nothing to run
-    from lerenet.config import ModelConfig
+    from lerenet.config.schema import ModelConfig
     from lerenet.data.episodes import load_pair
     from lerenet.data.transforms import build_transform
     from lerenet.model import build_model

@@ -24,7 +24,7 @@ def main() -> None:
     import mlflow
     import torch
 
-    from lerenet.config import load_params
+    from lerenet.config.schema import load_params
     from lerenet.model import build_model
     from lerenet.stack.local import down, up
     from lerenet.tracking.checkpoints import log_checkpoints

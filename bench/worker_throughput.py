@@ -133,7 +133,7 @@ def main() -> None:
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from lerenet.config import load_params, parse_overrides
+    from lerenet.config.schema import load_params, parse_overrides
     from lerenet.stack.deploy import GPU_POOL, NIGHTLY, deploy
     from lerenet.stack.local import down, up
 

@@ -1,6 +1,6 @@
 """Typed results passed between stages: what training, evaluation, gate and promotion return.
 
-The stage functions (``lerenet.stages``, ``lerenet.gate_stage``) return these objects; the
+The stage functions (``lerenet.stages``, ``lerenet.stages.gate``) return these objects; the
 Prefect flow passes them from task to task in memory, and the CLI (``dvc repro``) writes them
 to files and reads them back to fill the next stage's defaults. One shape per result, so no
 reader filters a metrics dict for its per-shot sections by hand, and a remote worker's result
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lerenet.metrics import SegmentationScores
+    from lerenet.evaluation.metrics import SegmentationScores
 
 
 def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +86,7 @@ class ShotScores:
 
     @classmethod
     def of(cls, scores: SegmentationScores) -> ShotScores:
-        """From the bootstrap scores of ``lerenet.metrics.score``."""
+        """From the bootstrap scores of ``lerenet.evaluation.metrics.score``."""
         per_class = scores.per_class
         return cls(
             scores.miou.value, scores.miou.low, scores.miou.high,

@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
-from lerenet.cli_common import ParamsOpt, SetOpt, console, fail, new_app
-from lerenet.offline import apply_offline_env
+from lerenet.cli.common import ParamsOpt, SetOpt, console, fail, new_app
+from lerenet.services.offline import apply_offline_env
 
 apply_offline_env()
 
@@ -56,7 +56,8 @@ def _start_prefect_while_importing() -> None:
     import mlflow  # noqa: F401
     import torch  # noqa: F401
 
-    import lerenet.stages  # noqa: F401
+    import lerenet.stages.evaluate  # noqa: F401
+    import lerenet.stages.train  # noqa: F401
     import lerenet.training.loop  # noqa: F401
 
     if thread is not None:
@@ -68,9 +69,9 @@ def _preflight(
 ) -> None:
     """The inputs a flow would reject minutes later, after a Prefect server started and a task
     failed with a traceback: rejected now, in one sentence (exit 2)."""
-    from lerenet.config import ConfigError, load_params
+    from lerenet.config.schema import ConfigError, load_params
     from lerenet.data.manifest import check_class_name
-    from lerenet.storage import is_s3_uri
+    from lerenet.services.storage import is_s3_uri
 
     try:
         load_params(params, overrides)
@@ -92,7 +93,7 @@ def _run_flow(flow, **kwargs):
 
 
 def _overrides(items: list[str] | None) -> dict:
-    from lerenet.config import ConfigError, parse_overrides
+    from lerenet.config.schema import ConfigError, parse_overrides
 
     try:
         return parse_overrides(items)
@@ -146,7 +147,7 @@ def onboard_class(
     CIs). Nothing is trained or registered; `retrain` is the explicit next step if needed."""
     from rich.table import Table
 
-    from lerenet.onboard import OnboardReport, report_table
+    from lerenet.stages.onboard import OnboardReport, report_table
     from pipelines.flows import onboard_class as onboard_flow
 
     sets = _overrides(overrides)
@@ -178,7 +179,7 @@ def _print_outcome(result: dict) -> None:
     """Per-class IoU of the model next to the baseline's, then the verdict in words."""
     from rich.table import Table
 
-    from lerenet.outcome import class_table, seen_table, verdict
+    from lerenet.evaluation.outcome import class_table, seen_table, verdict
 
     titles = {
         "test classes (IoU)": class_table(result["evaluate"]),
@@ -196,7 +197,7 @@ def _print_outcome(result: dict) -> None:
             table.add_row(*row.values())
         console.print(table)
     console.print(verdict(result["evaluate"], result["gate"], result["promote"]))
-    from lerenet.versioning import pending_commit
+    from lerenet.lineage.data_versions import pending_commit
 
     pending = pending_commit()
     if pending:

@@ -19,9 +19,9 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from lerenet.onboard import OnboardReport, advice, report_table
-from lerenet.outcome import class_table, seen_table, verdict
+from lerenet.evaluation.outcome import class_table, seen_table, verdict
 from lerenet.results import EvaluationReport, TrainSummary
+from lerenet.stages.onboard import OnboardReport, advice, report_table
 from pipelines.tasks import (
     evaluate_task,
     gate_task,
@@ -64,7 +64,7 @@ def _resolved(
     """The params a flow runs with: those passed by value (checked against their sha256),
     then the deployment's own ``overrides`` (a GPU deployment's ``train.device: cuda``); or
     the file with its overrides, resolved now, once for the whole run."""
-    from lerenet.config import params_sha256 as sha_of
+    from lerenet.config.schema import params_sha256 as sha_of
 
     if params is None:
         params = resolve_params(params_path, overrides)
@@ -101,8 +101,8 @@ def train_gpu(
     worker trains on exactly the episodes the parent evaluates. ``dvc_remote``: the DVC remote
     to pull from (the parent's), else the clone's default.
     """
-    from lerenet.versioning import checkout_data_version
-    from lerenet.versioning import pull_data as dvc_pull_data
+    from lerenet.lineage.data_versions import checkout_data_version
+    from lerenet.lineage.data_versions import pull_data as dvc_pull_data
 
     params = _resolved(params, params_sha256, params_path, overrides)
     data_root = Path(params_of(params).data.root)
@@ -163,7 +163,7 @@ def retrain(
     params by value (the worker checks their sha256). ``dvc_remote``: the DVC remote data is
     restored from and pushed to (a deployment's: the stack's S3, set by ``lerenet stack
     deploy``); None: the repository's default remote."""
-    from lerenet.config import params_sha256
+    from lerenet.config.schema import params_sha256
 
     logger = get_run_logger()
     params = _resolved(None, None, params_path, overrides)
@@ -182,7 +182,7 @@ def retrain(
     if train_deployment:
         from prefect.deployments import run_deployment
 
-        from lerenet.tracking.lineage import data_version
+        from lerenet.lineage.records import data_version
 
         run = run_deployment(
             train_deployment,

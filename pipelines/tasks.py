@@ -3,7 +3,7 @@
 Retries with backoff only where failures are transient (S3, MLflow, DVC remote); none for
 deterministic compute, where a retry would fail the same way. Ingest is cached on its
 source listing; validate and split on the code, data and params their declarations name
-(``lerenet.stage_specs``, which dvc.yaml is generated from), so an unchanged data version,
+(``lerenet.stages.specs``, which dvc.yaml is generated from), so an unchanged data version,
 code and params skip them.
 """
 
@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from lerenet.config import Params, apply_overrides, load_params
-from lerenet.storage import file_sha256, json_sha256
+from lerenet.config.schema import Params, apply_overrides, load_params
+from lerenet.services.storage import file_sha256, json_sha256
 
 if TYPE_CHECKING:
-    from lerenet.gate import GateDecision
+    from lerenet.evaluation.gate import GateDecision
     from lerenet.results import EvaluationReport, TrainSummary
     from lerenet.tracking.registry import Promotion
 
@@ -36,7 +36,7 @@ def retry_worthwhile(task: Any, task_run: Any, state: Any) -> bool:
     refused promotions fail the same way every time. Everything else (a dropped connection,
     a 5xx in the middle of a transfer) is retried.
     """
-    from lerenet.services import ServiceUnavailable
+    from lerenet.services.reach import ServiceUnavailable
     from lerenet.tracking.registry import PromotionError
 
     error = state.data if isinstance(state.data, BaseException) else None
@@ -138,10 +138,10 @@ def _ingest_key(context, args: dict) -> str | None:
 
 def _stage_key(name: str):
     """A Prefect cache key function for stage ``name``, from its declaration
-    (``lerenet.stage_specs``: the code, data and params dvc.yaml lists for it)."""
+    (``lerenet.stages.specs``: the code, data and params dvc.yaml lists for it)."""
 
     def key(context, args: dict) -> str:
-        from lerenet.stage_specs import cache_key
+        from lerenet.stages.specs import cache_key
 
         return cache_key(name, params_of(args["params"]))
 
@@ -188,7 +188,7 @@ def restore_task(params: ParamsValue, required: bool = False, remote: str | None
     """The data version data.dvc records, pulled into a fresh clone before anything is added
     (from DVC remote ``remote``, else the default one); ``required`` (no new source to
     ingest): fails here, saying why, when none could be had."""
-    from lerenet.versioning import require_recorded_data, restore_recorded_data
+    from lerenet.lineage.data_versions import require_recorded_data, restore_recorded_data
 
     root = Path(params_of(params).data.root)
     pulled = restore_recorded_data(root, remote=remote)
@@ -205,7 +205,7 @@ def restore_task(params: ParamsValue, required: bool = False, remote: str | None
 @task(name="record in dvc.lock")
 def record_task() -> str:
     """The flow's stage outputs into dvc.lock (``versioning.record_pipeline``)."""
-    from lerenet.versioning import record_pipeline
+    from lerenet.lineage.data_versions import record_pipeline
 
     said = record_pipeline()
     get_run_logger().info("%s", said)
@@ -244,7 +244,7 @@ def validate_task(params: ParamsValue) -> dict:
 
 @task(name="version data (dvc add + push)", **IO_RETRIES)
 def version_task(params: ParamsValue, push: bool = True, remote: str | None = None) -> dict:
-    from lerenet.versioning import version_data
+    from lerenet.lineage.data_versions import version_data
 
     p = params_of(params)
     result = version_data(Path(p.data.root), push=push, remote=remote)
@@ -266,7 +266,7 @@ def split_task(params: ParamsValue) -> dict:
 
 @task(name="train", retries=0)
 def train_task(params: ParamsValue) -> TrainSummary:
-    from lerenet.stages import train_stage
+    from lerenet.stages.train import train_stage
 
     with library_logs():
         # the resolved params are logged with the run (config/params.resolved.yaml); no file
@@ -280,7 +280,7 @@ def evaluate_task(params: ParamsValue, train: TrainSummary) -> EvaluationReport:
     """Evaluate the training's model (``train.model_uri``, in MLflow): the summary comes in
     memory, so nothing is read from files the training wrote, which on a remote worker are
     not on this machine (its saved baseline is rebuilt here when its file is not)."""
-    from lerenet.stages import evaluate_stage
+    from lerenet.stages.evaluate import evaluate_stage
 
     with library_logs():
         return evaluate_stage(params_of(params), train=train, model_uri=train.challenger)
@@ -289,7 +289,7 @@ def evaluate_task(params: ParamsValue, train: TrainSummary) -> EvaluationReport:
 @task(name="gate", retries=0)
 def gate_task(params: ParamsValue, train: TrainSummary) -> GateDecision:
     """Gate the training's model against production and the baseline; logged to its run."""
-    from lerenet.gate_stage import gate_stage
+    from lerenet.stages.gate import gate_stage
 
     return gate_stage(params_of(params), challenger=train.challenger, train=train)
 
@@ -298,7 +298,7 @@ def gate_task(params: ParamsValue, train: TrainSummary) -> GateDecision:
 def promote_task(
     params: ParamsValue, train: TrainSummary, evaluation: EvaluationReport, production: bool
 ) -> Promotion:
-    from lerenet.stages import promote_stage
+    from lerenet.stages.promote import promote_stage
 
     return promote_stage(
         params_of(params),
@@ -310,7 +310,7 @@ def promote_task(
 
 @task(name="onboard: score production and baseline on the new class", **IO_RETRIES)
 def onboard_task(params: ParamsValue, classes: list[str]) -> dict:
-    from lerenet.onboard import onboard_report
+    from lerenet.stages.onboard import onboard_report
 
     with library_logs():
         return onboard_report(params_of(params), classes).to_dict()

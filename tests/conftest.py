@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lerenet.offline import apply_offline_env
+from lerenet.services.offline import apply_offline_env
 
 apply_offline_env()
 # Prefect keeps its ephemeral database here: per test session, never the user's ~/.prefect
@@ -162,7 +162,7 @@ def tiny_params(root: Path, tracking_uri: str | None = None) -> str:
 def tiny_project(synthetic_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A working directory with params.yaml, ingested synthetic data and a split: the state a
     user has after `lerenet ingest` and `lerenet split`. Training settings are tiny (CPU, s)."""
-    from lerenet.config import load_params
+    from lerenet.config.schema import load_params
     from lerenet.data.ingest import ingest
     from lerenet.data.splits import split_dataset
 

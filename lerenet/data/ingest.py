@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from lerenet.config import Params
+from lerenet.config.schema import Params
 from lerenet.data import paths
 from lerenet.data.imageio import DecodeError, binarize_mask, open_image
 from lerenet.data.layouts import SourceItem, detect_layout, iter_items

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from lerenet.data import paths
-from lerenet.storage import is_s3_uri, s3_client, split_s3_uri
+from lerenet.services.storage import is_s3_uri, s3_client, split_s3_uri
 
 # images and masks barely compress (PNG, JPEG); a ratio of 100 is far beyond any real dataset
 MAX_RATIO = 100
@@ -104,7 +104,7 @@ def extract_archive(archive: Path, dest: Path) -> None:
 
 def download_prefix(uri: str, dest: Path, endpoint_url: str | None = None) -> int:
     """Download every object under an ``s3://bucket/prefix`` into ``dest``; returns the count."""
-    from lerenet.services import require_s3
+    from lerenet.services.reach import require_s3
 
     bucket, prefix = split_s3_uri(uri)
     prefix = prefix.rstrip("/") + "/" if prefix else ""

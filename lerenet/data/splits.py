@@ -22,7 +22,7 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lerenet.config import SplitConfig
+from lerenet.config.schema import SplitConfig
 from lerenet.data.holdout import HOLDOUT_FILE, ClassParts, parts_text, split_images
 from lerenet.data.lock import writer_lock
 from lerenet.data.manifest import Pair, classes_of, read_manifest

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lerenet.config import Params
+from lerenet.config.schema import Params
 from lerenet.data.checks import inside, inspect_pair
 from lerenet.data.lock import writer_lock
 from lerenet.data.manifest import MANIFEST, Pair, read_manifest, write_manifest

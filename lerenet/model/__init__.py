@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from lerenet.config import ModelConfig
+from lerenet.config.schema import ModelConfig
 from lerenet.model.backbones import build_backbone
 from lerenet.model.baseline import PrototypeBaseline
 from lerenet.model.lerenet import LERENet

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lerenet.storage import download, file_sha256, is_s3_uri
+from lerenet.services.storage import download, file_sha256, is_s3_uri
 
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 _PREFIXES = ("module.", "backbone.", "model.")

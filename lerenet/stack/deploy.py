@@ -111,8 +111,8 @@ def deploy(
     """Deploy the onboarding and nightly deployments, and GPU training when its pool exists,
     after pushing the data version the branch records to ``dvc_remote`` (which they restore
     from)."""
-    from lerenet.config import load_params
-    from lerenet.versioning import publish_recorded_data
+    from lerenet.config.schema import load_params
+    from lerenet.lineage.data_versions import publish_recorded_data
 
     if not (Path(state_dir) / "env.sh").exists():
         raise RuntimeError(f"{state_dir}: no stack here; start one with `lerenet stack up`")

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from lerenet.services import first_line
+from lerenet.services.reach import first_line
 from lerenet.training.checkpoint import CheckpointError, load_model_file, state_sha256
 
 CODE_LOADER = "mlflow.pyfunc.loaders.code_model"

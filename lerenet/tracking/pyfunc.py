@@ -50,7 +50,7 @@ class LERENetPyfunc(_pyfunc_base()):
     def predict(self, context, model_input, params=None):
         import torch
 
-        from lerenet.inference import predict_logits
+        from lerenet.evaluation.inference import predict_logits
 
         logits = predict_logits(
             self.model,
@@ -63,7 +63,7 @@ class LERENetPyfunc(_pyfunc_base()):
 
 
 def example_input(size: int = 64, shots: int = 1) -> dict[str, np.ndarray]:
-    from lerenet.summary import dummy_episode
+    from lerenet.model.complexity import dummy_episode
 
     query, supports, masks = dummy_episode(1, shots, size)
     return {

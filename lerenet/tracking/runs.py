@@ -14,11 +14,12 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lerenet.config import Params, TrackingConfig, flatten
-from lerenet.services import ServiceUnavailable, first_line, mlflow_health
+from lerenet.config.schema import Params, TrackingConfig, flatten
+from lerenet.services.reach import ServiceUnavailable, first_line, mlflow_health
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 
@@ -66,7 +67,7 @@ def is_tracked(model_uri: str) -> bool:
 def connect(cfg: TrackingConfig) -> Any:
     """``configure``, once the tracking server has answered its health check: a server that is
     down is one sentence (``ServiceUnavailable``), not minutes of retries and tracebacks."""
-    from lerenet.services import require_mlflow
+    from lerenet.services.reach import require_mlflow
 
     require_mlflow(tracking_uri(cfg))
     return configure(cfg)
@@ -263,3 +264,31 @@ def first_onboarding(experiment: str, classes: list[str]) -> str | None:
         if set(run.data.tags.get("lerenet.onboard_classes", "").split(",")) & set(classes):
             return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(run.info.start_time / 1000))
     return None
+
+
+@dataclass(frozen=True)
+class RecordedRun:
+    """What a training run recorded that reproducing it needs: its resolved params and data
+    manifest (downloaded), its tags (data version, split digest) and its metrics."""
+
+    run_id: str
+    params_yaml: Path
+    manifest: Path
+    tags: dict[str, str]
+    metrics: dict[str, float]
+
+
+def recorded_run(run_id: str, dest: Path) -> RecordedRun:
+    """Download run ``run_id``'s params and manifest into ``dest`` and read its tags and
+    metrics, so ``lerenet reproduce`` needs no MLflow client of its own."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    run = client.get_run(run_id)
+    return RecordedRun(
+        run_id,
+        Path(client.download_artifacts(run_id, "config/params.resolved.yaml", str(dest))),
+        Path(client.download_artifacts(run_id, "data/manifest.csv", str(dest))),
+        dict(run.data.tags),
+        dict(run.data.metrics),
+    )

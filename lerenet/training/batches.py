@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from lerenet.config import Params
+from lerenet.config.schema import Params
 from lerenet.data.episodes import EpisodeDataset
 from lerenet.data.holdout import read_held_out
 from lerenet.data.manifest import read_manifest
@@ -172,7 +172,7 @@ def training_batches(
     show_progress: bool,
 ) -> Iterable[dict]:
     """The batches of steps ``start``..``end``-1: cached features or collated images."""
-    from lerenet.evaluate import backbone_norm
+    from lerenet.evaluation.scoring import backbone_norm
 
     tcfg = params.train
     mean, std = backbone_norm(model)

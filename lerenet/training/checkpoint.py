@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from lerenet.config import ModelConfig
-from lerenet.services import first_line
+from lerenet.config.schema import ModelConfig
+from lerenet.services.reach import first_line
 
 
 def atomic_save(obj: Any, path: Path) -> None:

@@ -108,7 +108,7 @@ def build_cache(
     ``drawn``: compute only these (image, copy) pairs, the ones the steps to run will read
     (``drawn_copies``); a copy's features do not depend on which others are computed.
     """
-    from lerenet.inference import fast_backbone
+    from lerenet.evaluation.inference import fast_backbone
 
     fast = fast_backbone(backbone, device)  # BN folded, channels-last: the backbone is frozen
     jobs = [

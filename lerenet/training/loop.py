@@ -23,7 +23,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from lerenet.config import Params
+from lerenet.config.schema import Params
 from lerenet.training.batches import training_batches
 from lerenet.training.checkpoint import save_model_file
 from lerenet.training.session import BEST, TrainingSession, TrainResult

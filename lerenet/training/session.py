@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from lerenet.config import Params
+from lerenet.config.schema import Params
 from lerenet.data.splits import read_folds
-from lerenet.inference import autocast_dtype
-from lerenet.plots import training_curve
+from lerenet.evaluation.inference import autocast_dtype
+from lerenet.evaluation.plots import training_curve
 from lerenet.tracking.checkpoints import CheckpointUploader
 from lerenet.tracking.runs import TrackingLost, tracking_lost
 from lerenet.training.batches import (

@@ -14,12 +14,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lerenet.config import Params
+from lerenet.config.schema import Params
 from lerenet.data.episodes import EpisodeDataset
-from lerenet.evaluate import episode_dataset, predict_episodes
-from lerenet.inference import inference_context
-from lerenet.metrics import score
-from lerenet.plots import overlay_grid, overlay_row
+from lerenet.evaluation.inference import inference_context
+from lerenet.evaluation.metrics import score
+from lerenet.evaluation.plots import overlay_grid, overlay_row
+from lerenet.evaluation.scoring import episode_dataset, predict_episodes
 from lerenet.tracking.runs import Run
 from lerenet.training.stage_memo import StageMemo
 

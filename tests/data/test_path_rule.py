@@ -173,14 +173,14 @@ def test_archive_members_that_climb_out_are_refused(tmp_path: Path, name: str) -
 def test_two_queries_with_one_name_get_two_outputs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lerenet.predict import LoadedModel, predict_files
+    from lerenet.stages.predict import LoadedModel, predict_files
 
     def half(inputs: dict) -> np.ndarray:
         query = np.asarray(inputs["query_img"])
         return np.where(query.mean(1) > 0, 0.9, 0.1).astype(np.float32)
 
     monkeypatch.setattr(
-        "lerenet.predict.load_for_prediction",
+        "lerenet.stages.predict.load_for_prediction",
         lambda uri: LoadedModel(half, 32, (0.5,) * 3, (0.25,) * 3),
     )
     bright, dark = np.full((32, 32, 3), 255, np.uint8), np.zeros((32, 32, 3), np.uint8)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lerenet.config import SplitConfig
+from lerenet.config.schema import SplitConfig
 from lerenet.data.episodes import EpisodeDataset
 from lerenet.data.ingest import ingest
 from lerenet.data.manifest import read_manifest
@@ -143,7 +143,7 @@ def test_episode_dataset_items_follow_the_contract(synthetic_dataset: Path, trai
 
 def test_capped_validation_keeps_every_class() -> None:
     from lerenet.data.splits import Episode
-    from lerenet.evaluate import balanced_head
+    from lerenet.evaluation.scoring import balanced_head
 
     episodes = [Episode(c, f"{c}/{i}.png", (f"{c}/s{i}.png",)) for c in "abc" for i in range(5)]
     head = balanced_head(episodes, 6)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from lerenet.cli import app
+from lerenet.cli.main import app
 from lerenet.data.manifest import read_manifest, write_manifest
 from lerenet.data.suite import SuiteLimits
 from lerenet.data.validate import validate_dataset

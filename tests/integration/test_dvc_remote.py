@@ -57,7 +57,7 @@ def test_a_fresh_clone_restores_the_recorded_data_version(
 ) -> None:
     """A deployment's worker starts in a fresh clone (data.dvc, no data/): the flows pull the
     recorded version before ingesting, so new data joins it instead of replacing it."""
-    from lerenet.versioning import restore_recorded_data
+    from lerenet.lineage.data_versions import restore_recorded_data
 
     origin = _git_dvc_repo(tmp_path / "origin", "restore", s3_env.endpoint)
     clone = tmp_path / "clone"
@@ -81,7 +81,7 @@ def test_a_fresh_clone_restores_the_recorded_data_version(
     assert not (other / "data" / "manifest.csv").exists()
     # a nightly retrain has no new source: that clone must stop there, saying why (it used to
     # fail two stages later with "no manifest", the restore task shown as Completed)
-    from lerenet.versioning import require_recorded_data
+    from lerenet.lineage.data_versions import require_recorded_data
 
     require_recorded_data(Path("data"), clone)  # restored: nothing to say
     with pytest.raises(FileNotFoundError, match=r"default remote s3 \(s3://lerenet-data/else"):
@@ -96,7 +96,7 @@ def test_deploying_pushes_the_recorded_version_where_workers_restore_it(
     clone cannot restore from the folder; ``publish_recorded_data`` (``lerenet stack deploy``)
     pushes the branch's version to ``s3``, from which a clone restores it, and refuses in one
     sentence what no worker could restore."""
-    from lerenet.versioning import publish_recorded_data, restore_recorded_data
+    from lerenet.lineage.data_versions import publish_recorded_data, restore_recorded_data
 
     origin = tmp_path / "origin"
     origin.mkdir()
@@ -142,8 +142,8 @@ def test_a_worker_clone_checks_out_the_version_it_is_given_not_its_own(
     """The parent flow versions new data (pushed, not committed) and hands the training
     worker that version by value: the worker's clone records the older commit's version,
     and pulls the parent's from the S3 remote instead."""
-    from lerenet.tracking.lineage import data_version
-    from lerenet.versioning import checkout_data_version, version_data
+    from lerenet.lineage.data_versions import checkout_data_version, version_data
+    from lerenet.lineage.records import data_version
 
     origin = _git_dvc_repo(tmp_path / "origin", "worker", s3_env.endpoint)
     clone = tmp_path / "clone"
@@ -187,7 +187,7 @@ def test_backbone_weights_from_s3_uri(s3_env, tmp_path: Path) -> None:
 
     from lerenet.model.backbones.vgg16_bn import VGG16BN
     from lerenet.model.weights import load_backbone_weights
-    from lerenet.storage import file_sha256
+    from lerenet.services.storage import file_sha256
 
     source = VGG16BN()
     torch.nn.init.normal_(source.features[0].weight)
@@ -202,6 +202,6 @@ def test_backbone_weights_from_s3_uri(s3_env, tmp_path: Path) -> None:
 
     with pytest.raises(WeightsError, match=f"missing.pth: no such object at {s3_env.endpoint}"):
         load_backbone_weights(VGG16BN(), "s3://lerenet-artifacts/weights/missing.pth")
-    from lerenet.storage import cache_dir
+    from lerenet.services.storage import cache_dir
 
     assert cache_dir().is_dir() and not list(cache_dir().rglob("*.part"))  # no partial file

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from lerenet.config import load_params
+from lerenet.config.schema import load_params
 
 pytestmark = pytest.mark.slow
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lerenet.config import ModelConfig
-from lerenet.inference import optimize_for_inference, predict_logits
+from lerenet.config.schema import ModelConfig
+from lerenet.evaluation.inference import optimize_for_inference, predict_logits
 from lerenet.model import build_model
-from lerenet.summary import dummy_episode
+from lerenet.model.complexity import dummy_episode
 
 pytestmark = [
     pytest.mark.gpu,

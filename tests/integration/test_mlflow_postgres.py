@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from lerenet.cli import app
+from lerenet.cli.main import app
 from lerenet.stack.ports import free_port
 from tests.conftest import tiny_params
 
@@ -122,10 +122,10 @@ def test_stack_with_postgres_backend(
 ) -> None:
     from mlflow import MlflowClient
 
-    from lerenet.config import load_params
+    from lerenet.config.schema import load_params
     from lerenet.stack.local import down, status
     from lerenet.stack.mlflow_server import redact
-    from lerenet.stages import train_stage
+    from lerenet.stages.train import train_stage
 
     password = postgres_uri.split(":")[2].split("@")[0]
     first = tmp_path / "stack-a"

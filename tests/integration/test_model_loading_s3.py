@@ -24,7 +24,7 @@ def _upload(s3, folder: Path, prefix: str) -> str:
 def test_an_s3_model_loads_as_tensors_and_an_s3_pickle_is_refused_unrun(
     s3_env, tmp_path: Path
 ) -> None:
-    from lerenet.predict import load_for_prediction
+    from lerenet.stages.predict import load_for_prediction
     from lerenet.tracking.loading import load_torch_model
     from lerenet.training.checkpoint import CheckpointError
 

@@ -186,10 +186,12 @@ def test_onboard_class_scores_production_and_baseline_and_registers_nothing(
     result and in MLflow; no training run, no new registry version."""
     from mlflow import MlflowClient
 
-    from lerenet.config import load_params
+    from lerenet.config.schema import load_params
     from lerenet.data.splits import split_dataset
-    from lerenet.gate_stage import gate_stage
-    from lerenet.stages import evaluate_stage, promote_stage, train_stage
+    from lerenet.stages.evaluate import evaluate_stage
+    from lerenet.stages.gate import gate_stage
+    from lerenet.stages.promote import promote_stage
+    from lerenet.stages.train import train_stage
     from pipelines.flows import onboard_class
 
     known = tmp_path / "known"
@@ -254,7 +256,7 @@ def test_the_training_worker_runs_the_params_it_is_given_not_its_own_file(
 ) -> None:
     """Params travel by value with their sha256: a worker whose checkout has another
     params.yaml trains with the parent's, and params changed on the way are refused."""
-    from lerenet.config import Params, params_sha256
+    from lerenet.config.schema import Params, params_sha256
     from pipelines.flows import train_gpu
     from pipelines.tasks import resolve_params
 

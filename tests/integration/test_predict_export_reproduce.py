@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from lerenet.cli import app
-from lerenet.config import load_params
+from lerenet.cli.main import app
+from lerenet.config.schema import load_params
 from lerenet.data.manifest import read_manifest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -19,7 +19,9 @@ runner = CliRunner()
 
 @pytest.fixture
 def registered(tracked_project: Path) -> Path:
-    from lerenet.stages import evaluate_stage, promote_stage, train_stage
+    from lerenet.stages.evaluate import evaluate_stage
+    from lerenet.stages.promote import promote_stage
+    from lerenet.stages.train import train_stage
 
     params = load_params("params.yaml")
     train_stage(params, params_file=Path("params.yaml"), show_progress=False)
@@ -113,7 +115,9 @@ def test_reproduce_restores_the_recorded_dvc_version(tracked_project: Path) -> N
     import subprocess
     import sys
 
-    from lerenet.stages import evaluate_stage, promote_stage, train_stage
+    from lerenet.stages.evaluate import evaluate_stage
+    from lerenet.stages.promote import promote_stage
+    from lerenet.stages.train import train_stage
 
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     dvc = [sys.executable, "-m", "dvc"]

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from lerenet.cli import app
-from lerenet.config import load_params
+from lerenet.cli.main import app
+from lerenet.config.schema import load_params
+from lerenet.lineage.records import LINEAGE_KEYS
 from lerenet.results import TrainSummary
-from lerenet.tracking.lineage import LINEAGE_KEYS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 runner = CliRunner()
@@ -24,7 +24,7 @@ def _client():
 
 
 def _train(params_path: str = "params.yaml") -> TrainSummary:
-    from lerenet.stages import train_stage
+    from lerenet.stages.train import train_stage
 
     params = load_params(params_path)
     summary = train_stage(params, params_file=Path(params_path), show_progress=False)
@@ -101,7 +101,7 @@ def test_gate_promote_rollback_cycle(tracked_project: Path, s3_server) -> None:
 def test_failure_mid_promotion_leaves_aliases(
     tracked_project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lerenet.stages import promote_stage
+    from lerenet.stages.promote import promote_stage
     from lerenet.tracking import registry
 
     _train()
@@ -134,7 +134,7 @@ def test_no_version_is_registered_without_its_model_artifacts(
 ) -> None:
     """The model's files lost from the artifact store (an outage, a wiped bucket): promote
     refuses in one sentence and the registry gets no version that cannot load."""
-    from lerenet.stages import promote_stage
+    from lerenet.stages.promote import promote_stage
 
     summary = _train()
     model_id = summary.model_uri.removeprefix("models:/")
@@ -176,7 +176,7 @@ def test_a_model_worse_than_the_baseline_cannot_take_production(tracked_project:
     """The baseline rule on: the tiny model loses to the parameter-free baseline, so the gate
     fails with that reason (CLI, decision, MLflow run and version), and the model reaches
     @staging only."""
-    from lerenet.stages import evaluate_stage
+    from lerenet.stages.evaluate import evaluate_stage
 
     params_path = Path("params.yaml")
     params_path.write_text(params_path.read_text().replace("beat_baseline: false", ""))

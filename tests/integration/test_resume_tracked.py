@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lerenet.config import load_params, parse_overrides
+from lerenet.config.schema import load_params, parse_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +54,7 @@ def test_a_killed_training_resumes_from_its_stored_checkpoint(tiny_project: Path
     weights of an uninterrupted training."""
     from mlflow import MlflowClient
 
-    from lerenet.stages import train_stage
+    from lerenet.stages.train import train_stage
     from lerenet.tracking.checkpoints import RESUMED_TAG, STEP_TAG
     from lerenet.training.loop import train
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lerenet.config import load_params
-from lerenet.services import ServiceUnavailable, require_s3
+from lerenet.config.schema import load_params
+from lerenet.services.reach import ServiceUnavailable, require_s3
 from tests.conftest import DVC, run_ok, tiny_params
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -19,7 +19,8 @@ def test_mlflow_down_before_promotion_changes_nothing(
     from mlflow import MlflowClient
 
     from lerenet.stack.mlflow_server import MlflowServer
-    from lerenet.stages import promote_stage, train_stage
+    from lerenet.stages.promote import promote_stage
+    from lerenet.stages.train import train_stage
 
     state = tmp_path / "mlflow-state"
     server = MlflowServer(
@@ -42,7 +43,7 @@ def test_mlflow_down_before_promotion_changes_nothing(
         # the registry commands say so in one sentence (they printed ~400 traceback lines)
         from typer.testing import CliRunner
 
-        from lerenet.cli import app
+        from lerenet.cli.main import app
 
         for args in (["gate"], ["rollback", "--reason", "outage drill"], ["promote"]):
             out = CliRunner().invoke(app, args)
@@ -78,7 +79,7 @@ def test_dvc_push_and_s3_ingest_failures_name_bucket_and_endpoint(
     s3_env, synthetic_dataset: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from lerenet.data.ingest import ingest
-    from lerenet.versioning import version_data
+    from lerenet.lineage.data_versions import version_data
 
     repo = synthetic_dataset.parent
     for cmd in (
@@ -92,7 +93,7 @@ def test_dvc_push_and_s3_ingest_failures_name_bucket_and_endpoint(
         version_data(Path("data"), repo=repo)
     # the same S3, unreachable, as the source of an ingest: named before any download
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
-    monkeypatch.setattr("lerenet.services.time.sleep", lambda _: None)  # skip the backoff
+    monkeypatch.setattr("lerenet.services.reach.time.sleep", lambda _: None)  # skip the backoff
     with pytest.raises(ServiceUnavailable, match="S3 bucket 'lerenet-data' at http://127.0.0.1:9"):
         ingest("s3://lerenet-data/new-class/", repo / "data", workers=1, show_progress=False)
 
@@ -110,7 +111,7 @@ def test_mlflow_dying_mid_training_keeps_the_step_and_resume_finishes_the_run(
     import lerenet.training.session
     from lerenet.stack.credentials import kept_login
     from lerenet.stack.mlflow_server import MlflowServer
-    from lerenet.stages import train_stage
+    from lerenet.stages.train import train_stage
     from lerenet.tracking.runs import TrackingLost
 
     state = tmp_path / "mlflow-state"

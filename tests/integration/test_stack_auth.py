@@ -170,7 +170,7 @@ def test_stack_up_prints_where_the_logins_are_not_the_logins(stack) -> None:
     every variable but the secrets, and where the UIs' logins are kept."""
     from typer.testing import CliRunner
 
-    from lerenet.cli import app
+    from lerenet.cli.main import app
 
     result = CliRunner().invoke(app, ["stack", "up", "--dir", str(stack.dir)])
     assert result.exit_code == 0, result.output

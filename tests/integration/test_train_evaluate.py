@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from lerenet.config import ModelConfig, load_params
+from lerenet.config.schema import ModelConfig, load_params
+from lerenet.lineage.records import LINEAGE_KEYS
 from lerenet.model import build_model
+from lerenet.model.complexity import dummy_episode
 from lerenet.results import TrainSummary
-from lerenet.summary import dummy_episode
-from lerenet.tracking.lineage import LINEAGE_KEYS
 
 pytestmark = pytest.mark.slow
 
@@ -146,7 +146,8 @@ def test_resume_refuses_a_checkpoint_that_runs_code(tiny_project: Path) -> None:
 def test_train_and_evaluate_stages_log_to_mlflow(tiny_project: Path) -> None:
     import mlflow
 
-    from lerenet.stages import evaluate_stage, train_stage
+    from lerenet.stages.evaluate import evaluate_stage
+    from lerenet.stages.train import train_stage
 
     params = load_params("params.yaml")
     summary = train_stage(params, params_file=Path("params.yaml"), show_progress=False)
@@ -213,8 +214,8 @@ def test_train_and_evaluate_stages_log_to_mlflow(tiny_project: Path) -> None:
     assert out.shape == (1, 48, 48) and ((out >= 0) & (out <= 1)).all()
 
     # evaluation reads the local file only while it is byte-identical to the logged model
-    from lerenet.gate_stage import _saved_evidence
-    from lerenet.stages import local_copy
+    from lerenet.stages.evaluate import local_copy
+    from lerenet.stages.gate import _saved_evidence
 
     assert local_copy(summary.model_uri, summary) == summary.best_path
     assert local_copy("models:/lerenet/7", summary) == "models:/lerenet/7"  # another model
@@ -254,12 +255,13 @@ def test_a_retrain_with_a_class_memory_reports_what_it_bought(tiny_project: Path
     training never reads them, selection serves a trained step, evaluation scores the model
     and its own start on the training classes' held-out images (the journey's before/after
     table), new classes get the start exactly, and ``predict --class`` applies the memory."""
-    from lerenet.config import load_params, parse_overrides
+    from lerenet.config.schema import load_params, parse_overrides
     from lerenet.data.holdout import read_held_out
     from lerenet.data.splits import split_dataset
-    from lerenet.outcome import seen_table
-    from lerenet.predict import predict_files
-    from lerenet.stages import evaluate_stage, train_stage
+    from lerenet.evaluation.outcome import seen_table
+    from lerenet.stages.evaluate import evaluate_stage
+    from lerenet.stages.predict import predict_files
+    from lerenet.stages.train import train_stage
 
     overrides = parse_overrides(
         [

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lerenet.config import ModelConfig
+from lerenet.config.schema import ModelConfig
 from lerenet.model import build_model
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "authors_forward.pt"
@@ -103,7 +103,7 @@ def test_the_comparison_would_see_a_deviation() -> None:
 def test_the_repository_params_are_one_change_from_the_authors(repo_root: Path) -> None:
     """``recipe: paper`` in the project's own params.yaml gives the authors' backbone, input
     size, head and training; their ImageNet weights are the user's (``model.weights``)."""
-    from lerenet.config import TrainConfig, load_params
+    from lerenet.config.schema import TrainConfig, load_params
 
     params = load_params(repo_root / "params.yaml", {"recipe": "paper", "model.weights": "random"})
     # the recipe alone sets the authors' backbone, input size, learning rate and schedule

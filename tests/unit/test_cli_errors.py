@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from lerenet.cli import app
+from lerenet.cli.main import app
 
 runner = CliRunner()
 
@@ -31,7 +31,7 @@ def test_ingest_from_an_unreachable_s3_names_bucket_and_endpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("lerenet.services.time.sleep", lambda _: None)
+    monkeypatch.setattr("lerenet.services.reach.time.sleep", lambda _: None)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # nothing listens there
@@ -143,7 +143,7 @@ def test_a_tracking_server_that_is_down_is_one_sentence(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("lerenet.services.time.sleep", lambda _: None)
+    monkeypatch.setattr("lerenet.services.reach.time.sleep", lambda _: None)
     Path("params.yaml").write_text(
         "recipe: paper\ntracking:\n  tracking_uri: http://127.0.0.1:9\n"  # nothing listens
     )

@@ -6,7 +6,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from lerenet.cli import app as lerenet_app
+from lerenet.cli.main import app as lerenet_app
 from pipelines.cli import app as pipeline_app
 
 

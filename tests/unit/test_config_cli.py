@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from lerenet.cli import app
-from lerenet.config import ConfigError, Params, flatten, load_params, params_sha256
+from lerenet.cli.main import app
+from lerenet.config.schema import ConfigError, Params, flatten, load_params, params_sha256
 
 runner = CliRunner()
 
@@ -70,8 +70,8 @@ def test_model_summary_without_weights_fails_clearly(tmp_path: Path) -> None:
 
 def test_summary_flops_scale_with_shots() -> None:
     from lerenet.model.backbones.vgg16_bn import VGG16BN
+    from lerenet.model.complexity import model_summary
     from lerenet.model.lerenet import LERENet
-    from lerenet.summary import model_summary
 
     model = LERENet(VGG16BN())
     one = {r.name: r.flops for r in model_summary(model, shots=1, size=64)}
@@ -128,7 +128,7 @@ def test_duplicate_sections_and_empty_files_are_errors(tmp_path: Path) -> None:
 
 
 def test_one_set_parser_for_every_driver() -> None:
-    from lerenet.config import ConfigError, parse_overrides
+    from lerenet.config.schema import ConfigError, parse_overrides
 
     assert parse_overrides(["train.lr=0.001", "model.prior_stages=[s4, s8]"]) == {
         "train.lr": 0.001,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lerenet.config import GateConfig
-from lerenet.gate import ShotEvidence, decide
+from lerenet.config.schema import GateConfig
+from lerenet.evaluation.gate import ShotEvidence, decide
 
 CLASSES = ["A"] * 30 + ["B"] * 30
 

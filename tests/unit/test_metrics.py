@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lerenet.metrics import episode_stats, score
+from lerenet.evaluation.metrics import episode_stats, score
 
 
 def test_episode_stats_by_hand() -> None:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lerenet.config import ModelConfig
+from lerenet.config.schema import ModelConfig
 from lerenet.model import LERENet, PrototypeBaseline, build_model
 from lerenet.model.backbones import build_backbone
 from lerenet.model.backbones.efficientnet_lite0 import EfficientNetLite0
 from lerenet.model.backbones.resnet50 import ResNet50
 from lerenet.model.backbones.vgg16_bn import VGG16BN
+from lerenet.model.complexity import dummy_episode
 from lerenet.model.ifm import IFM, similarity_prior
 from lerenet.model.mpe import MPE, support_prototype
 from lerenet.model.mpr import MPR
-from lerenet.summary import dummy_episode
 
 SIZE = 64
 
@@ -261,7 +261,7 @@ def test_start_anchor_pulls_trained_weights_back_to_their_start() -> None:
     ids=["faithful", "matching-residual", "baseline"],
 )
 def test_inference_copy_with_fused_stages_gives_the_same_logits(cfg: ModelConfig) -> None:
-    from lerenet.inference import optimize_for_inference, predict_logits
+    from lerenet.evaluation.inference import optimize_for_inference, predict_logits
 
     torch.manual_seed(0)
     with pytest.warns(UserWarning, match="random"):
@@ -346,7 +346,7 @@ def test_the_backbone_registry_is_its_modules() -> None:
     from pathlib import Path
 
     import lerenet.model.backbones as registry
-    from lerenet.config import ConfigError, load_params
+    from lerenet.config.schema import ConfigError, load_params
 
     modules = sorted(
         p.stem

@@ -41,7 +41,7 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _model_file(path: Path, seed: int = 0) -> Path:
-    from lerenet.config import ModelConfig
+    from lerenet.config.schema import ModelConfig
     from lerenet.model import build_model
     from lerenet.training.checkpoint import save_model_file
 
@@ -101,7 +101,7 @@ def _registered(run_id: str, source: str, name: str = "hostile") -> str:
 
 def _every_loader(uri: str) -> list[str]:
     """Every lerenet entry point that loads a model, each given ``uri``: what each said."""
-    from lerenet.predict import load_for_prediction
+    from lerenet.stages.predict import load_for_prediction
     from lerenet.tracking.loading import load_torch_model
     from lerenet.tracking.registry import verify_loadable
     from lerenet.training.checkpoint import CheckpointError
@@ -117,7 +117,7 @@ def _every_loader(uri: str) -> list[str]:
 def test_a_logged_lerenet_model_loads_by_every_uri_and_serves_through_its_pyfunc(
     store: Path,
 ) -> None:
-    from lerenet.predict import load_for_prediction
+    from lerenet.stages.predict import load_for_prediction
     from lerenet.tracking.loading import load_torch_model
     from lerenet.tracking.pyfunc import example_input
 

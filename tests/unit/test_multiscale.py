@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lerenet.config import ModelConfig
+from lerenet.config.schema import ModelConfig
 from lerenet.model import build_model
+from lerenet.model.complexity import dummy_episode
 from lerenet.model.lerenet import encode_episode
 from lerenet.model.priors import lda_logits, multiscale_lda_logits, scale_key
-from lerenet.summary import dummy_episode
 
 SIZE = 64
 STAGES = ("s4", "s8")

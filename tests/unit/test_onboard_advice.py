@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lerenet.onboard import ClassScore, OnboardReport, advice
+from lerenet.stages.onboard import ClassScore, OnboardReport, advice
 
 
 def _score(model: str, cls: str, shots: int, iou: float, half: float) -> ClassScore:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lerenet.gate import GateDecision
-from lerenet.outcome import class_table, verdict
+from lerenet.evaluation.gate import GateDecision
+from lerenet.evaluation.outcome import class_table, verdict
 from lerenet.results import EvaluationReport, ModelScores, ShotScores
 from lerenet.tracking.registry import Promotion
 
@@ -48,7 +48,7 @@ def test_verdict_says_who_won_why_and_where_the_alias_went() -> None:
 def test_seen_table_shows_each_training_class_before_and_after_training() -> None:
     """What a retrain bought, per training class, on its held-out images: the start's IoU,
     the trained model's, and the change; and the report survives its JSON round trip."""
-    from lerenet.outcome import seen_table
+    from lerenet.evaluation.outcome import seen_table
 
     after = _scores("LERENet", {"1shot": (0.50, {"Crack": 0.60, "Pit": 0.40})})
     before = _scores("start", {"1shot": (0.35, {"Crack": 0.30, "Pit": 0.40})})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from lerenet.versioning import pending_commit
+from lerenet.lineage.data_versions import pending_commit
 
 
 def _git(*args: str, cwd: Path) -> None:

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from lerenet.cli import app
-from lerenet.predict import LoadedModel
+from lerenet.cli.main import app
+from lerenet.stages.predict import LoadedModel
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -32,7 +32,7 @@ def test_empty_masks_are_reported_with_a_hint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        "lerenet.predict.load_for_prediction",
+        "lerenet.stages.predict.load_for_prediction",
         lambda uri: LoadedModel(_bright_pixels_are_defects, 32, MEAN, STD),
     )
     monkeypatch.chdir(tmp_path)
@@ -59,7 +59,7 @@ def test_empty_masks_are_reported_with_a_hint(
         app, ["predict", str(queries), "--model", "unused", *["--support", support] * 6]
     )
     assert six.exit_code == 2 and "6 --support pairs given: give 1 to 5" in six.output
-    from lerenet.predict import predict_files
+    from lerenet.stages.predict import predict_files
 
     with pytest.raises(ValueError, match="6 supports given: give 1 to 5"):
         predict_files("unused", [(tmp_path / "s.png", tmp_path / "s_mask.png")] * 6, [], tmp_path)
@@ -73,7 +73,7 @@ def test_empty_masks_are_reported_with_a_hint(
 
 
 def test_a_probability_just_under_the_threshold_is_not_printed_as_equal() -> None:
-    from lerenet.cli_models import _below
+    from lerenet.cli.models import _below
 
     for probability in (0.495, 0.4999, 0.49999, 0.1):
         assert float(_below(probability, 0.5)) < 0.5, probability

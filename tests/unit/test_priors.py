@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lerenet.config import ModelConfig
+from lerenet.config.schema import ModelConfig
 from lerenet.model import LERENet, PrototypeBaseline, build_model
 from lerenet.model.backbones.resnet50 import ResNet50
 from lerenet.model.backbones.vgg16_bn import VGG16BN
+from lerenet.model.complexity import dummy_episode
 from lerenet.model.priors import matching_maps, max_cosine, prototype_cosine, support_weights
-from lerenet.summary import dummy_episode
 
 SIZE = 64
 
@@ -282,8 +282,8 @@ def test_area_resize_pools_each_stage_cell_and_exports() -> None:
 @pytest.mark.parametrize("shots,scales", [(1, [1.0]), (3, [1.0]), (1, [0.625, 0.8, 1.0, 1.2])])
 def test_the_improved_model_exports_to_onnx(tmp_path, shots: int, scales: list[float]) -> None:
     pytest.importorskip("onnxruntime")
-    from lerenet.config import Params
-    from lerenet.export import export_onnx, parity
+    from lerenet.config.schema import Params
+    from lerenet.model.onnx import export_onnx, parity
 
     cfg = Params.model_validate(
         {

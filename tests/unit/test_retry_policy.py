@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lerenet.services import ServiceUnavailable, require_mlflow, require_s3
+from lerenet.services.reach import ServiceUnavailable, require_mlflow, require_s3
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def test_require_s3_is_the_only_retry_layer(
     hanging_up_server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     port, hits = hanging_up_server
-    monkeypatch.setattr("lerenet.services.time.sleep", lambda _: None)
+    monkeypatch.setattr("lerenet.services.reach.time.sleep", lambda _: None)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
     with pytest.raises(ServiceUnavailable, match=f"S3 bucket 'b' at http://127.0.0.1:{port}"):
@@ -55,7 +55,7 @@ def test_require_mlflow_is_the_only_retry_layer(
     hanging_up_server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     port, hits = hanging_up_server
-    monkeypatch.setattr("lerenet.services.time.sleep", lambda _: None)
+    monkeypatch.setattr("lerenet.services.reach.time.sleep", lambda _: None)
     with pytest.raises(
         ServiceUnavailable, match=f"MLflow tracking server at http://127.0.0.1:{port}"
     ):
@@ -66,7 +66,7 @@ def test_require_mlflow_is_the_only_retry_layer(
 def test_mlflow_client_policy_is_bounded_and_user_settings_win(
     tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lerenet.config import TrackingConfig
+    from lerenet.config.schema import TrackingConfig
     from lerenet.tracking.runs import MLFLOW_CLIENT_POLICY, configure
 
     for key in MLFLOW_CLIENT_POLICY:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from lerenet.cli import app
+from lerenet.cli.main import app
 
 runner = CliRunner()
 

@@ -29,8 +29,8 @@ from lerenet.training.stage_memo import StageMemo
 def test_memoised_evaluation_predicts_what_the_whole_model_does(
     tiny_project: Path, overrides: dict
 ) -> None:
-    from lerenet.config import load_params
-    from lerenet.evaluate import episode_dataset, predict_episodes
+    from lerenet.config.schema import load_params
+    from lerenet.evaluation.scoring import episode_dataset, predict_episodes
     from lerenet.model import build_model
 
     params = load_params("params.yaml", overrides)
@@ -112,7 +112,7 @@ def test_validation_rounds_share_stages_only_while_the_backbone_is_frozen(
     tiny_project: Path, monkeypatch: pytest.MonkeyPatch, recipe: str
 ) -> None:
     import lerenet.training.session
-    from lerenet.config import load_params
+    from lerenet.config.schema import load_params
     from lerenet.training.loop import train
 
     made: list[StageMemo] = []

@@ -6,14 +6,15 @@ from pathlib import Path
 
 import yaml
 
-from lerenet.config import load_params
-from lerenet.stage_specs import REPO, STAGES, cache_key, render_dvc_yaml
+from lerenet.config.schema import load_params
+from lerenet.stages.specs import REPO, STAGES, cache_key, render_dvc_yaml
 
 
 def test_dvc_yaml_is_the_rendered_declarations() -> None:
     on_disk = (REPO / "dvc.yaml").read_text()
     assert on_disk == render_dvc_yaml(), (
-        "dvc.yaml differs from lerenet/stage_specs.py: run `python -m lerenet.stage_specs --write`"
+        "dvc.yaml differs from lerenet/stages/specs.py: "
+        "run `python -m lerenet.stages.specs --write`"
     )
     stages = yaml.safe_load(on_disk)["stages"]
     for stage in STAGES:
@@ -28,7 +29,11 @@ def test_declared_code_exists_and_the_stage_modules_are_declared() -> None:
             assert (REPO / path).exists(), f"{stage.name}: {path} does not exist"
     train = next(s for s in STAGES if s.name == "train")
     # the code train() runs, which the hand-written dvc.yaml had left out
-    for module in ("lerenet/stages.py", "lerenet/training/checkpoint.py", "lerenet/data/splits.py"):
+    for module in (
+        "lerenet/stages/train.py",
+        "lerenet/training/checkpoint.py",
+        "lerenet/data/splits.py",
+    ):
         assert module in train.code
 
 
@@ -59,7 +64,7 @@ def test_cache_key_follows_declared_params_data_and_code(tmp_path: Path, monkeyp
     code = tmp_path / "repo"
     (code / "lerenet" / "data").mkdir(parents=True)
     (code / "lerenet" / "data" / "splits.py").write_text("A = 1\n")
-    monkeypatch.setattr("lerenet.stage_specs.REPO", code)
+    monkeypatch.setattr("lerenet.stages.specs.REPO", code)
     before = cache_key("split", params)
     (code / "lerenet" / "data" / "splits.py").write_text("A = 2\n")
     assert cache_key("split", params) != before

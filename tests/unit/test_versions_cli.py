@@ -14,7 +14,7 @@ mlflow = pytest.importorskip("mlflow")
 def test_versions_lists_aliases_gate_data_and_test_scores(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lerenet.cli import app
+    from lerenet.cli.main import app
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)

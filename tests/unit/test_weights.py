@@ -11,7 +11,7 @@ from lerenet.model.backbones.efficientnet_lite0 import EfficientNetLite0
 from lerenet.model.backbones.resnet50 import ResNet50
 from lerenet.model.backbones.vgg16_bn import VGG16BN
 from lerenet.model.weights import WeightsError, load_backbone_weights
-from lerenet.storage import file_sha256
+from lerenet.services.storage import file_sha256
 
 
 def _randomised(module: torch.nn.Module, seed: int) -> torch.nn.Module:

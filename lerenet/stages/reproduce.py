@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from lerenet.config import Params, flatten, load_params
+from lerenet.config.schema import Params, flatten, load_params
 
 
 @dataclass
@@ -65,29 +65,24 @@ def reproduce(
     show_progress: bool = True,
     repo: Path = Path("."),
 ) -> Reproduction:
-    import mlflow
-
     from lerenet.data.splits import split_dataset
-    from lerenet.evaluate import evaluate_model
+    from lerenet.evaluation.scoring import evaluate_model
     from lerenet.tracking.loading import load_torch_model
+    from lerenet.tracking.runs import configure, recorded_run
     from lerenet.tracking.uris import version_run_id
     from lerenet.training.loop import train
 
     current = load_params(params_path)
-    from lerenet.tracking.runs import configure
-
     configure(current.tracking)
     run_id, _, _ = version_run_id(model_uri)
     if run_id is None:
         raise ValueError(
             f"{model_uri}: give a registered model (models:/NAME@ALIAS or models:/NAME/VERSION)"
         )
-    client = mlflow.MlflowClient()
-    run = client.get_run(run_id)
     with tempfile.TemporaryDirectory(prefix="lerenet-repro-") as tmp:
         tmp = Path(tmp)
-        cfg = Path(client.download_artifacts(run_id, "config/params.resolved.yaml", str(tmp)))
-        recorded = Params.model_validate(yaml.safe_load(cfg.read_text()))
+        run = recorded_run(run_id, tmp)
+        recorded = Params.model_validate(yaml.safe_load(run.params_yaml.read_text()))
         result = Reproduction(run_id, tolerance=tolerance)
         rec_flat, cur_flat = flatten(recorded), flatten(current)
         result.param_changes = [
@@ -95,7 +90,7 @@ def reproduce(
             for k in sorted(rec_flat.keys() | cur_flat.keys())
             if rec_flat.get(k) != cur_flat.get(k)
         ]
-        manifest = Path(client.download_artifacts(run_id, "data/manifest.csv", str(tmp)))
+        manifest = run.manifest
         data_root = Path(recorded.data.root)
         now = (
             (data_root / "manifest.csv").read_text()
@@ -103,9 +98,9 @@ def reproduce(
             else "image,sha256\n"
         )
         result.data_changes = diff_manifests(manifest.read_text(), now)
-        recorded_version = run.data.tags.get("lerenet.data_version", "")
+        recorded_version = run.tags.get("lerenet.data_version", "")
         if result.data_changes and recorded_version.startswith("dvc:"):
-            from lerenet.versioning import fetch_data_version
+            from lerenet.lineage.data_versions import fetch_data_version
 
             data_root = fetch_data_version(recorded_version, tmp / "dvc", repo)
             restored = diff_manifests(
@@ -128,13 +123,13 @@ def reproduce(
             }
         )
         lineage = split_dataset(data_root, params.split)
-        result.split_matches = lineage["split_sha256"] == run.data.tags.get("lerenet.split_sha256")
+        result.split_matches = lineage["split_sha256"] == run.tags.get("lerenet.split_sha256")
         trained = train(params, show_progress=show_progress)
         model, _ = load_torch_model(str(trained.best_path))
         metrics = evaluate_model(model, params, out_dir=tmp / "eval", label="reproduced")
         for key, m in metrics.shots.items():
             for name in ("miou", "fbiou"):
-                rec = run.data.metrics.get(f"test/{key}/{name}")
+                rec = run.metrics.get(f"test/{key}/{name}")
                 if rec is not None:
                     result.rows.append((f"test/{key}/{name}", rec, getattr(m, name)))
     return result

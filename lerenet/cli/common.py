@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from lerenet.config import ConfigError, load_params, parse_overrides
+from lerenet.config.schema import ConfigError, load_params, parse_overrides
 
 # soft wrap: a long line is the terminal's to wrap; Rich's own wrapping (at 80 columns when
 # the output is not a terminal) split paths and commands in two

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lerenet.gate import GateDecision
+    from lerenet.evaluation.gate import GateDecision
     from lerenet.results import EvaluationReport
     from lerenet.tracking.registry import Promotion
 
@@ -85,7 +85,7 @@ def verdict(evaluation: EvaluationReport, gate: GateDecision, promotion: Promoti
 def comparison_charts(report: EvaluationReport, out_dir: Path, fold: int) -> list[Path]:
     """``class_iou_<k>shot.png``: per class, the model, its training-free start and the
     baseline side by side with their intervals (what ``dvc plots`` and the MLflow run show)."""
-    from lerenet.plots import compare_chart
+    from lerenet.evaluation.plots import compare_chart
 
     models = {"LERENet": report.lerenet, "its start (step 0)": report.start}
     models["prototype baseline"] = report.baseline

@@ -21,7 +21,7 @@ from lerenet.data.imageio import DecodeError, load_label, load_rgb
 from lerenet.data.layouts import IMAGE_EXTS
 from lerenet.data.paths import unique_names
 from lerenet.data.transforms import build_transform, to_tensors
-from lerenet.plots import _tint
+from lerenet.evaluation.plots import _tint
 
 MAX_SUPPORTS = 5  # few-shot: the most shots training and evaluation use
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from lerenet.config import Params, params_sha256
-from lerenet.storage import file_sha256
+from lerenet.config.schema import Params, params_sha256
+from lerenet.services.storage import file_sha256
 
 LINEAGE_KEYS = (
     "lerenet.git_commit",

@@ -1,5 +1,5 @@
 """CLI commands of the local service stack (S3, MLflow, Prefect): up, down, status
-(registered on the ``stack`` sub-app in ``lerenet.cli``)."""
+(registered on the ``stack`` sub-app in ``lerenet.cli.main``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from lerenet.cli_common import (
+from lerenet.cli.common import (
     console,
     err_console,
     user_errors,

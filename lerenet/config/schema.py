@@ -19,8 +19,8 @@ from pydantic import (
     model_validator,
 )
 
-from lerenet.params_file import ConfigError, apply_overrides, parse_overrides, read_mapping
-from lerenet.recipes import RECIPES
+from lerenet.config.files import ConfigError, apply_overrides, parse_overrides, read_mapping
+from lerenet.config.recipes import RECIPES
 
 __all__ = ["ConfigError", "apply_overrides", "load_params", "parse_overrides"]
 
@@ -340,7 +340,7 @@ def load_params(
 
 def params_sha256(params: Params) -> str:
     """Hash of the *resolved* configuration (defaults included), stable across key order."""
-    from lerenet.storage import json_sha256
+    from lerenet.services.storage import json_sha256
 
     return json_sha256(params.model_dump(mode="json"))
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lerenet.config import Params
-from lerenet.gate import GateDecision
+from lerenet.config.schema import Params
+from lerenet.evaluation.gate import GateDecision
+from lerenet.lineage.records import split_sha256
 from lerenet.results import EvaluationReport, TrainSummary, shot_key
-from lerenet.stages import read_train_summary
-from lerenet.tracking.lineage import split_sha256
+from lerenet.stages.train import read_train_summary
 from lerenet.tracking.uris import run_of
 
 
@@ -24,8 +24,8 @@ def _evidence(model, params: Params, part: str = "test") -> dict:
     """Per-shot episode stats of ``model`` on the fold's ``part`` episodes (``test``: novel
     classes; ``seen_test``: held-out images of the training classes — none when the split
     held nothing out)."""
-    from lerenet.evaluate import episode_dataset, predict_episodes
-    from lerenet.gate import ShotEvidence
+    from lerenet.evaluation.gate import ShotEvidence
+    from lerenet.evaluation.scoring import episode_dataset, predict_episodes
 
     device = next(model.parameters()).device
     out = {}
@@ -47,8 +47,8 @@ def _saved_evidence(params: Params, model_uri: str, name: str = "lerenet") -> di
     """The evaluate stage's per-episode stats of ``model_uri`` (``name="lerenet"``) or of the
     baseline saved with it (``name="baseline"``), when they were computed on the current split
     for every gated shot count; else None (the gate then predicts itself)."""
-    from lerenet.evaluate import load_evidence
-    from lerenet.gate import ShotEvidence
+    from lerenet.evaluation.gate import ShotEvidence
+    from lerenet.evaluation.scoring import load_evidence
 
     out_dir = Path(params.eval.out_dir)
     metrics_path = out_dir / "metrics.json"
@@ -101,7 +101,7 @@ def gate_stage(
     The challenger is ``challenger``, else ``train``'s model, else the last training's
     (train.json); ``train`` also names the run the decision is logged to (otherwise the
     tracking server is asked which run logged the challenger)."""
-    from lerenet.gate import decide, write_decision
+    from lerenet.evaluation.gate import decide, write_decision
     from lerenet.tracking.loading import load_torch_model
     from lerenet.tracking.registry import champion_of
     from lerenet.tracking.runs import connect

@@ -18,13 +18,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from lerenet.config import Params
+from lerenet.config.schema import Params
 from lerenet.data.episodes import EpisodeDataset
 from lerenet.data.splits import Episode, episode_file, read_episodes, read_folds
-from lerenet.inference import inference_context
-from lerenet.metrics import SegmentationScores, episode_stats, score
+from lerenet.evaluation.inference import inference_context
+from lerenet.evaluation.metrics import SegmentationScores, episode_stats, score
+from lerenet.evaluation.plots import class_bar_chart, overlay_grid, overlay_row
 from lerenet.model.memory import named_route
-from lerenet.plots import class_bar_chart, overlay_grid, overlay_row
 from lerenet.results import ModelScores, ShotScores, shot_key
 from lerenet.training.stage_memo import StageMemo, memo_logits
 

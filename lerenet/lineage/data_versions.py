@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from lerenet.tracking.lineage import data_version
+from lerenet.lineage.records import data_version
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,8 @@ def _raise_if_s3_unreachable(repo: Path, remote: str | None) -> None:
 
     Only run on failure, so a healthy push pays nothing for it.
     """
-    from lerenet.services import require_s3
-    from lerenet.storage import is_s3_uri, split_s3_uri
+    from lerenet.services.reach import require_s3
+    from lerenet.services.storage import is_s3_uri, split_s3_uri
 
     location = _remote_location(repo, remote)
     if location is None or not is_s3_uri(location[0]):

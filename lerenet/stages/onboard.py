@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lerenet.config import Params
+from lerenet.config.schema import Params
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class OnboardReport:
 
 def _class_scores(model, params: Params, label: str, classes: list[str]) -> list[ClassScore]:
     """Per-class IoU over the new classes' test episodes of the configured fold."""
-    from lerenet.evaluate import episode_dataset, predict_and_score
+    from lerenet.evaluation.scoring import episode_dataset, predict_and_score
 
     out: list[ClassScore] = []
     for shots in params.eval.shots:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lerenet.config import GateConfig
-from lerenet.metrics import score, stratified_resamples
+from lerenet.config.schema import GateConfig
+from lerenet.evaluation.metrics import score, stratified_resamples
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """CLI commands on models: gate, promote, rollback, predict, export, reproduce (registered
-on the app in ``lerenet.cli``). Each parses options, calls one library function, prints."""
+on the app in ``lerenet.cli.main``). Each parses options, calls one library function, prints."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from lerenet.cli_common import (
+from lerenet.cli.common import (
     ParamsOpt,
     SetOpt,
     _params,
@@ -20,8 +20,8 @@ from lerenet.cli_common import (
     fail,
     user_errors,
 )
-from lerenet.config import DataConfig
-from lerenet.services import ServiceUnavailable
+from lerenet.config.schema import DataConfig
+from lerenet.services.reach import ServiceUnavailable
 
 
 def gate_cmd(
@@ -45,7 +45,7 @@ def gate_cmd(
     bootstrap over the same test episodes (non-inferiority within gate.margin, or
     superiority with gate.require_superiority).
     """
-    from lerenet.gate_stage import gate_stage
+    from lerenet.stages.gate import gate_stage
 
     cfg = _params_with(params, overrides)
     with user_errors(FileNotFoundError, ValueError, ServiceUnavailable):
@@ -73,7 +73,7 @@ def promote_cmd(
     --to production moves 'production' to the staging version (or to a newly registered
     --run-id), only if its gate passed. Aliases move only after the version loads.
     """
-    from lerenet.stages import promote_stage
+    from lerenet.stages.promote import promote_stage
     from lerenet.tracking.registry import PromotionError
 
     if to not in ("staging", "production"):
@@ -203,7 +203,7 @@ def predict_cmd(
     ] = None,
 ) -> None:
     """Segment the support's defect class in query images: <stem>_mask.png + _overlay.png."""
-    from lerenet.predict import MAX_SUPPORTS, predict_files
+    from lerenet.stages.predict import MAX_SUPPORTS, predict_files
     from lerenet.tracking.runs import connect, is_tracked
 
     pairs = []
@@ -271,7 +271,7 @@ def export_cmd(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """ONNX export, checked against onnxruntime; logged to the version's run."""
-    from lerenet.stages import export_stage
+    from lerenet.stages.export import export_stage
 
     with user_errors(FileNotFoundError, ValueError, ServiceUnavailable):
         result = export_stage(_params(params), model_uri=model, out=onnx, shots=shots)
@@ -290,7 +290,7 @@ def reproduce_cmd(
     force: Annotated[bool, typer.Option(help="retrain even if the data changed")] = False,
 ) -> None:
     """Retrain a registered model from its lineage; compare metrics; exit 1 if they differ."""
-    from lerenet.tracking.reproduce import reproduce
+    from lerenet.stages.reproduce import reproduce
 
     result = reproduce(model, params, tolerance=tolerance, force=force)
     for line in result.param_changes:

@@ -4,7 +4,7 @@
 a stage's result is stale: DVC from ``dvc.yaml``'s deps/params/outs, Prefect from the tasks'
 cache keys. Written twice by hand they drifted (a cache key hashed a file dvc did not, another
 hashed no code, dvc.yaml's train stage missed code it runs). Both now come from ``STAGES``:
-``render_dvc_yaml`` writes dvc.yaml (``python -m lerenet.stage_specs --write``; a test fails
+``render_dvc_yaml`` writes dvc.yaml (``python -m lerenet.stages.specs --write``; a test fails
 when the file and the declarations disagree) and ``cache_key`` hashes the same code, data and
 params for Prefect.
 
@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lerenet.config import Params
-from lerenet.storage import file_sha256, json_sha256
+from lerenet.config.schema import Params
+from lerenet.services.storage import file_sha256, json_sha256
 
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parents[1]
 REPO = PACKAGE.parent
 
 
@@ -78,15 +78,15 @@ STAGES: tuple[StageSpec, ...] = (
             "lerenet/training/feature_cache.py",
             "lerenet/training/losses.py",
             "lerenet/training/checkpoint.py",
-            "lerenet/evaluate.py",
-            "lerenet/stages.py",
+            "lerenet/evaluation/scoring.py",
+            "lerenet/stages/train.py",
             "lerenet/results.py",
-            "lerenet/recipes.py",
+            "lerenet/config/recipes.py",
             "lerenet/training/throughput.py",
             "lerenet/training/optim.py",
             "lerenet/training/validation_round.py",
             "lerenet/training/stage_memo.py",
-            "lerenet/inference.py",
+            "lerenet/evaluation/inference.py",
             "lerenet/model",
             "lerenet/data/episodes.py",
             "lerenet/data/splits.py",
@@ -111,12 +111,12 @@ STAGES: tuple[StageSpec, ...] = (
         "evaluate",
         "lerenet evaluate",
         code=(
-            "lerenet/evaluate.py",
-            "lerenet/metrics.py",
-            "lerenet/stages.py",
+            "lerenet/evaluation/scoring.py",
+            "lerenet/evaluation/metrics.py",
+            "lerenet/stages/evaluate.py",
             "lerenet/results.py",
-            "lerenet/outcome.py",
-            "lerenet/plots.py",
+            "lerenet/evaluation/outcome.py",
+            "lerenet/evaluation/plots.py",
         ),
         data=(
             "outputs/train/best.pt",
@@ -138,7 +138,7 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec(
         "gate",
         "lerenet gate --report-only --out-dir outputs/gate",
-        code=("lerenet/gate.py", "lerenet/gate_stage.py", "lerenet/results.py"),
+        code=("lerenet/evaluation/gate.py", "lerenet/stages/gate.py", "lerenet/results.py"),
         data=("outputs/eval/metrics.json",),
         params=("gate",),
         outs=(Out("outputs/gate/decision.json", cache=False),),
@@ -153,8 +153,8 @@ HEADER = """\
 # and is versioned in data.dvc (`dvc add data`); promotion stays a deliberate step
 # (`lerenet promote`), outside `dvc repro`.
 #
-# GENERATED from lerenet/stage_specs.py (the Prefect cache keys come from the same
-# declarations): edit that file, then `python -m lerenet.stage_specs --write`.
+# GENERATED from lerenet/stages/specs.py (the Prefect cache keys come from the same
+# declarations): edit that file, then `python -m lerenet.stages.specs --write`.
 """
 
 

@@ -30,7 +30,7 @@ class _Probabilities(nn.Module):
 
 
 def export_onnx(model: nn.Module, path: Path, size: int, shots: int = 1, batch: int = 1) -> Path:
-    from lerenet.summary import dummy_episode
+    from lerenet.model.complexity import dummy_episode
 
     wrapped = _Probabilities(model.eval().cpu()).eval()
     episode = dummy_episode(batch, shots, size)

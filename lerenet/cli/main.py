@@ -13,8 +13,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from lerenet import cli_models, cli_stack
-from lerenet.cli_common import (
+from lerenet.cli import models as cli_models
+from lerenet.cli import stack as cli_stack
+from lerenet.cli.common import (
     ParamsOpt,
     SetOpt,
     _params,
@@ -24,7 +25,7 @@ from lerenet.cli_common import (
     new_app,
     user_errors,
 )
-from lerenet.offline import apply_offline_env
+from lerenet.services.offline import apply_offline_env
 
 app = new_app(
     "Few-shot surface-defect segmentation with LERENet: data, training, evaluation, "
@@ -68,7 +69,7 @@ def config_show(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = Non
     """Print the resolved configuration (all defaults filled in) and its sha256."""
     import yaml
 
-    from lerenet.config import params_sha256
+    from lerenet.config.schema import params_sha256
 
     cfg = _params_with(params, overrides)
     console.print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
@@ -89,8 +90,8 @@ def model_summary_cmd(
     import warnings
 
     from lerenet.model import build_model
+    from lerenet.model.complexity import model_summary
     from lerenet.model.weights import WeightsError
-    from lerenet.summary import model_summary
 
     cfg = _params(params)
     with user_errors(WeightsError), warnings.catch_warnings():
@@ -168,7 +169,7 @@ def ingest_cmd(
     """
     from lerenet.data.ingest import ingest_with_params, parse_class_map
     from lerenet.data.sources import UnsafeArchiveError
-    from lerenet.services import ServiceUnavailable
+    from lerenet.services.reach import ServiceUnavailable
 
     cfg = _params(params)
     with user_errors(FileNotFoundError, ValueError, UnsafeArchiveError, ServiceUnavailable):
@@ -260,7 +261,7 @@ def train_cmd(
     checkpoint; `--resume` continues with identical results.
     """
     from lerenet.model.weights import WeightsError
-    from lerenet.stages import train_stage
+    from lerenet.stages.train import train_stage
     from lerenet.training.session import LAST
 
     cfg = _params_with(params, overrides)
@@ -300,8 +301,9 @@ def evaluate_cmd(
     overrides: SetOpt = None,
 ) -> None:
     """Evaluate on the fixed test (novel-class) episodes: per-class IoU, mIoU, FB-IoU + CIs."""
-    from lerenet.services import ServiceUnavailable
-    from lerenet.stages import evaluate_stage, last_training
+    from lerenet.services.reach import ServiceUnavailable
+    from lerenet.stages.evaluate import evaluate_stage
+    from lerenet.stages.train import last_training
 
     cfg = _params_with(params, overrides)
     with user_errors(FileNotFoundError, ValueError, ServiceUnavailable):
@@ -329,7 +331,7 @@ def evaluate_cmd(
                 str(m.episodes),
             )
     console.print(table)
-    from lerenet.outcome import seen_table
+    from lerenet.evaluation.outcome import seen_table
 
     rows = seen_table(report)
     if rows:

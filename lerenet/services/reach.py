@@ -57,7 +57,7 @@ def require_s3(
     bucket: str, endpoint_url: str | None = None, attempts: int = 3, delay: float = 1.0
 ) -> None:
     """The bucket must be reachable with the configured credentials."""
-    from lerenet.storage import s3_client, s3_endpoint
+    from lerenet.services.storage import s3_client, s3_endpoint
 
     endpoint = s3_endpoint(endpoint_url) or "AWS S3"
     _retry(

@@ -1,6 +1,6 @@
 """The model recipes: defaults a recipe gives the model/train keys a params file leaves out.
 
-Configuration as data, apart from the schema in ``lerenet.config`` that applies it.
+Configuration as data, apart from the schema in ``lerenet.config.schema`` that applies it.
 """
 
 from __future__ import annotations

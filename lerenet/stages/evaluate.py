@@ -1,0 +1,142 @@
+"""The evaluate stage: score a trained model, its training-free start and the baseline on the
+split's fixed episodes (novel and seen classes) and record the report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lerenet.config.schema import Params
+from lerenet.lineage.records import lineage_tags, split_sha256
+from lerenet.results import EvaluationReport, TrainSummary
+from lerenet.stages.train import read_train_summary
+
+if TYPE_CHECKING:
+    from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+def local_copy(model_uri: str, train: TrainSummary | None) -> str:
+    """``model_uri``, or the local model file it was logged from when that file is still
+    byte-identical (sha256 recorded at logging time): the same weights without a round trip
+    through the artifact store. A remote worker's paths are not on this machine: the URI."""
+    from lerenet.services.storage import file_sha256
+
+    if train is None or model_uri != train.model_uri or not train.best_sha256:
+        return model_uri
+    path = Path(train.best_path)
+    if path.is_file() and file_sha256(path) == train.best_sha256:
+        return str(path)
+    return model_uri
+
+
+def evaluate_stage(
+    params: Params,
+    *,
+    train: TrainSummary | None = None,
+    model_uri: str | None = None,
+    track: bool = True,
+    out_dir: Path | None = None,
+) -> EvaluationReport:
+    """Test-class evaluation of a model and, beside it, of the prototype baseline.
+
+    The model is ``model_uri``, else ``train``'s, else the last training's (train.json).
+    ``train`` (the training that produced the model, in memory from a flow) names the run to
+    log into and the baseline it saved; for another model there is neither, and the run is
+    asked of the tracking server. Writes ``metrics.json`` (``EvaluationReport.to_dict``).
+    """
+    from lerenet.evaluation.scoring import evaluate_model, retrain_scores
+    from lerenet.tracking.loading import load_torch_model
+    from lerenet.tracking.runs import connect, is_tracked, start_run
+    from lerenet.tracking.uris import run_of
+
+    out_dir = Path(out_dir or params.eval.out_dir)
+    if model_uri is None:
+        train = train or read_train_summary(params)
+        model_uri = train.challenger
+    if train is not None and model_uri not in (train.model_uri, train.best_path):
+        train = None  # another model than that training's: no baseline, no run to join
+    if track or is_tracked(model_uri):
+        connect(params.tracking)  # run_of and a models:/ URI ask the tracking server
+    run_id = (train.run_id if train else None) or (run_of(model_uri) if track else None)
+    source = local_copy(model_uri, train)
+    model, meta = load_torch_model(source)
+    # the training ran here when its own model file was read (or it was never logged): only
+    # then is its saved baseline this training's, not a leftover of another one at that path
+    trained_here = train is not None and (source != model_uri or train.model_uri is None)
+    with start_run(
+        params,
+        run_name=f"evaluate-f{params.train.fold}",
+        enabled=track,
+        run_id=run_id,
+        tags=None if run_id else lineage_tags(params),
+    ) as run:
+        scores = evaluate_model(
+            model, params, out_dir=out_dir / "lerenet", run=run, label="LERENet"
+        )
+        base = _baseline_for(params, train if trained_here else None, meta)
+        base_scores = None
+        if base is not None:
+            base_scores = evaluate_model(
+                base, params, out_dir=out_dir / "baseline", label="prototype baseline"
+            )
+            if run.enabled:
+                run.metrics(
+                    {f"baseline/test/{k}/miou": v.miou for k, v in base_scores.shots.items()}
+                )
+        start_path = train.start_path if train is not None and trained_here else None
+        start, seen = retrain_scores(params, model, start_path, out_dir, run)
+        report = EvaluationReport(
+            model_uri,
+            split_sha256(Path(params.split.out_dir)),
+            run.run_id,
+            scores,
+            base_scores,
+            start,
+            seen,
+        )
+        from lerenet.evaluation.outcome import comparison_charts
+
+        charts = comparison_charts(report, out_dir, params.train.fold)
+        for chart in charts if run.enabled else []:
+            run.artifact(chart, "eval/compare")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(report.to_dict(), indent=2, sort_keys=True)
+    (out_dir / "metrics.json").write_text(text + "\n")
+    (out_dir / "summary.json").write_text(json.dumps(metrics_summary(report), indent=2) + "\n")
+    return report
+
+
+def _baseline_for(params: Params, train: TrainSummary | None, meta: dict) -> nn.Module | None:
+    """The prototype baseline to score beside the model: the one its training (``train``, a
+    training that ran on this machine) saved, else rebuilt from the model's configuration (a
+    model trained elsewhere, a remote worker); None when ``train.baseline`` is off, the model
+    is the baseline, or its backbone weights cannot be loaded here (said in the log)."""
+    from lerenet.model import rebuild_baseline
+    from lerenet.tracking.loading import load_torch_model
+
+    if train is not None and train.baseline_path and Path(train.baseline_path).exists():
+        return load_torch_model(train.baseline_path)[0]
+    config = meta.get("model_config") or params.model.model_dump()
+    if not params.train.baseline or config.get("arch") == "prototype":
+        return None
+    baseline, why_not = rebuild_baseline(config)
+    if baseline is None:
+        log.warning("prototype baseline not evaluated: %s", why_not)
+    return baseline
+
+
+def metrics_summary(report: EvaluationReport) -> dict:
+    """``{"1shot": {"model": mIoU, "baseline": mIoU}, …}``: the few numbers ``dvc metrics
+    show`` and ``dvc exp show`` should put side by side within 100 columns (metrics.json
+    keeps everything)."""
+    summary: dict = {}
+    for name, key in (("lerenet", "model"), ("baseline", "baseline")):
+        scores = report.models().get(name)
+        for shot, m in (scores.shots if scores else {}).items():
+            summary.setdefault(shot, {})[key] = round(m.miou, 4)
+    return summary
