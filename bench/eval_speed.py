@@ -102,7 +102,7 @@ def main() -> None:
     from lerenet.config.schema import load_params
     from lerenet.data.ingest import ingest
     from lerenet.data.manifest import read_manifest
-    from lerenet.model import build_baseline, build_model
+    from lerenet.model.build import build_baseline, build_model
 
     torch.set_num_threads(2)
     work = Path(tempfile.mkdtemp(prefix="lerenet-evalspeed-"))

@@ -53,7 +53,7 @@ def measure_one(spec: dict) -> dict:
 
     from lerenet.config.schema import ModelConfig
     from lerenet.evaluation.inference import autocast_dtype, optimize_for_inference, predict_logits
-    from lerenet.model import build_model
+    from lerenet.model.build import build_model
     from lerenet.model.complexity import count_flops, dummy_episode
 
     torch.manual_seed(0)

@@ -51,7 +51,7 @@ def best_of(fn, *args, repeats: int = 3) -> float:
 def model_rows() -> list[dict]:
     """The improved recipe's whole forward, one episode at 320×320, with each version."""
     from lerenet.config.schema import load_params
-    from lerenet.model import build_model
+    from lerenet.model.build import build_model
 
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
     model = build_model(params.model)[0].eval()

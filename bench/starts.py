@@ -73,7 +73,7 @@ def cached_features(data: Path, size: int) -> dict:
     from lerenet.config.schema import ModelConfig
     from lerenet.data.episodes import load_pair
     from lerenet.data.transforms import build_transform
-    from lerenet.model import build_model
+    from lerenet.model.build import build_model
 
     model, _ = build_model(
         ModelConfig(

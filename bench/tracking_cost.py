@@ -25,7 +25,7 @@ def main() -> None:
     import torch
 
     from lerenet.config.schema import load_params
-    from lerenet.model import build_model
+    from lerenet.model.build import build_model
     from lerenet.stack.local import down, up
     from lerenet.tracking.checkpoints import log_checkpoints
 

@@ -21,6 +21,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from lerenet.config.schema import Params, apply_overrides, load_params
 from lerenet.services.storage import file_sha256, json_sha256
+from lerenet.stages.specs import VALIDATE_DIR
 
 if TYPE_CHECKING:
     from lerenet.evaluation.gate import GateDecision
@@ -149,11 +150,11 @@ def _stage_key(name: str):
 
 
 def outputs_missing(params: Params) -> dict[str, bool]:
-    """Cache keys hash inputs only; a stage whose files were deleted must run again anyway."""
-    return {
-        "validate": not Path("outputs/validate/report.json").exists(),
-        "split": not (Path(params.split.out_dir) / "lineage.json").exists(),
-    }
+    """Cache keys hash inputs only; a stage whose declared outputs were deleted must run again
+    anyway (the outputs are the ones dvc.yaml lists, at the paths the params give)."""
+    from lerenet.stages.specs import STAGES, outputs
+
+    return {s.name: not all(p.exists() for p in outputs(s, params)) for s in STAGES}
 
 
 @task(name="ingest", cache_key_fn=_ingest_key, persist_result=True, **IO_RETRIES)
@@ -220,7 +221,7 @@ class DataValidationError(RuntimeError):
 def validate_task(params: ParamsValue) -> dict:
     from lerenet.data.validate import validate_with_params
 
-    out_dir = Path("outputs/validate")
+    out_dir = Path(VALIDATE_DIR)
     report = validate_with_params(params_of(params), out_dir, show_progress=False)
     html = (out_dir / "report.html").resolve()
     lines = [

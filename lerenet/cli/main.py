@@ -89,7 +89,7 @@ def model_summary_cmd(
     """Parameters and forward GFLOPs per module (backbone, MPR, MPE, IFM) for one batch."""
     import warnings
 
-    from lerenet.model import build_model
+    from lerenet.model.build import build_model
     from lerenet.model.complexity import model_summary
     from lerenet.model.weights import WeightsError
 

@@ -116,7 +116,7 @@ def _baseline_for(params: Params, train: TrainSummary | None, meta: dict) -> nn.
     training that ran on this machine) saved, else rebuilt from the model's configuration (a
     model trained elsewhere, a remote worker); None when ``train.baseline`` is off, the model
     is the baseline, or its backbone weights cannot be loaded here (said in the log)."""
-    from lerenet.model import rebuild_baseline
+    from lerenet.model.build import rebuild_baseline
     from lerenet.tracking.loading import load_torch_model
 
     if train is not None and train.baseline_path and Path(train.baseline_path).exists():

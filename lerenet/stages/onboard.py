@@ -84,7 +84,7 @@ def _class_scores(model, params: Params, label: str, classes: list[str]) -> list
 
 def onboard_report(params: Params, classes: list[str], *, track: bool = True) -> OnboardReport:
     """Score the production model (if any) and the baseline on ``classes``; log one run."""
-    from lerenet.model import build_baseline
+    from lerenet.model.build import build_baseline
     from lerenet.tracking.loading import load_torch_model
     from lerenet.tracking.registry import production_uri
     from lerenet.tracking.runs import configure, first_onboarding, start_run

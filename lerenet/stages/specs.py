@@ -16,12 +16,14 @@ cache key does not read every image.
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lerenet.config.schema import Params
 from lerenet.services.storage import file_sha256, json_sha256
+from lerenet.stages.code_deps import code_deps
 
 PACKAGE = Path(__file__).resolve().parents[1]
 REPO = PACKAGE.parent
@@ -29,7 +31,8 @@ REPO = PACKAGE.parent
 
 @dataclass(frozen=True)
 class Out:
-    """A file or folder a stage writes; ``cache=False`` keeps small reports in git."""
+    """A file or folder a stage writes; ``cache=False`` keeps small reports in git. The path
+    may name a params key in braces (``{train.out_dir}/best.pt``): outputs follow the params."""
 
     path: str
     cache: bool = True
@@ -39,112 +42,104 @@ class Out:
 class StageSpec:
     name: str
     cmd: str
-    code: tuple[str, ...]  # the library's files/folders the stage runs (repository paths)
-    data: tuple[str, ...]  # the data and earlier outputs it reads
+    entry: tuple[str, ...]  # the stage's module(s); its code deps are what they import
+    data: tuple[str, ...]  # the data and earlier outputs it reads (``{key}`` from params)
     params: tuple[str, ...]  # params.yaml keys it reads (a section or section.key)
     outs: tuple[Out, ...] = ()
     metrics: tuple[Out, ...] = ()
     plots: tuple[Out, ...] = ()
     note: str = ""  # a comment written above the stage in dvc.yaml
 
+    @property
+    def code(self) -> tuple[str, ...]:
+        """The library's files/folders the stage runs: its entry modules' import closure."""
+        return code_deps(self.entry)
+
+
+TRAIN, EVAL, SPLITS, DATA = "{train.out_dir}", "{eval.out_dir}", "{split.out_dir}", "{data.root}"
+VALIDATE_DIR = "outputs/validate"  # the CLI's and the flow's default report folder
 
 STAGES: tuple[StageSpec, ...] = (
     StageSpec(
         "validate",
-        "lerenet validate --out-dir outputs/validate",
-        code=("lerenet/data/validate.py", "lerenet/data/checks.py", "lerenet/data/suite.py"),
-        data=("data",),
+        f"lerenet validate --out-dir {VALIDATE_DIR}",
+        entry=("lerenet.data.validate",),
+        data=(DATA,),
         params=("data", "split.shots", "eval.shots", "model.shots"),
         outs=(
-            Out("outputs/validate/report.html", cache=False),
-            Out("outputs/validate/report.json", cache=False),
+            Out(f"{VALIDATE_DIR}/report.html", cache=False),
+            Out(f"{VALIDATE_DIR}/report.json", cache=False),
         ),
     ),
     StageSpec(
         "split",
         "lerenet split",
-        code=("lerenet/data/splits.py", "lerenet/data/holdout.py"),
-        data=("data/manifest.csv", "outputs/validate/report.json"),
+        entry=("lerenet.data.splits",),
+        data=(f"{DATA}/manifest.csv", f"{VALIDATE_DIR}/report.json"),
         params=("split",),
-        outs=(Out("splits"),),
+        outs=(Out(SPLITS),),
     ),
     StageSpec(
         "train",
         "lerenet train",
-        code=(
-            "lerenet/training/loop.py",
-            "lerenet/training/session.py",
-            "lerenet/training/batches.py",
-            "lerenet/training/feature_cache.py",
-            "lerenet/training/losses.py",
-            "lerenet/training/checkpoint.py",
-            "lerenet/evaluation/scoring.py",
-            "lerenet/stages/train.py",
-            "lerenet/results.py",
-            "lerenet/config/recipes.py",
-            "lerenet/training/throughput.py",
-            "lerenet/training/optim.py",
-            "lerenet/training/validation_round.py",
-            "lerenet/training/stage_memo.py",
-            "lerenet/evaluation/inference.py",
-            "lerenet/model",
-            "lerenet/data/episodes.py",
-            "lerenet/data/splits.py",
-            "lerenet/data/holdout.py",
-            "lerenet/data/transforms.py",
-            "lerenet/data/synth.py",
-            "lerenet/data/synth_tasks.py",
-        ),
-        data=("splits", "data"),
+        entry=("lerenet.stages.train",),
+        data=(SPLITS, DATA),
         params=("recipe", "model", "train", "data.image_size"),
         outs=(
-            Out("outputs/train/best.pt"),
-            Out("outputs/train/start.pt"),
-            Out("outputs/train/last.pt"),
-            Out("outputs/train/baseline"),
-            Out("outputs/train/train.json", cache=False),
+            Out(f"{TRAIN}/best.pt"),
+            Out(f"{TRAIN}/start.pt"),
+            Out(f"{TRAIN}/last.pt"),
+            Out(f"{TRAIN}/baseline"),
+            Out(f"{TRAIN}/train.json", cache=False),
         ),
-        plots=(Out("outputs/train/curve.png", cache=False),),
+        plots=(Out(f"{TRAIN}/curve.png", cache=False),),
         note="a PNG curve, not a vega spec of history.json: vega needs scripts from a CDN",
     ),
     StageSpec(
         "evaluate",
         "lerenet evaluate",
-        code=(
-            "lerenet/evaluation/scoring.py",
-            "lerenet/evaluation/metrics.py",
-            "lerenet/stages/evaluate.py",
-            "lerenet/results.py",
-            "lerenet/evaluation/outcome.py",
-            "lerenet/evaluation/plots.py",
-        ),
-        data=(
-            "outputs/train/best.pt",
-            "outputs/train/start.pt",
-            "outputs/train/train.json",
-            "splits",
-        ),
+        entry=("lerenet.stages.evaluate",),
+        data=(f"{TRAIN}/best.pt", f"{TRAIN}/start.pt", f"{TRAIN}/train.json", SPLITS),
         params=("eval",),
-        outs=(Out("outputs/eval/metrics.json", cache=False),),
-        metrics=(Out("outputs/eval/summary.json", cache=False),),
+        outs=(Out(f"{EVAL}/metrics.json", cache=False),),
+        metrics=(Out(f"{EVAL}/summary.json", cache=False),),
         plots=(
             # per class: the model, its start and the baseline side by side, with intervals
-            Out("outputs/eval/class_iou_1shot.png", cache=False),
-            Out("outputs/eval/class_iou_5shot.png", cache=False),
-            Out("outputs/eval/lerenet/overlays_1shot.png", cache=False),
+            Out(f"{EVAL}/class_iou_1shot.png", cache=False),
+            Out(f"{EVAL}/class_iou_5shot.png", cache=False),
+            Out(f"{EVAL}/lerenet/overlays_1shot.png", cache=False),
         ),
         note="summary.json: 1/5-shot mIoU of model and baseline, readable at 100 columns",
     ),
     StageSpec(
         "gate",
         "lerenet gate --report-only --out-dir outputs/gate",
-        code=("lerenet/evaluation/gate.py", "lerenet/stages/gate.py", "lerenet/results.py"),
-        data=("outputs/eval/metrics.json",),
+        entry=("lerenet.stages.gate",),
+        data=(f"{EVAL}/metrics.json",),
         params=("gate",),
         outs=(Out("outputs/gate/decision.json", cache=False),),
         metrics=(Out("outputs/gate/summary.json", cache=False),),
     ),
 )
+
+
+def resolve(path: str, params: Params) -> str:
+    """``path`` with each ``{section.key}`` replaced by that param's value."""
+    values = {key: str(value) for key, value in _placeholders(path, params).items()}
+    for key, value in values.items():
+        path = path.replace("{" + key + "}", value.rstrip("/"))
+    return path
+
+
+def _placeholders(path: str, params: Params) -> dict[str, Any]:
+    keys = tuple(re.findall(r"\{([\w.]+)\}", path))
+    return params_of(params, keys) if keys else {}
+
+
+def outputs(stage: StageSpec, params: Params) -> list[Path]:
+    """Every file or folder ``stage`` writes, at the paths ``params`` give."""
+    return [Path(resolve(o.path, params)) for o in (*stage.outs, *stage.metrics, *stage.plots)]
+
 
 HEADER = """\
 # The retrain pipeline for `dvc repro`: each stage is one `lerenet` command (the same library
@@ -165,29 +160,38 @@ def spec(name: str) -> StageSpec:
     raise KeyError(f"no stage {name!r}; stages: {[s.name for s in STAGES]}")
 
 
-def _outs_yaml(key: str, outs: tuple[Out, ...]) -> list[str]:
+def _outs_yaml(key: str, outs: tuple[Out, ...], params: Params) -> list[str]:
     if not outs:
         return []
     lines = [f"    {key}:"]
     for out in outs:
-        lines.append(f"      - {out.path}" + ("" if out.cache else ":"))
+        lines.append(f"      - {resolve(out.path, params)}" + ("" if out.cache else ":"))
         if not out.cache:
             lines.append("          cache: false")
     return lines
 
 
-def render_dvc_yaml(stages: tuple[StageSpec, ...] = STAGES) -> str:
-    """dvc.yaml's text for ``stages``: deps = code + data, params, outs, metrics, plots."""
+def shipped_params() -> Params:
+    """The repository's ``params.yaml``, resolved: what dvc.yaml's paths are rendered from."""
+    from lerenet.config.schema import load_params
+
+    return load_params(REPO / "params.yaml")
+
+
+def render_dvc_yaml(stages: tuple[StageSpec, ...] = STAGES, params: Params | None = None) -> str:
+    """dvc.yaml's text for ``stages``: deps = code + data, params, outs, metrics, plots, at
+    the paths ``params`` (default: the shipped params.yaml) give."""
+    params = params or shipped_params()
     lines = [HEADER.rstrip("\n"), "stages:"]
     for stage in stages:
         if stage.note:
             lines.append(f"  # {stage.note}")
         lines += [f"  {stage.name}:", f"    cmd: {stage.cmd}", "    deps:"]
-        lines += [f"      - {dep}" for dep in (*stage.data, *stage.code)]
+        lines += [f"      - {resolve(dep, params)}" for dep in (*stage.data, *stage.code)]
         lines += ["    params:", *[f"      - {key}" for key in stage.params]]
-        lines += _outs_yaml("outs", stage.outs)
-        lines += _outs_yaml("metrics", stage.metrics)
-        lines += _outs_yaml("plots", stage.plots)
+        lines += _outs_yaml("outs", stage.outs, params)
+        lines += _outs_yaml("metrics", stage.metrics, params)
+        lines += _outs_yaml("plots", stage.plots, params)
         lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"
 
@@ -215,14 +219,11 @@ def tree_sha256(path: Path) -> str:
 def data_sha256(dep: str, params: Params) -> str:
     """Digest of one data dependency: the data folder through its manifest, else the path
     (resolved against the params' data root and split folder, which the user may move)."""
-    root, splits = Path(params.data.root), Path(params.split.out_dir)
-    if dep == "data":
-        return file_sha256(root / "manifest.csv", missing="absent")
-    if dep.startswith("data/"):
-        return tree_sha256(root / dep.removeprefix("data/"))
-    if dep == "splits":
-        return file_sha256(splits / "lineage.json", missing="absent")
-    return tree_sha256(Path(dep))
+    if dep == DATA:
+        return file_sha256(Path(params.data.root) / "manifest.csv", missing="absent")
+    if dep == SPLITS:
+        return file_sha256(Path(params.split.out_dir) / "lineage.json", missing="absent")
+    return tree_sha256(Path(resolve(dep, params)))
 
 
 def cache_key(name: str, params: Params) -> str:

@@ -119,7 +119,7 @@ def save_model_file(model: nn.Module, cfg: ModelConfig, path: Path, meta: dict |
 
 def load_model_file(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild the network from a model file (no backbone weights needed: they are inside)."""
-    from lerenet.model import build_model
+    from lerenet.model.build import build_model
 
     blob = safe_load(path, device)
     cfg = ModelConfig.model_validate(blob["model_config"])

@@ -39,7 +39,7 @@ def save_baseline(params: Params, out_dir: Path) -> Path:
     Nothing is trained: the baseline is the pretrained backbone's features matched to the
     support prototypes, the reference a trained head has to beat.
     """
-    from lerenet.model import build_baseline
+    from lerenet.model.build import build_baseline
 
     model = build_baseline(params.model)
     path = Path(out_dir) / BEST

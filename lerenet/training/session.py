@@ -90,7 +90,7 @@ class TrainingSession:
     and the named steps of the loop: restore, validate, optimise, save, finish."""
 
     def __init__(self, params: Params, out_dir: Path, run: object, stop_after: int | None) -> None:
-        from lerenet.model import build_model
+        from lerenet.model.build import build_model
 
         tcfg = params.train
         check_feature_cache(params)

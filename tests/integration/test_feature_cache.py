@@ -37,7 +37,7 @@ def test_cached_stages_equal_the_backbone_on_the_same_augmented_image(
     from lerenet.data.manifest import mask_of, read_manifest
     from lerenet.data.splits import Episode
     from lerenet.data.transforms import build_transform, to_tensors
-    from lerenet.model import build_model
+    from lerenet.model.build import build_model
     from lerenet.training.feature_cache import build_cache, cached_batch, image_key
 
     params = load_params("params.yaml", {**FAST, **start})

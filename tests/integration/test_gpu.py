@@ -7,7 +7,7 @@ import torch
 
 from lerenet.config.schema import ModelConfig
 from lerenet.evaluation.inference import optimize_for_inference, predict_logits
-from lerenet.model import build_model
+from lerenet.model.build import build_model
 from lerenet.model.complexity import dummy_episode
 
 pytestmark = [

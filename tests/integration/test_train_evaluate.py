@@ -11,7 +11,7 @@ import torch
 
 from lerenet.config.schema import ModelConfig, load_params
 from lerenet.lineage.records import LINEAGE_KEYS
-from lerenet.model import build_model
+from lerenet.model.build import build_model
 from lerenet.model.complexity import dummy_episode
 from lerenet.results import TrainSummary
 

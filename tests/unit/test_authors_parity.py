@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from lerenet.config.schema import ModelConfig
-from lerenet.model import build_model
+from lerenet.model.build import build_model
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "authors_forward.pt"
 SIZE, BATCH = 64, 2

@@ -6,13 +6,15 @@ import pytest
 import torch
 
 from lerenet.config.schema import ModelConfig
-from lerenet.model import LERENet, PrototypeBaseline, build_model
 from lerenet.model.backbones import build_backbone
 from lerenet.model.backbones.efficientnet_lite0 import EfficientNetLite0
 from lerenet.model.backbones.resnet50 import ResNet50
 from lerenet.model.backbones.vgg16_bn import VGG16BN
+from lerenet.model.baseline import PrototypeBaseline
+from lerenet.model.build import build_model
 from lerenet.model.complexity import dummy_episode
 from lerenet.model.ifm import IFM, similarity_prior
+from lerenet.model.lerenet import LERENet
 from lerenet.model.mpe import MPE, support_prototype
 from lerenet.model.mpr import MPR
 

@@ -42,7 +42,7 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _model_file(path: Path, seed: int = 0) -> Path:
     from lerenet.config.schema import ModelConfig
-    from lerenet.model import build_model
+    from lerenet.model.build import build_model
     from lerenet.training.checkpoint import save_model_file
 
     torch.manual_seed(seed)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from lerenet.config.schema import ModelConfig
-from lerenet.model import build_model
+from lerenet.model.build import build_model
 from lerenet.model.complexity import dummy_episode
 from lerenet.model.lerenet import encode_episode
 from lerenet.model.priors import lda_logits, multiscale_lda_logits, scale_key
@@ -74,8 +74,8 @@ def test_one_scale_is_the_single_scale_lda_exactly() -> None:
 
 
 def test_scales_are_distinct_and_positive_and_only_scale_the_lda_start() -> None:
-    from lerenet.model import LERENet
     from lerenet.model.backbones.vgg16_bn import VGG16BN
+    from lerenet.model.lerenet import LERENet
 
     off = LERENet(
         VGG16BN(stages=STAGES), prior="matching", prior_stages=STAGES, lda_scales=(0.5, 1.0)

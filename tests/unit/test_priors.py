@@ -6,10 +6,12 @@ import pytest
 import torch
 
 from lerenet.config.schema import ModelConfig
-from lerenet.model import LERENet, PrototypeBaseline, build_model
 from lerenet.model.backbones.resnet50 import ResNet50
 from lerenet.model.backbones.vgg16_bn import VGG16BN
+from lerenet.model.baseline import PrototypeBaseline
+from lerenet.model.build import build_model
 from lerenet.model.complexity import dummy_episode
+from lerenet.model.lerenet import LERENet
 from lerenet.model.priors import matching_maps, max_cosine, prototype_cosine, support_weights
 
 SIZE = 64

@@ -31,7 +31,7 @@ def test_memoised_evaluation_predicts_what_the_whole_model_does(
 ) -> None:
     from lerenet.config.schema import load_params
     from lerenet.evaluation.scoring import episode_dataset, predict_episodes
-    from lerenet.model import build_model
+    from lerenet.model.build import build_model
 
     params = load_params("params.yaml", overrides)
     model, _ = build_model(params.model)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from lerenet.config.schema import load_params
-from lerenet.stages.specs import REPO, STAGES, cache_key, render_dvc_yaml
+from lerenet.stages.code_deps import closure, inert
+from lerenet.stages.specs import REPO, STAGES, cache_key, outputs, render_dvc_yaml, spec
 
 
 def test_dvc_yaml_is_the_rendered_declarations() -> None:
@@ -19,22 +24,62 @@ def test_dvc_yaml_is_the_rendered_declarations() -> None:
     stages = yaml.safe_load(on_disk)["stages"]
     for stage in STAGES:
         declared = stages[stage.name]
-        assert declared["deps"] == [*stage.data, *stage.code]
+        assert declared["deps"][len(stage.data) :] == list(stage.code)
         assert declared["params"] == list(stage.params)
 
 
-def test_declared_code_exists_and_the_stage_modules_are_declared() -> None:
-    for stage in STAGES:
-        for path in stage.code:
-            assert (REPO / path).exists(), f"{stage.name}: {path} does not exist"
-    train = next(s for s in STAGES if s.name == "train")
-    # the code train() runs, which the hand-written dvc.yaml had left out
-    for module in (
-        "lerenet/stages/train.py",
-        "lerenet/training/checkpoint.py",
-        "lerenet/data/splits.py",
-    ):
-        assert module in train.code
+def _covered(path: str, declared: tuple[str, ...]) -> bool:
+    return any(path == d or path.startswith(d + "/") for d in declared)
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
+def test_every_module_a_stage_loads_is_declared(stage) -> None:
+    """Import the stage's modules in a fresh interpreter: every ``lerenet`` file it loaded is
+    in the stage's code deps (so dvc and Prefect re-run it when that file changes)."""
+    script = (
+        "import importlib, json, sys\n"
+        f"for name in {list(stage.entry)!r}: importlib.import_module(name)\n"
+        "print(json.dumps(sorted(m.__file__ for n, m in sys.modules.items()"
+        " if n.split('.')[0] == 'lerenet' and getattr(m, '__file__', None))))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    loaded = [Path(f).resolve().relative_to(REPO).as_posix() for f in json.loads(out.stdout)]
+    missing = [f for f in loaded if not _covered(f, stage.code) and not inert(REPO / f)]
+    assert missing == [], f"{stage.name} loads undeclared code: {missing}"
+    for path in stage.code:
+        assert (REPO / path).exists(), f"{stage.name}: {path} does not exist"
+
+
+def test_code_deps_follow_lazy_imports_and_skip_type_checking(tmp_path: Path) -> None:
+    pkg = tmp_path / "lerenet"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("X = 1\n")
+    (pkg / "entry.py").write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from lerenet import typing_only\n"
+        "def f():\n    from lerenet.sub.lazy import g\n"
+    )
+    (pkg / "sub" / "lazy.py").write_text("from . import rel\n")
+    (pkg / "sub" / "rel.py").write_text("")
+    (pkg / "typing_only.py").write_text("")
+    found = {p.relative_to(tmp_path).as_posix() for p in closure(("lerenet.entry",), pkg)}
+    assert found == {
+        "lerenet/__init__.py",
+        "lerenet/entry.py",
+        "lerenet/sub/__init__.py",  # importing lerenet.sub.lazy runs the package first
+        "lerenet/sub/lazy.py",  # imported inside a function
+        "lerenet/sub/rel.py",  # a relative import
+    }
+
+
+def test_outputs_follow_the_params(tmp_path: Path) -> None:
+    params = _params(tmp_path, "train:\n  out_dir: elsewhere/train\neval:\n  out_dir: ev\n")
+    stages = yaml.safe_load(render_dvc_yaml(params=params))["stages"]
+    assert "elsewhere/train/best.pt" in stages["train"]["outs"]
+    assert "elsewhere/train/best.pt" in stages["evaluate"]["deps"]
+    assert {"ev/metrics.json": {"cache": False}} in stages["evaluate"]["outs"]
+    assert Path("elsewhere/train/train.json") in outputs(spec("train"), params)
 
 
 def _params(tmp_path: Path, text: str):

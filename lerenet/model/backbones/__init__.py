@@ -29,10 +29,12 @@ import importlib
 import pkgutil
 from functools import cache
 from types import ModuleType
+from typing import TYPE_CHECKING
 
-from lerenet.model.backbones.base import STAGES, StagedBackbone
+if TYPE_CHECKING:  # not at run time: listing the names must not import torch
+    from lerenet.model.backbones.base import StagedBackbone
 
-__all__ = ["STAGES", "StagedBackbone", "build_backbone", "names"]
+__all__ = ["build_backbone", "names"]
 
 
 @cache
