@@ -64,8 +64,8 @@ def run_stages() -> None:
     from lerenet.data.ingest import ingest
     from lerenet.data.splits import split_dataset
     from lerenet.data.validate import validate_with_params
-    from lerenet.evaluation.gate import ShotEvidence, decide
-    from lerenet.evaluation.scoring import evaluate_model, load_evidence
+    from lerenet.evaluation.gate import decide
+    from lerenet.evaluation.scoring import evaluate_model
     from lerenet.services.offline import apply_offline_env
     from lerenet.training.checkpoint import load_model_file
     from lerenet.training.loop import save_baseline, train
@@ -78,14 +78,10 @@ def run_stages() -> None:
     main = train(params, show_progress=False)
     base_path = save_baseline(params, Path("outputs/train/baseline"))
     model, _ = load_model_file(main.best_path)
-    evaluate_model(model, params, out_dir=Path("outputs/eval/lerenet"))
+    scores = evaluate_model(model, params, out_dir=Path("outputs/eval/lerenet"))
     baseline, _ = load_model_file(base_path)
     evaluate_model(baseline, params, out_dir=Path("outputs/eval/baseline"))
-    evidence = {
-        f"{k}shot": ShotEvidence(*load_evidence(Path("outputs/eval/lerenet"), k))
-        for k in params.eval.shots
-    }
-    decide(evidence, None, params.gate)
+    decide(scores.evidence, None, params.gate)
 
 
 def stages() -> float:

@@ -11,9 +11,11 @@ arrives as the same object it left as. The file forms (``train.json``, ``metrics
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:
     from lerenet.evaluation.metrics import SegmentationScores
@@ -111,14 +113,52 @@ def _is_shot_key(key: str) -> bool:
     return key.endswith("shot") and key[:-4].isdigit()
 
 
+@dataclass
+class ShotEvidence:
+    """Per-episode stats of a model on the episodes of one shot count, and each episode's
+    class: what the gate's paired comparison resamples (no second prediction)."""
+
+    stats: np.ndarray
+    classes: list[str]
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, stats=self.stats, classes=np.asarray(self.classes, dtype=str))
+
+    @classmethod
+    def load(cls, path: Path) -> ShotEvidence | None:
+        if not path.exists():
+            return None
+        with np.load(path) as data:
+            return cls(data["stats"], [str(c) for c in data["classes"]])
+
+
+def evidence_path(out_dir: Path, key: str) -> Path:
+    """``out_dir/evidence_1shot.npz``: where a model's evidence of one shot count is kept."""
+    return Path(out_dir) / f"evidence_{key}.npz"
+
+
 @dataclass(frozen=True)
 class ModelScores:
-    """A model's scores on one fold's episodes of one part, per shot count in shot order."""
+    """A model's scores on one fold's episodes of one part, per shot count in shot order.
+
+    ``evidence`` (per shot key) travels in memory with the scores; the file form keeps it
+    beside metrics.json (``write``/``read``), never inside it."""
 
     label: str
     fold: int
     part: str
     shots: dict[str, ShotScores]  # "1shot", "5shot", …
+    evidence: dict[str, ShotEvidence] = field(default_factory=dict, compare=False, repr=False)
+
+    def write_evidence(self, out_dir: Path) -> None:
+        for key, ev in self.evidence.items():
+            ev.save(evidence_path(out_dir, key))
+
+    def with_evidence(self, out_dir: Path) -> ModelScores:
+        """These scores with the evidence saved under ``out_dir`` (the shots that have it)."""
+        found = {k: ShotEvidence.load(evidence_path(out_dir, k)) for k in self.shots}
+        return replace(self, evidence={k: v for k, v in found.items() if v is not None})
 
     def to_dict(self) -> dict[str, Any]:
         """The metrics.json section: fold, part, model and one key per shot count."""
@@ -188,8 +228,24 @@ class EvaluationReport:
             {name: ModelScores.from_dict(v) for name, v in (data.get("seen") or {}).items()},
         )
 
+    def write(self, out_dir: Path) -> Path:
+        """The file form: ``metrics.json`` (``to_dict``) and, per model, its per-episode
+        evidence in ``out_dir/<model>/evidence_<k>shot.npz``; ``read`` restores both."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "metrics.json"
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        for name, scores in self.models().items():
+            scores.write_evidence(out_dir / name)
+        return path
+
     @classmethod
     def read(cls, path: Path) -> EvaluationReport:
         if not path.exists():
             raise FileNotFoundError(f"{path}: no evaluation; run `lerenet evaluate` first")
-        return cls.from_dict(json.loads(path.read_text()))
+        report = cls.from_dict(json.loads(path.read_text()))
+        base = report.baseline
+        return replace(
+            report,
+            lerenet=report.lerenet.with_evidence(path.parent / "lerenet"),
+            baseline=base.with_evidence(path.parent / "baseline") if base else None,
+        )

@@ -204,7 +204,7 @@ def retrain(
     else:
         result["train"] = train_task(params)
     result["evaluate"] = evaluate_task(params, result["train"])
-    result["gate"] = gate_task(params, result["train"])
+    result["gate"] = gate_task(params, result["train"], result["evaluate"])
     if not overrides and not train_deployment:
         # the stages ran here with params.yaml as it is: what `dvc repro` would have made
         result["dvc_lock"] = record_task()

@@ -288,11 +288,16 @@ def evaluate_task(params: ParamsValue, train: TrainSummary) -> EvaluationReport:
 
 
 @task(name="gate", retries=0)
-def gate_task(params: ParamsValue, train: TrainSummary) -> GateDecision:
-    """Gate the training's model against production and the baseline; logged to its run."""
+def gate_task(
+    params: ParamsValue, train: TrainSummary, evaluation: EvaluationReport
+) -> GateDecision:
+    """Gate the training's model against production and the baseline; logged to its run.
+    The evaluation's per-episode stats come in memory, not from the files it wrote."""
     from lerenet.stages.gate import gate_stage
 
-    return gate_stage(params_of(params), challenger=train.challenger, train=train)
+    return gate_stage(
+        params_of(params), challenger=train.challenger, train=train, evaluation=evaluation
+    )
 
 
 @task(name="promote", **IO_RETRIES)

@@ -23,14 +23,7 @@ import numpy as np
 
 from lerenet.config.schema import GateConfig
 from lerenet.evaluation.metrics import score, stratified_resamples
-
-
-@dataclass
-class ShotEvidence:
-    """Per-episode stats of a model on the test episodes of one shot count."""
-
-    stats: np.ndarray
-    classes: list[str]
+from lerenet.results import ShotEvidence
 
 
 @dataclass

@@ -25,7 +25,7 @@ from lerenet.evaluation.inference import inference_context
 from lerenet.evaluation.metrics import SegmentationScores, episode_stats, score
 from lerenet.evaluation.plots import class_bar_chart, overlay_grid, overlay_row
 from lerenet.model.memory import named_route
-from lerenet.results import ModelScores, ShotScores, shot_key
+from lerenet.results import ModelScores, ShotEvidence, ShotScores, shot_key
 from lerenet.training.stage_memo import StageMemo, memo_logits
 
 log = logging.getLogger(__name__)
@@ -152,24 +152,6 @@ def predict_episodes(
     )
 
 
-def evidence_path(out_dir: Path, shots: int) -> Path:
-    return Path(out_dir) / f"evidence_{shots}shot.npz"
-
-
-def save_evidence(out_dir: Path, shots: int, stats: np.ndarray, classes: list[str]) -> None:
-    """Per-episode stats + classes: what the gate's paired bootstrap needs, so it does not
-    predict the test episodes a second time."""
-    np.savez(evidence_path(out_dir, shots), stats=stats, classes=np.asarray(classes, dtype=str))
-
-
-def load_evidence(out_dir: Path, shots: int) -> tuple[np.ndarray, list[str]] | None:
-    path = evidence_path(out_dir, shots)
-    if not path.exists():
-        return None
-    with np.load(path) as data:
-        return data["stats"], [str(c) for c in data["classes"]]
-
-
 def predict_and_score(
     model: nn.Module,
     dataset: EpisodeDataset,
@@ -211,6 +193,7 @@ def evaluate_model(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     shot_scores: dict[str, ShotScores] = {}
+    evidence: dict[str, ShotEvidence] = {}
     memo = StageMemo()  # one model, unchanged: its stages of an image serve every shot count
     for k in shots or params.eval.shots:
         dataset = episode_dataset(params, model, part, k, fold)
@@ -228,7 +211,7 @@ def evaluate_model(
             scores.miou.high,
             time.perf_counter() - started,
         )
-        save_evidence(out_dir, k, preds.stats, preds.classes)  # the paired gate reads it
+        evidence[shot_key(k)] = ShotEvidence(preds.stats, preds.classes)  # for the paired gate
         chart = class_bar_chart(
             {c: (i.value, i.low, i.high) for c, i in scores.per_class.items()},
             out_dir / f"class_iou_{k}shot.png",
@@ -256,7 +239,7 @@ def evaluate_model(
             run.artifact(chart, f"eval/{prefix}{part}")
             if grid is not None:
                 run.artifact(grid, f"eval/{prefix}{part}")
-    result = ModelScores(label, fold, part, shot_scores)
+    result = ModelScores(label, fold, part, shot_scores, evidence)
     metrics = json.dumps(result.to_dict(), indent=2, sort_keys=True)
     (out_dir / "metrics.json").write_text(metrics + "\n")
     if run is not None:

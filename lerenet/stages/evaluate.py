@@ -104,9 +104,7 @@ def evaluate_stage(
         charts = comparison_charts(report, out_dir, params.train.fold)
         for chart in charts if run.enabled else []:
             run.artifact(chart, "eval/compare")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(report.to_dict(), indent=2, sort_keys=True)
-    (out_dir / "metrics.json").write_text(text + "\n")
+    report.write(out_dir)  # metrics.json and the evidence the gate's CLI run reads back
     (out_dir / "summary.json").write_text(json.dumps(metrics_summary(report), indent=2) + "\n")
     return report
 

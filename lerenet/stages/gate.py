@@ -24,8 +24,8 @@ def _evidence(model, params: Params, part: str = "test") -> dict:
     """Per-shot episode stats of ``model`` on the fold's ``part`` episodes (``test``: novel
     classes; ``seen_test``: held-out images of the training classes — none when the split
     held nothing out)."""
-    from lerenet.evaluation.gate import ShotEvidence
     from lerenet.evaluation.scoring import episode_dataset, predict_episodes
+    from lerenet.results import ShotEvidence
 
     device = next(model.parameters()).device
     out = {}
@@ -43,32 +43,33 @@ def _evidence(model, params: Params, part: str = "test") -> dict:
     return out
 
 
-def _saved_evidence(params: Params, model_uri: str, name: str = "lerenet") -> dict | None:
+def _saved_evidence(
+    params: Params, model_uri: str, evaluation: EvaluationReport | None, name: str = "lerenet"
+) -> dict | None:
     """The evaluate stage's per-episode stats of ``model_uri`` (``name="lerenet"``) or of the
-    baseline saved with it (``name="baseline"``), when they were computed on the current split
-    for every gated shot count; else None (the gate then predicts itself)."""
-    from lerenet.evaluation.gate import ShotEvidence
-    from lerenet.evaluation.scoring import load_evidence
+    baseline scored with it (``name="baseline"``), when that evaluation was of this model on
+    the current split for every gated shot count; else None (the gate then predicts itself).
 
-    out_dir = Path(params.eval.out_dir)
-    metrics_path = out_dir / "metrics.json"
-    if not metrics_path.exists():
+    ``evaluation`` is the report a flow passes in memory; without one (the CLI, ``dvc
+    repro``) it is read back from ``eval.out_dir``, where the evaluate stage wrote it."""
+    if evaluation is None:
+        path = Path(params.eval.out_dir) / "metrics.json"
+        evaluation = EvaluationReport.read(path) if path.exists() else None
+    if evaluation is None or evaluation.model_uri != model_uri:
         return None
-    report = EvaluationReport.read(metrics_path)
     current = split_sha256(Path(params.split.out_dir))
-    if report.model_uri != model_uri or not current or report.split_sha256 != current:
+    if not current or evaluation.split_sha256 != current:
         return None
-    scored = report.models().get(name)
-    out = {}
-    for k in params.eval.shots:
-        saved = load_evidence(out_dir / name, k)
-        if saved is None or scored is None or shot_key(k) not in scored.shots:
-            return None
-        out[shot_key(k)] = ShotEvidence(*saved)
-    return out
+    scored = evaluation.models().get(name)
+    keys = [shot_key(k) for k in params.eval.shots]
+    if scored is None or any(k not in scored.evidence or k not in scored.shots for k in keys):
+        return None
+    return {k: scored.evidence[k] for k in keys}
 
 
-def _baseline_evidence(params: Params, challenger: str) -> tuple[dict | None, str]:
+def _baseline_evidence(
+    params: Params, challenger: str, evaluation: EvaluationReport | None
+) -> tuple[dict | None, str]:
     """The parameter-free baseline's per-episode stats on the gated episodes, and where they
     came from: saved by evaluate for this challenger, or rebuilt from the challenger's own
     model configuration (same backbone, pretrained weights and stages) and predicted here."""
@@ -76,7 +77,7 @@ def _baseline_evidence(params: Params, challenger: str) -> tuple[dict | None, st
     from lerenet.tracking.loading import load_torch_model
     from lerenet.training.checkpoint import load_model_file
 
-    saved = _saved_evidence(params, challenger, "baseline")
+    saved = _saved_evidence(params, challenger, evaluation, "baseline")
     if saved is not None:
         return saved, "saved by evaluate"
     path = Path(challenger)
@@ -93,6 +94,7 @@ def gate_stage(
     challenger: str | None = None,
     champion: str | None = None,
     train: TrainSummary | None = None,
+    evaluation: EvaluationReport | None = None,
     out_dir: Path = Path("outputs/gate"),
     track: bool = True,
 ) -> GateDecision:
@@ -100,7 +102,9 @@ def gate_stage(
 
     The challenger is ``challenger``, else ``train``'s model, else the last training's
     (train.json); ``train`` also names the run the decision is logged to (otherwise the
-    tracking server is asked which run logged the challenger)."""
+    tracking server is asked which run logged the challenger). ``evaluation`` (a flow's, in
+    memory) supplies the challenger's and the baseline's per-episode stats when it scored the
+    same model on the same split."""
     from lerenet.evaluation.gate import decide, write_decision
     from lerenet.tracking.loading import load_torch_model
     from lerenet.tracking.registry import champion_of
@@ -118,7 +122,7 @@ def gate_stage(
     champ_model = None
     if champion is not None:
         champ_model, _ = load_torch_model(champion)
-    evidence = _saved_evidence(params, challenger)
+    evidence = _saved_evidence(params, challenger, evaluation)
     challenger_model = None
     if evidence is None:
         challenger_model = load_torch_model(challenger)[0]
@@ -129,7 +133,9 @@ def gate_stage(
         seen = _evidence(challenger_model, params, "seen_test")
         seen_champion = _evidence(champ_model, params, "seen_test")
     baseline, baseline_source = (
-        _baseline_evidence(params, challenger) if params.gate.beat_baseline else (None, "")
+        _baseline_evidence(params, challenger, evaluation)
+        if params.gate.beat_baseline
+        else (None, "")
     )
     decision = decide(
         evidence,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from lerenet.results import EvaluationReport, ModelScores, TrainSummary
+from lerenet.results import EvaluationReport, ModelScores, ShotEvidence, TrainSummary
 
 
 def _shot(miou: float) -> dict:
@@ -56,3 +58,21 @@ def test_a_train_summary_reads_back_and_refuses_an_unfinished_training(tmp_path:
     path.write_text(json.dumps({"run_id": "r2"}))  # what a training writes while it runs
     with pytest.raises(FileNotFoundError, match="did not finish"):
         TrainSummary.read(path)
+
+
+def test_a_report_carries_its_evidence_in_memory_and_through_its_files(tmp_path: Path) -> None:
+    """The gate takes per-episode stats from the report a flow hands it; the CLI's gate reads
+    the same stats back from what ``write`` left (and none from a report without them)."""
+    stats = np.arange(12, dtype=np.int64).reshape(3, 4)
+    model = replace(
+        ModelScores.from_dict({"model": "LERENet", "1shot": _shot(0.4)}),
+        evidence={"1shot": ShotEvidence(stats, ["A", "A", "B"])},
+    )
+    report = EvaluationReport("models:/m-1", "abc", "run1", model)
+    assert "evidence" not in json.dumps(report.to_dict())  # metrics.json keeps its shape
+    back = EvaluationReport.read(report.write(tmp_path))
+    assert back == report
+    assert np.array_equal(back.lerenet.evidence["1shot"].stats, stats)
+    assert back.lerenet.evidence["1shot"].classes == ["A", "A", "B"]
+    (tmp_path / "lerenet" / "evidence_1shot.npz").unlink()
+    assert EvaluationReport.read(tmp_path / "metrics.json").lerenet.evidence == {}
