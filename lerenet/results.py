@@ -53,6 +53,11 @@ class TrainSummary:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def write(self, path: Path) -> Path:
+        """The file form, ``train.json`` (``read`` restores it)."""
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainSummary:
         return cls(**_known_fields(cls, data))

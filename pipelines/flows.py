@@ -14,7 +14,7 @@ retrains never move registry aliases at the same time.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -22,6 +22,11 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from lerenet.evaluation.outcome import class_table, seen_table, verdict
 from lerenet.results import EvaluationReport, TrainSummary
 from lerenet.stages.onboard import OnboardReport, advice, report_table
+
+if TYPE_CHECKING:
+    from lerenet.evaluation.gate import GateDecision
+    from lerenet.tracking.registry import Promotion
+
 from pipelines.tasks import (
     evaluate_task,
     gate_task,
@@ -163,7 +168,6 @@ def retrain(
     params by value (the worker checks their sha256). ``dvc_remote``: the DVC remote data is
     restored from and pushed to (a deployment's: the stack's S3, set by ``lerenet stack
     deploy``); None: the repository's default remote."""
-    from lerenet.config.schema import params_sha256
 
     logger = get_run_logger()
     params = _resolved(None, None, params_path, overrides)
@@ -180,27 +184,7 @@ def retrain(
         result["data"] = version_task(params, remote=dvc_remote)
     result["split"] = split_task.with_options(refresh_cache=missing["split"] or None)(params)
     if train_deployment:
-        from prefect.deployments import run_deployment
-
-        from lerenet.lineage.records import data_version
-
-        run = run_deployment(
-            train_deployment,
-            parameters={
-                "params": params,
-                "params_sha256": params_sha256(params_of(params)),
-                "expected_split_sha256": result["split"]["split_sha256"],
-                "data_version": data_version(params_of(params).data.root),
-                "dvc_remote": dvc_remote,
-            },
-            timeout=None,
-        )
-        if not run.state or not run.state.is_completed():
-            raise RuntimeError(
-                f"training deployment {train_deployment} ended "
-                f"{run.state.name if run.state else 'without state'}"
-            )
-        result["train"] = _summary(run.state.result())
+        result["train"] = _train_remotely(train_deployment, params, result["split"], dvc_remote)
     else:
         result["train"] = train_task(params)
     result["evaluate"] = evaluate_task(params, result["train"])
@@ -218,32 +202,70 @@ def retrain(
             result["evaluate"],
             promote_production and result["gate"].passed,
         )
-    rows = _metrics_table(result["evaluate"])
+    promo = result["promote"]
+    _report_artifacts(params, result["train"], result["evaluate"], result["gate"], promo)
+    logger.info("%s v%s → @%s", promo.name, promo.version, promo.alias)
+    return result
+
+
+def _train_remotely(
+    deployment: str, params: dict, split: dict, dvc_remote: str | None
+) -> TrainSummary:
+    """Run the training deployment (a GPU worker) with the params by value, their sha256, the
+    split and data version it must reproduce, and wait for its TrainSummary."""
+    from prefect.deployments import run_deployment
+
+    from lerenet.config.schema import params_sha256
+    from lerenet.lineage.records import data_version
+
+    run = run_deployment(
+        deployment,
+        parameters={
+            "params": params,
+            "params_sha256": params_sha256(params_of(params)),
+            "expected_split_sha256": split["split_sha256"],
+            "data_version": data_version(params_of(params).data.root),
+            "dvc_remote": dvc_remote,
+        },
+        timeout=None,
+    )
+    if not run.state or not run.state.is_completed():
+        raise RuntimeError(
+            f"training deployment {deployment} ended "
+            f"{run.state.name if run.state else 'without state'}"
+        )
+    return _summary(run.state.result())
+
+
+def _report_artifacts(
+    params: dict,
+    train: TrainSummary,
+    evaluation: EvaluationReport,
+    gate: GateDecision,
+    promo: Promotion,
+) -> None:
+    """The run's Prefect artifacts: test metrics, per-class IoU against the baseline, what the
+    retrain bought on the training classes' held-out images, and the verdict with UI links."""
+    from lerenet.tracking.runs import tracking_uri
+    from lerenet.tracking.uris import ui_links
+
+    rows = _metrics_table(evaluation)
     if rows:
         create_table_artifact(rows, key="test-metrics", description="novel-class test episodes")
-    promo = result["promote"]
-    create_table_artifact(
-        class_table(result["evaluate"]), key="class-iou", description="model vs baseline"
-    )
-    bought = seen_table(result["evaluate"])
+    create_table_artifact(class_table(evaluation), key="class-iou", description="model vs baseline")
+    bought = seen_table(evaluation)
     if bought:
         create_table_artifact(
             bought,
             key="seen-class-iou",
             description="training classes' held-out images: IoU before (start) and after training",
         )
-    from lerenet.tracking.runs import tracking_uri
-    from lerenet.tracking.uris import ui_links
-
     links = ui_links(
-        tracking_uri(params_of(params).tracking), promo.name, promo.version, result["train"].run_id
+        tracking_uri(params_of(params).tracking), promo.name, promo.version, train.run_id
     )
     create_markdown_artifact(
-        verdict(result["evaluate"], result["gate"], promo) + (f"\n\n{links}" if links else ""),
-        key="promotion",
+        verdict(evaluation, gate, promo) + (f"\n\n{links}" if links else ""), key="promotion"
     )
-    logger.info("%s v%s → @%s", promo.name, promo.version, promo.alias)
-    return result
 
 
 @flow(name="onboard-class", log_prints=True)

@@ -188,14 +188,7 @@ def ingest(
                     f"{source}: no images found for layout {chosen!r} "
                     "(check --layout, or the folder structure in `lerenet ingest --help`)"
                 )
-            for cls in sorted({class_map.get(it.cls, it.cls) for it in items}):
-                try:
-                    check_class_name(cls, "source class")
-                except ValueError as err:
-                    raise ValueError(
-                        f"{err}; nothing was ingested: rename that folder, or map it with "
-                        f"`lerenet ingest --class-map '{cls}=New_Name'`"
-                    ) from None
+            _check_source_classes(items, class_map)
             jobs = [
                 _Job(it, class_map.get(it.cls, it.cls), root, name, max_pixels, folder.resolve())
                 for it in items
@@ -203,73 +196,92 @@ def ingest(
             results = parallel_map(_prepare, jobs, workers, desc="ingesting", show=show_progress)
 
             existing = read_manifest(root)
-            by_key = {p.key: p for p in existing}
-            old_classes = {p.cls for p in existing}
-            added: list[Pair] = []
-            bad: list[tuple[_Job, Finding]] = []
-            for job, res in zip(jobs, results, strict=True):
-                if res.pair is None:
-                    bad.append((job, res.finding))
-                    continue
-                prior = by_key.get(res.pair.key)
-                if prior is not None:
-                    if prior.sha256 == res.pair.sha256:
-                        report.skipped += 1
-                        continue
-                    bad.append(
-                        (
-                            job,
-                            Finding(
-                                res.pair.cls,
-                                job.item.source_file,
-                                "id_unique",
-                                f"{res.pair.key} is already in the dataset with different content",
-                                "rename the new file, or ingest it under another class",
-                            ),
-                        )
-                    )
-                    continue
-                for rel, blob in (
-                    (res.pair.image, res.image_bytes),
-                    (res.pair.mask, res.mask_bytes),
-                ):
-                    target = root / rel
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(blob)
-                by_key[res.pair.key] = res.pair
-                added.append(res.pair)
-                report.binarized += res.binarized
+            added, bad = _merge(jobs, results, existing, root, report)
             if bad:
-                files = []
-                # kept under the file's own place in the source (``source_file`` is provenance
-                # text from the source's manifest, not a path to write to)
-                for job, _ in bad:
-                    for path in (job.item.image, job.item.mask):
-                        if path is not None:
-                            files.append((path, f"{name}/{path.relative_to(folder).as_posix()}"))
-                quarantine_files(
-                    root, "ingest", files, [f for _, f in bad], move=False, source_root=folder
-                )
+                _quarantine(root, bad, name, folder)
                 report.quarantined = [f for _, f in bad]
 
-        report.added = len(added)
-        report.new_classes = sorted({p.cls for p in added} - old_classes)
-        report.per_class = {
-            c: sum(p.cls == c for p in added) for c in sorted({p.cls for p in added})
-        }
-        if added:
-            write_manifest(root, existing + added)
-            # no timestamp: the log is part of the versioned data and must be reproducible
-            entry = {
-                "source": source,
-                "layout": chosen,
-                "added": report.added,
-                "classes": report.per_class,
-                "new_classes": report.new_classes,
-            }
-            with open(root / INGEST_LOG, "a") as handle:
-                handle.write(json.dumps(entry) + "\n")
+        _record(root, existing, added, report)
         return report
+
+
+def _check_source_classes(items: list, class_map: dict[str, str]) -> None:
+    """Every class the source would add has a usable name, before anything is written."""
+    for cls in sorted({class_map.get(it.cls, it.cls) for it in items}):
+        try:
+            check_class_name(cls, "source class")
+        except ValueError as err:
+            raise ValueError(
+                f"{err}; nothing was ingested: rename that folder, or map it with "
+                f"`lerenet ingest --class-map '{cls}=New_Name'`"
+            ) from None
+
+
+def _merge(
+    jobs: list[_Job], results: list, existing: list[Pair], root: Path, report: IngestReport
+) -> tuple[list[Pair], list[tuple[_Job, Finding]]]:
+    """Write the prepared pairs that are new; skip exact repeats; refuse a known id with other
+    content. Returns (added pairs, refused jobs with their finding)."""
+    by_key = {p.key: p for p in existing}
+    added: list[Pair] = []
+    bad: list[tuple[_Job, Finding]] = []
+    for job, res in zip(jobs, results, strict=True):
+        if res.pair is None:
+            bad.append((job, res.finding))
+            continue
+        prior = by_key.get(res.pair.key)
+        if prior is not None:
+            if prior.sha256 == res.pair.sha256:
+                report.skipped += 1
+                continue
+            clash = Finding(
+                res.pair.cls,
+                job.item.source_file,
+                "id_unique",
+                f"{res.pair.key} is already in the dataset with different content",
+                "rename the new file, or ingest it under another class",
+            )
+            bad.append((job, clash))
+            continue
+        for rel, blob in ((res.pair.image, res.image_bytes), (res.pair.mask, res.mask_bytes)):
+            target = root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(blob)
+        by_key[res.pair.key] = res.pair
+        added.append(res.pair)
+        report.binarized += res.binarized
+    return added, bad
+
+
+def _quarantine(root: Path, bad: list[tuple[_Job, Finding]], name: str, folder: Path) -> None:
+    """Copy refused files to quarantine, kept under the file's own place in the source
+    (``source_file`` is provenance text from the source's manifest, not a path to write to)."""
+    files = []
+    for job, _ in bad:
+        for path in (job.item.image, job.item.mask):
+            if path is not None:
+                files.append((path, f"{name}/{path.relative_to(folder).as_posix()}"))
+    quarantine_files(root, "ingest", files, [f for _, f in bad], move=False, source_root=folder)
+
+
+def _record(root: Path, existing: list[Pair], added: list[Pair], report: IngestReport) -> None:
+    """Fill the report's counts; append the added pairs to the manifest and the ingest log."""
+    report.added = len(added)
+    report.new_classes = sorted({p.cls for p in added} - {p.cls for p in existing})
+    report.per_class = {c: sum(p.cls == c for p in added) for c in sorted({p.cls for p in added})}
+    if not added:
+        return
+    write_manifest(root, existing + added)
+    # no timestamp: the log is part of the versioned data and must be reproducible
+    entry = {
+        "source": report.source,
+        "layout": report.layout,
+        "added": report.added,
+        "classes": report.per_class,
+        "new_classes": report.new_classes,
+    }
+    with open(root / INGEST_LOG, "a") as handle:
+        handle.write(json.dumps(entry) + "\n")
 
 
 def ingest_with_params(source: str, params: Params, **options) -> IngestReport:

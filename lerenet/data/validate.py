@@ -154,18 +154,7 @@ def validate_dataset(
         findings = file_findings + row_findings
 
         bad_images = {f.file for f in row_findings} | {c.pair.image for c in checks if c.findings}
-        kept = [p for p in pairs if p.image not in bad_images]
-        if bad_images:
-            # a row whose path escapes the root leaves the manifest; its file is not touched
-            moved = [
-                (path, rel)
-                for p in pairs
-                if p.image in bad_images
-                for rel in (p.image, p.mask)
-                if (path := inside(root, rel)) is not None
-            ]
-            quarantine_files(root, "validate", moved, findings, move=True)
-            write_manifest(root, kept)
+        kept = _quarantine_bad(root, pairs, bad_images, findings)
         findings = findings + unlisted_files(root, pairs)  # reported only
 
         report = ValidationReport(
@@ -177,30 +166,56 @@ def validate_dataset(
             quarantined=len(bad_images),
             grey_masks=sum(c.grey_mask for c in checks),
         )
-        for out in outcomes:
-            if out.blocking and not out.success:
-                report.blocking.append(
-                    f"manifest columns: expected {out.observed} to contain the "
-                    "manifest schema; re-create it with `lerenet ingest`"
-                )
-        if kept or not report.blocking:
-            kept_frame = frame[frame["image"].isin([p.image for p in kept])] if kept else frame
-            counts = run_class_counts(kept_frame, limits)
-            report.outcomes.append(counts)
-            if not counts.success:
-                few = ", ".join(
-                    f"{c} ({counts.observed.get(c, 0)})" if isinstance(counts.observed, dict) else c
-                    for c in counts.bad_rows
-                ) or str(counts.observed)
-                report.blocking.append(
-                    f"classes with fewer than {limits.min_pairs_per_class} usable pairs: {few}; "
-                    "label more images of these classes (K-shot needs K supports + 1 query)"
-                )
+        _block_on(report, outcomes, frame, kept, limits)
         report.seconds = time.perf_counter() - start
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "report.json").write_text(report.to_json())
         (out_dir / "report.html").write_text(render_html(report))
         return report
+
+
+def _quarantine_bad(root: Path, pairs: list, bad_images: set[str], findings: list) -> list:
+    """Move the failing pairs to quarantine and rewrite the manifest without them; returns the
+    kept pairs. A row whose path escapes the root leaves the manifest; its file is not
+    touched."""
+    if not bad_images:
+        return list(pairs)
+    moved = [
+        (path, rel)
+        for p in pairs
+        if p.image in bad_images
+        for rel in (p.image, p.mask)
+        if (path := inside(root, rel)) is not None
+    ]
+    quarantine_files(root, "validate", moved, findings, move=True)
+    kept = [p for p in pairs if p.image not in bad_images]
+    write_manifest(root, kept)
+    return kept
+
+
+def _block_on(report: ValidationReport, outcomes, frame, kept: list, limits: SuiteLimits) -> None:
+    """The blocking reasons: a manifest without its schema, and classes with too few usable
+    pairs for K-shot episodes (counted on the pairs kept)."""
+    for out in outcomes:
+        if out.blocking and not out.success:
+            report.blocking.append(
+                f"manifest columns: expected {out.observed} to contain the "
+                "manifest schema; re-create it with `lerenet ingest`"
+            )
+    if not kept and report.blocking:
+        return
+    kept_frame = frame[frame["image"].isin([p.image for p in kept])] if kept else frame
+    counts = run_class_counts(kept_frame, limits)
+    report.outcomes.append(counts)
+    if not counts.success:
+        few = ", ".join(
+            f"{c} ({counts.observed.get(c, 0)})" if isinstance(counts.observed, dict) else c
+            for c in counts.bad_rows
+        ) or str(counts.observed)
+        report.blocking.append(
+            f"classes with fewer than {limits.min_pairs_per_class} usable pairs: {few}; "
+            "label more images of these classes (K-shot needs K supports + 1 query)"
+        )
 
 
 def limits_from(params: Params) -> SuiteLimits:

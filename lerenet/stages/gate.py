@@ -157,30 +157,42 @@ def gate_stage(
     path = write_decision(decision, Path(out_dir) / "decision.json")
     # dvc metrics/exp show read this one: the verdict, not decision.json's nested numbers
     (Path(out_dir) / "summary.json").write_text(json.dumps({"passed": decision.passed}) + "\n")
-    if train is not None and challenger == train.challenger:
-        run_id = train.run_id
-    else:  # given by the caller (a flow, a remote training): its run, from the tracking server
-        run_id = run_of(challenger) if track else None
-    if track and run_id:
-        from lerenet.tracking.runs import start_run
-
-        with start_run(params, run_name="gate", run_id=run_id) as run:
-            run.tags(
-                {
-                    "lerenet.gate": "passed" if decision.passed else "failed",
-                    "lerenet.gate_champion": champion or "none",
-                    # the MLflow UI shows why a model stayed at @staging
-                    "lerenet.gate_reasons": "; ".join(decision.reasons)[:4000],
-                }
-            )
-            run.metrics(
-                {
-                    f"gate/{shot}/{k}": v
-                    for shot, nums in decision.numbers.items()
-                    for k, v in nums.items()
-                    if isinstance(v, float)
-                }
-            )
-            run.artifact(path, "gate")
+    if track:
+        _log_decision(params, decision, path, _challenger_run(challenger, train))
     decision.path = str(path)
     return decision
+
+
+def _challenger_run(challenger: str, train: TrainSummary | None) -> str | None:
+    """The run to log the decision to: the training's, else the one that logged the model
+    (a flow's or a remote training's challenger), asked of the tracking server."""
+    if train is not None and challenger == train.challenger:
+        return train.run_id
+    return run_of(challenger)
+
+
+def _log_decision(params: Params, decision: GateDecision, path: Path, run_id: str | None) -> None:
+    """Tags, ``gate/…`` metrics and decision.json on the challenger's run, from where the
+    registry copies the verdict onto the model version (the MLflow UI shows why a model stayed
+    at @staging)."""
+    from lerenet.tracking.runs import start_run
+
+    if not run_id:
+        return
+    with start_run(params, run_name="gate", run_id=run_id) as run:
+        run.tags(
+            {
+                "lerenet.gate": "passed" if decision.passed else "failed",
+                "lerenet.gate_champion": decision.champion or "none",
+                "lerenet.gate_reasons": "; ".join(decision.reasons)[:4000],
+            }
+        )
+        run.metrics(
+            {
+                f"gate/{shot}/{k}": v
+                for shot, nums in decision.numbers.items()
+                for k, v in nums.items()
+                if isinstance(v, float)
+            }
+        )
+        run.artifact(path, "gate")

@@ -125,20 +125,7 @@ def predict_files(
             "leave --class out to segment the supports' defect without it"
         )
     transform = build_transform(loaded.image_size, train=False)
-    s_imgs, s_masks = [], []
-    for img_path, mask_path in supports:
-        try:
-            rgb, label = load_rgb(img_path, max_pixels), load_label(mask_path, max_pixels)
-        except DecodeError as err:
-            raise ValueError(f"support {img_path}:{mask_path}: {err}") from None
-        out = transform(image=rgb, mask=label)
-        img, mask = to_tensors(out["image"], out["mask"], loaded.mean, loaded.std)
-        if not (mask == 1).any():
-            raise ValueError(f"{mask_path}: support mask has no defect pixel")
-        s_imgs.append(img)
-        s_masks.append(mask)
-    support_imgs = torch.stack(s_imgs)[None].numpy()
-    support_masks = torch.stack(s_masks)[None].numpy().astype(np.int64)
+    support_imgs, support_masks = _support_arrays(supports, transform, loaded, max_pixels)
     out_dir.mkdir(parents=True, exist_ok=True)
     found, skipped = [], []
     given = expand_queries(queries)
@@ -159,34 +146,57 @@ def predict_files(
         # a predictor takes the class as MLflow's ``params`` only when one is named
         named = {"params": {"class_name": class_name}} if class_name else {}
         prob = np.asarray(loaded.predict(inputs, **named))[0]
-        full = F.interpolate(
-            torch.as_tensor(prob)[None, None],
-            size=rgb.shape[:2],
-            mode="bilinear",
-            align_corners=True,
-        )[0, 0].numpy()
-        mask = (full >= threshold).astype(np.uint8)
-        mask_path = out_dir / f"{stem}_mask.png"
-        Image.fromarray(mask * 255).save(mask_path)
-        Image.fromarray(_tint(rgb, mask, (230, 30, 30))).save(out_dir / f"{stem}_overlay.png")
-        found.append(Found(query, mask_path, float(mask.mean()), float(full.max())))
+        found.append(_write_prediction(prob, rgb, threshold, out_dir, stem, query))
+    _write_tables(out_dir, found, skipped, threshold, model_uri)
+    return PredictResult(found, skipped)
+
+
+def _support_arrays(
+    supports: list[tuple[Path, Path]], transform, loaded, max_pixels: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The episode's 1×K support images and masks as the model takes them; an unusable or
+    defect-free support is a ValueError (the episode would be wrong)."""
+    s_imgs, s_masks = [], []
+    for img_path, mask_path in supports:
+        try:
+            rgb, label = load_rgb(img_path, max_pixels), load_label(mask_path, max_pixels)
+        except DecodeError as err:
+            raise ValueError(f"support {img_path}:{mask_path}: {err}") from None
+        out = transform(image=rgb, mask=label)
+        img, mask = to_tensors(out["image"], out["mask"], loaded.mean, loaded.std)
+        if not (mask == 1).any():
+            raise ValueError(f"{mask_path}: support mask has no defect pixel")
+        s_imgs.append(img)
+        s_masks.append(mask)
+    return torch.stack(s_imgs)[None].numpy(), torch.stack(s_masks)[None].numpy().astype(np.int64)
+
+
+def _write_prediction(
+    prob: np.ndarray, rgb: np.ndarray, threshold: float, out_dir: Path, stem: str, query: Path
+) -> Found:
+    """The defect probability at the query's own size, thresholded: mask and overlay PNGs."""
+    full = F.interpolate(
+        torch.as_tensor(prob)[None, None], size=rgb.shape[:2], mode="bilinear", align_corners=True
+    )[0, 0].numpy()
+    mask = (full >= threshold).astype(np.uint8)
+    mask_path = out_dir / f"{stem}_mask.png"
+    Image.fromarray(mask * 255).save(mask_path)
+    Image.fromarray(_tint(rgb, mask, (230, 30, 30))).save(out_dir / f"{stem}_overlay.png")
+    return Found(query, mask_path, float(mask.mean()), float(full.max()))
+
+
+def _write_tables(
+    out_dir: Path, found: list[Found], skipped: list, threshold: float, model_uri: str
+) -> None:
+    """found.csv (a row per predicted query) and, when any was skipped, skipped.csv."""
+    header = ("query", "mask", "found", "defect_share", "max_probability", "threshold", "model")
+    rows = [
+        (str(f.query), f.mask.name, "no" if f.empty else "yes", f.defect_share,
+         f.max_probability, threshold, model_uri)
+        for f in found
+    ]  # fmt: skip
     with open(out_dir / "found.csv", "w", newline="") as handle:
-        csv.writer(handle).writerows(
-            [("query", "mask", "found", "defect_share", "max_probability", "threshold", "model")]
-            + [
-                (
-                    str(f.query),
-                    f.mask.name,
-                    "no" if f.empty else "yes",
-                    f.defect_share,
-                    f.max_probability,
-                    threshold,
-                    model_uri,
-                )
-                for f in found
-            ]
-        )
+        csv.writer(handle).writerows([header, *rows])
     if skipped:
         with open(out_dir / "skipped.csv", "w", newline="") as handle:
             csv.writer(handle).writerows([("query", "reason"), *((str(q), r) for q, r in skipped)])
-    return PredictResult(found, skipped)

@@ -34,16 +34,12 @@ def train_stage(
     disk did not survive): continue the newest unfinished run of this same training from the
     checkpoints stored with it, if there is one (``tracking.checkpoints``); else start afresh.
     """
-    from lerenet.tracking.pyfunc import log_model
     from lerenet.tracking.runs import start_run
     from lerenet.training.loop import save_baseline, train
     from lerenet.training.session import START
 
     out_dir = Path(params.train.out_dir)
     summary_path = out_dir / TRAIN_SUMMARY
-    run_id = None
-    if resume and summary_path.exists():
-        run_id = json.loads(summary_path.read_text()).get("run_id")
     if track:
         from lerenet.services.reach import require_mlflow
         from lerenet.tracking.runs import tracking_uri
@@ -51,55 +47,20 @@ def train_stage(
         require_mlflow(tracking_uri(params.tracking))  # before hours of training, not after
     tags = lineage_tags(params)
     tags.update(_class_tags(params))
-    resumed_from = None
-    if track and resume_tracked:
-        from lerenet.tracking.checkpoints import RESUMED_TAG, restore_checkpoints, unfinished_run
-        from lerenet.tracking.runs import configure
-
-        configure(params.tracking)
-        found = unfinished_run(params.tracking.experiment, tags)
-        if found is not None:
-            resumed_from = restore_checkpoints(found, out_dir)
-            run_id, resume = found, True
-            log.info("resuming run %s from its stored checkpoint at step %d", found, resumed_from)
+    run_id, resume, resumed_from = _resume_point(params, tags, resume, resume_tracked, track)
     name = run_name("train", params, tags.get("lerenet.data_version", ""))
     with start_run(
         params, run_name=name, tags=tags, enabled=track, run_id=run_id, params_file=params_file
     ) as run:
         if resumed_from is not None:
+            from lerenet.tracking.checkpoints import RESUMED_TAG
+
             run.tags({RESUMED_TAG: str(resumed_from)})
         out_dir.mkdir(parents=True, exist_ok=True)
         if run.enabled:  # a resumed job finds its run again
             summary_path.write_text(json.dumps({"run_id": run.run_id}) + "\n")
         result = train(params, out_dir=out_dir, resume=resume, run=run, show_progress=show_progress)
-        fields: dict = {
-            "run_id": run.run_id,
-            "best_path": str(result.best_path),
-            "best_step": result.best_step,
-            "best_val_miou": result.best_val_miou,
-            "steps": result.steps_done,
-            "interrupted": result.interrupted,
-            "weights_sha256": result.weights_sha256,
-            "throughput": result.throughput.to_dict() if result.throughput else None,
-        }
-        if result.throughput and result.throughput.episodes:
-            speed = result.throughput
-            run.metrics(
-                {
-                    "train/step_episodes_per_s": speed.step_episodes_per_s,
-                    "train/step_share": speed.step_share,
-                    "train/data_share": speed.data_share,
-                }
-            )
-        run.tags(
-            {
-                "lerenet.weights_sha256": result.weights_sha256,
-                "lerenet.best_step": str(result.best_step),
-            }
-        )
-        if result.best_val_miou is not None:
-            # the served checkpoint's score: ``val/miou`` is the last round's, not the served one
-            run.metrics({"val/selected_miou": result.best_val_miou}, step=result.best_step)
+        fields = _record_result(run, result)
         if result.interrupted:
             summary_path.write_text(json.dumps(fields, indent=2) + "\n")
             raise KeyboardInterrupt
@@ -108,27 +69,88 @@ def train_stage(
         if (out_dir / START).exists():
             fields["start_path"] = str(out_dir / START)
         if run.enabled:
-            from lerenet.services.storage import file_sha256
-            from lerenet.training.checkpoint import state_sha256
-
-            fields["best_sha256"] = file_sha256(result.best_path)
-            info = log_model(result.best_path, size=params.data.image_size)
-            fields["model_uri"] = info.model_uri  # MLflow 3: models:/m-<id>, a LoggedModel
-            run.tags(
-                {
-                    "lerenet.model_uri": info.model_uri,
-                    "lerenet.state_sha256": state_sha256(result.best_path),
-                }
-            )
-            run.artifact(out_dir / "history.json", "train")
-            run.artifact(out_dir / "curve.png", "train")
-            # the manifest of the data trained on: `reproduce` names files that changed since
-            run.artifact(Path(params.data.root) / "manifest.csv", "data")
+            fields.update(_log_trained_model(run, params, result.best_path, out_dir))
         summary = TrainSummary.from_dict(fields)
-        summary_path.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+        summary.write(summary_path)
         if run.enabled:  # the typed summary travels with the run, not only on this disk
             run.artifact(summary_path, "train")
     return summary
+
+
+def _resume_point(
+    params: Params, tags: dict, resume: bool, resume_tracked: bool, track: bool
+) -> tuple[str | None, bool, int | None]:
+    """(run to continue, resume?, step restored from stored checkpoints): ``resume`` continues
+    the run train.json names; ``resume_tracked`` finds this training's newest unfinished run
+    on the tracking server and restores its checkpoints (a worker whose disk was lost)."""
+    out_dir = Path(params.train.out_dir)
+    summary_path = out_dir / TRAIN_SUMMARY
+    run_id = None
+    if resume and summary_path.exists():
+        run_id = json.loads(summary_path.read_text()).get("run_id")
+    if not (track and resume_tracked):
+        return run_id, resume, None
+    from lerenet.tracking.checkpoints import restore_checkpoints, unfinished_run
+    from lerenet.tracking.runs import configure
+
+    configure(params.tracking)
+    found = unfinished_run(params.tracking.experiment, tags)
+    if found is None:
+        return run_id, resume, None
+    step = restore_checkpoints(found, out_dir)
+    log.info("resuming run %s from its stored checkpoint at step %d", found, step)
+    return found, True, step
+
+
+def _record_result(run, result) -> dict:
+    """The training's outcome as train.json fields, and on the run: throughput metrics, the
+    served checkpoint's step, score and weights digest."""
+    fields: dict = {
+        "run_id": run.run_id,
+        "best_path": str(result.best_path),
+        "best_step": result.best_step,
+        "best_val_miou": result.best_val_miou,
+        "steps": result.steps_done,
+        "interrupted": result.interrupted,
+        "weights_sha256": result.weights_sha256,
+        "throughput": result.throughput.to_dict() if result.throughput else None,
+    }
+    if result.throughput and result.throughput.episodes:
+        speed = result.throughput
+        run.metrics(
+            {
+                "train/step_episodes_per_s": speed.step_episodes_per_s,
+                "train/step_share": speed.step_share,
+                "train/data_share": speed.data_share,
+            }
+        )
+    run.tags(
+        {
+            "lerenet.weights_sha256": result.weights_sha256,
+            "lerenet.best_step": str(result.best_step),
+        }
+    )
+    if result.best_val_miou is not None:
+        # the served checkpoint's score: ``val/miou`` is the last round's, not the served one
+        run.metrics({"val/selected_miou": result.best_val_miou}, step=result.best_step)
+    return fields
+
+
+def _log_trained_model(run, params: Params, best_path: Path, out_dir: Path) -> dict:
+    """Log the selected checkpoint as the run's model (with its curve, history and the data
+    manifest trained on); returns the train.json fields that name it."""
+    from lerenet.services.storage import file_sha256
+    from lerenet.tracking.pyfunc import log_model
+    from lerenet.training.checkpoint import state_sha256
+
+    info = log_model(best_path, size=params.data.image_size)
+    run.tags({"lerenet.model_uri": info.model_uri, "lerenet.state_sha256": state_sha256(best_path)})
+    run.artifact(out_dir / "history.json", "train")
+    run.artifact(out_dir / "curve.png", "train")
+    # the manifest of the data trained on: `reproduce` names files that changed since
+    run.artifact(Path(params.data.root) / "manifest.csv", "data")
+    # MLflow 3: models:/m-<id>, a LoggedModel
+    return {"best_sha256": file_sha256(best_path), "model_uri": info.model_uri}
 
 
 def run_name(stage: str, params: Params, data_version: str) -> str:

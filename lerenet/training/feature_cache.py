@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,49 +126,62 @@ def build_cache(
         # would shift the dropout stream of a resumed run against an uninterrupted one
         generator=torch.Generator().manual_seed(seed),
     )
-    # filled in place, not concatenated at the end: a cache of 10 GB (defects9 at 320×320,
-    # three scales; about 17 GB with the fourth, 1.2×) would need twice that for a moment
-    stages: dict[str, torch.Tensor] = {}
-    labels = torch.empty(0, dtype=torch.uint8)
     log.info(
         "caching backbone features of %d augmented copies (the steps read them; %d images × %d)",
         len(jobs),
         len(images),
         copies,
     )
-    began, done, said = time.perf_counter(), 0, time.perf_counter()
+    began = time.perf_counter()
     with Progress(disable=not show_progress, transient=True) as progress:
         bar = progress.add_task(f"caching features of {len(images)} images", total=len(jobs))
-        for imgs, labs in loader:
-            with torch.inference_mode():
-                imgs = imgs.to(device, non_blocking=True, memory_format=torch.channels_last)
-                feats = stages_at_scales(fast, imgs, scales, scaled_stages)
-            if not stages:
-                stages = {
-                    name: torch.empty((len(jobs), *value.shape[1:]), dtype=torch.float16)
-                    for name, value in feats.items()
-                }
-                labels = torch.empty((len(jobs), *labs.shape[1:]), dtype=torch.uint8)
-            batch = slice(done, done + len(labs))
-            for name, value in feats.items():
-                stages[name][batch] = value.half().cpu()
-            labels[batch] = labs
-            done += len(labs)
-            progress.update(bar, advance=len(labs))
-            if time.perf_counter() - said >= PROGRESS_EVERY_S and done < len(jobs):
-                said = time.perf_counter()  # minutes of work on a CPU: a line a minute
-                elapsed = said - began
-                log.info(
-                    "cached %d/%d copies%s",
-                    done,
-                    len(jobs),
-                    eta_text(elapsed, done, len(jobs) - done),
-                )
+        stages, labels = _fill(
+            loader, len(jobs), lambda imgs: stages_at_scales(fast, imgs, scales, scaled_stages),
+            device, lambda n: progress.update(bar, advance=n),
+        )  # fmt: skip
     log.info("feature cache built in %.0f s", time.perf_counter() - began)
     rows = {image: [-1] * copies for image in images}
     for row, (image, copy) in enumerate(jobs):
         rows[image][copy] = row
     return FeatureCache(stages, labels, rows)
+
+
+def _fill(
+    loader: DataLoader,
+    total: int,
+    features: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+    device: torch.device,
+    advance: Callable[[int], object],
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Run ``features`` over the loader's batches into preallocated float16 tensors.
+
+    Filled in place, not concatenated at the end: a cache of 10 GB (defects9 at 320×320,
+    three scales; about 17 GB with the fourth, 1.2×) would need twice that for a moment."""
+    stages: dict[str, torch.Tensor] = {}
+    labels = torch.empty(0, dtype=torch.uint8)
+    began, done, said = time.perf_counter(), 0, time.perf_counter()
+    for imgs, labs in loader:
+        with torch.inference_mode():
+            imgs = imgs.to(device, non_blocking=True, memory_format=torch.channels_last)
+            feats = features(imgs)
+        if not stages:
+            stages = {
+                name: torch.empty((total, *value.shape[1:]), dtype=torch.float16)
+                for name, value in feats.items()
+            }
+            labels = torch.empty((total, *labs.shape[1:]), dtype=torch.uint8)
+        batch = slice(done, done + len(labs))
+        for name, value in feats.items():
+            stages[name][batch] = value.half().cpu()
+        labels[batch] = labs
+        done += len(labs)
+        advance(len(labs))
+        if time.perf_counter() - said >= PROGRESS_EVERY_S and done < total:
+            said = time.perf_counter()  # minutes of work on a CPU: a line a minute
+            log.info(
+                "cached %d/%d copies%s", done, total, eta_text(said - began, done, total - done)
+            )
+    return stages, labels
 
 
 def copy_choices(
