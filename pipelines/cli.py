@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from lerenet.cli.common import ParamsOpt, SetOpt, console, fail, new_app
+from lerenet.cli.common import ParamsOpt, SetOpt, console, fail, new_app, print_rows
 from lerenet.services.offline import apply_offline_env
 
 apply_offline_env()
@@ -145,7 +145,6 @@ def onboard_class(
     """Add a new defect class the few-shot way: ingest, validate, version, split it as a novel
     class, and score the production model and the baseline on it (1- and 5-shot IoU with 95%
     CIs). Nothing is trained or registered; `retrain` is the explicit next step if needed."""
-    from rich.table import Table
 
     from lerenet.stages.onboard import OnboardReport, report_table
     from pipelines.flows import onboard_class as onboard_flow
@@ -164,20 +163,13 @@ def onboard_class(
         dvc_remote=dvc_remote,
     )
     report = OnboardReport.from_dict(result["onboard"])
-    rows = report_table(report)
-    table = Table(title=f"new class: {', '.join(result['new_classes'])}")
-    for column in rows[0]:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(str(v) for v in row.values()))
-    console.print(table)
+    print_rows(report_table(report), f"new class: {', '.join(result['new_classes'])}")
     console.print(f"model: {report.model_uri or 'none in production'}; nothing registered")
     console.print(result["advice"])
 
 
 def _print_outcome(result: dict) -> None:
     """Per-class IoU of the model next to the baseline's, then the verdict in words."""
-    from rich.table import Table
 
     from lerenet.evaluation.outcome import class_table, seen_table, verdict
 
@@ -188,14 +180,7 @@ def _print_outcome(result: dict) -> None:
         ),
     }
     for title, rows in titles.items():
-        if not rows:
-            continue
-        table = Table(title=title)
-        for column in rows[0]:
-            table.add_column(column, justify="left" if column == "class" else "right")
-        for row in rows:
-            table.add_row(*row.values())
-        console.print(table)
+        print_rows(rows, title)
     console.print(verdict(result["evaluate"], result["gate"], result["promote"]))
     from lerenet.lineage.data_versions import pending_commit
 

@@ -70,3 +70,19 @@ SetOpt = Annotated[
 def _params_with(path: Path, overrides: list[str] | None):
     with user_errors(ConfigError):
         return load_params(path, overrides=parse_overrides(overrides))
+
+
+def print_rows(rows: list[dict], title: str, *, label: str = "class") -> None:
+    """Print ``rows`` (dicts with the same keys, as ``lerenet.evaluation.outcome`` and the
+    onboarding report make them) as one table: the ``label`` column left, numbers right;
+    nothing when there are no rows."""
+    from rich.table import Table
+
+    if not rows:
+        return
+    table = Table(title=title)
+    for column in rows[0]:
+        table.add_column(column, justify="left" if column == label else "right")
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    console.print(table)

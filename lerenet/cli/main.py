@@ -23,6 +23,7 @@ from lerenet.cli.common import (
     console,
     err_console,
     new_app,
+    print_rows,
     user_errors,
 )
 from lerenet.services.offline import apply_offline_env
@@ -333,14 +334,9 @@ def evaluate_cmd(
     console.print(table)
     from lerenet.evaluation.outcome import seen_table
 
-    rows = seen_table(report)
-    if rows:
-        bought = Table(title="training classes, held-out images (IoU before → after training)")
-        for column in rows[0]:
-            bought.add_column(column, justify="left" if column == "class" else "right")
-        for row in rows:
-            bought.add_row(*row.values())
-        console.print(bought)
+    print_rows(
+        seen_table(report), "training classes, held-out images (IoU before → after training)"
+    )
 
 
 # commands defined in their own modules (small modules, one job each)
