@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 from pipelines.tasks import (
     evaluate_task,
+    extra_stages,
     gate_task,
     ingest_task,
     onboard_task,
@@ -39,6 +40,8 @@ from pipelines.tasks import (
     resolve_params,
     restore_task,
     split_task,
+    stage_cache_key,
+    stage_task,
     train_task,
     validate_task,
     version_task,
@@ -183,6 +186,10 @@ def retrain(
     if version:
         result["data"] = version_task(params, remote=dvc_remote)
     result["split"] = split_task.with_options(refresh_cache=missing["split"] or None)(params)
+    for name in extra_stages():  # declared stages without a task of their own
+        result[name] = stage_task.with_options(
+            name=name, cache_key_fn=stage_cache_key(name), refresh_cache=missing[name] or None
+        )(name, params)
     if train_deployment:
         result["train"] = _train_remotely(train_deployment, params, result["split"], dvc_remote)
     else:

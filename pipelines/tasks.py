@@ -21,7 +21,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from lerenet.config.schema import Params, apply_overrides, load_params
 from lerenet.services.storage import file_sha256, json_sha256
-from lerenet.stages.specs import VALIDATE_DIR
+from lerenet.stages.declare import VALIDATE_DIR
 
 if TYPE_CHECKING:
     from lerenet.evaluation.gate import GateDecision
@@ -137,7 +137,7 @@ def _ingest_key(context, args: dict) -> str | None:
     )
 
 
-def _stage_key(name: str):
+def stage_cache_key(name: str):
     """A Prefect cache key function for stage ``name``, from its declaration
     (``lerenet.stages.specs``: the code, data and params dvc.yaml lists for it)."""
 
@@ -152,7 +152,8 @@ def _stage_key(name: str):
 def outputs_missing(params: Params) -> dict[str, bool]:
     """Cache keys hash inputs only; a stage whose declared outputs were deleted must run again
     anyway (the outputs are the ones dvc.yaml lists, at the paths the params give)."""
-    from lerenet.stages.specs import STAGES, outputs
+    from lerenet.stages.declare import outputs
+    from lerenet.stages.specs import STAGES
 
     return {s.name: not all(p.exists() for p in outputs(s, params)) for s in STAGES}
 
@@ -217,12 +218,12 @@ class DataValidationError(RuntimeError):
     """Blocking expectations failed: the flow stops here."""
 
 
-@task(name="validate", cache_key_fn=_stage_key("validate"), persist_result=True)
+@task(name="validate", cache_key_fn=stage_cache_key("validate"), persist_result=True)
 def validate_task(params: ParamsValue) -> dict:
-    from lerenet.data.validate import validate_with_params
+    from lerenet.stages import validate
 
     out_dir = Path(VALIDATE_DIR)
-    report = validate_with_params(params_of(params), out_dir, show_progress=False)
+    report = validate.run(params_of(params), out_dir, show_progress=False)
     html = (out_dir / "report.html").resolve()
     lines = [
         f"**{'PASSED' if report.passed else 'FAILED'}**: {report.pairs} usable pairs, "
@@ -257,12 +258,31 @@ def version_task(params: ParamsValue, push: bool = True, remote: str | None = No
     }
 
 
-@task(name="split", cache_key_fn=_stage_key("split"), persist_result=True)
-def split_task(params: ParamsValue) -> dict:
-    from lerenet.data.splits import split_dataset
+BUILT_IN = ("validate", "split", "train", "evaluate", "gate")  # the flows call these by name
 
-    p = params_of(params)
-    return split_dataset(Path(p.data.root), p.split)
+
+def extra_stages() -> list[str]:
+    """The declared stages the flows have no task of their own for (a stage added by one
+    module in lerenet/stages/): ``retrain`` runs them after split, through ``stage_task``."""
+    from lerenet.stages.specs import STAGES
+
+    return [s.name for s in STAGES if s.name not in BUILT_IN]
+
+
+@task(name="stage", persist_result=True)
+def stage_task(name: str, params: ParamsValue) -> Any:
+    """A declared stage by name: its module's ``run(params)``, the same call ``lerenet stage
+    NAME`` makes; its result travels to the flow in memory."""
+    from lerenet.stages.specs import stage_module
+
+    return stage_module(name).run(params_of(params))
+
+
+@task(name="split", cache_key_fn=stage_cache_key("split"), persist_result=True)
+def split_task(params: ParamsValue) -> dict:
+    from lerenet.stages import split
+
+    return split.run(params_of(params))
 
 
 @task(name="train", retries=0)

@@ -209,11 +209,11 @@ def validate_cmd(
     failing pairs alone are moved to data/quarantine/validate/ and the run goes on.
     Writes OUT_DIR/report.html and report.json.
     """
-    from lerenet.data.validate import validate_with_params
+    from lerenet.stages import validate
 
     cfg = _params_with(params, overrides)
     with user_errors(FileNotFoundError, ValueError):
-        report = validate_with_params(cfg, out_dir)
+        report = validate.run(cfg, out_dir)
     for finding in report.findings[:20]:
         kind = "not in manifest" if finding.check == "listed_in_manifest" else "quarantined"
         err_console.print(f"  [yellow]{kind}[/yellow] {finding.line()}")
@@ -228,14 +228,32 @@ def validate_cmd(
         raise typer.Exit(1)
 
 
+@app.command("stage")
+def stage_cmd(
+    name: Annotated[str, typer.Argument(help="a declared stage (lerenet/stages/*.py with a SPEC)")],
+    params: ParamsOpt = Path("params.yaml"),
+    overrides: SetOpt = None,
+) -> None:
+    """Run one declared stage by name: its module's ``run(params)``, as dvc.yaml's ``cmd`` for
+    a stage that declares no command of its own (a stage added by one module)."""
+    from lerenet.stages.specs import stage_module
+
+    cfg = _params_with(params, overrides)
+    with user_errors(KeyError):
+        module = stage_module(name)
+    with user_errors(FileNotFoundError, ValueError):
+        result = module.run(cfg)
+    console.print(f"{name}: {result}")
+
+
 @app.command("split")
 def split_cmd(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -> None:
     """Write class-disjoint folds and the seeded val/test episode files (split.out_dir)."""
-    from lerenet.data.splits import split_dataset
+    from lerenet.stages import split
 
     cfg = _params_with(params, overrides)
     with user_errors(FileNotFoundError, ValueError):
-        lineage = split_dataset(Path(cfg.data.root), cfg.split)
+        lineage = split.run(cfg)
     console.print(
         f"split sha256 {lineage['split_sha256']} ({len(lineage['files'])} files in "
         f"{cfg.split.out_dir}); novel classes: {lineage['novel_classes'] or 'none'}"

@@ -7,7 +7,9 @@ import`` in a module's source, at module level or inside a function (the library
 heavy packages lazily), except those only under ``if TYPE_CHECKING:``. Importing ``a.b.c``
 also runs the packages ``a`` and ``a.b``, so their ``__init__.py`` count. A package that finds
 its modules at run time (``pkgutil.iter_modules``, the backbone registry) depends on all of
-them. A folder whose every module is in the closure is listed as the folder.
+them. A folder whose every module is in the closure is listed as the folder. The declaration
+machinery (``declare``, this module) is left out: a stage imports it for its ``SPEC``, and
+editing it changes no stage's result.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1]
 ROOT = PACKAGE.name  # "lerenet"
+# how stages are declared, not what they run: a stage module imports it for its SPEC only
+DECLARING = frozenset({f"{ROOT}.stages.declare", f"{ROOT}.stages.code_deps"})
 
 
 def module_file(name: str, package: Path = PACKAGE) -> Path | None:
@@ -94,7 +98,7 @@ def closure(entries: tuple[str, ...], package: Path = PACKAGE) -> set[Path]:
     todo = [m for entry in entries for m in _with_packages(entry)]
     while todo:
         name = todo.pop()
-        if name in seen:
+        if name in seen or name in DECLARING:
             continue
         seen.add(name)
         path = module_file(name, package)

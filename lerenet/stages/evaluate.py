@@ -12,12 +12,31 @@ from typing import TYPE_CHECKING
 from lerenet.config.schema import Params
 from lerenet.lineage.records import lineage_tags, split_sha256
 from lerenet.results import EvaluationReport, TrainSummary
+from lerenet.stages.declare import EVAL, SPLITS, TRAIN, Out, StageSpec
 from lerenet.stages.train import read_train_summary
 
 if TYPE_CHECKING:
     from torch import nn
 
 log = logging.getLogger(__name__)
+
+
+SPEC = StageSpec(
+    "evaluate",
+    cmd="lerenet evaluate",
+    entry=(__name__,),
+    data=(f"{TRAIN}/best.pt", f"{TRAIN}/start.pt", f"{TRAIN}/train.json", SPLITS),
+    params=("eval",),
+    outs=(Out(f"{EVAL}/metrics.json", cache=False),),
+    metrics=(Out(f"{EVAL}/summary.json", cache=False),),
+    plots=(
+        # per class: the model, its start and the baseline side by side, with intervals
+        Out(f"{EVAL}/class_iou_1shot.png", cache=False),
+        Out(f"{EVAL}/class_iou_5shot.png", cache=False),
+        Out(f"{EVAL}/lerenet/overlays_1shot.png", cache=False),
+    ),
+    note="summary.json: 1/5-shot mIoU of model and baseline, readable at 100 columns",
+)
 
 
 def local_copy(model_uri: str, train: TrainSummary | None) -> str:

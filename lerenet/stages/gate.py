@@ -16,8 +16,19 @@ from lerenet.config.schema import Params
 from lerenet.evaluation.gate import GateDecision
 from lerenet.lineage.records import split_sha256
 from lerenet.results import EvaluationReport, TrainSummary, shot_key
+from lerenet.stages.declare import EVAL, Out, StageSpec
 from lerenet.stages.train import read_train_summary
 from lerenet.tracking.uris import run_of
+
+SPEC = StageSpec(
+    "gate",
+    cmd="lerenet gate --report-only --out-dir outputs/gate",
+    entry=(__name__,),
+    data=(f"{EVAL}/metrics.json",),
+    params=("gate",),
+    outs=(Out("outputs/gate/decision.json", cache=False),),
+    metrics=(Out("outputs/gate/summary.json", cache=False),),
+)
 
 
 def _evidence(model, params: Params, part: str = "test") -> dict:

@@ -3,7 +3,8 @@
 ``dvc repro`` and the Prefect flows drive the same stage functions, and each needs to know when
 a stage's result is stale: DVC from ``dvc.yaml``'s deps/params/outs, Prefect from the tasks'
 cache keys. Written twice by hand they drifted (a cache key hashed a file dvc did not, another
-hashed no code, dvc.yaml's train stage missed code it runs). Both now come from ``STAGES``:
+hashed no code, dvc.yaml's train stage missed code it runs). Both now come from ``STAGES``,
+the ``SPEC`` every stage module of this package exports (``declared``):
 ``render_dvc_yaml`` writes dvc.yaml (``python -m lerenet.stages.specs --write``; a test fails
 when the file and the declarations disagree) and ``cache_key`` hashes the same code, data and
 params for Prefect.
@@ -16,129 +17,73 @@ cache key does not read every image.
 from __future__ import annotations
 
 import argparse
-import re
-from dataclasses import dataclass
+import ast
+import importlib
 from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 from lerenet.config.schema import Params
 from lerenet.services.storage import file_sha256, json_sha256
-from lerenet.stages.code_deps import code_deps
+from lerenet.stages.declare import DATA, SPLITS, Out, StageSpec, params_of, resolve
 
 PACKAGE = Path(__file__).resolve().parents[1]
 REPO = PACKAGE.parent
 
 
-@dataclass(frozen=True)
-class Out:
-    """A file or folder a stage writes; ``cache=False`` keeps small reports in git. The path
-    may name a params key in braces (``{train.out_dir}/best.pt``): outputs follow the params."""
-
-    path: str
-    cache: bool = True
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    name: str
-    cmd: str
-    entry: tuple[str, ...]  # the stage's module(s); its code deps are what they import
-    data: tuple[str, ...]  # the data and earlier outputs it reads (``{key}`` from params)
-    params: tuple[str, ...]  # params.yaml keys it reads (a section or section.key)
-    outs: tuple[Out, ...] = ()
-    metrics: tuple[Out, ...] = ()
-    plots: tuple[Out, ...] = ()
-    note: str = ""  # a comment written above the stage in dvc.yaml
-
-    @property
-    def code(self) -> tuple[str, ...]:
-        """The library's files/folders the stage runs: its entry modules' import closure."""
-        return code_deps(self.entry)
+def _declaring_modules(folder: Path) -> list[str]:
+    """The modules of ``folder`` that assign ``SPEC`` at top level (read, not imported: a
+    module that declares nothing is not imported to find out)."""
+    names = []
+    for path in sorted(folder.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        if any(
+            isinstance(node, ast.Assign)
+            and any(getattr(t, "id", "") == "SPEC" for t in node.targets)
+            for node in tree.body
+        ):
+            names.append(path.stem)
+    return names
 
 
-TRAIN, EVAL, SPLITS, DATA = "{train.out_dir}", "{eval.out_dir}", "{split.out_dir}", "{data.root}"
-VALIDATE_DIR = "outputs/validate"  # the CLI's and the flow's default report folder
+def _in_order(specs: list[StageSpec]) -> tuple[StageSpec, ...]:
+    """Pipeline order: a stage after every stage whose outputs it reads (then by name)."""
 
-STAGES: tuple[StageSpec, ...] = (
-    StageSpec(
-        "validate",
-        f"lerenet validate --out-dir {VALIDATE_DIR}",
-        entry=("lerenet.data.validate",),
-        data=(DATA,),
-        params=("data", "split.shots", "eval.shots", "model.shots"),
-        outs=(
-            Out(f"{VALIDATE_DIR}/report.html", cache=False),
-            Out(f"{VALIDATE_DIR}/report.json", cache=False),
-        ),
-    ),
-    StageSpec(
-        "split",
-        "lerenet split",
-        entry=("lerenet.data.splits",),
-        data=(f"{DATA}/manifest.csv", f"{VALIDATE_DIR}/report.json"),
-        params=("split",),
-        outs=(Out(SPLITS),),
-    ),
-    StageSpec(
-        "train",
-        "lerenet train",
-        entry=("lerenet.stages.train",),
-        data=(SPLITS, DATA),
-        params=("recipe", "model", "train", "data.image_size"),
-        outs=(
-            Out(f"{TRAIN}/best.pt"),
-            Out(f"{TRAIN}/start.pt"),
-            Out(f"{TRAIN}/last.pt"),
-            Out(f"{TRAIN}/baseline"),
-            Out(f"{TRAIN}/train.json", cache=False),
-        ),
-        plots=(Out(f"{TRAIN}/curve.png", cache=False),),
-        note="a PNG curve, not a vega spec of history.json: vega needs scripts from a CDN",
-    ),
-    StageSpec(
-        "evaluate",
-        "lerenet evaluate",
-        entry=("lerenet.stages.evaluate",),
-        data=(f"{TRAIN}/best.pt", f"{TRAIN}/start.pt", f"{TRAIN}/train.json", SPLITS),
-        params=("eval",),
-        outs=(Out(f"{EVAL}/metrics.json", cache=False),),
-        metrics=(Out(f"{EVAL}/summary.json", cache=False),),
-        plots=(
-            # per class: the model, its start and the baseline side by side, with intervals
-            Out(f"{EVAL}/class_iou_1shot.png", cache=False),
-            Out(f"{EVAL}/class_iou_5shot.png", cache=False),
-            Out(f"{EVAL}/lerenet/overlays_1shot.png", cache=False),
-        ),
-        note="summary.json: 1/5-shot mIoU of model and baseline, readable at 100 columns",
-    ),
-    StageSpec(
-        "gate",
-        "lerenet gate --report-only --out-dir outputs/gate",
-        entry=("lerenet.stages.gate",),
-        data=(f"{EVAL}/metrics.json",),
-        params=("gate",),
-        outs=(Out("outputs/gate/decision.json", cache=False),),
-        metrics=(Out("outputs/gate/summary.json", cache=False),),
-    ),
-)
+    def reads(later: StageSpec, earlier: StageSpec) -> bool:
+        outs = [o.path for o in (*earlier.outs, *earlier.metrics, *earlier.plots)]
+        return any(d == o or d.startswith(o + "/") for d in later.data for o in outs)
+
+    ordered: list[StageSpec] = []
+    todo = sorted(specs, key=lambda s: s.name)
+    while todo:
+        ready = [s for s in todo if not any(reads(s, o) for o in todo if o is not s)]
+        if not ready:
+            raise ValueError(
+                f"stages read each other's outputs in a cycle: {[s.name for s in todo]}"
+            )
+        ordered.append(ready[0])
+        todo.remove(ready[0])
+    return tuple(ordered)
 
 
-def resolve(path: str, params: Params) -> str:
-    """``path`` with each ``{section.key}`` replaced by that param's value."""
-    values = {key: str(value) for key, value in _placeholders(path, params).items()}
-    for key, value in values.items():
-        path = path.replace("{" + key + "}", value.rstrip("/"))
-    return path
+def declared(package: str = __package__) -> tuple[StageSpec, ...]:
+    """Every stage a module of ``package`` declares (its ``SPEC``), in pipeline order."""
+    folder = Path(importlib.import_module(package).__file__).parent
+    modules = [importlib.import_module(f"{package}.{name}") for name in _declaring_modules(folder)]
+    return _in_order([m.SPEC for m in modules])
 
 
-def _placeholders(path: str, params: Params) -> dict[str, Any]:
-    keys = tuple(re.findall(r"\{([\w.]+)\}", path))
-    return params_of(params, keys) if keys else {}
+def stage_module(name: str, package: str = __package__) -> ModuleType:
+    """The module that declares stage ``name`` (its ``run(params)`` is what ``lerenet stage``
+    and the flow's generic task call)."""
+    folder = Path(importlib.import_module(package).__file__).parent
+    for module_name in _declaring_modules(folder):
+        module = importlib.import_module(f"{package}.{module_name}")
+        if module.SPEC.name == name:
+            return module
+    raise KeyError(f"no stage {name!r}; stages: {[s.name for s in declared(package)]}")
 
 
-def outputs(stage: StageSpec, params: Params) -> list[Path]:
-    """Every file or folder ``stage`` writes, at the paths ``params`` give."""
-    return [Path(resolve(o.path, params)) for o in (*stage.outs, *stage.metrics, *stage.plots)]
+STAGES = declared()
 
 
 HEADER = """\
@@ -148,8 +93,8 @@ HEADER = """\
 # and is versioned in data.dvc (`dvc add data`); promotion stays a deliberate step
 # (`lerenet promote`), outside `dvc repro`.
 #
-# GENERATED from lerenet/stages/specs.py (the Prefect cache keys come from the same
-# declarations): edit that file, then `python -m lerenet.stages.specs --write`.
+# GENERATED from the SPEC of each lerenet/stages/ module (the Prefect cache keys come from the
+# same declarations): edit a SPEC, then `python -m lerenet.stages.specs --write`.
 """
 
 
@@ -186,7 +131,7 @@ def render_dvc_yaml(stages: tuple[StageSpec, ...] = STAGES, params: Params | Non
     for stage in stages:
         if stage.note:
             lines.append(f"  # {stage.note}")
-        lines += [f"  {stage.name}:", f"    cmd: {stage.cmd}", "    deps:"]
+        lines += [f"  {stage.name}:", f"    cmd: {stage.command}", "    deps:"]
         lines += [f"      - {resolve(dep, params)}" for dep in (*stage.data, *stage.code)]
         lines += ["    params:", *[f"      - {key}" for key in stage.params]]
         lines += _outs_yaml("outs", stage.outs, params)
@@ -194,18 +139,6 @@ def render_dvc_yaml(stages: tuple[StageSpec, ...] = STAGES, params: Params | Non
         lines += _outs_yaml("plots", stage.plots, params)
         lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"
-
-
-def params_of(params: Params, keys: tuple[str, ...]) -> dict[str, Any]:
-    """The values of dvc-style params keys (``split`` or ``split.shots``) in ``params``."""
-    dump = params.model_dump(mode="json")
-    out: dict[str, Any] = {}
-    for key in keys:
-        value: Any = dump
-        for part in key.split("."):
-            value = value[part]
-        out[key] = value
-    return out
 
 
 def tree_sha256(path: Path) -> str:

@@ -13,9 +13,28 @@ from pathlib import Path
 from lerenet.config.schema import Params
 from lerenet.lineage.records import lineage_tags
 from lerenet.results import TrainSummary
+from lerenet.stages.declare import DATA, SPLITS, TRAIN, Out, StageSpec
 
 log = logging.getLogger(__name__)
 TRAIN_SUMMARY = "train.json"
+
+
+SPEC = StageSpec(
+    "train",
+    cmd="lerenet train",
+    entry=(__name__,),
+    data=(SPLITS, DATA),
+    params=("recipe", "model", "train", "data.image_size"),
+    outs=(
+        Out(f"{TRAIN}/best.pt"),
+        Out(f"{TRAIN}/start.pt"),
+        Out(f"{TRAIN}/last.pt"),
+        Out(f"{TRAIN}/baseline"),
+        Out(f"{TRAIN}/train.json", cache=False),
+    ),
+    plots=(Out(f"{TRAIN}/curve.png", cache=False),),
+    note="a PNG curve, not a vega spec of history.json: vega needs scripts from a CDN",
+)
 
 
 def train_stage(
