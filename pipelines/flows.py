@@ -24,6 +24,7 @@ from lerenet.results import EvaluationReport, TrainSummary
 from lerenet.stages.onboard import OnboardReport, advice, report_table
 
 if TYPE_CHECKING:
+    from lerenet.data.split_result import Split
     from lerenet.evaluation.gate import GateDecision
     from lerenet.tracking.registry import Promotion
 
@@ -122,13 +123,13 @@ def train_gpu(
     # a fresh clone has no splits/ even when the shared result store holds a cached split
     # of the same data and params (an earlier worker's): recompute it then, do not skip it
     missing = outputs_missing(params_of(params))["split"]
-    lineage = split_task.with_options(refresh_cache=missing or None)(params)
-    if expected_split_sha256 and lineage["split_sha256"] != expected_split_sha256:
+    split = split_task.with_options(refresh_cache=missing or None)(params)
+    if expected_split_sha256 and split.sha256 != expected_split_sha256:
         raise RuntimeError(
-            f"split mismatch on the worker: {lineage['split_sha256']} != "
+            f"split mismatch on the worker: {split.sha256} != "
             f"{expected_split_sha256} (data or params differ from the parent)"
         )
-    return train_task(params)
+    return train_task(params, split)
 
 
 def _metrics_table(evaluation: EvaluationReport) -> list[dict]:
@@ -193,9 +194,10 @@ def retrain(
     if train_deployment:
         result["train"] = _train_remotely(train_deployment, params, result["split"], dvc_remote)
     else:
-        result["train"] = train_task(params)
-    result["evaluate"] = evaluate_task(params, result["train"])
-    result["gate"] = gate_task(params, result["train"], result["evaluate"])
+        result["train"] = train_task(params, result["split"])
+    # the split, the training's summary and the evaluation travel in memory, not via files
+    result["evaluate"] = evaluate_task(params, result["train"], result["split"])
+    result["gate"] = gate_task(params, result["train"], result["evaluate"], result["split"])
     if not overrides and not train_deployment:
         # the stages ran here with params.yaml as it is: what `dvc repro` would have made
         result["dvc_lock"] = record_task()
@@ -216,7 +218,7 @@ def retrain(
 
 
 def _train_remotely(
-    deployment: str, params: dict, split: dict, dvc_remote: str | None
+    deployment: str, params: dict, split: Split, dvc_remote: str | None
 ) -> TrainSummary:
     """Run the training deployment (a GPU worker) with the params by value, their sha256, the
     split and data version it must reproduce, and wait for its TrainSummary."""
@@ -230,7 +232,7 @@ def _train_remotely(
         parameters={
             "params": params,
             "params_sha256": params_sha256(params_of(params)),
-            "expected_split_sha256": split["split_sha256"],
+            "expected_split_sha256": split.sha256,
             "data_version": data_version(params_of(params).data.root),
             "dvc_remote": dvc_remote,
         },
@@ -306,7 +308,7 @@ def onboard_class(
     if version:
         result["data"] = version_task(merged, remote=dvc_remote)
     result["split"] = split_task.with_options(refresh_cache=True)(merged)
-    result["onboard"] = onboard_task(merged, new)
+    result["onboard"] = onboard_task(merged, new, result["split"])
     typed = OnboardReport.from_dict(result["onboard"])
     create_table_artifact(
         report_table(typed),

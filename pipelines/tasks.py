@@ -24,6 +24,7 @@ from lerenet.services.storage import file_sha256, json_sha256
 from lerenet.stages.declare import VALIDATE_DIR
 
 if TYPE_CHECKING:
+    from lerenet.data.split_result import Split
     from lerenet.evaluation.gate import GateDecision
     from lerenet.results import EvaluationReport, TrainSummary
     from lerenet.tracking.registry import Promotion
@@ -279,44 +280,55 @@ def stage_task(name: str, params: ParamsValue) -> Any:
 
 
 @task(name="split", cache_key_fn=stage_cache_key("split"), persist_result=True)
-def split_task(params: ParamsValue) -> dict:
+def split_task(params: ParamsValue) -> Split:
     from lerenet.stages import split
 
     return split.run(params_of(params))
 
 
 @task(name="train", retries=0)
-def train_task(params: ParamsValue) -> TrainSummary:
+def train_task(params: ParamsValue, split: Split | None = None) -> TrainSummary:
     from lerenet.stages.train import train_stage
 
     with library_logs():
         # the resolved params are logged with the run (config/params.resolved.yaml); no file
         # path travels, so a worker's own checkout cannot stand in for the parent's params
         # a rerun after a killed worker continues from the checkpoints stored with the run
-        return train_stage(params_of(params), show_progress=False, resume_tracked=True)
+        return train_stage(params_of(params), show_progress=False, resume_tracked=True, split=split)
 
 
 @task(name="evaluate", retries=0)
-def evaluate_task(params: ParamsValue, train: TrainSummary) -> EvaluationReport:
+def evaluate_task(
+    params: ParamsValue, train: TrainSummary, split: Split | None = None
+) -> EvaluationReport:
     """Evaluate the training's model (``train.model_uri``, in MLflow): the summary comes in
     memory, so nothing is read from files the training wrote, which on a remote worker are
     not on this machine (its saved baseline is rebuilt here when its file is not)."""
     from lerenet.stages.evaluate import evaluate_stage
 
     with library_logs():
-        return evaluate_stage(params_of(params), train=train, model_uri=train.challenger)
+        return evaluate_stage(
+            params_of(params), train=train, model_uri=train.challenger, split=split
+        )
 
 
 @task(name="gate", retries=0)
 def gate_task(
-    params: ParamsValue, train: TrainSummary, evaluation: EvaluationReport
+    params: ParamsValue,
+    train: TrainSummary,
+    evaluation: EvaluationReport,
+    split: Split | None = None,
 ) -> GateDecision:
     """Gate the training's model against production and the baseline; logged to its run.
     The evaluation's per-episode stats come in memory, not from the files it wrote."""
     from lerenet.stages.gate import gate_stage
 
     return gate_stage(
-        params_of(params), challenger=train.challenger, train=train, evaluation=evaluation
+        params_of(params),
+        challenger=train.challenger,
+        train=train,
+        evaluation=evaluation,
+        split=split,
     )
 
 
@@ -335,8 +347,8 @@ def promote_task(
 
 
 @task(name="onboard: score production and baseline on the new class", **IO_RETRIES)
-def onboard_task(params: ParamsValue, classes: list[str]) -> dict:
+def onboard_task(params: ParamsValue, classes: list[str], split: Split | None = None) -> dict:
     from lerenet.stages.onboard import onboard_report
 
     with library_logs():
-        return onboard_report(params_of(params), classes).to_dict()
+        return onboard_report(params_of(params), classes, split=split).to_dict()

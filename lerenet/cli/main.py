@@ -253,10 +253,11 @@ def split_cmd(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None)
 
     cfg = _params_with(params, overrides)
     with user_errors(FileNotFoundError, ValueError):
-        lineage = split.run(cfg)
+        result = split.run(cfg)
     console.print(
-        f"split sha256 {lineage['split_sha256']} ({len(lineage['files'])} files in "
-        f"{cfg.split.out_dir}); novel classes: {lineage['novel_classes'] or 'none'}"
+        f"split sha256 {result.sha256} ({len(result.folds)} folds, {len(result.episodes)} "
+        f"episode lists in {cfg.split.out_dir}); novel classes: "
+        f"{', '.join(result.novel_classes) or 'none'}"
     )
 
 

@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader
 
 from lerenet.config.schema import Params
 from lerenet.data.episodes import EpisodeDataset
-from lerenet.data.splits import Episode, episode_file, read_episodes, read_folds
+from lerenet.data.split_result import Split
+from lerenet.data.splits import Episode
 from lerenet.evaluation.inference import inference_context
 from lerenet.evaluation.metrics import SegmentationScores, episode_stats, score
 from lerenet.evaluation.plots import class_bar_chart, overlay_grid, overlay_row
@@ -54,18 +55,22 @@ def balanced_head(episodes: list[Episode], limit: int) -> list[Episode]:
 
 
 def episode_dataset(
-    params: Params, model: nn.Module, part: str, shots: int, fold: int, limit: int | None = None
+    params: Params,
+    model: nn.Module,
+    part: str,
+    shots: int,
+    fold: int,
+    limit: int | None = None,
+    split: Split | None = None,
 ) -> EpisodeDataset:
     """The fixed ``part`` episodes of ``fold`` for ``shots``-shot evaluation: ``val`` and
     ``test`` (novel classes), ``seen_val`` and ``seen_test`` (held-out images of the training
-    classes, ``data/holdout.py``)."""
-    path = episode_file(Path(params.split.out_dir), fold, part, shots)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path}: no episode file; run `lerenet split` (split.shots must include {shots})"
-        )
-    episodes = balanced_head(read_episodes(path), limit) if limit else read_episodes(path)
-    folds = read_folds(Path(params.split.out_dir))
+    classes, ``data/holdout.py``). ``split``: the split stage's result (a flow's, in memory);
+    None reads it from ``split.out_dir``."""
+    split = split or Split.read(Path(params.split.out_dir))
+    episodes = split.episodes_of(fold, part, shots)
+    episodes = balanced_head(episodes, limit) if limit else episodes
+    folds = split.folds
     classes = {"val": folds[fold].val, "test": folds[fold].test}.get(part, folds[fold].train)
     if part.startswith("seen_"):  # only the training classes that have held-out images
         classes = sorted({ep.cls for ep in episodes})
@@ -80,11 +85,10 @@ def episode_dataset(
     )
 
 
-def has_episodes(params: Params, part: str) -> bool:
+def has_episodes(params: Params, part: str, split: Split | None = None) -> bool:
     """Whether the split has ``part`` episodes for the fold at every evaluated shot count."""
-    out_dir, fold = Path(params.split.out_dir), params.train.fold
-    files = [episode_file(out_dir, fold, part, k) for k in params.eval.shots]
-    return all(f.exists() and len(read_episodes(f)) > 0 for f in files)
+    split = split or Split.read(Path(params.split.out_dir))
+    return split.has_episodes(params.train.fold, part, list(params.eval.shots))
 
 
 @dataclass
@@ -185,18 +189,21 @@ def evaluate_model(
     run=None,
     label: str = "model",
     prefix: str = "",
+    split: Split | None = None,
 ) -> ModelScores:
     """Evaluate on the fixed ``part`` episodes; write metrics.json, charts, overlays; log them
-    (metric names ``{prefix}{part}/{k}shot/…``: ``start/`` for a training's start)."""
+    (metric names ``{prefix}{part}/{k}shot/…``: ``start/`` for a training's start).
+    ``split``: the split's result in memory (a flow's); None reads it from split.out_dir."""
     device = device or next(model.parameters()).device
     fold = params.train.fold if fold is None else fold
+    split = split or Split.read(Path(params.split.out_dir))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     shot_scores: dict[str, ShotScores] = {}
     evidence: dict[str, ShotEvidence] = {}
     memo = StageMemo()  # one model, unchanged: its stages of an image serve every shot count
     for k in shots or params.eval.shots:
-        dataset = episode_dataset(params, model, part, k, fold)
+        dataset = episode_dataset(params, model, part, k, fold, split=split)
         started = time.perf_counter()
         log.info("%s: %d-shot %s episodes (%d)…", label, k, part, len(dataset))
         classes = sorted(dataset.class_index)
@@ -248,25 +255,43 @@ def evaluate_model(
 
 
 def retrain_scores(
-    params: Params, model: nn.Module, start_path: str | None, out_dir: Path, run=None
+    params: Params,
+    model: nn.Module,
+    start_path: str | None,
+    out_dir: Path,
+    run=None,
+    split: Split | None = None,
 ) -> tuple[ModelScores | None, dict[str, ModelScores]]:
     """What the retrain bought: the training's own start (step 0, ``start_path`` when it saved
     one) on the novel-class test episodes, and the model and that start on the held-out
     images of the training classes (``seen_test``; none when the split held nothing out)."""
     from lerenet.tracking.loading import load_torch_model
 
+    split = split or Split.read(Path(params.split.out_dir))
     start_model = None
     if start_path and Path(start_path).exists():
         start_model = load_torch_model(start_path)[0]
     start = None
     if start_model is not None:
         start = evaluate_model(
-            start_model, params, out_dir=out_dir / "start", run=run, label="start", prefix="start/"
+            start_model,
+            params,
+            out_dir=out_dir / "start",
+            run=run,
+            label="start",
+            prefix="start/",
+            split=split,
         )
     seen: dict[str, ModelScores] = {}
-    if has_episodes(params, "seen_test"):
+    if has_episodes(params, "seen_test", split):
         seen["lerenet"] = evaluate_model(
-            model, params, out_dir=out_dir / "seen", part="seen_test", run=run, label="LERENet"
+            model,
+            params,
+            out_dir=out_dir / "seen",
+            part="seen_test",
+            run=run,
+            label="LERENet",
+            split=split,
         )
         if start_model is not None:
             seen["start"] = evaluate_model(
@@ -277,5 +302,6 @@ def retrain_scores(
                 run=run,
                 label="start",
                 prefix="start/",
+                split=split,
             )
     return start, seen

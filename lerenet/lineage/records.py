@@ -61,13 +61,23 @@ def split_sha256(split_dir: Path) -> str:
     return json.loads(path.read_text())["split_sha256"] if path.exists() else ""
 
 
-def lineage_tags(params: Params, *, weights_sha256: str = "", repo: Path = Path(".")) -> dict:
+def lineage_tags(
+    params: Params,
+    *,
+    weights_sha256: str = "",
+    repo: Path = Path("."),
+    split_digest: str | None = None,
+) -> dict:
+    """The tags that make a run reproducible. ``split_digest``: the split's sha256 when the
+    caller holds the split (a flow's, in memory); None reads it from ``split.out_dir``."""
     commit, dirty = git_commit(repo)
+    if split_digest is None:
+        split_digest = split_sha256(Path(params.split.out_dir))
     return {
         "lerenet.git_commit": commit,
         "lerenet.git_dirty": str(dirty).lower(),
         "lerenet.data_version": data_version(Path(params.data.root)),
-        "lerenet.split_sha256": split_sha256(Path(params.split.out_dir)),
+        "lerenet.split_sha256": split_digest,
         "lerenet.params_sha256": params_sha256(params),
         "lerenet.weights_sha256": weights_sha256,
         "lerenet.lock_sha256": file_sha256(repo / "constraints.txt", missing=""),

@@ -56,10 +56,6 @@ class StageSpec:
         return code_deps(self.entry)
 
 
-TRAIN, EVAL, SPLITS, DATA = "{train.out_dir}", "{eval.out_dir}", "{split.out_dir}", "{data.root}"
-VALIDATE_DIR = "outputs/validate"  # the CLI's and the flow's default report folder
-
-
 def resolve(path: str, params: Params) -> str:
     """``path`` with each ``{section.key}`` replaced by that param's value."""
     values = {key: str(value) for key, value in _placeholders(path, params).items()}

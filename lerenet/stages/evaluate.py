@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lerenet.config.schema import Params
-from lerenet.lineage.records import lineage_tags, split_sha256
+from lerenet.data.split_result import Split
+from lerenet.lineage.records import lineage_tags
 from lerenet.results import EvaluationReport, TrainSummary
 from lerenet.stages.declare import EVAL, SPLITS, TRAIN, Out, StageSpec
 from lerenet.stages.train import read_train_summary
@@ -60,13 +61,15 @@ def evaluate_stage(
     model_uri: str | None = None,
     track: bool = True,
     out_dir: Path | None = None,
+    split: Split | None = None,
 ) -> EvaluationReport:
     """Test-class evaluation of a model and, beside it, of the prototype baseline.
 
     The model is ``model_uri``, else ``train``'s, else the last training's (train.json).
     ``train`` (the training that produced the model, in memory from a flow) names the run to
     log into and the baseline it saved; for another model there is neither, and the run is
-    asked of the tracking server. Writes ``metrics.json`` (``EvaluationReport.to_dict``).
+    asked of the tracking server. Writes ``metrics.json`` (``EvaluationReport.write``).
+    ``split``: the split stage's result (a flow's, in memory); None reads ``split.out_dir``.
     """
     from lerenet.evaluation.scoring import evaluate_model, retrain_scores
     from lerenet.tracking.loading import load_torch_model
@@ -74,6 +77,7 @@ def evaluate_stage(
     from lerenet.tracking.uris import run_of
 
     out_dir = Path(out_dir or params.eval.out_dir)
+    split = split or Split.read(Path(params.split.out_dir))
     if model_uri is None:
         train = train or read_train_summary(params)
         model_uri = train.challenger
@@ -92,26 +96,26 @@ def evaluate_stage(
         run_name=f"evaluate-f{params.train.fold}",
         enabled=track,
         run_id=run_id,
-        tags=None if run_id else lineage_tags(params),
+        tags=None if run_id else lineage_tags(params, split_digest=split.sha256),
     ) as run:
         scores = evaluate_model(
-            model, params, out_dir=out_dir / "lerenet", run=run, label="LERENet"
+            model, params, out_dir=out_dir / "lerenet", run=run, label="LERENet", split=split
         )
         base = _baseline_for(params, train if trained_here else None, meta)
         base_scores = None
         if base is not None:
             base_scores = evaluate_model(
-                base, params, out_dir=out_dir / "baseline", label="prototype baseline"
+                base, params, out_dir=out_dir / "baseline", label="prototype baseline", split=split
             )
             if run.enabled:
                 run.metrics(
                     {f"baseline/test/{k}/miou": v.miou for k, v in base_scores.shots.items()}
                 )
         start_path = train.start_path if train is not None and trained_here else None
-        start, seen = retrain_scores(params, model, start_path, out_dir, run)
+        start, seen = retrain_scores(params, model, start_path, out_dir, run, split)
         report = EvaluationReport(
             model_uri,
-            split_sha256(Path(params.split.out_dir)),
+            split.sha256,
             run.run_id,
             scores,
             base_scores,

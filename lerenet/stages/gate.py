@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 
 from lerenet.config.schema import Params
+from lerenet.data.split_result import Split
 from lerenet.evaluation.gate import GateDecision
-from lerenet.lineage.records import split_sha256
 from lerenet.results import EvaluationReport, TrainSummary, shot_key
 from lerenet.stages.declare import EVAL, Out, StageSpec
 from lerenet.stages.train import read_train_summary
@@ -31,7 +31,7 @@ SPEC = StageSpec(
 )
 
 
-def _evidence(model, params: Params, part: str = "test") -> dict:
+def _evidence(model, params: Params, split: Split, part: str = "test") -> dict:
     """Per-shot episode stats of ``model`` on the fold's ``part`` episodes (``test``: novel
     classes; ``seen_test``: held-out images of the training classes — none when the split
     held nothing out)."""
@@ -42,7 +42,7 @@ def _evidence(model, params: Params, part: str = "test") -> dict:
     out = {}
     for k in params.eval.shots:
         try:
-            dataset = episode_dataset(params, model, part, k, params.train.fold)
+            dataset = episode_dataset(params, model, part, k, params.train.fold, split=split)
         except FileNotFoundError:
             if part == "test":
                 raise
@@ -55,7 +55,11 @@ def _evidence(model, params: Params, part: str = "test") -> dict:
 
 
 def _saved_evidence(
-    params: Params, model_uri: str, evaluation: EvaluationReport | None, name: str = "lerenet"
+    params: Params,
+    model_uri: str,
+    evaluation: EvaluationReport | None,
+    split: Split,
+    name: str = "lerenet",
 ) -> dict | None:
     """The evaluate stage's per-episode stats of ``model_uri`` (``name="lerenet"``) or of the
     baseline scored with it (``name="baseline"``), when that evaluation was of this model on
@@ -68,8 +72,7 @@ def _saved_evidence(
         evaluation = EvaluationReport.read(path) if path.exists() else None
     if evaluation is None or evaluation.model_uri != model_uri:
         return None
-    current = split_sha256(Path(params.split.out_dir))
-    if not current or evaluation.split_sha256 != current:
+    if not split.sha256 or evaluation.split_sha256 != split.sha256:
         return None
     scored = evaluation.models().get(name)
     keys = [shot_key(k) for k in params.eval.shots]
@@ -79,7 +82,7 @@ def _saved_evidence(
 
 
 def _baseline_evidence(
-    params: Params, challenger: str, evaluation: EvaluationReport | None
+    params: Params, challenger: str, evaluation: EvaluationReport | None, split: Split
 ) -> tuple[dict | None, str]:
     """The parameter-free baseline's per-episode stats on the gated episodes, and where they
     came from: saved by evaluate for this challenger, or rebuilt from the challenger's own
@@ -88,7 +91,7 @@ def _baseline_evidence(
     from lerenet.tracking.loading import load_torch_model
     from lerenet.training.checkpoint import load_model_file
 
-    saved = _saved_evidence(params, challenger, evaluation, "baseline")
+    saved = _saved_evidence(params, challenger, evaluation, split, "baseline")
     if saved is not None:
         return saved, "saved by evaluate"
     path = Path(challenger)
@@ -96,7 +99,7 @@ def _baseline_evidence(
     baseline, why_not = rebuild_baseline(meta["model_config"])
     if baseline is None:
         return None, why_not
-    return _evidence(baseline.eval(), params), "rebuilt from the challenger's configuration"
+    return _evidence(baseline.eval(), params, split), "rebuilt from the challenger's configuration"
 
 
 def gate_stage(
@@ -106,6 +109,7 @@ def gate_stage(
     champion: str | None = None,
     train: TrainSummary | None = None,
     evaluation: EvaluationReport | None = None,
+    split: Split | None = None,
     out_dir: Path = Path("outputs/gate"),
     track: bool = True,
 ) -> GateDecision:
@@ -115,7 +119,8 @@ def gate_stage(
     (train.json); ``train`` also names the run the decision is logged to (otherwise the
     tracking server is asked which run logged the challenger). ``evaluation`` (a flow's, in
     memory) supplies the challenger's and the baseline's per-episode stats when it scored the
-    same model on the same split."""
+    same model on the same split; ``split`` (a flow's, in memory) is the split gated on, else
+    the one in ``split.out_dir``."""
     from lerenet.evaluation.gate import decide, write_decision
     from lerenet.tracking.loading import load_torch_model
     from lerenet.tracking.registry import champion_of
@@ -133,24 +138,25 @@ def gate_stage(
     champ_model = None
     if champion is not None:
         champ_model, _ = load_torch_model(champion)
-    evidence = _saved_evidence(params, challenger, evaluation)
+    split = split or Split.read(Path(params.split.out_dir))
+    evidence = _saved_evidence(params, challenger, evaluation, split)
     challenger_model = None
     if evidence is None:
         challenger_model = load_torch_model(challenger)[0]
-        evidence = _evidence(challenger_model, params)
+        evidence = _evidence(challenger_model, params, split)
     seen = seen_champion = None
     if champ_model is not None:  # the forgetting check: both on the seen classes' held-out images
         challenger_model = challenger_model or load_torch_model(challenger)[0]
-        seen = _evidence(challenger_model, params, "seen_test")
-        seen_champion = _evidence(champ_model, params, "seen_test")
+        seen = _evidence(challenger_model, params, split, "seen_test")
+        seen_champion = _evidence(champ_model, params, split, "seen_test")
     baseline, baseline_source = (
-        _baseline_evidence(params, challenger, evaluation)
+        _baseline_evidence(params, challenger, evaluation, split)
         if params.gate.beat_baseline
         else (None, "")
     )
     decision = decide(
         evidence,
-        _evidence(champ_model, params) if champ_model is not None else None,
+        _evidence(champ_model, params, split) if champ_model is not None else None,
         params.gate,
         baseline=baseline,
         challenger_uri=challenger,

@@ -11,9 +11,11 @@ go to one MLflow run so they can be compared with later onboardings and retrains
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lerenet.config.schema import Params
+from lerenet.data.split_result import Split
 
 
 @dataclass(frozen=True)
@@ -59,13 +61,15 @@ class OnboardReport:
         )
 
 
-def _class_scores(model, params: Params, label: str, classes: list[str]) -> list[ClassScore]:
+def _class_scores(
+    model, params: Params, label: str, classes: list[str], split: Split
+) -> list[ClassScore]:
     """Per-class IoU over the new classes' test episodes of the configured fold."""
     from lerenet.evaluation.scoring import episode_dataset, predict_and_score
 
     out: list[ClassScore] = []
     for shots in params.eval.shots:
-        dataset = episode_dataset(params, model, "test", shots, params.train.fold)
+        dataset = episode_dataset(params, model, "test", shots, params.train.fold, split=split)
         dataset.episodes = [e for e in dataset.episodes if e.cls in classes]
         if not dataset.episodes:
             raise ValueError(
@@ -82,23 +86,28 @@ def _class_scores(model, params: Params, label: str, classes: list[str]) -> list
     return out
 
 
-def onboard_report(params: Params, classes: list[str], *, track: bool = True) -> OnboardReport:
-    """Score the production model (if any) and the baseline on ``classes``; log one run."""
+def onboard_report(
+    params: Params, classes: list[str], *, track: bool = True, split: Split | None = None
+) -> OnboardReport:
+    """Score the production model (if any) and the baseline on ``classes``; log one run.
+    ``split``: the split the class was made novel in (a flow's, in memory); None reads
+    ``split.out_dir``."""
     from lerenet.model.build import build_baseline
     from lerenet.tracking.loading import load_torch_model
     from lerenet.tracking.registry import production_uri
     from lerenet.tracking.runs import configure, first_onboarding, start_run
 
     configure(params.tracking)
+    split = split or Split.read(Path(params.split.out_dir))
     uri = production_uri(params.tracking.registered_model)
     report = OnboardReport(sorted(classes), uri)
     if track:
         report.onboarded_before = first_onboarding(params.tracking.experiment, report.classes)
     if uri is not None:
         model, _ = load_torch_model(uri)
-        report.scores += _class_scores(model, params, "production", report.classes)
+        report.scores += _class_scores(model, params, "production", report.classes, split)
     baseline = build_baseline(params.model)
-    report.scores += _class_scores(baseline.eval(), params, "baseline", report.classes)
+    report.scores += _class_scores(baseline.eval(), params, "baseline", report.classes, split)
     name = f"onboard-{'+'.join(report.classes)}"
     with start_run(params, run_name=name, enabled=track, tags=_tags(report)) as run:
         run.metrics(

@@ -3,9 +3,11 @@ episode files (``lerenet/data/splits.py`` does the work)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from lerenet.config.schema import Params
+from lerenet.data.split_result import Split
 from lerenet.stages.declare import DATA, SPLITS, VALIDATE_DIR, Out, StageSpec
 
 SPEC = StageSpec(
@@ -18,8 +20,11 @@ SPEC = StageSpec(
 )
 
 
-def run(params: Params) -> dict:
-    """Split ``data.root`` into ``split.out_dir``; returns the split's lineage record."""
+def run(params: Params) -> Split:
+    """Split ``data.root`` into ``split.out_dir``; returns the split, which a flow hands to
+    training, evaluation and the gate in memory."""
     from lerenet.data.splits import split_dataset
 
-    return split_dataset(Path(params.data.root), params.split)
+    lineage = split_dataset(Path(params.data.root), params.split)
+    split = Split.read(Path(params.split.out_dir))
+    return replace(split, novel_classes=tuple(lineage["novel_classes"]))

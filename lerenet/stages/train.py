@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from lerenet.config.schema import Params
+from lerenet.data.split_result import Split
 from lerenet.lineage.records import lineage_tags
 from lerenet.results import TrainSummary
 from lerenet.stages.declare import DATA, SPLITS, TRAIN, Out, StageSpec
@@ -45,6 +46,7 @@ def train_stage(
     track: bool = True,
     show_progress: bool = True,
     resume_tracked: bool = False,
+    split: Split | None = None,
 ) -> TrainSummary:
     """Train LERENet (and save the prototype baseline), log run + pyfunc model; write
     train.json.
@@ -52,6 +54,7 @@ def train_stage(
     ``resume``: continue from ``train.out_dir/last.pt``. ``resume_tracked`` (a worker whose
     disk did not survive): continue the newest unfinished run of this same training from the
     checkpoints stored with it, if there is one (``tracking.checkpoints``); else start afresh.
+    ``split``: the split stage's result (a flow's, in memory); None reads ``split.out_dir``.
     """
     from lerenet.tracking.runs import start_run
     from lerenet.training.loop import save_baseline, train
@@ -64,8 +67,9 @@ def train_stage(
         from lerenet.tracking.runs import tracking_uri
 
         require_mlflow(tracking_uri(params.tracking))  # before hours of training, not after
-    tags = lineage_tags(params)
-    tags.update(_class_tags(params))
+    split = split or Split.read(Path(params.split.out_dir))
+    tags = lineage_tags(params, split_digest=split.sha256)
+    tags.update(_class_tags(params, split))
     run_id, resume, resumed_from = _resume_point(params, tags, resume, resume_tracked, track)
     name = run_name("train", params, tags.get("lerenet.data_version", ""))
     with start_run(
@@ -78,7 +82,14 @@ def train_stage(
         out_dir.mkdir(parents=True, exist_ok=True)
         if run.enabled:  # a resumed job finds its run again
             summary_path.write_text(json.dumps({"run_id": run.run_id}) + "\n")
-        result = train(params, out_dir=out_dir, resume=resume, run=run, show_progress=show_progress)
+        result = train(
+            params,
+            out_dir=out_dir,
+            resume=resume,
+            run=run,
+            show_progress=show_progress,
+            split=split,
+        )
         fields = _record_result(run, result)
         if result.interrupted:
             summary_path.write_text(json.dumps(fields, indent=2) + "\n")
@@ -182,13 +193,12 @@ def run_name(stage: str, params: Params, data_version: str) -> str:
     return f"{stage}-f{params.train.fold}-{params.model.backbone}-{version}-{stamp}"
 
 
-def _class_tags(params: Params) -> dict[str, str]:
-    from lerenet.data.splits import read_folds
-
-    folds_path = Path(params.split.out_dir) / "folds.json"
-    if not folds_path.exists():
+def _class_tags(params: Params, split: Split) -> dict[str, str]:
+    """The fold's train/val/test classes as run tags (none for a fold the split lacks: the
+    training then stops with its own error)."""
+    if params.train.fold >= len(split.folds):
         return {}
-    fold = read_folds(Path(params.split.out_dir))[params.train.fold]
+    fold = split.folds[params.train.fold]
     return {
         "lerenet.classes.train": ", ".join(fold.train),
         "lerenet.classes.val": ", ".join(fold.val),

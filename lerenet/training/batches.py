@@ -21,7 +21,6 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from lerenet.config.schema import Params
 from lerenet.data.episodes import EpisodeDataset
-from lerenet.data.holdout import read_held_out
 from lerenet.data.manifest import read_manifest
 from lerenet.data.splits import Episode, TrainEpisodeSampler
 from lerenet.model.memory import class_indices
@@ -119,15 +118,17 @@ def check_feature_cache(params: Params) -> None:
         )
 
 
-def synthetic_tasks(params: Params, train_classes: list[str], out_dir: Path) -> dict | None:
-    """Render the configured synthetic classes on the fold's training images (or None)."""
+def synthetic_tasks(
+    params: Params, train_classes: list[str], out_dir: Path, held_out: frozenset[str]
+) -> dict | None:
+    """Render the configured synthetic classes on the fold's training images, without the
+    images the split held out (or None)."""
     tcfg = params.train
     if not tcfg.synthetic_classes:
         return None
     from lerenet.data.synth_tasks import write_tasks
 
     root = Path(params.data.root)
-    held_out = read_held_out(Path(params.split.out_dir))
     backgrounds = [
         p.image for p in read_manifest(root) if p.cls in train_classes and p.image not in held_out
     ]
@@ -147,7 +148,9 @@ def step_seed(seed: int, step: int) -> int:
     return seed * 1_000_003 + step
 
 
-def episode_sampler(params: Params, train_classes: list[str], out_dir: Path) -> TrainEpisodeSampler:
+def episode_sampler(
+    params: Params, train_classes: list[str], out_dir: Path, held_out: frozenset[str]
+) -> TrainEpisodeSampler:
     """The seeded episode stream of the fold's training (and synthetic) classes, without the
     images the split held out (``data/holdout.py``)."""
     tcfg = params.train
@@ -156,9 +159,9 @@ def episode_sampler(params: Params, train_classes: list[str], out_dir: Path) -> 
         train_classes,
         tcfg.shots or params.model.shots,
         tcfg.seed,
-        extra=synthetic_tasks(params, train_classes, out_dir),
+        extra=synthetic_tasks(params, train_classes, out_dir, held_out),
         extra_share=tcfg.synthetic_share,
-        exclude=read_held_out(Path(params.split.out_dir)),
+        exclude=set(held_out),
     )
 
 

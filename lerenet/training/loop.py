@@ -24,6 +24,7 @@ from pathlib import Path
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from lerenet.config.schema import Params
+from lerenet.data.split_result import Split
 from lerenet.training.batches import training_batches
 from lerenet.training.checkpoint import save_model_file
 from lerenet.training.session import BEST, TrainingSession, TrainResult
@@ -92,13 +93,15 @@ def train(
     run=None,
     show_progress: bool = True,
     stop_after: int | None = None,
+    split: Split | None = None,
 ) -> TrainResult:
     """Train per ``params``; write last.pt (resumable), best.pt (model file), history.json.
 
     ``stop_after`` ends this call after that many steps with a resumable checkpoint (for
     preemptible workers and for the resume test); ``resume`` continues from ``last.pt``.
+    ``split``: the split stage's result (a flow passes it in memory); None reads split.out_dir.
     """
-    t = TrainingSession(params, Path(out_dir or params.train.out_dir), run, stop_after)
+    t = TrainingSession(params, Path(out_dir or params.train.out_dir), run, stop_after, split)
     tcfg = t.tcfg
     if resume:
         t.restore()

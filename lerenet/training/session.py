@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from lerenet.config.schema import Params
-from lerenet.data.splits import read_folds
+from lerenet.data.split_result import Split
 from lerenet.evaluation.inference import autocast_dtype
 from lerenet.evaluation.plots import training_curve
 from lerenet.tracking.checkpoints import CheckpointUploader
@@ -89,12 +89,21 @@ class TrainingSession:
     """One training run: its objects, built in a fixed order (the RNG streams depend on it),
     and the named steps of the loop: restore, validate, optimise, save, finish."""
 
-    def __init__(self, params: Params, out_dir: Path, run: object, stop_after: int | None) -> None:
+    def __init__(
+        self,
+        params: Params,
+        out_dir: Path,
+        run: object,
+        stop_after: int | None,
+        split: Split | None = None,
+    ) -> None:
         from lerenet.model.build import build_model
 
         tcfg = params.train
         check_feature_cache(params)
-        folds = read_folds(Path(params.split.out_dir))
+        # the split stage's result: a flow's in memory, else read from split.out_dir
+        self.split = split = split or Split.read(Path(params.split.out_dir))
+        folds = split.folds
         if tcfg.fold >= len(folds):
             raise ValueError(f"train.fold {tcfg.fold} does not exist ({len(folds)} folds)")
         fold = folds[tcfg.fold]
@@ -127,7 +136,7 @@ class TrainingSession:
         self.ema = weight_average(model, tcfg.ema_decay)
         # what is validated and saved as best
         self.kept = self.ema.module if self.ema is not None else model
-        self.sampler = episode_sampler(params, fold.train, out_dir)
+        self.sampler = episode_sampler(params, fold.train, out_dir, split.held_out)
         self.selection = _Selection()
         self.last_path, self.best_path = out_dir / LAST, out_dir / BEST
         self.start = 0
@@ -206,11 +215,11 @@ class TrainingSession:
         """Validate; keep the model as best.pt when the selection score improved."""
         params, tcfg, kept, sel = self.params, self.tcfg, self.kept, self.selection
         args = (params, self.device, tcfg.fold, self.run, step, self.out_dir, self.val_memo)
-        calibrate_memory(kept, params, self.device, tcfg.fold, self.val_memo)
-        val = validate_round(kept, *args)
+        calibrate_memory(kept, params, self.device, tcfg.fold, self.val_memo, split=self.split)
+        val = validate_round(kept, *args, split=self.split)
         seen = None
         if getattr(kept, "memory", None) is not None:
-            seen = validate_round(kept, *args, "seen_val")
+            seen = validate_round(kept, *args, "seen_val", split=self.split)
         entry = {"step": step, "loss": loss, "val_miou": val, "seen_val_miou": seen}
         if getattr(kept, "memory_routing", None) == "support":
             entry["route_thresholds"] = [round(float(t), 4) for t in kept.memory.threshold]

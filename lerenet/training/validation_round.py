@@ -16,6 +16,7 @@ from torch import nn
 
 from lerenet.config.schema import Params
 from lerenet.data.episodes import EpisodeDataset
+from lerenet.data.split_result import Split
 from lerenet.evaluation.inference import inference_context
 from lerenet.evaluation.metrics import score
 from lerenet.evaluation.plots import overlay_grid, overlay_row
@@ -34,12 +35,14 @@ def validate_round(
     out_dir: Path,
     memo: StageMemo | None,
     part: str = "val",
+    *,
+    split: Split | None = None,
 ) -> float | None:
     """Validation mIoU of ``model`` on the fold's fixed ``part`` episodes (``val``: validation
     classes; ``seen_val``: held-out images of training classes); None without a file or
     classes. Logs it with overlays of the first episodes to ``run``.
     ``memo``: backbone stages kept across rounds (``stage_memo``), None for a fresh one."""
-    dataset = validation_episodes(model, params, fold, part)
+    dataset = validation_episodes(model, params, fold, part, split)
     if dataset is None:
         return None
     preds = predict_episodes(model, dataset, device, batch_size=params.train.batch_size, memo=memo)
@@ -64,13 +67,13 @@ def validate_round(
 
 
 def validation_episodes(
-    model: nn.Module, params: Params, fold: int, part: str
+    model: nn.Module, params: Params, fold: int, part: str, split: Split | None = None
 ) -> EpisodeDataset | None:
     """The ``part`` validation episodes at the training's shot count (capped by
     ``train.val_episodes``), or None without a file or classes."""
     try:
         dataset = episode_dataset(
-            params, model, part, params.model.shots, fold, limit=params.train.val_episodes
+            params, model, part, params.model.shots, fold, params.train.val_episodes, split
         )
     except FileNotFoundError:
         return None
@@ -97,7 +100,13 @@ def support_descriptors(
 
 
 def calibrate_memory(
-    model: nn.Module, params: Params, device: torch.device, fold: int, memo: StageMemo | None
+    model: nn.Module,
+    params: Params,
+    device: torch.device,
+    fold: int,
+    memo: StageMemo | None,
+    *,
+    split: Split | None = None,
 ) -> None:
     """Set a class memory's routing thresholds (``ClassMemory.calibrate``) from the fold's
     validation episodes: seen-class ones routed to their class, validation-class ones to none."""
@@ -105,13 +114,13 @@ def calibrate_memory(
     if memory is None or getattr(model, "memory_routing", "name") != "support":
         return
     own: dict[int, torch.Tensor] = {}
-    seen = validation_episodes(model, params, fold, "seen_val")
+    seen = validation_episodes(model, params, fold, "seen_val", split)
     if seen is not None:
         cos = memory.similarity(support_descriptors(model, seen, device, memo).to(device)).cpu()
         for c, name in enumerate(memory.classes):
             rows = [i for i, ep in enumerate(seen.episodes) if ep.cls == name]
             own[c] = cos[rows, c] if rows else torch.zeros(0)
-    unseen = validation_episodes(model, params, fold, "val")
+    unseen = validation_episodes(model, params, fold, "val", split)
     unseen_cos = None
     if unseen is not None:
         unseen_cos = memory.similarity(

@@ -194,3 +194,33 @@ def test_held_out_images_are_never_trained_on_and_are_the_seen_queries(
         synthetic_dataset, CFG.model_copy(update={"holdout_share": 0.0}), tmp_path / "n"
     )
     assert none["split_sha256"] != lineage["split_sha256"] and not read_held_out(tmp_path / "n")
+
+
+def test_the_split_result_is_what_the_files_hold_and_serves_without_them(
+    synthetic_dataset: Path, tmp_path: Path
+) -> None:
+    """``Split`` is the split stage's typed result: read back from its folder it equals the
+    files, and episodes are served from it after the folder is gone (a flow's in-memory path)."""
+    from lerenet.config.schema import Params
+    from lerenet.data.split_result import Split
+    from lerenet.evaluation.scoring import episode_dataset, has_episodes
+
+    lineage = split_dataset(synthetic_dataset, CFG, tmp_path / "s")
+    split = Split.read(tmp_path / "s")
+    assert split.sha256 == lineage["split_sha256"]
+    assert list(split.folds) == read_folds(tmp_path / "s")
+    assert split.episodes_of(0, "test", 5) == read_episodes(tmp_path / "s/fold0/test_5shot.csv")
+    with pytest.raises(FileNotFoundError, match="split.shots must include 3"):
+        split.episodes_of(0, "test", 3)
+    shutil.rmtree(tmp_path / "s")
+    params = Params.model_validate(
+        {"data": {"root": str(synthetic_dataset)}, "split": {"out_dir": str(tmp_path / "s")}}
+    )
+    model = torch.nn.Module()
+    model.backbone = torch.nn.Module()
+    model.backbone.mean, model.backbone.std = (0.5, 0.5, 0.5), (0.2, 0.2, 0.2)
+    dataset = episode_dataset(params, model, "test", 1, 0, split=split)
+    assert dataset.episodes == split.episodes_of(0, "test", 1)
+    assert has_episodes(params, "test", split)
+    with pytest.raises(FileNotFoundError, match="run `lerenet split` first"):
+        Split.read(tmp_path / "s")

@@ -143,7 +143,7 @@ def test_synthetic_tasks_paint_on_training_images_only(
     tiny_project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import lerenet.data.synth_tasks as synth_tasks
-    from lerenet.data.splits import read_folds
+    from lerenet.data.split_result import Split
     from lerenet.training.batches import synthetic_tasks
 
     used: list[str] = []
@@ -154,8 +154,10 @@ def test_synthetic_tasks_paint_on_training_images_only(
         lambda root, image, size: used.append(image) or real(root, image, size),
     )
     params = load_params("params.yaml", {"train.synthetic_classes": 4})
-    fold = read_folds(Path("splits"))[0]
-    tasks = synthetic_tasks(params, fold.train, Path("out"))
+    split = Split.read(Path("splits"))
+    fold = split.folds[0]
+    tasks = synthetic_tasks(params, fold.train, Path("out"), split.held_out)
     assert sorted(tasks) == ["Task_000", "Task_001", "Task_002", "Task_003"]
     assert all(len(v) == params.train.synthetic_per_class for v in tasks.values())
     assert used and {Path(i).parent.name for i in used} <= set(fold.train)
+    assert not set(used) & split.held_out  # never an image the split held out

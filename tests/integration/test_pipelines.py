@@ -84,7 +84,7 @@ def test_dvc_repro_and_prefect_flow_agree(
     monkeypatch.chdir(flow_root)
     result = retrain(params_path="params.yaml")
     assert (
-        result["split"]["split_sha256"]
+        result["split"].sha256
         == json.loads((dvc_root / "splits/lineage.json").read_text())["split_sha256"]
     )
     a, b = _metric(dvc_root), _metric(flow_root)

@@ -140,24 +140,24 @@ def test_a_challenger_equal_everywhere_is_not_promoted() -> None:
 def test_the_gate_takes_the_evaluations_evidence_in_memory(tmp_path, monkeypatch) -> None:
     """In a flow the gate gets the evaluation report itself: its per-episode stats are used
     without any metrics.json on disk, and only for the model and split it scored."""
-    import json as _json
     from dataclasses import replace
 
     from lerenet.config.schema import Params
+    from lerenet.data.split_result import Split
     from lerenet.results import EvaluationReport, ModelScores
     from lerenet.stages.gate import _saved_evidence
 
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "splits").mkdir()
-    (tmp_path / "splits" / "lineage.json").write_text(_json.dumps({"split_sha256": "s1"}))
+    monkeypatch.chdir(tmp_path)  # no split on disk: the split, too, comes in memory
     params = Params.model_validate({"eval": {"shots": [1], "out_dir": str(tmp_path / "none")}})
     shot = {"miou": 0.5, "miou_low": 0.4, "miou_high": 0.6, "fbiou": 0.7, "fbiou_low": 0.6}
     shot |= {"fbiou_high": 0.8, "episodes": 9}
     scores = replace(ModelScores.from_dict({"1shot": shot}), evidence=evidence(0.5, seed=1))
     report = EvaluationReport("models:/m-1", "s1", "r1", scores)
-    got = _saved_evidence(params, "models:/m-1", report)
+    split = Split("s1", ())
+    got = _saved_evidence(params, "models:/m-1", report, split)
     assert got is not None and got["1shot"] is scores.evidence["1shot"]
     assert not (tmp_path / "none").exists()  # nothing was read from (or written to) disk
-    assert _saved_evidence(params, "models:/m-2", report) is None  # another model
-    assert _saved_evidence(params, "models:/m-1", replace(report, split_sha256="old")) is None
-    assert _saved_evidence(params, "models:/m-1", None) is None  # no report, no file
+    assert _saved_evidence(params, "models:/m-2", report, split) is None  # another model
+    stale = replace(report, split_sha256="old")
+    assert _saved_evidence(params, "models:/m-1", stale, split) is None
+    assert _saved_evidence(params, "models:/m-1", None, split) is None  # no report, no file
