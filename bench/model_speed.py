@@ -24,6 +24,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -52,7 +53,6 @@ def measure_one(spec: dict) -> dict:
     import torch
 
     from lerenet.config.schema import ModelConfig
-    from lerenet.evaluation.inference import autocast_dtype, optimize_for_inference, predict_logits
     from lerenet.model.build import build_model
     from lerenet.model.complexity import count_flops, dummy_episode
 
@@ -72,6 +72,38 @@ def measure_one(spec: dict) -> dict:
         torch.cuda.reset_peak_memory_stats()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
+    step = _step_fn(spec, model, episode, device)
+    sec, calls = _timed(step, spec["seconds"])
+    if use_cuda:
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+    # FLOPs after the timed loop so the counter's activations do not mask the loop's peak.
+    lean, _ = build_model(
+        ModelConfig(backbone=spec["backbone"], weights="random"), load_weights=False
+    )
+    flops = count_flops(lean.eval(), cpu_episode)[""]  # useful work, same for every variant
+    work = flops * (3 if spec["mode"] == "train" else 1)  # backward ≈ 2× forward
+    return {
+        **spec,
+        "sec_per_batch": sec,
+        "calls": calls,
+        "episodes_per_s": spec["batch"] / sec,
+        "gflops_per_batch": work / 1e9,
+        "achieved_gflops": work / sec / 1e9,
+        "peak_extra_mb": round(peak_mb, 1),
+    }
+
+
+def _step_fn(spec: dict, model, episode: tuple, device) -> Callable[[], None]:
+    """One timed call of the measured mode and variant: an inference forward (naive, or the
+    optimised path with bf16 on CPU / AMP on CUDA) or a training step (SGD, AMP when
+    optimised)."""
+    import torch
+
+    from lerenet.evaluation.inference import autocast_dtype, optimize_for_inference, predict_logits
+
+    naive, use_cuda = spec["variant"] == "naive", device.type == "cuda"
     if spec["mode"] == "inference":
         if naive:
             model.eval()
@@ -108,26 +140,7 @@ def measure_one(spec: dict) -> dict:
             scaler.step(opt)
             scaler.update()
 
-    sec, calls = _timed(step, spec["seconds"])
-    if use_cuda:
-        peak_mb = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
-    # FLOPs after the timed loop so the counter's activations do not mask the loop's peak.
-    lean, _ = build_model(
-        ModelConfig(backbone=spec["backbone"], weights="random"), load_weights=False
-    )
-    flops = count_flops(lean.eval(), cpu_episode)[""]  # useful work, same for every variant
-    work = flops * (3 if spec["mode"] == "train" else 1)  # backward ≈ 2× forward
-    return {
-        **spec,
-        "sec_per_batch": sec,
-        "calls": calls,
-        "episodes_per_s": spec["batch"] / sec,
-        "gflops_per_batch": work / 1e9,
-        "achieved_gflops": work / sec / 1e9,
-        "peak_extra_mb": round(peak_mb, 1),
-    }
+    return step
 
 
 def matmul_gflops(device: str, seconds: float, n: int = 2048) -> float:

@@ -188,6 +188,11 @@ def main() -> None:
         if worker is not None:
             os.killpg(worker.pid, 15)
         down(work / ".stack")
+    write_result(args, overrides, wall, found)
+
+
+def write_result(args, overrides: dict, wall: float, found: dict) -> None:
+    """The measured throughput as bench/results/<tag>.json (and into $OUT on a device)."""
     import torch
 
     m = found["metrics"]
