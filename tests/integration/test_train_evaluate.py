@@ -214,21 +214,24 @@ def test_train_and_evaluate_stages_log_to_mlflow(tiny_project: Path) -> None:
     assert out.shape == (1, 48, 48) and ((out >= 0) & (out <= 1)).all()
 
     # evaluation reads the local file only while it is byte-identical to the logged model
+    from lerenet.data.split_result import Split
     from lerenet.stages.evaluate import local_copy
     from lerenet.stages.gate import _saved_evidence
 
     assert local_copy(summary.model_uri, summary) == summary.best_path
     assert local_copy("models:/lerenet/7", summary) == "models:/lerenet/7"  # another model
     # the gate reuses evaluate's per-episode stats of this model on this split
-    evidence = _saved_evidence(params, summary.model_uri)
+    split = Split.read(Path("splits"))
+    evidence = _saved_evidence(params, summary.model_uri, None, split)  # read back from files
     assert evidence is not None and set(evidence) == {"1shot", "5shot"}
     assert evidence["1shot"].stats.shape[0] == metrics["lerenet"]["1shot"]["episodes"]
-    assert _saved_evidence(params, "models:/lerenet/7") is None
+    assert _saved_evidence(params, "models:/lerenet/7", None, split) is None
     Path(summary.best_path).write_bytes(Path(summary.best_path).read_bytes() + b"\0")
     assert local_copy(summary.model_uri, summary) == summary.model_uri
     lineage = Path("splits/lineage.json")
     lineage.write_text(lineage.read_text().replace('"split_sha256": "', '"split_sha256": "x'))
-    assert _saved_evidence(params, summary.model_uri) is None  # the split changed since
+    changed = Split.read(Path("splits"))
+    assert _saved_evidence(params, summary.model_uri, None, changed) is None  # split changed
 
     # a model trained elsewhere (a remote worker): its summary comes in memory and names
     # files that are not on this machine; the model comes from MLflow, the baseline is
