@@ -156,6 +156,14 @@ class ModelScores:
     shots: dict[str, ShotScores]  # "1shot", "5shot", …
     evidence: dict[str, ShotEvidence] = field(default_factory=dict, compare=False, repr=False)
 
+    def write(self, out_dir: Path) -> Path:
+        """One model's file form, ``scores.json`` (``to_dict``): not metrics.json, which is
+        always an ``EvaluationReport`` (one shape per file name)."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "scores.json"
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        return path
+
     def write_evidence(self, out_dir: Path) -> None:
         for key, ev in self.evidence.items():
             ev.save(evidence_path(out_dir, key))

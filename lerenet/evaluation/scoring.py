@@ -7,7 +7,6 @@ and labels are compared at the configured input size (``data.image_size``).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -191,7 +190,7 @@ def evaluate_model(
     prefix: str = "",
     split: Split | None = None,
 ) -> ModelScores:
-    """Evaluate on the fixed ``part`` episodes; write metrics.json, charts, overlays; log them
+    """Evaluate on the fixed ``part`` episodes; write scores.json, charts, overlays; log them
     (metric names ``{prefix}{part}/{k}shot/…``: ``start/`` for a training's start).
     ``split``: the split's result in memory (a flow's); None reads it from split.out_dir."""
     device = device or next(model.parameters()).device
@@ -247,10 +246,9 @@ def evaluate_model(
             if grid is not None:
                 run.artifact(grid, f"eval/{prefix}{part}")
     result = ModelScores(label, fold, part, shot_scores, evidence)
-    metrics = json.dumps(result.to_dict(), indent=2, sort_keys=True)
-    (out_dir / "metrics.json").write_text(metrics + "\n")
+    path = result.write(out_dir)
     if run is not None:
-        run.artifact(out_dir / "metrics.json", f"eval/{prefix}{part}")
+        run.artifact(path, f"eval/{prefix}{part}")
     return result
 
 

@@ -76,3 +76,14 @@ def test_a_report_carries_its_evidence_in_memory_and_through_its_files(tmp_path:
     assert back.lerenet.evidence["1shot"].classes == ["A", "A", "B"]
     (tmp_path / "lerenet" / "evidence_1shot.npz").unlink()
     assert EvaluationReport.read(tmp_path / "metrics.json").lerenet.evidence == {}
+
+
+def test_one_shape_per_file_name(tmp_path: Path) -> None:
+    """A model's own scores go to scores.json; metrics.json is always an evaluation report."""
+    scores = ModelScores.from_dict({"model": "LERENet", "1shot": _shot(0.4)})
+    path = scores.write(tmp_path / "lerenet")
+    assert path.name == "scores.json"
+    assert ModelScores.from_dict(json.loads(path.read_text())) == scores
+    report_path = EvaluationReport("m", "s", None, scores).write(tmp_path)
+    assert report_path.name == "metrics.json"
+    assert set(json.loads(report_path.read_text())) >= {"model_uri", "split_sha256", "lerenet"}
