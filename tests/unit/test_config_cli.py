@@ -96,7 +96,7 @@ def test_the_commands_that_read_stage_params_take_set(tmp_path: Path) -> None:
     assert shown.exit_code == 0 and "margin: 0.07" in shown.output
     typo = runner.invoke(app, ["split", "--set", "split.seedz=1"])
     assert typo.exit_code == 2 and "seedz" in typo.output and "Traceback" not in typo.output
-    for command in ("validate", "split", "train", "evaluate", "gate"):
+    for command in ("validate", "split", "train", "evaluate", "gate", "stage"):
         assert "--set" in runner.invoke(app, [command, "--help"]).output, command
 
 
