@@ -7,9 +7,12 @@ prints it). The library CLI (``lerenet``) stays free of Prefect; this is its orc
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from pipelines.outcomes import RetrainResult
 
 from lerenet.cli.common import ParamsOpt, SetOpt, console, fail, new_app, print_rows
 from lerenet.services.offline import apply_offline_env
@@ -146,7 +149,7 @@ def onboard_class(
     class, and score the production model and the baseline on it (1- and 5-shot IoU with 95%
     CIs). Nothing is trained or registered; `retrain` is the explicit next step if needed."""
 
-    from lerenet.stages.onboard import OnboardReport, report_table
+    from lerenet.stages.onboard import report_table
     from pipelines.flows import onboard_class as onboard_flow
 
     sets = _overrides(overrides)
@@ -162,26 +165,26 @@ def onboard_class(
         version=version,
         dvc_remote=dvc_remote,
     )
-    report = OnboardReport.from_dict(result["onboard"])
-    print_rows(report_table(report), f"new class: {', '.join(result['new_classes'])}")
+    report = result.onboard
+    print_rows(report_table(report), f"new class: {', '.join(result.new_classes)}")
     console.print(f"model: {report.model_uri or 'none in production'}; nothing registered")
-    console.print(result["advice"])
+    console.print(result.advice)
 
 
-def _print_outcome(result: dict) -> None:
+def _print_outcome(result: RetrainResult) -> None:
     """Per-class IoU of the model next to the baseline's, then the verdict in words."""
 
     from lerenet.evaluation.outcome import class_table, seen_table, verdict
 
     titles = {
-        "test classes (IoU)": class_table(result["evaluate"]),
+        "test classes (IoU)": class_table(result.evaluate),
         "training classes, held-out images (IoU before → after training)": seen_table(
-            result["evaluate"]
+            result.evaluate
         ),
     }
     for title, rows in titles.items():
         print_rows(rows, title)
-    console.print(verdict(result["evaluate"], result["gate"], result["promote"]))
+    console.print(verdict(result.evaluate, result.gate, result.promote))
     from lerenet.lineage.data_versions import pending_commit
 
     pending = pending_commit()

@@ -21,13 +21,14 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from lerenet.evaluation.outcome import class_table, seen_table, verdict
 from lerenet.results import EvaluationReport, TrainSummary
-from lerenet.stages.onboard import OnboardReport, advice, report_table
+from lerenet.stages.onboard import advice, report_table
 
 if TYPE_CHECKING:
     from lerenet.data.split_result import Split
     from lerenet.evaluation.gate import GateDecision
     from lerenet.tracking.registry import Promotion
 
+from pipelines.outcomes import OnboardResult, RetrainResult
 from pipelines.tasks import (
     evaluate_task,
     extra_stages,
@@ -165,7 +166,7 @@ def retrain(
     version: bool = True,
     ingest_options: dict | None = None,
     dvc_remote: str | None = None,
-) -> dict:
+) -> RetrainResult:
     """Retrain LERENet end to end and promote the result if it passes the gate.
 
     The params file is read once, here; every task and the training worker get the resolved
@@ -175,44 +176,36 @@ def retrain(
 
     logger = get_run_logger()
     params = _resolved(None, None, params_path, overrides)
-    result: dict[str, Any] = {
-        "restored": restore_task(params, required=not source, remote=dvc_remote)
-    }
-    if source:
-        result["ingest"] = ingest_task(params, source, **(ingest_options or {}))
+    restored = restore_task(params, required=not source, remote=dvc_remote)
+    ingest = ingest_task(params, source, **(ingest_options or {})) if source else None
     missing = outputs_missing(params_of(params))
-    result["validate"] = validate_task.with_options(refresh_cache=missing["validate"] or None)(
-        params
-    )
-    if version:
-        result["data"] = version_task(params, remote=dvc_remote)
-    result["split"] = split_task.with_options(refresh_cache=missing["split"] or None)(params)
-    for name in extra_stages():  # declared stages without a task of their own
-        result[name] = stage_task.with_options(
+    validate = validate_task.with_options(refresh_cache=missing["validate"] or None)(params)
+    data = version_task(params, remote=dvc_remote) if version else None
+    split = split_task.with_options(refresh_cache=missing["split"] or None)(params)
+    stages = {
+        name: stage_task.with_options(  # declared stages without a task of their own
             name=name, cache_key_fn=stage_cache_key(name), refresh_cache=missing[name] or None
         )(name, params)
+        for name in extra_stages()
+    }
     if train_deployment:
-        result["train"] = _train_remotely(train_deployment, params, result["split"], dvc_remote)
+        train = _train_remotely(train_deployment, params, split, dvc_remote)
     else:
-        result["train"] = train_task(params, result["split"])
+        train = train_task(params, split)
     # the split, the training's summary and the evaluation travel in memory, not via files
-    result["evaluate"] = evaluate_task(params, result["train"], result["split"])
-    result["gate"] = gate_task(params, result["train"], result["evaluate"], result["split"])
-    if not overrides and not train_deployment:
-        # the stages ran here with params.yaml as it is: what `dvc repro` would have made
-        result["dvc_lock"] = record_task()
+    evaluation = evaluate_task(params, train, split)
+    gate = gate_task(params, train, evaluation, split)
+    # the stages ran here with params.yaml as it is: what `dvc repro` would have made
+    dvc_lock = record_task() if not overrides and not train_deployment else None
     from prefect.concurrency.sync import concurrency
 
     ensure_concurrency_limit()
     with concurrency(PROMOTE_LIMIT, occupy=1, strict=True):
-        result["promote"] = promote_task(
-            params,
-            result["train"],
-            result["evaluate"],
-            promote_production and result["gate"].passed,
-        )
-    promo = result["promote"]
-    _report_artifacts(params, result["train"], result["evaluate"], result["gate"], promo)
+        promo = promote_task(params, train, evaluation, promote_production and gate.passed)
+    _report_artifacts(params, train, evaluation, gate, promo)
+    result = RetrainResult(
+        restored, validate, split, train, evaluation, gate, promo, ingest, data, stages, dvc_lock
+    )
     logger.info("%s v%s → @%s", promo.name, promo.version, promo.alias)
     return result
 
@@ -286,7 +279,7 @@ def onboard_class(
     layout: str | None = None,
     version: bool = True,
     dvc_remote: str | None = None,
-) -> dict:
+) -> OnboardResult:
     """Add a new defect class the few-shot way: ingest, validate and version it, split it as a
     novel class, then score the production model and the baseline on it, 1- and 5-shot.
 
@@ -303,30 +296,28 @@ def onboard_class(
     if not new:
         raise ValueError(f"{source} added no new class (already in the dataset?)")
     merged = with_overrides(params, {"split.novel_classes": new})
-    result: dict[str, Any] = {"restored": restored, "ingest": ingest, "new_classes": new}
-    result["validate"] = validate_task.with_options(refresh_cache=True)(merged)
-    if version:
-        result["data"] = version_task(merged, remote=dvc_remote)
-    result["split"] = split_task.with_options(refresh_cache=True)(merged)
-    result["onboard"] = onboard_task(merged, new, result["split"])
-    typed = OnboardReport.from_dict(result["onboard"])
+    validate = validate_task.with_options(refresh_cache=True)(merged)
+    data = version_task(merged, remote=dvc_remote) if version else None
+    split = split_task.with_options(refresh_cache=True)(merged)
+    report = onboard_task(merged, new, split)
     create_table_artifact(
-        report_table(typed),
+        report_table(report),
         key="onboarded-class",
-        description=f"{', '.join(new)} with {typed.model_uri or 'no production model'}",
+        description=f"{', '.join(new)} with {report.model_uri or 'no production model'}",
     )
-    result["advice"] = advice(typed)
+    said = advice(report)
     if not ingest["added"] and ingest["skipped"]:  # the same source onboarded before
-        when = f" on {typed.onboarded_before}" if typed.onboarded_before else " before"
-        result["advice"] = (
+        when = f" on {report.onboarded_before}" if report.onboarded_before else " before"
+        said = (
             f"All {ingest['skipped']} pairs of {source} were already in the dataset "
             f"(onboarded first{when}): nothing was added, the scores are of the class as it "
-            "was. " + result["advice"]
+            "was. " + said
         )
-    elif typed.onboarded_before:
-        result["advice"] = (
-            f"{', '.join(new)} was onboarded before, first on {typed.onboarded_before}; the "
-            "new pairs joined it. " + result["advice"]
+    elif report.onboarded_before:
+        said = (
+            f"{', '.join(new)} was onboarded before, first on {report.onboarded_before}; the "
+            "new pairs joined it. " + said
         )
-    logger.info("%s", result["advice"])
+    result = OnboardResult(restored, ingest, new, validate, split, report, said, data)
+    logger.info("%s", result.advice)
     return result

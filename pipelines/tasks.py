@@ -26,7 +26,9 @@ from lerenet.stages.declare import VALIDATE_DIR
 if TYPE_CHECKING:
     from lerenet.data.split_result import Split
     from lerenet.evaluation.gate import GateDecision
+    from lerenet.lineage.data_versions import VersionResult
     from lerenet.results import EvaluationReport, TrainSummary
+    from lerenet.stages.onboard import OnboardReport
     from lerenet.tracking.registry import Promotion
 
 
@@ -167,11 +169,11 @@ def ingest_task(
     class_map: dict | None = None,
     class_name: str | None = None,
 ) -> dict:
-    from lerenet.data.ingest import ingest_with_params
+    from lerenet.stages import ingest
 
-    report = ingest_with_params(
-        source,
+    report = ingest.run(
         params_of(params),
+        source,
         layout=layout,
         class_map=class_map,
         class_name=class_name,
@@ -246,17 +248,12 @@ def validate_task(params: ParamsValue) -> dict:
 
 
 @task(name="version data (dvc add + push)", **IO_RETRIES)
-def version_task(params: ParamsValue, push: bool = True, remote: str | None = None) -> dict:
-    from lerenet.lineage.data_versions import version_data
+def version_task(
+    params: ParamsValue, push: bool = True, remote: str | None = None
+) -> VersionResult:
+    from lerenet.stages import version
 
-    p = params_of(params)
-    result = version_data(Path(p.data.root), push=push, remote=remote)
-    return {
-        "data_version": result.data_version,
-        "tracked": result.tracked,
-        "pushed": result.pushed,
-        "message": result.message,
-    }
+    return version.run(params_of(params), push=push, remote=remote)
 
 
 BUILT_IN = ("validate", "split", "train", "evaluate", "gate")  # the flows call these by name
@@ -347,8 +344,10 @@ def promote_task(
 
 
 @task(name="onboard: score production and baseline on the new class", **IO_RETRIES)
-def onboard_task(params: ParamsValue, classes: list[str], split: Split | None = None) -> dict:
+def onboard_task(
+    params: ParamsValue, classes: list[str], split: Split | None = None
+) -> OnboardReport:
     from lerenet.stages.onboard import onboard_report
 
     with library_logs():
-        return onboard_report(params_of(params), classes, split=split).to_dict()
+        return onboard_report(params_of(params), classes, split=split)

@@ -168,15 +168,16 @@ def ingest_cmd(
     MT_<Class>/Imgs/*.jpg + .png; sd_saliency 'Source Images/' + 'Ground truth/';
     suffix <id>.jpg + <id>_mask.png (class = folder name).
     """
-    from lerenet.data.ingest import ingest_with_params, parse_class_map
+    from lerenet.data.ingest import parse_class_map
     from lerenet.data.sources import UnsafeArchiveError
     from lerenet.services.reach import ServiceUnavailable
+    from lerenet.stages import ingest
 
     cfg = _params(params)
     with user_errors(FileNotFoundError, ValueError, UnsafeArchiveError, ServiceUnavailable):
-        report = ingest_with_params(
-            source,
+        report = ingest.run(
             cfg,
+            source,
             layout=layout,
             class_map=parse_class_map(class_map),
             class_name=class_name,

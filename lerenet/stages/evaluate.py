@@ -77,7 +77,6 @@ def evaluate_stage(
     from lerenet.tracking.uris import run_of
 
     out_dir = Path(out_dir or params.eval.out_dir)
-    split = split or Split.read(Path(params.split.out_dir))
     if model_uri is None:
         train = train or read_train_summary(params)
         model_uri = train.challenger
@@ -88,6 +87,7 @@ def evaluate_stage(
     run_id = (train.run_id if train else None) or (run_of(model_uri) if track else None)
     source = local_copy(model_uri, train)
     model, meta = load_torch_model(source)
+    split = split or Split.read(Path(params.split.out_dir))  # after the service checks
     # the training ran here when its own model file was read (or it was never logged): only
     # then is its saved baseline this training's, not a leftover of another one at that path
     trained_here = train is not None and (source != model_uri or train.model_uri is None)

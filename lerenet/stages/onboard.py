@@ -98,8 +98,8 @@ def onboard_report(
     from lerenet.tracking.runs import configure, first_onboarding, start_run
 
     configure(params.tracking)
-    split = split or Split.read(Path(params.split.out_dir))
     uri = production_uri(params.tracking.registered_model)
+    split = split or Split.read(Path(params.split.out_dir))  # after the tracking server answered
     report = OnboardReport(sorted(classes), uri)
     if track:
         report.onboarded_before = first_onboarding(params.tracking.experiment, report.classes)

@@ -84,7 +84,7 @@ def test_dvc_repro_and_prefect_flow_agree(
     monkeypatch.chdir(flow_root)
     result = retrain(params_path="params.yaml")
     assert (
-        result["split"].sha256
+        result.split.sha256
         == json.loads((dvc_root / "splits/lineage.json").read_text())["split_sha256"]
     )
     a, b = _metric(dvc_root), _metric(flow_root)
@@ -92,11 +92,11 @@ def test_dvc_repro_and_prefect_flow_agree(
         for k in ("1shot", "5shot"):
             assert a[name][k]["miou"] == b[name][k]["miou"]
             assert a[name][k]["class_iou"] == b[name][k]["class_iou"]
-    assert result["data"]["tracked"] and result["data"]["pushed"]
-    assert result["promote"].alias == "production"  # tiny floors are 0: the gate passes
+    assert result.data.tracked and result.data.pushed
+    assert result.promote.alias == "production"  # tiny floors are 0: the gate passes
     # the flow ran the stages with params.yaml as it is and recorded them in dvc.lock: the
     # other driver finds nothing to do (it reran everything before, #27.3)
-    assert result["dvc_lock"].startswith("dvc.lock records this run"), result["dvc_lock"]
+    assert result.dvc_lock.startswith("dvc.lock records this run"), result.dvc_lock
     after_flow = run_ok([*DVC, "repro"], flow_root)
     assert "Running stage" not in after_flow, after_flow
 
@@ -115,12 +115,12 @@ def test_dvc_repro_and_prefect_flow_agree(
         params_path="params.yaml", overrides={"gate.beat_baseline": True}, return_state=True
     )
     ruled = ruled_state.result()
-    assert not ruled["gate"].passed and ruled["promote"].alias == "staging"
-    assert any("prototype baseline" in r for r in ruled["gate"].reasons)
+    assert not ruled.gate.passed and ruled.promote.alias == "staging"
+    assert any("prototype baseline" in r for r in ruled.gate.reasons)
     registry = MlflowClient(f"sqlite:///{flow_root}/mlflow.db")
     aliases = {k: str(v) for k, v in registry.get_registered_model("lerenet").aliases.items()}
-    assert aliases["production"] == str(result["promote"].version)
-    assert aliases["staging"] == str(ruled["promote"].version)
+    assert aliases["production"] == str(result.promote.version)
+    assert aliases["staging"] == str(ruled.promote.version)
     APILogHandler().flush()  # run logs are sent in batches: send what is queued
     with get_client(sync_client=True) as prefect_client:
         artifacts = prefect_client.read_artifacts(
@@ -152,7 +152,7 @@ def test_dvc_repro_and_prefect_flow_agree(
     states = {r.name.rsplit("-", 1)[0]: r.state.name for r in runs}
     assert states["split"] == "Cached" and states["validate"] == "Cached", states
     assert states["train"] == "Completed"  # training is never cached
-    assert state.result()["ingest"]["added"] == 0  # re-ingesting the same source: a no-op
+    assert state.result().ingest["added"] == 0  # re-ingesting the same source: a no-op
 
     # a failing stage leaves the registry as it was
     client = MlflowClient(f"sqlite:///{flow_root}/mlflow.db")
@@ -224,31 +224,31 @@ def test_onboard_class_scores_production_and_baseline_and_registers_nothing(
     runs_before = len(client.search_runs(client.get_experiment_by_name("lerenet").experiment_id))
 
     result = onboard_class(str(tmp_path / "new_defect"), class_name="Dent", layout="suffix")
-    assert result["new_classes"] == ["Dent"]
+    assert result.new_classes == ["Dent"]
     folds = json.loads(Path("splits/folds.json").read_text())
     assert all("Dent" in f["test"] and "Dent" not in f["train"] + f["val"] for f in folds)
-    report = result["onboard"]
-    assert report["model_uri"] == "models:/lerenet@production"
-    cells = {(s["model"], s["cls"], s["shots"]) for s in report["scores"]}
+    report = result.onboard
+    assert report.model_uri == "models:/lerenet@production"
+    cells = {(s.model, s.cls, s.shots) for s in report.scores}
     assert cells == {(m, "Dent", k) for m in ("production", "baseline") for k in (1, 5)}
-    for s in report["scores"]:
-        assert 0.0 <= s["low"] <= s["iou"] <= s["high"] <= 1.0 and s["episodes"] > 0
+    for s in report.scores:
+        assert 0.0 <= s.low <= s.iou <= s.high <= 1.0 and s.episodes > 0
     # nothing trained, nothing registered; one run holding the numbers
     assert len(client.search_model_versions("name='lerenet'")) == 1
     experiment = client.get_experiment_by_name("lerenet").experiment_id
     runs = client.search_runs(experiment)
     assert len(runs) == runs_before + 1
-    logged = client.get_run(report["run_id"])
+    logged = client.get_run(report.run_id)
     assert logged.info.run_name == "onboard-Dent"
     assert "onboard/baseline/Dent/5shot/iou" in logged.data.metrics
     assert "onboard/production/Dent/1shot/iou" in logged.data.metrics
     # one sentence for the class, from its every shot count (tests/unit/test_onboard_advice.py)
-    assert result["advice"].startswith("Dent: the production model ")
+    assert result.advice.startswith("Dent: the production model ")
     # the same source onboarded again: said, not silently rescored
     again = onboard_class(str(tmp_path / "new_defect"), class_name="Dent", layout="suffix")
-    assert again["advice"].startswith("All ")
+    assert again.advice.startswith("All ")
     first = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(logged.info.start_time / 1000))
-    assert f"(onboarded first on {first})" in again["advice"]  # when: the first onboarding
+    assert f"(onboarded first on {first})" in again.advice  # when: the first onboarding
 
 
 def test_the_training_worker_runs_the_params_it_is_given_not_its_own_file(

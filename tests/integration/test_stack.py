@@ -268,7 +268,7 @@ def test_stack_runs_retrain_deployment(
             "retrain/lerenet-nightly-retrain", timeout=600, poll_interval=2
         )
         assert nightly_run.state.is_completed(), nightly_run.state
-        assert nightly_run.state.result()["restored"]
+        assert nightly_run.state.result().restored
         # ... then with the GPU pool from the repo's Kubernetes template
         image = "registry.example/lerenet-gpu:abc1234"
         run_ok(
