@@ -133,10 +133,10 @@ def test_mlflow_dying_mid_training_keeps_the_step_and_resume_finishes_the_run(
     params = load_params("params.yaml")
     real_round = lerenet.training.session.validate_round
 
-    def round_that_loses_the_server(model, params, device, fold, run, step, *args):
+    def round_that_loses_the_server(model, params, device, fold, run, step, *args, **kwargs):
         if step == 3:
             first.stop()  # idempotent: the seen-class round of step 3 finds it stopped
-        return real_round(model, params, device, fold, run, step, *args)
+        return real_round(model, params, device, fold, run, step, *args, **kwargs)
 
     monkeypatch.setattr(lerenet.training.session, "validate_round", round_that_loses_the_server)
     try:
