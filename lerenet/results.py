@@ -43,6 +43,8 @@ class TrainSummary:
     baseline_path: str | None = None  # the prototype baseline saved beside it, if any
     start_path: str | None = None  # the training-free start (step 0) saved beside it, if any
     best_sha256: str | None = None  # of best_path's file when logged: local_copy trusts it
+    start_uri: str | None = None  # the start as its run stores it (runs:/…/train/start.pt)
+    baseline_uri: str | None = None  # the baseline as its run stores it
     throughput: dict[str, float] | None = None  # lerenet.training.throughput.Throughput.to_dict()
 
     @property

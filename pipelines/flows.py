@@ -181,7 +181,7 @@ def retrain(
     missing = outputs_missing(params_of(params))
     validate = validate_task.with_options(refresh_cache=missing["validate"] or None)(params)
     data = version_task(params, remote=dvc_remote) if version else None
-    split = split_task.with_options(refresh_cache=missing["split"] or None)(params)
+    split = split_task.with_options(refresh_cache=missing["split"] or None)(params, validate)
     stages = {
         name: stage_task.with_options(  # declared stages without a task of their own
             name=name, cache_key_fn=stage_cache_key(name), refresh_cache=missing[name] or None
@@ -292,13 +292,13 @@ def onboard_class(
     params = _resolved(None, None, params_path, overrides)
     restored = restore_task(params, remote=dvc_remote)
     ingest = ingest_task(params, source, layout=layout, class_name=class_name)
-    new = ingest["new_classes"] or ([class_name] if class_name else [])
+    new = ingest.new_classes or ([class_name] if class_name else [])
     if not new:
         raise ValueError(f"{source} added no new class (already in the dataset?)")
     merged = with_overrides(params, {"split.novel_classes": new})
     validate = validate_task.with_options(refresh_cache=True)(merged)
     data = version_task(merged, remote=dvc_remote) if version else None
-    split = split_task.with_options(refresh_cache=True)(merged)
+    split = split_task.with_options(refresh_cache=True)(merged, validate)
     report = onboard_task(merged, new, split)
     create_table_artifact(
         report_table(report),
@@ -306,10 +306,10 @@ def onboard_class(
         description=f"{', '.join(new)} with {report.model_uri or 'no production model'}",
     )
     said = advice(report)
-    if not ingest["added"] and ingest["skipped"]:  # the same source onboarded before
+    if not ingest.added and ingest.skipped:  # the same source onboarded before
         when = f" on {report.onboarded_before}" if report.onboarded_before else " before"
         said = (
-            f"All {ingest['skipped']} pairs of {source} were already in the dataset "
+            f"All {ingest.skipped} pairs of {source} were already in the dataset "
             f"(onboarded first{when}): nothing was added, the scores are of the class as it "
             "was. " + said
         )

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from lerenet.data.ingest import IngestReport
     from lerenet.data.split_result import Split
+    from lerenet.data.validate import ValidationReport
     from lerenet.evaluation.gate import GateDecision
     from lerenet.lineage.data_versions import VersionResult
     from lerenet.results import EvaluationReport, TrainSummary
@@ -24,13 +26,13 @@ class RetrainResult:
     """One ``retrain`` run: the data steps, then train → evaluate → gate → promote."""
 
     restored: bool  # the recorded data version was pulled into a fresh clone
-    validate: dict[str, Any]  # usable pairs, classes, quarantined
+    validate: ValidationReport
     split: Split
     train: TrainSummary
     evaluate: EvaluationReport
     gate: GateDecision
     promote: Promotion
-    ingest: dict[str, Any] | None = None  # when a source was given
+    ingest: IngestReport | None = None  # when a source was given
     data: VersionResult | None = None  # when the data was versioned
     stages: dict[str, Any] = field(default_factory=dict)  # declared stages run generically
     dvc_lock: str | None = None  # what was recorded in dvc.lock, when it was
@@ -41,9 +43,9 @@ class OnboardResult:
     """One ``onboard-class`` run: the new classes' data steps and their scores."""
 
     restored: bool
-    ingest: dict[str, Any]
+    ingest: IngestReport
     new_classes: list[str]
-    validate: dict[str, Any]
+    validate: ValidationReport
     split: Split
     onboard: OnboardReport
     advice: str

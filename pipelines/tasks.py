@@ -24,7 +24,9 @@ from lerenet.services.storage import file_sha256, json_sha256
 from lerenet.stages.declare import VALIDATE_DIR
 
 if TYPE_CHECKING:
+    from lerenet.data.ingest import IngestReport
     from lerenet.data.split_result import Split
+    from lerenet.data.validate import ValidationReport
     from lerenet.evaluation.gate import GateDecision
     from lerenet.lineage.data_versions import VersionResult
     from lerenet.results import EvaluationReport, TrainSummary
@@ -168,10 +170,10 @@ def ingest_task(
     layout: str | None = None,
     class_map: dict | None = None,
     class_name: str | None = None,
-) -> dict:
+) -> IngestReport:
     from lerenet.stages import ingest
 
-    report = ingest.run(
+    return ingest.run(
         params_of(params),
         source,
         layout=layout,
@@ -179,13 +181,6 @@ def ingest_task(
         class_name=class_name,
         show_progress=False,
     )
-    return {
-        "added": report.added,
-        "skipped": report.skipped,
-        "new_classes": report.new_classes,
-        "quarantined": len(report.quarantined),
-        "layout": report.layout,
-    }
 
 
 @task(name="restore data version", **IO_RETRIES)
@@ -222,7 +217,7 @@ class DataValidationError(RuntimeError):
 
 
 @task(name="validate", cache_key_fn=stage_cache_key("validate"), persist_result=True)
-def validate_task(params: ParamsValue) -> dict:
+def validate_task(params: ParamsValue) -> ValidationReport:
     from lerenet.stages import validate
 
     out_dir = Path(VALIDATE_DIR)
@@ -244,7 +239,7 @@ def validate_task(params: ParamsValue) -> dict:
     )
     if not report.passed:
         raise DataValidationError("; ".join(report.blocking) + f" (report: {html})")
-    return {"pairs": report.pairs, "classes": report.classes, "quarantined": report.quarantined}
+    return report
 
 
 @task(name="version data (dvc add + push)", **IO_RETRIES)
@@ -276,8 +271,21 @@ def stage_task(name: str, params: ParamsValue) -> Any:
     return stage_module(name).run(params_of(params))
 
 
-@task(name="split", cache_key_fn=stage_cache_key("split"), persist_result=True)
-def split_task(params: ParamsValue) -> Split:
+def _split_key(context, args: dict) -> str:
+    """The split's cache key: as dvc.yaml has it, but a flow's validation result (in memory)
+    stands in for the validation report file the validate task wrote."""
+    from lerenet.stages.declare import VALIDATE_REPORT
+    from lerenet.stages.specs import cache_key
+
+    validation = args.get("validation")
+    given = {VALIDATE_REPORT: validation.digest()} if validation is not None else {}
+    return cache_key("split", params_of(args["params"]), given=given)
+
+
+@task(name="split", cache_key_fn=_split_key, persist_result=True)
+def split_task(params: ParamsValue, validation: ValidationReport | None = None) -> Split:
+    """The split of the validated data; ``validation`` (the validate task's result, which
+    the split follows) only enters the cache key."""
     from lerenet.stages import split
 
     return split.run(params_of(params))
@@ -285,27 +293,30 @@ def split_task(params: ParamsValue) -> Split:
 
 @task(name="train", retries=0)
 def train_task(params: ParamsValue, split: Split | None = None) -> TrainSummary:
-    from lerenet.stages.train import train_stage
+    from lerenet.stages import train as train_stage
 
     with library_logs():
         # the resolved params are logged with the run (config/params.resolved.yaml); no file
         # path travels, so a worker's own checkout cannot stand in for the parent's params
         # a rerun after a killed worker continues from the checkpoints stored with the run
-        return train_stage(params_of(params), show_progress=False, resume_tracked=True, split=split)
+        return train_stage.run(
+            params_of(params), show_progress=False, resume_tracked=True, split=split
+        )
 
 
 @task(name="evaluate", retries=0)
 def evaluate_task(
     params: ParamsValue, train: TrainSummary, split: Split | None = None
 ) -> EvaluationReport:
-    """Evaluate the training's model (``train.model_uri``, in MLflow): the summary comes in
-    memory, so nothing is read from files the training wrote, which on a remote worker are
-    not on this machine (its saved baseline is rebuilt here when its file is not)."""
-    from lerenet.stages.evaluate import evaluate_stage
+    """Evaluate the training's model (``train.model_uri``, in MLflow) beside its start and its
+    baseline, all three loaded from the training's run: the summary comes in memory and no
+    file the train task wrote is read (on a remote worker those are not on this machine)."""
+    from lerenet.stages import evaluate as evaluate_stage
 
     with library_logs():
-        return evaluate_stage(
-            params_of(params), train=train, model_uri=train.challenger, split=split
+        # from the run's stored models: the train task's files may be on another worker
+        return evaluate_stage.run(
+            params_of(params), train=train, model_uri=train.challenger, split=split, from_store=True
         )
 
 
@@ -318,9 +329,9 @@ def gate_task(
 ) -> GateDecision:
     """Gate the training's model against production and the baseline; logged to its run.
     The evaluation's per-episode stats come in memory, not from the files it wrote."""
-    from lerenet.stages.gate import gate_stage
+    from lerenet.stages import gate as gate_stage
 
-    return gate_stage(
+    return gate_stage.run(
         params_of(params),
         challenger=train.challenger,
         train=train,
@@ -333,9 +344,9 @@ def gate_task(
 def promote_task(
     params: ParamsValue, train: TrainSummary, evaluation: EvaluationReport, production: bool
 ) -> Promotion:
-    from lerenet.stages.promote import promote_stage
+    from lerenet.stages import promote as promote_stage
 
-    return promote_stage(
+    return promote_stage.run(
         params_of(params),
         run_id=train.run_id,
         to="production" if production else "staging",

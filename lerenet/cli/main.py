@@ -282,13 +282,13 @@ def train_cmd(
     checkpoint; `--resume` continues with identical results.
     """
     from lerenet.model.weights import WeightsError
-    from lerenet.stages.train import train_stage
+    from lerenet.stages import train as train_stage
     from lerenet.training.session import LAST
 
     cfg = _params_with(params, overrides)
     try:
         with user_errors(FileNotFoundError, ValueError, WeightsError, RuntimeError):
-            summary = train_stage(
+            summary = train_stage.run(
                 cfg,
                 params_file=params,
                 resume=resume,
@@ -323,13 +323,15 @@ def evaluate_cmd(
 ) -> None:
     """Evaluate on the fixed test (novel-class) episodes: per-class IoU, mIoU, FB-IoU + CIs."""
     from lerenet.services.reach import ServiceUnavailable
-    from lerenet.stages.evaluate import evaluate_stage
+    from lerenet.stages import evaluate as evaluate_stage
     from lerenet.stages.train import last_training
 
     cfg = _params_with(params, overrides)
     with user_errors(FileNotFoundError, ValueError, ServiceUnavailable):
         # the last training (train.json), whose run and saved baseline go with its model
-        report = evaluate_stage(cfg, train=last_training(cfg), model_uri=model, track=not no_track)
+        report = evaluate_stage.run(
+            cfg, train=last_training(cfg), model_uri=model, track=not no_track
+        )
     table = Table(title=f"test classes, fold {cfg.train.fold}")
     for col in ("model", "shots", "mIoU [95% CI]", "FB-IoU [95% CI]", "episodes"):
         table.add_column(col)

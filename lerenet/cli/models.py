@@ -45,11 +45,11 @@ def gate_cmd(
     bootstrap over the same test episodes (non-inferiority within gate.margin, or
     superiority with gate.require_superiority).
     """
-    from lerenet.stages.gate import gate_stage
+    from lerenet.stages import gate as gate_stage
 
     cfg = _params_with(params, overrides)
     with user_errors(FileNotFoundError, ValueError, ServiceUnavailable):
-        result = gate_stage(
+        result = gate_stage.run(
             cfg, challenger=challenger, champion=champion, out_dir=out_dir, track=not no_track
         )
     verdict = "[green]PASSED[/green]" if result.passed else "[red]FAILED[/red]"
@@ -73,14 +73,14 @@ def promote_cmd(
     --to production moves 'production' to the staging version (or to a newly registered
     --run-id), only if its gate passed. Aliases move only after the version loads.
     """
-    from lerenet.stages.promote import promote_stage
+    from lerenet.stages import promote as promote_stage
     from lerenet.tracking.registry import PromotionError
 
     if to not in ("staging", "production"):
         fail("--to must be staging or production")
     cfg = _params(params)
     with user_errors(PromotionError, FileNotFoundError, ServiceUnavailable, code=1):
-        result = promote_stage(cfg, run_id=run_id, to=to)
+        result = promote_stage.run(cfg, run_id=run_id, to=to)
     same = "" if result.registered else "; same weights, not registered again"
     was = result.previous_production if result.previous_production else result.previous
     if was == result.version:
@@ -271,13 +271,13 @@ def export_cmd(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """ONNX export, checked against onnxruntime; logged to the version's run."""
-    from lerenet.stages.export import export_stage
+    from lerenet.stages import export as export_stage
 
     with user_errors(FileNotFoundError, ValueError, ServiceUnavailable):
-        result = export_stage(_params(params), model_uri=model, out=onnx, shots=shots)
+        result = export_stage.run(_params(params), model_uri=model, out=onnx, shots=shots)
     console.print(
-        f"{onnx}: max |torch − onnxruntime| = {result['max_abs_diff']:.2e} over "
-        f"{result['episodes']} episodes ({result['real_episodes']} real)"
+        f"{onnx}: max |torch − onnxruntime| = {result.max_abs_diff:.2e} over "
+        f"{result.episodes} episodes ({result.real_episodes} real)"
     )
 
 

@@ -70,6 +70,22 @@ class ValidationReport:
     def passed(self) -> bool:
         return not self.blocking
 
+    def digest(self) -> str:
+        """What a later stage depends on, hashed: the verdict, the usable pairs per class and
+        what was quarantined (not how long it took, which differs at every run)."""
+        from lerenet.services.storage import json_sha256
+
+        return json_sha256(
+            {
+                "passed": self.passed,
+                "pairs": self.pairs,
+                "classes": self.classes,
+                "quarantined": self.quarantined,
+                "findings": [asdict(f) for f in self.findings],
+                "blocking": self.blocking,
+            }
+        )
+
     def to_json(self) -> str:
         data = asdict(self)
         data["passed"] = self.passed

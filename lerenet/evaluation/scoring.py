@@ -255,20 +255,21 @@ def evaluate_model(
 def retrain_scores(
     params: Params,
     model: nn.Module,
-    start_path: str | None,
+    start_source: str | None,
     out_dir: Path,
     run=None,
     split: Split | None = None,
 ) -> tuple[ModelScores | None, dict[str, ModelScores]]:
-    """What the retrain bought: the training's own start (step 0, ``start_path`` when it saved
-    one) on the novel-class test episodes, and the model and that start on the held-out
-    images of the training classes (``seen_test``; none when the split held nothing out)."""
-    from lerenet.tracking.loading import load_torch_model
+    """What the retrain bought: the training's own start (step 0, ``start_source`` — its file
+    or its run's copy — when it saved one) on the novel-class test episodes, and the model and
+    that start on the held-out images of the training classes (``seen_test``; none when the
+    split held nothing out)."""
+    from lerenet.tracking.loading import REMOTE, load_torch_model
 
     split = split or Split.read(Path(params.split.out_dir))
     start_model = None
-    if start_path and Path(start_path).exists():
-        start_model = load_torch_model(start_path)[0]
+    if start_source and (start_source.startswith(REMOTE) or Path(start_source).exists()):
+        start_model = load_torch_model(start_source)[0]
     start = None
     if start_model is not None:
         start = evaluate_model(

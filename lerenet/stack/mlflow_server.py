@@ -143,6 +143,7 @@ class MlflowServer:
             timeout,
             f"mlflow server at {self.uri}",
             self.stop,
+            log_path=self.state_dir / "mlflow.log",
         )
         return self
 

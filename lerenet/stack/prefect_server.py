@@ -72,6 +72,7 @@ class PrefectServer:
             timeout,
             f"prefect server at {self.api_url}",
             self.stop,
+            log_path=self.state_dir / "prefect-server.log",
         )
         return self
 

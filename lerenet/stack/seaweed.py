@@ -187,6 +187,7 @@ class SeaweedS3:
                 timeout,
                 f"SeaweedFS S3 at {self.endpoint}",
                 alive=lambda: self.process.poll() is None,
+                log_path=self.log_path,
             )
             for bucket in self.buckets:
                 self.ensure_bucket(bucket)

@@ -59,9 +59,23 @@ def _import_nodes_of(node: ast.AST):
         yield from _import_nodes(node)
 
 
-def imported_modules(path: Path, name: str) -> set[str]:
+class Sources:
+    """Each module file parsed once (a stage's closure and its folder check meet the same
+    files); the parse trees live as long as one derivation, not in module state."""
+
+    def __init__(self) -> None:
+        self._trees: dict[Path, tuple[ast.Module, str]] = {}
+
+    def read(self, path: Path) -> tuple[ast.Module, str]:
+        if path not in self._trees:
+            text = path.read_text()
+            self._trees[path] = (ast.parse(text, filename=str(path)), text)
+        return self._trees[path]
+
+
+def imported_modules(path: Path, name: str, sources: Sources | None = None) -> set[str]:
     """The ``lerenet`` modules the source at ``path`` (module ``name``) imports."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree, text = (sources or Sources()).read(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in _import_nodes(tree):
@@ -74,15 +88,15 @@ def imported_modules(path: Path, name: str) -> set[str]:
             base = ".".join([*anchor, base] if base else anchor)
         found.add(base)
         found.update(f"{base}.{alias.name}" for alias in node.names)  # submodules, if any
-    if "iter_modules(" in path.read_text() and path.name == "__init__.py":
+    if "iter_modules(" in text and path.name == "__init__.py":
         found.update(f"{name}.{p.stem}" for p in path.parent.glob("*.py") if p.stem != "__init__")
     return {m for m in found if m.split(".")[0] == ROOT}
 
 
-def inert(path: Path) -> bool:
+def inert(path: Path, sources: Sources | None = None) -> bool:
     """A module with nothing but a docstring (an empty ``__init__.py``): it runs no code, so
     it is not listed (it still counts when deciding whether a folder is wholly used)."""
-    body = ast.parse(path.read_text()).body
+    body = (sources or Sources()).read(path)[0].body
     return all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body)
 
 
@@ -91,8 +105,11 @@ def _with_packages(name: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
-def closure(entries: tuple[str, ...], package: Path = PACKAGE) -> set[Path]:
+def closure(
+    entries: tuple[str, ...], package: Path = PACKAGE, sources: Sources | None = None
+) -> set[Path]:
     """The source files that importing ``entries`` (module names) can run."""
+    sources = sources or Sources()
     seen: set[str] = set()
     files: set[Path] = set()
     todo = [m for entry in entries for m in _with_packages(entry)]
@@ -105,24 +122,25 @@ def closure(entries: tuple[str, ...], package: Path = PACKAGE) -> set[Path]:
         if path is None:
             continue  # a name imported from a module, not a module
         files.add(path)
-        for found in imported_modules(path, name):
+        for found in imported_modules(path, name, sources):
             todo.extend(m for m in _with_packages(found) if m not in seen)
     return files
 
 
-def _collapse(files: set[Path], folder: Path) -> list[Path]:
+def _collapse(files: set[Path], folder: Path, sources: Sources) -> list[Path]:
     """``files`` under ``folder``, with every fully covered sub-folder as one entry."""
     modules = [p for p in folder.rglob("*.py") if "__pycache__" not in p.parts]
-    if modules and all(p in files or inert(p) for p in modules) and folder != PACKAGE:
+    if modules and all(p in files or inert(p, sources) for p in modules) and folder != PACKAGE:
         return [folder]
-    out = [p for p in sorted(folder.glob("*.py")) if p in files and not inert(p)]
+    out = [p for p in sorted(folder.glob("*.py")) if p in files and not inert(p, sources)]
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and p.name != "__pycache__"):
-        out += _collapse(files, sub)
+        out += _collapse(files, sub, sources)
     return out
 
 
 def code_deps(entries: tuple[str, ...], repo: Path | None = None) -> tuple[str, ...]:
     """Repository paths (files, or folders wholly used) of the code ``entries`` run."""
     repo = repo or PACKAGE.parent
-    files = closure(entries)
-    return tuple(p.relative_to(repo).as_posix() for p in _collapse(files, PACKAGE))
+    sources = Sources()
+    files = closure(entries, sources=sources)
+    return tuple(p.relative_to(repo).as_posix() for p in _collapse(files, PACKAGE, sources))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from lerenet.stages.code_deps import code_deps
 
 TRAIN, EVAL, SPLITS, DATA = "{train.out_dir}", "{eval.out_dir}", "{split.out_dir}", "{data.root}"
 VALIDATE_DIR = "outputs/validate"  # the CLI's and the flow's default report folder
+VALIDATE_REPORT = f"{VALIDATE_DIR}/report.json"  # what the split follows in dvc.yaml
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,10 @@ class StageSpec:
         """The command dvc.yaml runs: ``cmd``, else the generic ``lerenet stage NAME``."""
         return self.cmd or f"lerenet stage {self.name}"
 
-    @property
+    @cached_property
     def code(self) -> tuple[str, ...]:
-        """The library's files/folders the stage runs: its entry modules' import closure."""
+        """The library's files/folders the stage runs: its entry modules' import closure
+        (derived once per declaration: dvc.yaml and every cache key read it)."""
         return code_deps(self.entry)
 
 

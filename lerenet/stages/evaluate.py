@@ -54,7 +54,7 @@ def local_copy(model_uri: str, train: TrainSummary | None) -> str:
     return model_uri
 
 
-def evaluate_stage(
+def run(
     params: Params,
     *,
     train: TrainSummary | None = None,
@@ -62,6 +62,7 @@ def evaluate_stage(
     track: bool = True,
     out_dir: Path | None = None,
     split: Split | None = None,
+    from_store: bool = False,
 ) -> EvaluationReport:
     """Test-class evaluation of a model and, beside it, of the prototype baseline.
 
@@ -70,6 +71,9 @@ def evaluate_stage(
     log into and the baseline it saved; for another model there is neither, and the run is
     asked of the tracking server. Writes ``metrics.json`` (``EvaluationReport.write``).
     ``split``: the split stage's result (a flow's, in memory); None reads ``split.out_dir``.
+    ``from_store`` (a flow): the model, its start and its baseline come from the training's
+    run in the artifact store (checked against their digest tags), never from the files the
+    train task left on disk, which another worker does not have.
     """
     from lerenet.evaluation.scoring import evaluate_model, retrain_scores
     from lerenet.tracking.loading import load_torch_model
@@ -85,12 +89,10 @@ def evaluate_stage(
     if track or is_tracked(model_uri):
         connect(params.tracking)  # run_of and a models:/ URI ask the tracking server
     run_id = (train.run_id if train else None) or (run_of(model_uri) if track else None)
-    source = local_copy(model_uri, train)
+    source = model_uri if from_store else local_copy(model_uri, train)
     model, meta = load_torch_model(source)
     split = split or Split.read(Path(params.split.out_dir))  # after the service checks
-    # the training ran here when its own model file was read (or it was never logged): only
-    # then is its saved baseline this training's, not a leftover of another one at that path
-    trained_here = train is not None and (source != model_uri or train.model_uri is None)
+    start_source, baseline_source = companions(train, source, model_uri, from_store)
     with start_run(
         params,
         run_name=f"evaluate-f{params.train.fold}",
@@ -101,7 +103,7 @@ def evaluate_stage(
         scores = evaluate_model(
             model, params, out_dir=out_dir / "lerenet", run=run, label="LERENet", split=split
         )
-        base = _baseline_for(params, train if trained_here else None, meta)
+        base = _baseline_for(params, baseline_source, meta)
         base_scores = None
         if base is not None:
             base_scores = evaluate_model(
@@ -111,8 +113,7 @@ def evaluate_stage(
                 run.metrics(
                     {f"baseline/test/{k}/miou": v.miou for k, v in base_scores.shots.items()}
                 )
-        start_path = train.start_path if train is not None and trained_here else None
-        start, seen = retrain_scores(params, model, start_path, out_dir, run, split)
+        start, seen = retrain_scores(params, model, start_source, out_dir, run, split)
         report = EvaluationReport(
             model_uri,
             split.sha256,
@@ -132,16 +133,32 @@ def evaluate_stage(
     return report
 
 
-def _baseline_for(params: Params, train: TrainSummary | None, meta: dict) -> nn.Module | None:
-    """The prototype baseline to score beside the model: the one its training (``train``, a
-    training that ran on this machine) saved, else rebuilt from the model's configuration (a
-    model trained elsewhere, a remote worker); None when ``train.baseline`` is off, the model
-    is the baseline, or its backbone weights cannot be loaded here (said in the log)."""
-    from lerenet.model.build import rebuild_baseline
-    from lerenet.tracking.loading import load_torch_model
+def companions(
+    train: TrainSummary | None, source: str, model_uri: str, from_store: bool
+) -> tuple[str | None, str | None]:
+    """Where the model's own start and baseline are: its run's stored copies (``from_store``),
+    else the files its training saved when the model itself was read from that training's
+    file (or never logged) — only then are they this training's, not leftovers of another at
+    those paths; else none (the baseline is then rebuilt, the start not scored)."""
+    if train is None:
+        return None, None
+    if from_store:
+        return train.start_uri, train.baseline_uri
+    if source != model_uri or train.model_uri is None:
+        return train.start_path, train.baseline_path
+    return None, None
 
-    if train is not None and train.baseline_path and Path(train.baseline_path).exists():
-        return load_torch_model(train.baseline_path)[0]
+
+def _baseline_for(params: Params, source: str | None, meta: dict) -> nn.Module | None:
+    """The prototype baseline to score beside the model: the one its training saved
+    (``source``, a file or its run's copy), else rebuilt from the model's configuration (a
+    model trained elsewhere); None when ``train.baseline`` is off, the model is the baseline,
+    or its backbone weights cannot be loaded here (said in the log)."""
+    from lerenet.model.build import rebuild_baseline
+    from lerenet.tracking.loading import REMOTE, load_torch_model
+
+    if source and (source.startswith(REMOTE) or Path(source).exists()):
+        return load_torch_model(source)[0]
     config = meta.get("model_config") or params.model.model_dump()
     if not params.train.baseline or config.get("arch") == "prototype":
         return None

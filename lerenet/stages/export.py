@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from lerenet.config.schema import Params
 
 
-def export_stage(params: Params, *, model_uri: str, out: Path, shots: int = 1) -> dict:
+@dataclass(frozen=True)
+class ExportResult:
+    """An exported ONNX file and how closely onnxruntime matches torch on it."""
+
+    path: Path
+    max_abs_diff: float  # worst |torch - onnxruntime| over the checked episodes
+    episodes: int  # episodes checked (random ones plus real ones)
+    real_episodes: int  # of which from the split's test episodes
+    run_id: str | None  # the model version's run the file was logged to
+
+
+def run(params: Params, *, model_uri: str, out: Path, shots: int = 1) -> ExportResult:
     """Export ``model_uri`` to ONNX, check parity with onnxruntime on random and real test
     episodes, and log the file to the version's run (tagging the version with the parity)."""
     from lerenet.evaluation.scoring import episode_dataset
@@ -40,10 +52,4 @@ def export_stage(params: Params, *, model_uri: str, out: Path, shots: int = 1) -
         pass  # no split here: random episodes only
     worst = parity(model, out, episodes)
     run_id = log_export(model_uri, out, worst)
-    return {
-        "path": str(out),
-        "max_abs_diff": worst,
-        "episodes": len(episodes),
-        "real_episodes": real,
-        "run_id": run_id,
-    }
+    return ExportResult(out, worst, len(episodes), real, run_id)

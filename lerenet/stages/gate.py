@@ -102,7 +102,7 @@ def _baseline_evidence(
     return _evidence(baseline.eval(), params, split), "rebuilt from the challenger's configuration"
 
 
-def gate_stage(
+def run(
     params: Params,
     *,
     challenger: str | None = None,

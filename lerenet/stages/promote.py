@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from lerenet.tracking.registry import Promotion
 
 
-def promote_stage(
+def run(
     params: Params,
     *,
     run_id: str | None = None,

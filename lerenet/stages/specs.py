@@ -72,15 +72,10 @@ def declared(package: str = __package__) -> tuple[StageSpec, ...]:
     return _in_order([m.SPEC for m in modules])
 
 
-def stage_module(name: str, package: str = __package__) -> ModuleType:
+def stage_module(name: str) -> ModuleType:
     """The module that declares stage ``name`` (its ``run(params)`` is what ``lerenet stage``
-    and the flow's generic task call)."""
-    folder = Path(importlib.import_module(package).__file__).parent
-    for module_name in _declaring_modules(folder):
-        module = importlib.import_module(f"{package}.{module_name}")
-        if module.SPEC.name == name:
-            return module
-    raise KeyError(f"no stage {name!r}; stages: {[s.name for s in declared(package)]}")
+    and the flow's generic task call): the declaration's own entry module."""
+    return importlib.import_module(spec(name).entry[0])
 
 
 STAGES = declared()
@@ -159,15 +154,17 @@ def data_sha256(dep: str, params: Params) -> str:
     return tree_sha256(Path(resolve(dep, params)))
 
 
-def cache_key(name: str, params: Params) -> str:
+def cache_key(name: str, params: Params, given: dict[str, str] | None = None) -> str:
     """The Prefect cache key of stage ``name``: its code, data and params, as dvc.yaml has
-    them."""
+    them. ``given``: digests of data dependencies that a flow holds in memory (an earlier
+    task's result), used instead of reading the file that task wrote."""
     stage = spec(name)
+    given = given or {}
     return json_sha256(
         {
             "stage": name,
             "code": {path: tree_sha256(REPO / path) for path in stage.code},
-            "data": {dep: data_sha256(dep, params) for dep in stage.data},
+            "data": {dep: given.get(dep) or data_sha256(dep, params) for dep in stage.data},
             "params": params_of(params, stage.params),
         }
     )

@@ -8,13 +8,13 @@ from pathlib import Path
 
 from lerenet.config.schema import Params
 from lerenet.data.split_result import Split
-from lerenet.stages.declare import DATA, SPLITS, VALIDATE_DIR, Out, StageSpec
+from lerenet.stages.declare import DATA, SPLITS, VALIDATE_REPORT, Out, StageSpec
 
 SPEC = StageSpec(
     "split",
     cmd="lerenet split",
     entry=(__name__,),
-    data=(f"{DATA}/manifest.csv", f"{VALIDATE_DIR}/report.json"),
+    data=(f"{DATA}/manifest.csv", VALIDATE_REPORT),
     params=("split",),
     outs=(Out(SPLITS),),
 )

@@ -1,6 +1,6 @@
 """The train stage: train LERENet on a fold, track the run in MLflow, write ``train.json``.
 
-``lerenet train`` (and so ``dvc repro``) and the Prefect train task call ``train_stage``; a flow
+``lerenet train`` (and so ``dvc repro``) and the Prefect train task call ``run``; a flow
 passes its ``TrainSummary`` on in memory, the CLI's next stage reads it back from the file.
 """
 
@@ -38,7 +38,7 @@ SPEC = StageSpec(
 )
 
 
-def train_stage(
+def run(
     params: Params,
     *,
     params_file: Path | None = None,
@@ -100,6 +100,7 @@ def train_stage(
             fields["start_path"] = str(out_dir / START)
         if run.enabled:
             fields.update(_log_trained_model(run, params, result.best_path, out_dir))
+            fields.update(_log_companions(run, fields))
         summary = TrainSummary.from_dict(fields)
         summary.write(summary_path)
         if run.enabled:  # the typed summary travels with the run, not only on this disk
@@ -181,6 +182,26 @@ def _log_trained_model(run, params: Params, best_path: Path, out_dir: Path) -> d
     run.artifact(Path(params.data.root) / "manifest.csv", "data")
     # MLflow 3: models:/m-<id>, a LoggedModel
     return {"best_sha256": file_sha256(best_path), "model_uri": info.model_uri}
+
+
+def _log_companions(run, fields: dict) -> dict:
+    """Store the start and the baseline with the run, each under its own weights-digest tag,
+    so that an evaluation elsewhere (another task, another worker) loads them from the run,
+    checked, instead of reading this machine's files; returns their ``runs:/`` URIs."""
+    from lerenet.tracking.loading import COMPANIONS
+    from lerenet.training.checkpoint import state_sha256
+
+    uris = {}
+    for artifact, (field, tag) in COMPANIONS.items():
+        path = fields.get(field.replace("_uri", "_path"))
+        if not path:
+            continue
+        run.artifact(Path(path), str(Path(artifact).parent))
+        # the file is logged under its own name: the URI names what the store holds
+        stored = f"{Path(artifact).parent}/{Path(path).name}"
+        run.tags({tag: state_sha256(Path(path))})
+        uris[field] = f"runs:/{run.run_id}/{stored}"
+    return uris
 
 
 def run_name(stage: str, params: Params, data_version: str) -> str:

@@ -9,7 +9,7 @@ uploading leaves the tagged folder whole, and a run keeps two checkpoints, not o
 A rerun of the same
 training — same params, split, data version and code, as the lineage tags say — that finds no
 local checkpoint looks for the newest such run that did not finish, downloads its
-checkpoints and continues that run (``stages.train_stage``; resumed training is bit-identical,
+checkpoints and continues that run (``lerenet.stages.train.run``; resumed training is bit-identical,
 ``train.train``).
 """
 

@@ -26,6 +26,12 @@ CODE_LOADER = "mlflow.pyfunc.loaders.code_model"
 SERVED_CODE = Path(__file__).with_name("served_model.py")
 STATE_TAG = "lerenet.state_sha256"
 REMOTE = ("runs:/", "models:/", "s3://", "mlflow-artifacts:/")
+# models a training run stores beside its model: artifact path → (TrainSummary field, the run
+# tag holding that file's weights digest, which loading it by ``runs:/`` URI checks)
+COMPANIONS = {
+    "train/start.pt": ("start_uri", "lerenet.start_state_sha256"),
+    "train/baseline/best.pt": ("baseline_uri", "lerenet.baseline_state_sha256"),
+}
 
 
 class ModelRefused(CheckpointError):
@@ -137,6 +143,16 @@ def recorded_sha256(uri: str) -> str | None:
             tags = client.get_run(run_id).data.tags
     except MlflowException as err:
         raise ModelRefused(f"{uri}: {first_line(err, 200)}") from None
-    if STATE_TAG not in tags:
-        raise ModelRefused(f"{uri}: {what} has no {STATE_TAG} tag: its weights cannot be checked")
-    return tags[STATE_TAG]
+    tag = _digest_tag(uri) if version is None else STATE_TAG
+    if tag not in tags:
+        raise ModelRefused(f"{uri}: {what} has no {tag} tag: its weights cannot be checked")
+    return tags[tag]
+
+
+def _digest_tag(run_uri: str) -> str:
+    """The run tag that records the weights ``runs:/<id>/<path>`` names: a stored companion's
+    own (the start, the baseline), else the run's model's."""
+    if not run_uri.startswith("runs:/"):
+        return STATE_TAG
+    artifact = run_uri.removeprefix("runs:/").partition("/")[2].strip("/")
+    return COMPANIONS.get(artifact, ("", STATE_TAG))[1]

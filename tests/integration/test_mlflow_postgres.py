@@ -125,7 +125,7 @@ def test_stack_with_postgres_backend(
     from lerenet.config.schema import load_params
     from lerenet.stack.local import down, status
     from lerenet.stack.mlflow_server import redact
-    from lerenet.stages.train import train_stage
+    from lerenet.stages import train as train_stage
 
     password = postgres_uri.split(":")[2].split("@")[0]
     first = tmp_path / "stack-a"
@@ -149,7 +149,7 @@ def test_stack_with_postgres_backend(
         (tiny_project / "params.yaml").write_text(tiny_params(tiny_project, uri))
         for key in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
             monkeypatch.setenv(key, env[key])  # the stack's server asks for its login
-        trained = train_stage(load_params("params.yaml"), show_progress=False)
+        trained = train_stage.run(load_params("params.yaml"), show_progress=False)
         assert runner.invoke(app, ["gate"]).exit_code == 0
         assert runner.invoke(app, ["promote"]).exit_code == 0
         assert dict(MlflowClient(uri).get_registered_model("lerenet").aliases) == {"staging": "1"}

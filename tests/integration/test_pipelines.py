@@ -152,7 +152,7 @@ def test_dvc_repro_and_prefect_flow_agree(
     states = {r.name.rsplit("-", 1)[0]: r.state.name for r in runs}
     assert states["split"] == "Cached" and states["validate"] == "Cached", states
     assert states["train"] == "Completed"  # training is never cached
-    assert state.result().ingest["added"] == 0  # re-ingesting the same source: a no-op
+    assert state.result().ingest.added == 0  # re-ingesting the same source: a no-op
 
     # a failing stage leaves the registry as it was
     client = MlflowClient(f"sqlite:///{flow_root}/mlflow.db")
@@ -188,10 +188,10 @@ def test_onboard_class_scores_production_and_baseline_and_registers_nothing(
 
     from lerenet.config.schema import load_params
     from lerenet.data.splits import split_dataset
-    from lerenet.stages.evaluate import evaluate_stage
-    from lerenet.stages.gate import gate_stage
-    from lerenet.stages.promote import promote_stage
-    from lerenet.stages.train import train_stage
+    from lerenet.stages import evaluate as evaluate_stage
+    from lerenet.stages import gate as gate_stage
+    from lerenet.stages import promote as promote_stage
+    from lerenet.stages import train as train_stage
     from pipelines.flows import onboard_class
 
     known = tmp_path / "known"
@@ -210,15 +210,15 @@ def test_onboard_class_scores_production_and_baseline_and_registers_nothing(
     ingest(str(known), Path("data"), workers=1, show_progress=False)
     params = load_params("params.yaml")
     split_dataset(Path(params.data.root), params.split)
-    trained = train_stage(params, params_file=Path("params.yaml"), show_progress=False)
-    evaluate_stage(params)
+    trained = train_stage.run(params, params_file=Path("params.yaml"), show_progress=False)
+    evaluate_stage.run(params)
     for shot in ("1shot", "5shot"):  # model, start and baseline in one chart (`dvc plots`)
         chart = Path(params.eval.out_dir) / f"class_iou_{shot}.png"
         assert chart.read_bytes().startswith(b"\x89PNG")
-    assert gate_stage(params).passed  # the tiny params' gate has no baseline rule
-    promote_stage(params, run_id=trained.run_id, to="production")
+    assert gate_stage.run(params).passed  # the tiny params' gate has no baseline rule
+    promote_stage.run(params, run_id=trained.run_id, to="production")
     # the same model again, now against itself in production: the gate says so
-    again = gate_stage(params)
+    again = gate_stage.run(params)
     assert any("weights are identical to the champion's" in r for r in again.reasons)
     client = MlflowClient(f"sqlite:///{root}/mlflow.db")
     runs_before = len(client.search_runs(client.get_experiment_by_name("lerenet").experiment_id))

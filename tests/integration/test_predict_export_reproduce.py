@@ -19,14 +19,14 @@ runner = CliRunner()
 
 @pytest.fixture
 def registered(tracked_project: Path) -> Path:
-    from lerenet.stages.evaluate import evaluate_stage
-    from lerenet.stages.promote import promote_stage
-    from lerenet.stages.train import train_stage
+    from lerenet.stages import evaluate as evaluate_stage
+    from lerenet.stages import promote as promote_stage
+    from lerenet.stages import train as train_stage
 
     params = load_params("params.yaml")
-    train_stage(params, params_file=Path("params.yaml"), show_progress=False)
-    evaluate_stage(params)
-    promote_stage(params)  # → @staging
+    train_stage.run(params, params_file=Path("params.yaml"), show_progress=False)
+    evaluate_stage.run(params)
+    promote_stage.run(params)  # → @staging
     return tracked_project
 
 
@@ -115,9 +115,9 @@ def test_reproduce_restores_the_recorded_dvc_version(tracked_project: Path) -> N
     import subprocess
     import sys
 
-    from lerenet.stages.evaluate import evaluate_stage
-    from lerenet.stages.promote import promote_stage
-    from lerenet.stages.train import train_stage
+    from lerenet.stages import evaluate as evaluate_stage
+    from lerenet.stages import promote as promote_stage
+    from lerenet.stages import train as train_stage
 
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     dvc = [sys.executable, "-m", "dvc"]
@@ -130,9 +130,9 @@ def test_reproduce_restores_the_recorded_dvc_version(tracked_project: Path) -> N
     ):
         subprocess.run(cmd, env=env, check=True, capture_output=True)
     params = load_params("params.yaml")
-    train_stage(params, params_file=Path("params.yaml"), show_progress=False)
-    evaluate_stage(params)
-    promote_stage(params)
+    train_stage.run(params, params_file=Path("params.yaml"), show_progress=False)
+    evaluate_stage.run(params)
+    promote_stage.run(params)
     changed = _touch_one_image(Path("data"))
     result = runner.invoke(app, ["reproduce", "models:/lerenet@staging"])
     text = " ".join(result.output.split())  # rich wraps long lines

@@ -24,10 +24,10 @@ def _client():
 
 
 def _train(params_path: str = "params.yaml") -> TrainSummary:
-    from lerenet.stages.train import train_stage
+    from lerenet.stages import train as train_stage
 
     params = load_params(params_path)
-    summary = train_stage(params, params_file=Path(params_path), show_progress=False)
+    summary = train_stage.run(params, params_file=Path(params_path), show_progress=False)
     return summary
 
 
@@ -101,12 +101,12 @@ def test_gate_promote_rollback_cycle(tracked_project: Path, s3_server) -> None:
 def test_failure_mid_promotion_leaves_aliases(
     tracked_project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lerenet.stages.promote import promote_stage
+    from lerenet.stages import promote as promote_stage
     from lerenet.tracking import registry
 
     _train()
     params = load_params("params.yaml")
-    promote_stage(params)
+    promote_stage.run(params)
     before = _aliases()
 
     def broken(uri: str) -> None:
@@ -118,7 +118,7 @@ def test_failure_mid_promotion_leaves_aliases(
     _train("seed7.yaml")  # other weights: a new version to register (and fail to verify)
     monkeypatch.setattr(registry, "verify_loadable", broken)
     with pytest.raises(registry.PromotionError, match="unchanged"):
-        promote_stage(params)
+        promote_stage.run(params)
     assert _aliases() == before
     newest = max(int(v.version) for v in _client().search_model_versions("name='lerenet'"))
     assert (
@@ -134,7 +134,7 @@ def test_no_version_is_registered_without_its_model_artifacts(
 ) -> None:
     """The model's files lost from the artifact store (an outage, a wiped bucket): promote
     refuses in one sentence and the registry gets no version that cannot load."""
-    from lerenet.stages.promote import promote_stage
+    from lerenet.stages import promote as promote_stage
 
     summary = _train()
     model_id = summary.model_uri.removeprefix("models:/")
@@ -150,7 +150,7 @@ def test_no_version_is_registered_without_its_model_artifacts(
     assert "Traceback" not in result.output
     assert not _client().search_model_versions("name='lerenet'")
     _train()  # the next model, artifacts intact, registers as version 1
-    assert promote_stage(load_params("params.yaml")).version == "1"
+    assert promote_stage.run(load_params("params.yaml")).version == "1"
 
 
 def test_a_retrain_that_reproduces_the_weights_registers_no_second_version(
@@ -176,13 +176,13 @@ def test_a_model_worse_than_the_baseline_cannot_take_production(tracked_project:
     """The baseline rule on: the tiny model loses to the parameter-free baseline, so the gate
     fails with that reason (CLI, decision, MLflow run and version), and the model reaches
     @staging only."""
-    from lerenet.stages.evaluate import evaluate_stage
+    from lerenet.stages import evaluate as evaluate_stage
 
     params_path = Path("params.yaml")
     params_path.write_text(params_path.read_text().replace("beat_baseline: false", ""))
     assert load_params(params_path).gate.beat_baseline
     summary = _train()
-    evaluate_stage(load_params(params_path))
+    evaluate_stage.run(load_params(params_path))
     result = runner.invoke(app, ["gate"])
     assert result.exit_code == 1, result.output
     decision = json.loads(Path("outputs/gate/decision.json").read_text())

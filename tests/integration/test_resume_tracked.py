@@ -54,7 +54,7 @@ def test_a_killed_training_resumes_from_its_stored_checkpoint(tiny_project: Path
     weights of an uninterrupted training."""
     from mlflow import MlflowClient
 
-    from lerenet.stages.train import train_stage
+    from lerenet.stages import train as train_stage
     from lerenet.tracking.checkpoints import RESUMED_TAG, STEP_TAG
     from lerenet.training.loop import train
 
@@ -67,7 +67,7 @@ def test_a_killed_training_resumes_from_its_stored_checkpoint(tiny_project: Path
     shutil.rmtree(tiny_project / "outputs")  # the worker's disk went with it
 
     params = load_params(Path("params.yaml"), parse_overrides(OVERRIDES))
-    summary = train_stage(params, show_progress=False, resume_tracked=True)
+    summary = train_stage.run(params, show_progress=False, resume_tracked=True)
     assert summary.run_id == killed and summary.steps == 48
     resumed = client.get_run(killed)
     assert resumed.info.status == "FINISHED"
@@ -81,5 +81,5 @@ def test_a_killed_training_resumes_from_its_stored_checkpoint(tiny_project: Path
 
     # a finished run is not resumed: the next training of the same identity starts afresh
     shutil.rmtree(tiny_project / "outputs")
-    again = train_stage(params, show_progress=False, resume_tracked=True)
+    again = train_stage.run(params, show_progress=False, resume_tracked=True)
     assert again.run_id != killed

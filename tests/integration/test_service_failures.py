@@ -19,8 +19,8 @@ def test_mlflow_down_before_promotion_changes_nothing(
     from mlflow import MlflowClient
 
     from lerenet.stack.mlflow_server import MlflowServer
-    from lerenet.stages.promote import promote_stage
-    from lerenet.stages.train import train_stage
+    from lerenet.stages import promote as promote_stage
+    from lerenet.stages import train as train_stage
 
     state = tmp_path / "mlflow-state"
     server = MlflowServer(
@@ -31,15 +31,15 @@ def test_mlflow_down_before_promotion_changes_nothing(
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     params = load_params("params.yaml")
     try:
-        train_stage(params, params_file=Path("params.yaml"), show_progress=False)
-        promote_stage(params)
+        train_stage.run(params, params_file=Path("params.yaml"), show_progress=False)
+        promote_stage.run(params)
         before = dict(MlflowClient().get_registered_model("lerenet").aliases)
-        train_stage(params, params_file=Path("params.yaml"), show_progress=False)
+        train_stage.run(params, params_file=Path("params.yaml"), show_progress=False)
         server.stop()  # the tracking server goes down between training and promotion
         with pytest.raises(ServiceUnavailable, match=f"MLflow tracking server at {server.uri}"):
-            promote_stage(params)
+            promote_stage.run(params)
         with pytest.raises(ServiceUnavailable, match="MLflow tracking server"):
-            train_stage(params, params_file=Path("params.yaml"), show_progress=False)
+            train_stage.run(params, params_file=Path("params.yaml"), show_progress=False)
         # the registry commands say so in one sentence (they printed ~400 traceback lines)
         from typer.testing import CliRunner
 
@@ -111,7 +111,7 @@ def test_mlflow_dying_mid_training_keeps_the_step_and_resume_finishes_the_run(
     import lerenet.training.session
     from lerenet.stack.credentials import kept_login
     from lerenet.stack.mlflow_server import MlflowServer
-    from lerenet.stages.train import train_stage
+    from lerenet.stages import train as train_stage
     from lerenet.tracking.runs import TrackingLost
 
     state = tmp_path / "mlflow-state"
@@ -141,7 +141,7 @@ def test_mlflow_dying_mid_training_keeps_the_step_and_resume_finishes_the_run(
     monkeypatch.setattr(lerenet.training.session, "validate_round", round_that_loses_the_server)
     try:
         with pytest.raises(TrackingLost) as lost:
-            train_stage(params, params_file=Path("params.yaml"), show_progress=False)
+            train_stage.run(params, params_file=Path("params.yaml"), show_progress=False)
     finally:
         first.stop()
     message = str(lost.value)
@@ -151,7 +151,7 @@ def test_mlflow_dying_mid_training_keeps_the_step_and_resume_finishes_the_run(
     monkeypatch.setattr(lerenet.training.session, "validate_round", real_round)
     again = server(port=first.port)
     try:
-        summary = train_stage(
+        summary = train_stage.run(
             params, params_file=Path("params.yaml"), resume=True, show_progress=False
         )
         run = MlflowClient().get_run(summary.run_id)

@@ -146,11 +146,11 @@ def test_resume_refuses_a_checkpoint_that_runs_code(tiny_project: Path) -> None:
 def test_train_and_evaluate_stages_log_to_mlflow(tiny_project: Path) -> None:
     import mlflow
 
-    from lerenet.stages.evaluate import evaluate_stage
-    from lerenet.stages.train import train_stage
+    from lerenet.stages import evaluate as evaluate_stage
+    from lerenet.stages import train as train_stage
 
     params = load_params("params.yaml")
-    summary = train_stage(params, params_file=Path("params.yaml"), show_progress=False)
+    summary = train_stage.run(params, params_file=Path("params.yaml"), show_progress=False)
     assert summary.model_uri.startswith("models:/m-")  # an MLflow 3 LoggedModel
     # where the loop's time went: every step's episodes, and parts that fit in the whole
     speed = summary.throughput
@@ -158,7 +158,7 @@ def test_train_and_evaluate_stages_log_to_mlflow(tiny_project: Path) -> None:
     assert speed["step_s"] > 0  # each part rounded to 1 ms: they fit within that
     assert speed["data_s"] + speed["step_s"] <= speed["total_s"] + 0.002
     assert speed["step_episodes_per_s"] >= speed["episodes_per_s"] > 0
-    results = evaluate_stage(params)
+    results = evaluate_stage.run(params)
     metrics = json.loads(Path("outputs/eval/metrics.json").read_text())
     for name in ("lerenet", "baseline"):
         for k in ("1shot", "5shot"):
@@ -170,6 +170,7 @@ def test_train_and_evaluate_stages_log_to_mlflow(tiny_project: Path) -> None:
     assert results.run_id == summary.run_id
 
     client = mlflow.MlflowClient(f"sqlite:///{tiny_project}/mlflow.db")
+    _a_flow_evaluates_from_the_run_alone(params, summary, results, client)
     run = client.get_run(summary.run_id)
     assert run.data.params["train.steps"] == "6" and run.data.params["model.arch"] == "lerenet"
     for key in LINEAGE_KEYS:
@@ -242,15 +243,52 @@ def test_train_and_evaluate_stages_log_to_mlflow(tiny_project: Path) -> None:
     worker = replace(
         summary, best_path="/worker/outputs/train/best.pt", baseline_path=str(leftover)
     )
-    remote = evaluate_stage(params, train=worker, out_dir=Path("remote_eval"))
+    remote = evaluate_stage.run(params, train=worker, out_dir=Path("remote_eval"))
     # no summary at all (`lerenet evaluate --model URI`): the run is asked of the server
-    alone = evaluate_stage(params, model_uri=summary.model_uri, out_dir=Path("alone_eval"))
+    alone = evaluate_stage.run(params, model_uri=summary.model_uri, out_dir=Path("alone_eval"))
     for report in (remote, alone):
         assert report.run_id == summary.run_id and report.model_uri == summary.model_uri
         assert report.baseline is not None
         for k in ("1shot", "5shot"):
             assert report.baseline.shots[k].miou == metrics["baseline"][k]["miou"]
             assert report.lerenet.shots[k].miou == metrics["lerenet"][k]["miou"]
+
+
+def _a_flow_evaluates_from_the_run_alone(params, summary, local, client) -> None:
+    """A flow's evaluation (``from_store``) loads the model, its start and its baseline from
+    the training's run, each checked against its own digest tag: with the training's folder
+    gone it scores all three exactly as the evaluation that read the files did."""
+    import shutil
+
+    from lerenet.stages import evaluate as evaluate_stage
+    from lerenet.tracking.loading import ModelRefused, load_torch_model
+
+    assert summary.start_uri == f"runs:/{summary.run_id}/train/start.pt"
+    assert summary.baseline_uri == f"runs:/{summary.run_id}/train/baseline/best.pt"
+    assert local.start is not None and local.baseline is not None
+    shutil.move(params.train.out_dir, "train_elsewhere")
+    try:
+        stored = evaluate_stage.run(
+            params,
+            train=summary,
+            model_uri=summary.challenger,
+            out_dir=Path("stored_eval"),
+            from_store=True,
+        )
+    finally:
+        shutil.move("train_elsewhere", params.train.out_dir)
+    for k in ("1shot", "5shot"):
+        for name in ("lerenet", "baseline", "start"):
+            ours, theirs = getattr(stored, name), getattr(local, name)
+            assert ours.shots[k].miou == theirs.shots[k].miou, (name, k)
+    # a stored start whose file no longer matches its tag is refused, not scored
+    tag = "lerenet.start_state_sha256"
+    recorded = client.get_run(summary.run_id).data.tags[tag]
+    client.set_tag(summary.run_id, tag, "0" * 64)
+    with pytest.raises(ModelRefused, match="differ from what the run recorded"):
+        load_torch_model(summary.start_uri)
+    client.set_tag(summary.run_id, tag, recorded)
+    assert load_torch_model(summary.baseline_uri)[1]["model_config"]["arch"] == "prototype"
 
 
 def test_a_retrain_with_a_class_memory_reports_what_it_bought(tiny_project: Path) -> None:
@@ -262,9 +300,9 @@ def test_a_retrain_with_a_class_memory_reports_what_it_bought(tiny_project: Path
     from lerenet.data.holdout import read_held_out
     from lerenet.data.splits import split_dataset
     from lerenet.evaluation.outcome import seen_table
-    from lerenet.stages.evaluate import evaluate_stage
+    from lerenet.stages import evaluate as evaluate_stage
+    from lerenet.stages import train as train_stage
     from lerenet.stages.predict import predict_files
-    from lerenet.stages.train import train_stage
 
     overrides = parse_overrides(
         [
@@ -284,9 +322,9 @@ def test_a_retrain_with_a_class_memory_reports_what_it_bought(tiny_project: Path
     split_dataset(Path("data"), params.split)
     held = read_held_out(Path(params.split.out_dir))
     assert held
-    summary = train_stage(params, track=False, show_progress=False)
+    summary = train_stage.run(params, track=False, show_progress=False)
     assert summary.start_path and Path(summary.start_path).exists()
-    report = evaluate_stage(params, train=summary, track=False)
+    report = evaluate_stage.run(params, train=summary, track=False)
     assert set(report.seen) == {"lerenet", "start"}
     assert report.start is not None
     # new classes: the memory holds none of them, so the trained model equals its start

@@ -119,3 +119,28 @@ def test_cache_key_follows_declared_params_data_and_code(tmp_path: Path, monkeyp
     before = cache_key("split", params)
     (code / "lerenet" / "data" / "splits.py").write_text("A = 2\n")
     assert cache_key("split", params) != before
+
+
+def test_a_flow_gives_the_validation_in_memory_not_its_file(tmp_path: Path, monkeypatch) -> None:
+    """The split follows validate's report.json in dvc.yaml; in a flow the validate task's
+    result stands in for it: the key follows that result and never reads the file."""
+    from lerenet.data.validate import ValidationReport
+    from lerenet.stages.declare import VALIDATE_REPORT
+
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "manifest.csv").write_text("image,mask,class\n")
+    params = _params(tmp_path, f"data:\n  root: {data}\nsplit:\n  out_dir: {tmp_path / 's'}\n")
+    assert VALIDATE_REPORT in spec("split").data
+    passed = ValidationReport(str(data), pairs=6, classes={"a": 6}, seconds=1.0)
+    same = ValidationReport(str(data), pairs=6, classes={"a": 6}, seconds=9.0)
+    fewer = ValidationReport(str(data), pairs=5, classes={"a": 5}, quarantined=1)
+    assert passed.digest() == same.digest()  # how long it took is not what the split follows
+    key = cache_key("split", params, given={VALIDATE_REPORT: passed.digest()})
+    assert cache_key("split", params, given={VALIDATE_REPORT: fewer.digest()}) != key
+    report = tmp_path / VALIDATE_REPORT
+    report.parent.mkdir(parents=True)
+    report.write_text('{"pairs": 1}')
+    assert cache_key("split", params, given={VALIDATE_REPORT: passed.digest()}) == key
+    assert cache_key("split", params) != cache_key("split", params, given={VALIDATE_REPORT: "x"})
