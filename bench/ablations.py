@@ -100,7 +100,7 @@ VARIANTS: list[tuple[str, str, str]] = [
     ),
     ("q_no_synthetic", "default without synthetic classes", "--set train.synthetic_classes=0"),
     ("q_no_residual", "default without the residual start", "--set model.residual=false"),
-    ("q_s4_only", "default, matching on stride 4 only", "--set model.prior_stages=[s4]"),
+    ("q_s4_only", "default, matching on stride 4 only", "--set model.prior_levels=[s4]"),
     ("q_default_160", "default at 160×160", "--size 160"),
 ]
 

@@ -1,4 +1,4 @@
-"""Evaluation speed: each image's backbone stages once (``lerenet.training.stage_memo``) vs the
+"""Evaluation speed: each image's backbone levels once (``lerenet.training.level_memo``) vs the
 whole model on every episode, on the quality benchmark's episodes, in the same run.
 
     python bench/eval_speed.py [--size 320] [--episodes 10] [--fold 0]
@@ -45,14 +45,14 @@ def score_both_ways(model, params, work: Path, fold: int) -> dict:
     import torch
 
     from lerenet.evaluation.scoring import predict_episodes
-    from lerenet.training.stage_memo import StageMemo
+    from lerenet.training.level_memo import LevelMemo
 
     cpu = torch.device("cpu")
     files = [seed_episodes(model, params, work, seed, k, fold) for seed in SEEDS for k in (1, 5)]
     began = time.perf_counter()
-    whole = [predict_episodes(model, ds, cpu, batch_size=8, reuse_stages=False) for ds in files]
+    whole = [predict_episodes(model, ds, cpu, batch_size=8, reuse_levels=False) for ds in files]
     whole_s = time.perf_counter() - began
-    memo = StageMemo(MEMO_BYTES)
+    memo = LevelMemo(MEMO_BYTES)
     began = time.perf_counter()
     memoised = [predict_episodes(model, ds, cpu, batch_size=8, memo=memo) for ds in files]
     memo_s = time.perf_counter() - began
@@ -77,7 +77,7 @@ def table(results: dict) -> str:
         f"--fold {cfg['fold']}` — {results['device_name']}; defects9 fold {cfg['fold']}'s test "
         f"classes, {cfg['episodes']} episodes per class × 3 episode seeds × 1- and 5-shot "
         "files, as `bench/quality.py` scores them; *whole*: the model on every episode; "
-        "*memo*: each image's backbone stages once over all six files. same: every episode's "
+        "*memo*: each image's backbone levels once over all six files. same: every episode's "
         "pixel counts equal.",
         "",
         "| model | episodes | image reads | images computed | whole | memo | speed-up "

@@ -3,12 +3,12 @@
     python bench/model_speed.py [--device cpu|cuda] [--seconds 3] [--size 200]
 
 For each backbone and K ∈ {1, 5} at B = 2, it times
-- inference: ``naive`` (all backbone stages computed as in the authors' code, eager fp32
-  NCHW under ``no_grad``) vs ``optimized`` (only the stride-4 stages, Conv+BN folded,
+- inference: ``naive`` (all backbone levels computed as in the authors' code, eager fp32
+  NCHW under ``no_grad``) vs ``optimized`` (only the stride-4 levels, Conv+BN folded,
   channels-last, ``inference_mode``, autocast on CUDA) and, where the CPU has AVX512-BF16 or on
   CUDA, ``optimized+bf16``;
 - a training step (forward, cross-entropy, backward, SGD): ``naive`` vs ``optimized``
-  (stride-4 stages only, channels-last, AMP on CUDA);
+  (stride-4 levels only, channels-last, AMP on CUDA);
 and a 2048² fp32 matrix multiply in the same run, the machine's reachable GFLOP/s.
 Each measurement runs in a fresh subprocess so its peak memory (RSS on CPU, allocator peak on
 CUDA) is its own. Results: ``bench/results/model_speed_<device>.json`` and the table in

@@ -37,7 +37,7 @@ from quality_report import fold_line, write_docs
 ROOT = Path(__file__).resolve().parents[1]
 DEFECTS9 = ROOT.parent / "shared" / "datasets" / "defects9"
 RESULTS = Path(__file__).resolve().parent / "results"
-# a fold's test images at 320×320 with four scales (3.5 MB each) fit: each image's stages once
+# a fold's test images at 320×320 with four scales (3.5 MB each) fit: each image's levels once
 MEMO_BYTES = 4 * 1024**3
 PROTOCOLS = {
     # episode seeds, test episodes per class, training steps. Design and claim are kept
@@ -168,16 +168,16 @@ def seed_episodes(model, params, work: Path, seed: int, shots: int, fold: int, p
 
 def score_model(model, params, work: Path, fold: int, seeds, part: str = "test", memo=None) -> dict:
     """mIoU [CI], FB-IoU, per-class IoU and the empty-prediction share, per shot and seed.
-    ``memo``: backbone stages shared across calls (models on one frozen backbone object)."""
+    ``memo``: backbone levels shared across calls (models on one frozen backbone object)."""
     import torch
 
     from lerenet.evaluation.metrics import score
     from lerenet.evaluation.scoring import predict_episodes
-    from lerenet.training.stage_memo import StageMemo
+    from lerenet.training.level_memo import LevelMemo
 
     device = torch.device(params.train.device)
     workers = params.train.num_workers
-    memo = memo if memo is not None else StageMemo(MEMO_BYTES)  # each image's stages once
+    memo = memo if memo is not None else LevelMemo(MEMO_BYTES)  # each image's levels once
     entry: dict = {}
     for shots in (1, 5):
         per_seed = []
@@ -212,9 +212,9 @@ def score_fold(params, work: Path, fold: int, seeds, res, args) -> dict:
     import torch
 
     from lerenet.training.checkpoint import load_model_file
+    from lerenet.training.level_memo import LevelMemo
     from lerenet.training.loop import save_baseline
     from lerenet.training.session import START
-    from lerenet.training.stage_memo import StageMemo
 
     model, _ = load_model_file(res.best_path, params.train.device)
     models = {"lerenet": model}
@@ -237,9 +237,9 @@ def score_fold(params, work: Path, fold: int, seeds, res, args) -> dict:
             save_baseline(params, res.best_path.parent / "baseline"), args.device
         )
     out: dict = {}
-    memos: dict[int, StageMemo] = {}
+    memos: dict[int, LevelMemo] = {}
     for name, net in models.items():
-        memo = memos.setdefault(id(net.backbone), StageMemo(MEMO_BYTES))
+        memo = memos.setdefault(id(net.backbone), LevelMemo(MEMO_BYTES))
         out[name] = score_model(net, params, work, fold, seeds, "test", memo)
         out[name]["seen"] = score_model(net, params, work, fold, seeds, "seen_test", memo)
     if getattr(model, "memory_routing", None) == "support":

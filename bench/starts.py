@@ -42,7 +42,7 @@ from lerenet.model.priors import box_smooth, lda_logits, matching_logits  # noqa
 DEFECTS9 = ROOT.parent / "shared" / "datasets" / "defects9"
 CACHE = Path(__file__).resolve().parent / ".cache"
 RESULTS = Path(__file__).resolve().parent / "results"
-STAGES = ("s4", "s8", "s16")
+LEVELS = ("s4", "s8", "s16")
 SIZES4 = (200, 256, 320, 384)
 
 # name → (what it is, keyword arguments of ``start_logits``)
@@ -65,7 +65,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 
 @functools.cache
 def cached_features(data: Path, size: int) -> dict:
-    """Stage maps (fp16) and labels of every image at ``size``, computed once per size (and
+    """Level maps (fp16) and labels of every image at ``size``, computed once per size (and
     read from disk once per process)."""
     path = CACHE / f"defects9_{size}.pt"
     if path.exists():
@@ -84,7 +84,7 @@ def cached_features(data: Path, size: int) -> dict:
     transform = build_transform(size, train=False)
     mean, std = tuple(backbone.mean), tuple(backbone.std)
     pairs = read_manifest(data)
-    stages: dict[str, list] = {}
+    levels: dict[str, list] = {}
     labels = []
     began = time.perf_counter()
     with torch.inference_mode():
@@ -94,10 +94,10 @@ def cached_features(data: Path, size: int) -> dict:
                 image, label = load_pair(data, pair.image, transform, mean, std)
                 images.append(image)
                 labels.append(label.to(torch.uint8))
-            for name, value in backbone.forward_stages(torch.stack(images)).items():
-                stages.setdefault(name, []).append(value.half())
+            for name, value in backbone.forward_levels(torch.stack(images)).items():
+                levels.setdefault(name, []).append(value.half())
     blob = {
-        "stages": {name: torch.cat(parts) for name, parts in stages.items()},
+        "levels": {name: torch.cat(parts) for name, parts in levels.items()},
         "labels": torch.stack(labels),
         "index": {pair.image: i for i, pair in enumerate(pairs)},
     }
@@ -134,20 +134,20 @@ def start_logits(
     head = (size // 4, size // 4)
     out = torch.zeros(len(queries), 2, *head)
     if lda:
-        out = out + lda * lda_logits(query, support, masks, STAGES, head, shrinkage=shrinkage)
+        out = out + lda * lda_logits(query, support, masks, LEVELS, head, shrinkage=shrinkage)
     if proto or not lda:
-        out = out + (proto or 1.0) * matching_logits(query, support, masks, STAGES, head)
+        out = out + (proto or 1.0) * matching_logits(query, support, masks, LEVELS, head)
     return F.interpolate(out, (size, size), mode="bilinear", align_corners=True)
 
 
 def episode_tensors(
     blob: dict, queries: list[int], supports: list[list[int]]
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
-    """The cached stages of the episodes' queries (B×C×h×w) and supports (B×K×C×h×w), and the
+    """The cached levels of the episodes' queries (B×C×h×w) and supports (B×K×C×h×w), and the
     support labels (B×K×H×W)."""
     rows = torch.tensor(supports)
-    query = {n: blob["stages"][n][queries].float() for n in STAGES}
-    support = {n: blob["stages"][n][rows].float() for n in STAGES}
+    query = {n: blob["levels"][n][queries].float() for n in LEVELS}
+    support = {n: blob["levels"][n][rows].float() for n in LEVELS}
     return query, support, blob["labels"][rows].long()
 
 
@@ -156,7 +156,7 @@ def lda_grid(
 ) -> torch.Tensor:
     """B×2×(size/4)² support-LDA logits of the images at ``size``, on their own grid."""
     query, support, masks = episode_tensors(blob, queries, supports)
-    return lda_logits(query, support, masks, STAGES, (size // 4, size // 4), shrinkage=shrinkage)
+    return lda_logits(query, support, masks, LEVELS, (size // 4, size // 4), shrinkage=shrinkage)
 
 
 def score_episodes(

@@ -18,7 +18,7 @@ class ConfigError(ValueError):
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """``["train.lr=0.001", "model.prior_stages=[s4]"]`` → ``{"train.lr": 0.001, …}``: the one
+    """``["train.lr=0.001", "model.prior_levels=[s4]"]`` → ``{"train.lr": 0.001, …}``: the one
     parser of ``--set`` for the CLI, the pipeline CLI and the benchmarks (values read as YAML)."""
     out: dict[str, Any] = {}
     for item in items or []:

@@ -51,12 +51,12 @@ class ModelConfig(Section):
     prior: Literal["positional", "prototype", "matching"] = Field(
         "positional",
         description="IFM prior: positional (authors' code), prototype (cosine to the support "
-        "prototype) or matching (training-free prototype and max cosines on prior_stages).",
+        "prototype) or matching (training-free prototype and max cosines on prior_levels).",
     )
-    prior_stages: list[Literal["s4", "s8", "s16"]] = Field(
+    prior_levels: list[Literal["s4", "s8", "s16"]] = Field(
         default_factory=lambda: ["s4", "s8", "s16"],
         min_length=1,
-        description="Pretrained backbone stages matched by the matching prior, the residual "
+        description="Pretrained backbone levels matched by the matching prior, the residual "
         "start and the prototype baseline.",
     )
     residual: Literal["off", "prototype", "lda"] = Field(
@@ -117,6 +117,20 @@ class ModelConfig(Section):
             return "prototype" if value else "off"
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _older_name_of_levels(cls, data: Any) -> Any:
+        """``prior_stages``, in params files, checkpoints and registered models written before
+        the backbone's levels had a word of their own ("stage" is a pipeline stage), means
+        ``prior_levels``: every model saved so far still loads."""
+        if not isinstance(data, dict) or "prior_stages" not in data:
+            return data
+        if "prior_levels" in data:
+            raise ValueError("model: give prior_levels only (prior_stages is its older name)")
+        data = dict(data)
+        data["prior_levels"] = data.pop("prior_stages")
+        return data
+
     @model_validator(mode="after")
     def _scales_for_the_lda(self) -> ModelConfig:
         if len(set(self.lda_scales)) != len(self.lda_scales) or min(self.lda_scales) <= 0:
@@ -126,12 +140,12 @@ class ModelConfig(Section):
         return self
 
     @model_validator(mode="after")
-    def _stages_in_depth_order(self) -> ModelConfig:
-        if len(set(self.prior_stages)) != len(self.prior_stages):
-            raise ValueError(f"model.prior_stages repeats a stage: {self.prior_stages}")
-        ordered = sorted(self.prior_stages, key=["s4", "s8", "s16"].index)
-        if ordered != self.prior_stages:
-            object.__setattr__(self, "prior_stages", ordered)
+    def _levels_in_depth_order(self) -> ModelConfig:
+        if len(set(self.prior_levels)) != len(self.prior_levels):
+            raise ValueError(f"model.prior_levels repeats a level: {self.prior_levels}")
+        ordered = sorted(self.prior_levels, key=["s4", "s8", "s16"].index)
+        if ordered != self.prior_levels:
+            object.__setattr__(self, "prior_levels", ordered)
         return self
 
 

@@ -5,7 +5,7 @@
 - Channels-last memory format: oneDNN's (CPU) and cuDNN's fastest convolution layout.
 - ``torch.inference_mode``: no autograd bookkeeping at all (cheaper than ``no_grad``).
 - Autocast on CUDA (bf16 where supported, else fp16); optional bf16 on CPUs with AVX512-BF16.
-The deeper backbone stages are never built (see ``model/backbones/``), which is the largest
+The deeper backbone levels are never built (see ``model/backbones/``), which is the largest
 saving for ResNet-50.
 """
 
@@ -24,27 +24,27 @@ from lerenet.model.memory import named_route
 log = logging.getLogger(__name__)
 
 
-class _Stages(nn.Module):
-    """The backbone's ``forward_stages`` as a module's forward, so FX can trace and fuse it."""
+class _Levels(nn.Module):
+    """The backbone's ``forward_levels`` as a module's forward, so FX can trace and fuse it."""
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
         self.backbone = backbone
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.backbone.forward_stages(x)
+        return self.backbone.forward_levels(x)
 
 
-def fuse_stages(backbone: nn.Module) -> None:
-    """Fold the backbone's BatchNorms into its convs, in place, for its ``forward_stages``.
+def fuse_levels(backbone: nn.Module) -> None:
+    """Fold the backbone's BatchNorms into its convs, in place, for its ``forward_levels``.
 
     A backbone that FX cannot trace is kept unfused with a log message: slower, never wrong.
     """
     from torch.fx.experimental.optimization import fuse
 
     try:
-        backbone.fused_stages = fuse(_Stages(backbone))  # a submodule: .to() reaches it
-        backbone.forward_stages = backbone.fused_stages.forward  # instance override
+        backbone.fused_levels = fuse(_Levels(backbone))  # a submodule: .to() reaches it
+        backbone.forward_levels = backbone.fused_levels.forward  # instance override
     except Exception as err:  # tracing limits of third-party modules
         log.info("backbone not fused (%s); running it unfused", err)
 
@@ -53,21 +53,21 @@ def fast_backbone(backbone: nn.Module, device: str | torch.device = "cpu") -> nn
     """An eval-mode copy of a frozen backbone, BN folded, in channels-last layout: about
     twice as fast on CPU (EfficientNet-Lite0 at 128², 2 cores). For feature caching."""
     fast = copy.deepcopy(backbone).eval().to(device)
-    fuse_stages(fast)
+    fuse_levels(fast)
     return fast.to(memory_format=torch.channels_last)
 
 
 def optimize_for_inference(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
     """An eval-mode copy of ``model`` with BN folded into convs, in channels-last layout.
 
-    The original is left untouched (training can go on with it). The pretrained stages are
-    traced and fused (``fuse_stages``); the head's own input layer (``head_features``) stays
+    The original is left untouched (training can go on with it). The pretrained levels are
+    traced and fused (``fuse_levels``); the head's own input layer (``head_features``) stays
     as it is.
     """
     fast = copy.deepcopy(model).eval().to(device)
     backbone = getattr(fast, "backbone", None)
     if backbone is not None:
-        fuse_stages(backbone)
+        fuse_levels(backbone)
     return fast.to(memory_format=torch.channels_last)
 
 

@@ -26,7 +26,7 @@ from lerenet.evaluation.metrics import SegmentationScores, episode_stats, score
 from lerenet.evaluation.plots import class_bar_chart, overlay_grid, overlay_row
 from lerenet.model.memory import named_route
 from lerenet.results import ModelScores, ShotEvidence, ShotScores, shot_key
-from lerenet.training.stage_memo import StageMemo, memo_logits
+from lerenet.training.level_memo import LevelMemo, memo_logits
 
 log = logging.getLogger(__name__)
 
@@ -107,22 +107,22 @@ def predict_episodes(
     keep: int = 8,
     amp: bool = True,
     num_workers: int = 0,
-    memo: StageMemo | None = None,
-    reuse_stages: bool = True,
+    memo: LevelMemo | None = None,
+    reuse_levels: bool = True,
 ) -> Predictions:
     """Run the model over every episode of ``dataset`` (eval mode, inference mode).
 
-    Each image's backbone stages are computed once (``stage_memo``): in a fresh memo unless
+    Each image's backbone levels are computed once (``level_memo``): in a fresh memo unless
     ``memo`` is given, which callers reuse while the backbone cannot change. A model without
-    ``image_stages``, or ``reuse_stages=False`` (what benchmarks compare with), runs the whole
+    ``image_levels``, or ``reuse_levels=False`` (what benchmarks compare with), runs the whole
     model on every episode.
     """
     was_training = model.training
     model.eval()
-    if not (reuse_stages and hasattr(model, "image_stages")):
+    if not (reuse_levels and hasattr(model, "image_levels")):
         memo = None
     elif memo is None:
-        memo = StageMemo()
+        memo = LevelMemo()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     stats, kept, areas = [], [], []
     with inference_context(device, amp):
@@ -161,7 +161,7 @@ def predict_and_score(
     params: Params,
     classes: list[str],
     device: torch.device | None = None,
-    memo: StageMemo | None = None,
+    memo: LevelMemo | None = None,
 ) -> tuple[Predictions, SegmentationScores]:
     """Predict every episode and score it over ``classes`` with the eval section's bootstrap."""
     device = device or next(model.parameters()).device
@@ -200,7 +200,7 @@ def evaluate_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     shot_scores: dict[str, ShotScores] = {}
     evidence: dict[str, ShotEvidence] = {}
-    memo = StageMemo()  # one model, unchanged: its stages of an image serve every shot count
+    memo = LevelMemo()  # one model, unchanged: its levels of an image serve every shot count
     for k in shots or params.eval.shots:
         dataset = episode_dataset(params, model, part, k, fold, split=split)
         started = time.perf_counter()

@@ -25,13 +25,13 @@ def build_model(
         deep_stem=cfg.deep_stem,
         feature_channels=cfg.feature_channels,
         full_depth=full_depth,
-        stages=tuple(cfg.prior_stages) if matching else (),
+        levels=tuple(cfg.prior_levels) if matching else (),
     )
     info = (
         load_backbone_weights(backbone, cfg.weights, cfg.weights_format) if load_weights else None
     )
     if cfg.arch == "prototype":
-        return PrototypeBaseline(backbone, tuple(cfg.prior_stages)), info
+        return PrototypeBaseline(backbone, tuple(cfg.prior_levels)), info
     model = LERENet(
         backbone,
         num_state=cfg.num_state,
@@ -41,7 +41,7 @@ def build_model(
         prior=cfg.prior,
         normalize_graph=cfg.normalize_graph,
         dropout=cfg.dropout,
-        prior_stages=tuple(cfg.prior_stages),
+        prior_levels=tuple(cfg.prior_levels),
         residual=cfg.residual,
         lda_shrinkage=cfg.lda_shrinkage,
         lda_scales=tuple(cfg.lda_scales),
@@ -55,7 +55,7 @@ def build_model(
 
 
 def build_baseline(cfg: ModelConfig) -> nn.Module:
-    """The parameter-free prototype baseline on ``cfg``'s backbone, weights and stages: the
+    """The parameter-free prototype baseline on ``cfg``'s backbone, weights and levels: the
     reference a model of that configuration has to beat. It has nothing trained, so it is
     rebuilt wherever it is needed (evaluation, gate) instead of travelling as a file."""
     model, _ = build_model(cfg.model_copy(update={"arch": "prototype"}))

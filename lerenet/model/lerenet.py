@@ -5,13 +5,13 @@ Episode contract (STYLE.md, pattern 2): ``query_img`` B×3×H×W, ``support_imgs
 K-shot handling lives here: the K masked support feature maps are averaged before the head, so
 the output does not depend on support order and K identical supports equal one.
 
-The forward pass has two halves: ``encode_episode`` runs the backbone's pretrained stages, and
-``forward_stages`` does everything after them. Training a frozen backbone from cached stage
+The forward pass has two halves: ``encode_episode`` runs the backbone's pretrained levels, and
+``forward_levels`` does everything after them. Training a frozen backbone from cached level
 features calls the second half only (``lerenet/training/feature_cache.py``).
 
 Deviations from the authors' code, each off by default and switched on by params (measured in
 docs/benchmarks.md): ``prototype="masked_mean"``, ``prior="matching"`` (training-free
-similarity maps from several pretrained stages instead of the positional cosine),
+similarity maps from several pretrained levels instead of the positional cosine),
 ``residual`` (the head corrects parameter-free logits — the prototype baseline's or the
 support LDA's — instead of starting from nothing) and ``backbone_bn`` other than ``per_group``.
 """
@@ -41,29 +41,29 @@ from lerenet.model.priors import (
 
 BackboneBN = Literal["joint", "per_group", "frozen"]
 MARGIN_SCALE = 10.0  # the start's logit margins reach tens: tanh(margin / 10) keeps their sign
-Stages = dict[str, torch.Tensor]
+Levels = dict[str, torch.Tensor]
 
 
-def stages_at_scales(
+def levels_at_scales(
     backbone: nn.Module,
     images: torch.Tensor,
     scales: tuple[float, ...] = (1.0,),
     names: tuple[str, ...] = (),
-) -> Stages:
-    """The backbone's stages of ``images``, plus stages ``names`` of the images resized by each
+) -> Levels:
+    """The backbone's levels of ``images``, plus levels ``names`` of the images resized by each
     other scale, under ``priors.scale_key`` (what ``multiscale_lda_logits`` reads).
 
     Resizing is bilinear without antialiasing: ONNX opset 17 has no antialiased resize, and
     the scales used (≥ 0.6) alias little.
-    Shapes: N×3×H×W → {stage: N×C×h×w, "stage@s": N×C×h_s×w_s}.
+    Shapes: N×3×H×W → {level: N×C×h×w, "level@s": N×C×h_s×w_s}.
     """
-    feats = dict(backbone.forward_stages(images))
+    feats = dict(backbone.forward_levels(images))
     for scale in scales:
         if scale == 1.0 or not names:
             continue
         size = scaled_size(images.shape[-2:], scale)
         resized = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
-        extra = backbone.forward_stages(resized)
+        extra = backbone.forward_levels(resized)
         feats.update({scale_key(name, scale): extra[name] for name in names})
     return feats
 
@@ -75,33 +75,33 @@ def encode_episode(
     per_group: bool,
     scales: tuple[float, ...] = (1.0,),
     names: tuple[str, ...] = (),
-) -> tuple[Stages, Stages]:
-    """Run the backbone's pretrained stages over query and supports (``stages_at_scales``).
+) -> tuple[Levels, Levels]:
+    """Run the backbone's pretrained levels over query and supports (``levels_at_scales``).
 
     ``per_group=False``: one batched call (B + B·K images), fewest kernel launches.
     ``per_group=True`` (the authors' code): the query batch, then each shot's batch, so that
     in training every BatchNorm sees batch statistics of one group only. In eval mode both
     give the same features, so only a training step pays for the extra calls.
-    Shapes: → {stage: B×C×h×w} (query), {stage: B×K×C×h×w} (supports).
+    Shapes: → {level: B×C×h×w} (query), {level: B×K×C×h×w} (supports).
     """
     if per_group and backbone.training:
-        query = stages_at_scales(backbone, query_img, scales, names)
+        query = levels_at_scales(backbone, query_img, scales, names)
         k = support_imgs.shape[1]
-        shots = [stages_at_scales(backbone, support_imgs[:, i], scales, names) for i in range(k)]
+        shots = [levels_at_scales(backbone, support_imgs[:, i], scales, names) for i in range(k)]
         return query, {name: torch.stack([s[name] for s in shots], 1) for name in query}
     return encode_together(
-        query_img, support_imgs, lambda images: stages_at_scales(backbone, images, scales, names)
+        query_img, support_imgs, lambda images: levels_at_scales(backbone, images, scales, names)
     )
 
 
 def encode_together(
     query_img: torch.Tensor,
     support_imgs: torch.Tensor,
-    encode: Callable[[torch.Tensor], Stages],
-) -> tuple[Stages, Stages]:
+    encode: Callable[[torch.Tensor], Levels],
+) -> tuple[Levels, Levels]:
     """``encode`` over the B queries and B·K supports as one batch (queries first), split back
-    into {stage: B×C×h×w} and {stage: B×K×C×h×w}: ``encode_episode``'s batched path, and the
-    evaluation's through ``stage_memo``."""
+    into {level: B×C×h×w} and {level: B×K×C×h×w}: ``encode_episode``'s batched path, and the
+    evaluation's through ``level_memo``."""
     b, k = support_imgs.shape[:2]
     feats = encode(torch.cat([query_img, support_imgs.flatten(0, 1)], dim=0))
     return (
@@ -111,12 +111,12 @@ def encode_together(
 
 
 def head_inputs(
-    backbone: nn.Module, query_stages: Stages, support_stages: Stages
+    backbone: nn.Module, query_levels: Levels, support_levels: Levels
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The head's C-channel maps: query B×C×h×w and supports B×K×C×h×w."""
-    b, k = next(iter(support_stages.values())).shape[:2]
-    query = backbone.head_features(query_stages)
-    flat = {name: f.flatten(0, 1) for name, f in support_stages.items()}
+    b, k = next(iter(support_levels.values())).shape[:2]
+    query = backbone.head_features(query_levels)
+    flat = {name: f.flatten(0, 1) for name, f in support_levels.items()}
     return query, backbone.head_features(flat).unflatten(0, (b, k))
 
 
@@ -148,7 +148,7 @@ class LERENet(nn.Module):
         prior: IFM prior mode (``positional`` = authors' code).
         normalize_graph: MPR 1/HW normalisation of pooled node states.
         dropout: IFM classifier dropout.
-        prior_stages: pretrained stages of the ``matching`` prior and of ``residual``.
+        prior_levels: pretrained levels of the ``matching`` prior and of ``residual``.
         residual: ``off``, or the parameter-free logits the IFM output is added to
             (``prototype``: the prototype baseline's; ``lda``: the support LDA's).
         lda_shrinkage: the support LDA's ridge at K = 1.
@@ -179,7 +179,7 @@ class LERENet(nn.Module):
         prior: PriorMode = "positional",
         normalize_graph: bool = False,
         dropout: float = 0.1,
-        prior_stages: tuple[str, ...] = ("s4", "s8", "s16"),
+        prior_levels: tuple[str, ...] = ("s4", "s8", "s16"),
         residual: Literal["off", "prototype", "lda"] = "off",
         lda_shrinkage: float = 3.0,
         lda_scales: tuple[float, ...] = (1.0,),
@@ -192,32 +192,32 @@ class LERENet(nn.Module):
         super().__init__()
         channels = int(backbone.out_channels)
         matching = prior == "matching" or residual != "off"
-        missing = sorted(set(prior_stages) - set(backbone.stages)) if matching else []
+        missing = sorted(set(prior_levels) - set(backbone.levels)) if matching else []
         if missing:
-            raise ValueError(f"backbone was built without the prior stage(s) {missing}")
+            raise ValueError(f"backbone was built without the prior level(s) {missing}")
         self.backbone = backbone
         self.backbone.frozen_bn = backbone_bn == "frozen"
         self.mpr = MPR(channels, num_state, num_node, normalize=normalize_graph)
         self.mpe = MPE(channels, reduction)
-        prior_channels = 4 * len(prior_stages) + 1 if prior == "matching" else 1
+        prior_channels = 4 * len(prior_levels) + 1 if prior == "matching" else 1
         self.ifm = IFM(channels, dropout, prior_channels=prior_channels, residual=residual != "off")
         self.prototype_mode: PrototypeMode = prototype
         self.prior_mode: PriorMode = prior
-        self.prior_stages = tuple(prior_stages)
+        self.prior_levels = tuple(prior_levels)
         self.residual = residual
         self.lda_shrinkage = lda_shrinkage
-        # the stages the other scales need: the LDA's, and only when the start is the LDA
+        # the levels the other scales need: the LDA's, and only when the start is the LDA
         self.lda_scales = tuple(lda_scales)
         self.lda_smooth = lda_smooth
-        self.scaled_stages = self.prior_stages if residual == "lda" else ()
+        self.scaled_levels = self.prior_levels if residual == "lda" else ()
         self.area = mask_resize == "area"
         self.per_group = backbone_bn == "per_group"
         self.memory: ClassMemory | None = None
         self.memory_routing = memory_routing
         if memory_classes:
-            stage_channels = sum(backbone.stage_channels[name] for name in self.prior_stages)
+            level_channels = sum(backbone.level_channels[name] for name in self.prior_levels)
             self.memory = ClassMemory(
-                channels + stage_channels + 1, tuple(memory_classes), 2 * stage_channels
+                channels + level_channels + 1, tuple(memory_classes), 2 * level_channels
             )
 
     def forward(
@@ -233,48 +233,48 @@ class LERENet(nn.Module):
             support_imgs,
             self.per_group,
             self.lda_scales,
-            self.scaled_stages,
+            self.scaled_levels,
         )
         size = tuple(query_img.shape[-2:])
-        return self.forward_stages(query, supports, support_masks, size, route)
+        return self.forward_levels(query, supports, support_masks, size, route)
 
-    def image_stages(self, images: torch.Tensor) -> Stages:
-        """The stages ``forward_stages`` reads, of N images on their own (eval: each image's
-        stages depend on it alone, so ``stage_memo`` may compute them once per image)."""
-        return stages_at_scales(self.backbone, images, self.lda_scales, self.scaled_stages)
+    def image_levels(self, images: torch.Tensor) -> Levels:
+        """The levels ``forward_levels`` reads, of N images on their own (eval: each image's
+        levels depend on it alone, so ``level_memo`` may compute them once per image)."""
+        return levels_at_scales(self.backbone, images, self.lda_scales, self.scaled_levels)
 
-    def forward_stages(
+    def forward_levels(
         self,
-        query_stages: Stages,
-        support_stages: Stages,
+        query_levels: Levels,
+        support_levels: Levels,
         support_masks: torch.Tensor,
         size: tuple[int, int],
         route: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Everything after the pretrained stages; ``size`` is the input's (H, W).
+        """Everything after the pretrained levels; ``size`` is the input's (H, W).
 
         ``route``: with a class memory, each episode's memory class (``memory.NO_ROUTE``: none;
         ``ClassMemory.indices`` maps class names); in training it also adds the supports to that
         class's prototype. None: nothing is routed, or, with ``memory_routing: support``, the
         supports' descriptor routes.
         """
-        query, supports = head_inputs(self.backbone, query_stages, support_stages)
+        query, supports = head_inputs(self.backbone, query_levels, support_levels)
         support, mask = masked_support_mean(supports, support_masks, self.area)
         prototype = support_prototype(support, mask, self.prototype_mode)
         mpr_out = self.mpr(support, query)
         mpe_out = self.mpe(query, prototype)
         head_size = tuple(query.shape[-2:])
-        stages = (query_stages, support_stages, support_masks, self.prior_stages, head_size)
+        levels = (query_levels, support_levels, support_masks, self.prior_levels, head_size)
         if self.prior_mode == "matching":
-            prior = matching_maps(*stages, shrinkage=self.lda_shrinkage, area=self.area)
+            prior = matching_maps(*levels, shrinkage=self.lda_shrinkage, area=self.area)
         else:
             prior = similarity_prior(query, support, prototype, self.prior_mode)
         base = None
         if self.residual == "prototype":
-            base = matching_logits(*stages)
+            base = matching_logits(*levels)
         elif self.residual == "lda":
             base = multiscale_lda_logits(
-                *stages, scales=self.lda_scales, shrinkage=self.lda_shrinkage
+                *levels, scales=self.lda_scales, shrinkage=self.lda_shrinkage
             )
             base = box_smooth(base, self.lda_smooth)
         if self.memory is None:
@@ -282,31 +282,31 @@ class LERENet(nn.Module):
         x = self.ifm.trunk(mpr_out, mpe_out, prior)
         logits = self.ifm.classifier(x)
         if route is None and self.memory_routing == "support":
-            route = self.memory.route(self.descriptor(support_stages, support_masks))
+            route = self.memory.route(self.descriptor(support_levels, support_masks))
         elif route is not None and self.training:
-            self.memory.observe(self.descriptor(support_stages, support_masks), route)
+            self.memory.observe(self.descriptor(support_levels, support_masks), route)
         if route is None or not bool((route >= 0).any()):
             return self.ifm.finish(logits, size, base)
-        features = self._memory_input(x, query_stages, base)
+        features = self._memory_input(x, query_levels, base)
         return self.ifm.finish(logits + self.memory(features, route), size, base)
 
     def _memory_input(
-        self, trunk: torch.Tensor, query_stages: Stages, base: torch.Tensor | None
+        self, trunk: torch.Tensor, query_levels: Levels, base: torch.Tensor | None
     ) -> torch.Tensor:
         """What a class memory's classifiers read: the IFM trunk beside the query's own
-        pretrained stages at the head's grid, each part L2-normalised per position, and the
+        pretrained levels at the head's grid, each part L2-normalised per position, and the
         start's defect-minus-background logit (how sure the start is where it is wrong is
         what a class's correction depends on; 5 supports make the start surer)."""
         size = tuple(trunk.shape[-2:])
         margin = torch.zeros_like(trunk[:, :1]) if base is None else base[:, 1:] - base[:, :1]
         parts = [F.normalize(trunk.float(), dim=1), torch.tanh(margin.float() / MARGIN_SCALE)]
-        for name in self.prior_stages:
-            stage = query_stages[name].float()
-            if tuple(stage.shape[-2:]) != size:
-                stage = F.interpolate(stage, size=size, mode="bilinear", align_corners=False)
-            parts.append(F.normalize(stage, dim=1))
+        for name in self.prior_levels:
+            level = query_levels[name].float()
+            if tuple(level.shape[-2:]) != size:
+                level = F.interpolate(level, size=size, mode="bilinear", align_corners=False)
+            parts.append(F.normalize(level, dim=1))
         return torch.cat(parts, dim=1).to(trunk.dtype)
 
-    def descriptor(self, support_stages: Stages, support_masks: torch.Tensor) -> torch.Tensor:
+    def descriptor(self, support_levels: Levels, support_masks: torch.Tensor) -> torch.Tensor:
         """The supports' routing descriptor (``memory.routing_descriptor``): B×D."""
-        return routing_descriptor(support_stages, support_masks, self.prior_stages)
+        return routing_descriptor(support_levels, support_masks, self.prior_levels)

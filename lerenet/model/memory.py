@@ -10,7 +10,7 @@ DIaM) keeps what is learned per base class apart from what serves new classes. H
   at zero, so step 0 is the training-free start exactly;
 - each training class has a *prototype*: the running mean, over its training episodes, of the
   support's routing descriptor (``routing_descriptor``: defect and background masked means of
-  the pretrained stages, L2-normalised);
+  the pretrained levels, L2-normalised);
 - an episode is *routed* to the training class whose prototype its support's descriptor is
   closest to (cosine), if that cosine reaches the class's threshold; otherwise nothing is added
   and the output is the class-agnostic model's. Thresholds are calibrated on validation data
@@ -49,20 +49,20 @@ def named_route(model: nn.Module, names: list[str]) -> torch.Tensor | None:
 
 
 def routing_descriptor(
-    support_stages: dict[str, torch.Tensor],
+    support_levels: dict[str, torch.Tensor],
     support_masks: torch.Tensor,
-    stages: tuple[str, ...],
+    levels: tuple[str, ...],
 ) -> torch.Tensor:
     """The support's defect and background appearance as one unit vector per episode.
 
-    For each stage: the masked mean of the L2-normalised features over all K shots' defect
+    For each level: the masked mean of the L2-normalised features over all K shots' defect
     pixels and over their background pixels (area weights), each L2-normalised; concatenated
     and scaled so that the cosine of two descriptors is the mean of the parts' cosines.
-    Shapes: ``support_stages`` {stage: B×K×C×h×w}, ``support_masks`` B×K×H×W → B×D.
+    Shapes: ``support_levels`` {level: B×K×C×h×w}, ``support_masks`` B×K×H×W → B×D.
     """
     parts = []
-    for name in stages:
-        feats = F.normalize(support_stages[name].float(), dim=2)
+    for name in levels:
+        feats = F.normalize(support_levels[name].float(), dim=2)
         fg, bg = support_weights(support_masks, tuple(feats.shape[-2:]), area=True)
         for weight in (fg, bg):
             pooled = (feats * weight).sum((1, 3, 4)) / weight.sum((1, 3, 4)).clamp_min(1e-6)

@@ -2,7 +2,7 @@
 
 A few-shot model has to segment classes it never saw; what transfers is *how similar* a query
 position is to what the support marks as defect or background, not what defects looked like in
-training. These functions compute such similarity maps from pretrained backbone stages, with no
+training. These functions compute such similarity maps from pretrained backbone levels, with no
 parameters:
 
 - ``prototype_cosine``: cosine of every query position to the masked-average (MAP) prototype of
@@ -13,14 +13,14 @@ parameters:
   among its background pixels (PFENet's prior, here for both sides).
 
 - ``support_lda``: a linear discriminant fitted in closed form to the support's own pixels
-  (Fisher LDA on the stages' L2-normalised features, shrunk towards the identity by
+  (Fisher LDA on the levels' L2-normalised features, shrunk towards the identity by
   ``shrinkage``/K): where a prototype keeps only the class means, it also learns which feature
   directions separate *this* defect from *this* background, and uses all the pixels of K
   shots. Nothing is learned from the training classes, so nothing is biased towards them.
 
-``matching_maps`` stacks the cosines for several stages (``s4``, ``s8``, ``s16``) at the head's
+``matching_maps`` stacks the cosines for several levels (``s4``, ``s8``, ``s16``) at the head's
 resolution, plus the LDA map: LERENet's ``matching`` prior. ``matching_logits`` averages the
-stages' prototype cosines into 2-class logits: the parameter-free prototype baseline.
+levels' prototype cosines into 2-class logits: the parameter-free prototype baseline.
 ``lda_logits`` is the LDA as 2-class logits: the starting point of a ``residual: lda`` head;
 ``multiscale_lda_logits`` averages it over several input scales (``model.lda_scales``).
 
@@ -40,8 +40,8 @@ SCALE = 20.0  # PANet's temperature: cosines in [-1, 1] are too flat for a softm
 def area_resize(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Average each feature cell's pixels: N×C×H×W → N×C×h×w.
 
-    A backbone stage of stride 2ⁿ has ⌈H/2ⁿ⌉ cells, so an average pool with that stride and
-    ``ceil_mode`` gives exactly the stage's grid; unlike adaptive pooling it exports to ONNX.
+    A backbone level of stride 2ⁿ has ⌈H/2ⁿ⌉ cells, so an average pool with that stride and
+    ``ceil_mode`` gives exactly the level's grid; unlike adaptive pooling it exports to ONNX.
     Sizes that are not such a grid fall back to adaptive pooling.
     """
     height, width = maps.shape[-2:]
@@ -145,11 +145,11 @@ def max_cosine(
     return torch.cat(maps, dim=1)
 
 
-def _pixels(stages_maps: dict[str, torch.Tensor], names: tuple[str, ...], size) -> torch.Tensor:
-    """The stages L2-normalised per pixel, resized to ``size`` and concatenated: …×D×h×w."""
+def _pixels(levels_maps: dict[str, torch.Tensor], names: tuple[str, ...], size) -> torch.Tensor:
+    """The levels L2-normalised per pixel, resized to ``size`` and concatenated: …×D×h×w."""
     out = []
     for name in names:
-        feat = stages_maps[name].float()
+        feat = levels_maps[name].float()
         lead = feat.shape[:-3]
         flat = F.interpolate(
             feat.flatten(0, feat.dim() - 4), size=size, mode="bilinear", align_corners=True
@@ -186,16 +186,16 @@ def solve_spd(matrix: torch.Tensor, rhs: torch.Tensor, steps: int = CG_STEPS) ->
 
 
 def support_lda(
-    query_stages: dict[str, torch.Tensor],
-    support_stages: dict[str, torch.Tensor],
+    query_levels: dict[str, torch.Tensor],
+    support_levels: dict[str, torch.Tensor],
     support_masks: torch.Tensor,
-    stages: tuple[str, ...],
+    levels: tuple[str, ...],
     size: tuple[int, int],
     shrinkage: float = 3.0,
 ) -> torch.Tensor:
     """Fisher LDA fitted to the supports' defect vs background pixels, applied to the query.
 
-    The within-class covariance Σ of the support pixels (features of ``stages`` normalised and
+    The within-class covariance Σ of the support pixels (features of ``levels`` normalised and
     concatenated at ``size``) is shrunk to Σ + (shrinkage/K)·tr(Σ)/D·I — more shots, more
     pixels, less shrinkage — and w = (Σ + …)⁻¹(μ_defect − μ_background). The map is
     w·x − w·(μ_d + μ_b)/2 in units of w·(μ_d − μ_b)/4, so it is +2 at the defect mean and −2 at
@@ -204,8 +204,8 @@ def support_lda(
     Shapes as ``matching_maps`` → B×1×h×w.
     """
     with torch.autocast(support_masks.device.type, enabled=False):
-        query = _pixels(query_stages, stages, size)  # B×D×h×w
-        supports = _pixels(support_stages, stages, size)  # B×K×D×h×w
+        query = _pixels(query_levels, levels, size)  # B×D×h×w
+        supports = _pixels(support_levels, levels, size)  # B×K×D×h×w
         b, k, d = supports.shape[:3]
         fg, bg = support_weights(support_masks, size, area=True)
         x = supports.permute(0, 1, 3, 4, 2).reshape(b, -1, d)  # B×N×D
@@ -236,20 +236,20 @@ def support_lda(
 
 
 def lda_logits(
-    query_stages: dict[str, torch.Tensor],
-    support_stages: dict[str, torch.Tensor],
+    query_levels: dict[str, torch.Tensor],
+    support_levels: dict[str, torch.Tensor],
     support_masks: torch.Tensor,
-    stages: tuple[str, ...],
+    levels: tuple[str, ...],
     size: tuple[int, int],
     shrinkage: float = 3.0,
 ) -> torch.Tensor:
     """``support_lda`` as 2-class logits [−s/2, s/2]: B×2×h×w (channel 1 = defect)."""
-    score = support_lda(query_stages, support_stages, support_masks, stages, size, shrinkage)
+    score = support_lda(query_levels, support_levels, support_masks, levels, size, shrinkage)
     return torch.cat([-score / 2, score / 2], dim=1)
 
 
 def scale_key(name: str, scale: float) -> str:
-    """Where a stage computed from the input resized by ``scale`` lives in a stage dict."""
+    """Where a level computed from the input resized by ``scale`` lives in a level dict."""
     return f"{name}@{scale:g}"
 
 
@@ -259,10 +259,10 @@ def scaled_size(size: tuple[int, ...], scale: float) -> list[int]:
 
 
 def multiscale_lda_logits(
-    query_stages: dict[str, torch.Tensor],
-    support_stages: dict[str, torch.Tensor],
+    query_levels: dict[str, torch.Tensor],
+    support_levels: dict[str, torch.Tensor],
     support_masks: torch.Tensor,
-    stages: tuple[str, ...],
+    levels: tuple[str, ...],
     size: tuple[int, int],
     scales: tuple[float, ...],
     shrinkage: float = 3.0,
@@ -272,22 +272,22 @@ def multiscale_lda_logits(
     A defect's texture sits at one scale of the pretrained filters and its outline at another;
     the support LDA of one input size misses what another catches (measured on defects9:
     sizes 200, 256 and 320 averaged beat 320 alone on every fold, docs/benchmarks.md). Scale 1
-    reads ``stages`` themselves; scale s reads ``scale_key(name, s)`` (the stages of the input
-    resized by s, ``lerenet.model.lerenet.stages_at_scales``). Each scale's LDA is fitted and
-    applied at its finest stage's grid, with the support masks resized (nearest) to that
+    reads ``levels`` themselves; scale s reads ``scale_key(name, s)`` (the levels of the input
+    resized by s, ``lerenet.model.lerenet.levels_at_scales``). Each scale's LDA is fitted and
+    applied at its finest level's grid, with the support masks resized (nearest) to that
     scale's input first, as the images were; then resized to ``size``. Shapes as
     ``lda_logits``.
     """
     total = None
     for scale in scales:
-        names = stages if scale == 1.0 else tuple(scale_key(n, scale) for n in stages)
-        grid = size if scale == 1.0 else tuple(query_stages[names[0]].shape[-2:])
+        names = levels if scale == 1.0 else tuple(scale_key(n, scale) for n in levels)
+        grid = size if scale == 1.0 else tuple(query_levels[names[0]].shape[-2:])
         masks = support_masks
         if scale != 1.0:  # the masks of the resized supports, then pooled to the grid by area
             masks = F.interpolate(
                 support_masks.float(), size=scaled_size(support_masks.shape[-2:], scale)
             ).to(support_masks.dtype)
-        logits = lda_logits(query_stages, support_stages, masks, names, grid, shrinkage)
+        logits = lda_logits(query_levels, support_levels, masks, names, grid, shrinkage)
         if grid != size:
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=True)
         total = logits if total is None else total + logits
@@ -309,24 +309,24 @@ def box_smooth(logits: torch.Tensor, cells: int) -> torch.Tensor:
 
 
 def matching_maps(
-    query_stages: dict[str, torch.Tensor],
-    support_stages: dict[str, torch.Tensor],
+    query_levels: dict[str, torch.Tensor],
+    support_levels: dict[str, torch.Tensor],
     support_masks: torch.Tensor,
-    stages: tuple[str, ...],
+    levels: tuple[str, ...],
     size: tuple[int, int],
     shrinkage: float = 3.0,
     area: bool = False,
 ) -> torch.Tensor:
-    """[prototype cosine (2), max cosine (2)] of every stage, then the support LDA (1), all at
+    """[prototype cosine (2), max cosine (2)] of every level, then the support LDA (1), all at
     ``size``; ``area`` resizes the prototypes' masks by area too (the pixel-level matchers
     always do).
 
-    Shapes: stage maps B×C_s×h_s×w_s (query) and B×K×C_s×h_s×w_s (supports),
-    ``support_masks`` B×K×H×W → B×(4·len(stages) + 1)×h×w.
+    Shapes: level maps B×C_s×h_s×w_s (query) and B×K×C_s×h_s×w_s (supports),
+    ``support_masks`` B×K×H×W → B×(4·len(levels) + 1)×h×w.
     """
     maps = []
-    for name in stages:
-        query, supports = query_stages[name], support_stages[name]
+    for name in levels:
+        query, supports = query_levels[name], support_levels[name]
         cells = tuple(query.shape[-2:])
         by_area = support_weights(support_masks, cells, area=True)  # pixel-level: always
         by_proto = by_area if area else support_weights(support_masks, cells)
@@ -335,28 +335,28 @@ def matching_maps(
             1,
         )
         maps.append(F.interpolate(both, size=size, mode="bilinear", align_corners=True))
-    maps.append(support_lda(query_stages, support_stages, support_masks, stages, size, shrinkage))
+    maps.append(support_lda(query_levels, support_levels, support_masks, levels, size, shrinkage))
     return torch.cat(maps, dim=1)
 
 
 def matching_logits(
-    query_stages: dict[str, torch.Tensor],
-    support_stages: dict[str, torch.Tensor],
+    query_levels: dict[str, torch.Tensor],
+    support_levels: dict[str, torch.Tensor],
     support_masks: torch.Tensor,
-    stages: tuple[str, ...],
+    levels: tuple[str, ...],
     size: tuple[int, int],
     scale: float = SCALE,
 ) -> torch.Tensor:
-    """Scaled mean over stages of the prototype cosines: parameter-free 2-class logits.
+    """Scaled mean over levels of the prototype cosines: parameter-free 2-class logits.
 
     Shapes as ``matching_maps`` → B×2×h×w (channel 1 = defect).
     """
     total = None
-    for name in stages:
-        query, supports = query_stages[name], support_stages[name]
+    for name in levels:
+        query, supports = query_levels[name], support_levels[name]
         fg, bg = support_weights(support_masks, tuple(query.shape[-2:]))
         sim = prototype_cosine(query, supports, fg, bg)
         sim = F.interpolate(sim, size=size, mode="bilinear", align_corners=True)
         total = sim if total is None else total + sim
-    assert total is not None, "matching needs at least one stage"
-    return scale * total / len(stages)
+    assert total is not None, "matching needs at least one level"
+    return scale * total / len(levels)

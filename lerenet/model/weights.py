@@ -6,7 +6,7 @@ Accepted formats (``fmt="auto"`` detects them):
   PFENet model checkpoint whose backbone is ``layer0.N`` / ``layer1.N``.
 - EfficientNet-Lite0 state dicts (``_conv_stem``, ``_blocks.N``), such as the packaged file.
 
-Keys of stages the head never uses (ResNet layer2–4 and fc, VGG beyond stride 4, EfficientNet
+Keys of levels the head never uses (ResNet layer2–4 and fc, VGG beyond stride 4, EfficientNet
 beyond stride 8) are dropped on purpose. Anything else that does not match — a missing key, an
 unknown key, a wrong shape — is an error listing the keys, because a silently half-loaded
 backbone trains to a plausible but wrong model. Files load with ``weights_only=True``.
@@ -115,7 +115,7 @@ def map_keys(
 
 
 def load_state_into(backbone: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Strictly load ``state`` into ``backbone`` after dropping unused-stage keys."""
+    """Strictly load ``state`` into ``backbone`` after dropping unused-level keys."""
     own = backbone.state_dict()
     wanted = {k: v for k, v in state.items() if not _UNUSED.match(k) or k in own}
     missing = sorted(

@@ -82,13 +82,13 @@ def routed(classes: tuple[str, ...] | None, episodes: list[Episode]) -> dict:
 
 
 def step_logits(model: nn.Module, batch: dict, device: torch.device) -> torch.Tensor:
-    """The model's logits for one training batch: images, or cached backbone stages. With a
+    """The model's logits for one training batch: images, or cached backbone levels. With a
     class memory the batch's ``route`` (``routed``) says whose classifier learns."""
     route = batch.get("route")
-    if "query_stages" in batch:
-        return model.forward_stages(
-            batch["query_stages"],
-            batch["support_stages"],
+    if "query_levels" in batch:
+        return model.forward_levels(
+            batch["query_levels"],
+            batch["support_levels"],
             batch["support_masks"],
             tuple(batch["query_mask"].shape[-2:]),
             route=None if route is None else route.to(device),
@@ -104,7 +104,7 @@ def step_logits(model: nn.Module, batch: dict, device: torch.device) -> torch.Te
 
 def frozen_backbone(params: Params) -> bool:
     """Whether training leaves the backbone as it is: no gradient steps on its weights and
-    no updates of its BatchNorm statistics. Then its stages of an image never change."""
+    no updates of its BatchNorm statistics. Then its levels of an image never change."""
     return params.train.backbone_lr_mult == 0 and params.model.backbone_bn == "frozen"
 
 
@@ -197,7 +197,7 @@ def training_batches(
             num_workers=tcfg.num_workers,
             show_progress=show_progress,
             scales=tuple(params.model.lda_scales),
-            scaled_stages=model.scaled_stages,
+            scaled_levels=model.scaled_levels,
             drawn=drawn_copies(steps, tcfg.cache_copies),
         )
         return (

@@ -1,15 +1,15 @@
 """Cached backbone features: training steps that run the head only.
 
 With a frozen backbone (``train.backbone_lr_mult: 0`` and ``model.backbone_bn: frozen``) the
-pretrained stages are a fixed function of the augmented image, so computing them again at every
+pretrained levels are a fixed function of the augmented image, so computing them again at every
 step wastes most of a CPU training step. ``build_cache`` runs the backbone once over the
 training images in ``copies`` seeded augmentations (the paper's: scale, rotation, blur, flip) and
-keeps the stage maps in memory as fp16; ``cached_batch`` then assembles a step's episodes from
+keeps the level maps in memory as fp16; ``cached_batch`` then assembles a step's episodes from
 them, choosing one copy per image from the step's seed, so a resumed run draws what an
 uninterrupted one draws. Those choices are known before training (``drawn_copies``), so only
 the copies the steps read are computed: a 300-step run reads 695 of 4,896. The head's own
 input (the EfficientNet projection) is *not* cached: it trains. Memory: about 0.2 MB per copy
-at 200×200 with stages s4, s8, s16.
+at 200×200 with levels s4, s8, s16.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from lerenet.data.episodes import load_pair
 from lerenet.data.splits import Episode
 from lerenet.data.transforms import build_transform
-from lerenet.model.lerenet import stages_at_scales
+from lerenet.model.lerenet import levels_at_scales
 from lerenet.training.throughput import eta_text
 
 log = logging.getLogger(__name__)
@@ -38,14 +38,14 @@ PROGRESS_EVERY_S = 60.0  # a progress line this often while the cache fills (log
 
 @dataclass
 class FeatureCache:
-    """Stage maps of every cached image copy, and where each image's copies are."""
+    """Level maps of every cached image copy, and where each image's copies are."""
 
-    stages: dict[str, torch.Tensor]  # name → N×C×h×w, fp16
+    levels: dict[str, torch.Tensor]  # name → N×C×h×w, fp16
     labels: torch.Tensor  # N×H×W uint8 (0, 1, 255)
     rows: dict[str, list[int]]  # image path → the row of each copy, -1 where not computed
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (*self.stages.values(), self.labels))
+        return sum(t.numel() * t.element_size() for t in (*self.levels.values(), self.labels))
 
 
 def image_key(image: str) -> str:
@@ -95,16 +95,16 @@ def build_cache(
     num_workers: int = 0,
     show_progress: bool = True,
     scales: tuple[float, ...] = (1.0,),
-    scaled_stages: tuple[str, ...] = (),
+    scaled_levels: tuple[str, ...] = (),
     drawn: set[tuple[str, int]] | None = None,
 ) -> FeatureCache:
-    """Run the frozen backbone's stages over ``copies`` augmented versions of each image.
+    """Run the frozen backbone's levels over ``copies`` augmented versions of each image.
 
     Copy c of an image is augmented with a pipeline seeded by (seed, ``image_key``, c): the
     cache is the same on every run with the same inputs, whatever ``num_workers`` decode and
     augment in parallel. ``images`` may be absolute paths (synthetic tasks) or paths relative
-    to ``root``. ``scales``/``scaled_stages``: also cache those stages of each copy resized
-    by the other scales (``model.lerenet.stages_at_scales``, for a multi-scale LDA start).
+    to ``root``. ``scales``/``scaled_levels``: also cache those levels of each copy resized
+    by the other scales (``model.lerenet.levels_at_scales``, for a multi-scale LDA start).
     ``drawn``: compute only these (image, copy) pairs, the ones the steps to run will read
     (``drawn_copies``); a copy's features do not depend on which others are computed.
     """
@@ -135,15 +135,15 @@ def build_cache(
     began = time.perf_counter()
     with Progress(disable=not show_progress, transient=True) as progress:
         bar = progress.add_task(f"caching features of {len(images)} images", total=len(jobs))
-        stages, labels = _fill(
-            loader, len(jobs), lambda imgs: stages_at_scales(fast, imgs, scales, scaled_stages),
+        levels, labels = _fill(
+            loader, len(jobs), lambda imgs: levels_at_scales(fast, imgs, scales, scaled_levels),
             device, lambda n: progress.update(bar, advance=n),
         )  # fmt: skip
     log.info("feature cache built in %.0f s", time.perf_counter() - began)
     rows = {image: [-1] * copies for image in images}
     for row, (image, copy) in enumerate(jobs):
         rows[image][copy] = row
-    return FeatureCache(stages, labels, rows)
+    return FeatureCache(levels, labels, rows)
 
 
 def _fill(
@@ -157,22 +157,22 @@ def _fill(
 
     Filled in place, not concatenated at the end: a cache of 10 GB (defects9 at 320×320,
     three scales; about 17 GB with the fourth, 1.2×) would need twice that for a moment."""
-    stages: dict[str, torch.Tensor] = {}
+    levels: dict[str, torch.Tensor] = {}
     labels = torch.empty(0, dtype=torch.uint8)
     began, done, said = time.perf_counter(), 0, time.perf_counter()
     for imgs, labs in loader:
         with torch.inference_mode():
             imgs = imgs.to(device, non_blocking=True, memory_format=torch.channels_last)
             feats = features(imgs)
-        if not stages:
-            stages = {
+        if not levels:
+            levels = {
                 name: torch.empty((total, *value.shape[1:]), dtype=torch.float16)
                 for name, value in feats.items()
             }
             labels = torch.empty((total, *labs.shape[1:]), dtype=torch.uint8)
         batch = slice(done, done + len(labs))
         for name, value in feats.items():
-            stages[name][batch] = value.half().cpu()
+            levels[name][batch] = value.half().cpu()
         labels[batch] = labs
         done += len(labs)
         advance(len(labs))
@@ -181,7 +181,7 @@ def _fill(
             log.info(
                 "cached %d/%d copies%s", done, total, eta_text(said - began, done, total - done)
             )
-    return stages, labels
+    return levels, labels
 
 
 def copy_choices(
@@ -216,7 +216,7 @@ def cached_batch(
 ) -> dict:
     """One training step's episodes from the cache, one seeded copy per image.
 
-    Returns ``query_stages`` {stage: B×C×h×w}, ``support_stages`` {stage: B×K×C×h×w},
+    Returns ``query_levels`` {level: B×C×h×w}, ``support_levels`` {level: B×K×C×h×w},
     ``support_masks`` B×K×H×W and ``query_mask`` B×H×W (long, on ``device``).
     """
     copies = len(next(iter(cache.rows.values())))
@@ -233,11 +233,11 @@ def cached_batch(
     query_idx = torch.tensor(query_rows)
 
     def take(rows: torch.Tensor, name: str) -> torch.Tensor:
-        return cache.stages[name][rows].to(device).float()
+        return cache.levels[name][rows].to(device).float()
 
     return {
-        "query_stages": {name: take(query_idx, name) for name in cache.stages},
-        "support_stages": {name: take(flat, name).unflatten(0, (b, k)) for name in cache.stages},
+        "query_levels": {name: take(query_idx, name) for name in cache.levels},
+        "support_levels": {name: take(flat, name).unflatten(0, (b, k)) for name in cache.levels},
         "support_masks": cache.labels[flat].long().unflatten(0, (b, k)).to(device),
         "query_mask": cache.labels[query_idx].long().to(device),
     }

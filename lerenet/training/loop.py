@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 def save_baseline(params: Params, out_dir: Path) -> Path:
     """Write the parameter-free prototype baseline (``model.arch: prototype`` on the same
-    backbone and stages) as a model file, for evaluation next to the trained model.
+    backbone and levels) as a model file, for evaluation next to the trained model.
 
     Nothing is trained: the baseline is the pretrained backbone's features matched to the
     support prototypes, the reference a trained head has to beat.

@@ -36,6 +36,7 @@ from lerenet.training.checkpoint import (
     seed_everything,
     set_rng_state,
 )
+from lerenet.training.level_memo import LevelMemo
 from lerenet.training.losses import SegmentationLoss, StartAnchor
 from lerenet.training.optim import (
     freeze_agnostic_classifier,
@@ -43,7 +44,6 @@ from lerenet.training.optim import (
     poly_factor,
     weight_average,
 )
-from lerenet.training.stage_memo import StageMemo
 from lerenet.training.throughput import LoopClock, Throughput, eta_text
 from lerenet.training.validation_round import calibrate_memory, selection_score, validate_round
 
@@ -143,8 +143,8 @@ class TrainingSession:
         self.stop_after = stop_after
         self.uploader = CheckpointUploader(run, out_dir)
         self.criterion = SegmentationLoss(tcfg.foreground_weight, tcfg.dice_weight).to(device)
-        # a frozen backbone's stages of the validation images serve every round (stage_memo)
-        self.val_memo = StageMemo() if frozen_backbone(params) else None
+        # a frozen backbone's levels of the validation images serve every round (level_memo)
+        self.val_memo = LevelMemo() if frozen_backbone(params) else None
         self.started = time.perf_counter()
 
     @property

@@ -22,7 +22,7 @@ from lerenet.evaluation.metrics import score
 from lerenet.evaluation.plots import overlay_grid, overlay_row
 from lerenet.evaluation.scoring import episode_dataset, predict_episodes
 from lerenet.tracking.runs import Run
-from lerenet.training.stage_memo import StageMemo
+from lerenet.training.level_memo import LevelMemo
 
 
 def validate_round(
@@ -33,7 +33,7 @@ def validate_round(
     run: Run | None,
     step: int,
     out_dir: Path,
-    memo: StageMemo | None,
+    memo: LevelMemo | None,
     part: str = "val",
     *,
     split: Split | None = None,
@@ -41,7 +41,7 @@ def validate_round(
     """Validation mIoU of ``model`` on the fold's fixed ``part`` episodes (``val``: validation
     classes; ``seen_val``: held-out images of training classes); None without a file or
     classes. Logs it with overlays of the first episodes to ``run``.
-    ``memo``: backbone stages kept across rounds (``stage_memo``), None for a fresh one."""
+    ``memo``: backbone levels kept across rounds (``level_memo``), None for a fresh one."""
     dataset = validation_episodes(model, params, fold, part, split)
     if dataset is None:
         return None
@@ -81,10 +81,10 @@ def validation_episodes(
 
 
 def support_descriptors(
-    model: nn.Module, dataset: EpisodeDataset, device: torch.device, memo: StageMemo | None
+    model: nn.Module, dataset: EpisodeDataset, device: torch.device, memo: LevelMemo | None
 ) -> torch.Tensor:
     """The routing descriptor (``model.memory``) of every episode's supports: N×D."""
-    memo = memo if memo is not None else StageMemo()
+    memo = memo if memo is not None else LevelMemo()
     out = []
     was_training = model.training
     model.eval()
@@ -92,9 +92,9 @@ def support_descriptors(
         for index, episode in enumerate(dataset.episodes):
             item = dataset[index]
             images = item["support_imgs"].to(device)
-            stages = memo.stages(model, list(episode.supports), images)
-            stages = {name: value.unsqueeze(0) for name, value in stages.items()}
-            out.append(model.descriptor(stages, item["support_masks"][None].to(device)))
+            levels = memo.levels(model, list(episode.supports), images)
+            levels = {name: value.unsqueeze(0) for name, value in levels.items()}
+            out.append(model.descriptor(levels, item["support_masks"][None].to(device)))
     model.train(was_training)
     return torch.cat(out).float().cpu()
 
@@ -104,7 +104,7 @@ def calibrate_memory(
     params: Params,
     device: torch.device,
     fold: int,
-    memo: StageMemo | None,
+    memo: LevelMemo | None,
     *,
     split: Split | None = None,
 ) -> None:

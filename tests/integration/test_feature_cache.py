@@ -18,7 +18,7 @@ FAST = {
     "model.prior": "matching",
     "model.residual": True,
     "model.backbone_bn": "frozen",
-    "model.prior_stages": ["s4", "s8"],
+    "model.prior_levels": ["s4", "s8"],
     "train.backbone_lr_mult": 0.0,
     "train.feature_cache": True,
     "train.cache_copies": 2,
@@ -58,10 +58,10 @@ def test_cached_stages_equal_the_backbone_on_the_same_augmented_image(
         device=torch.device("cpu"),
         show_progress=False,
         scales=scales,
-        scaled_stages=model.scaled_stages,
+        scaled_levels=model.scaled_levels,
     )
     scaled = {f"{n}@{s:g}" for s in scales if s != 1.0 for n in ("s4", "s8")}
-    assert set(cache.stages) == {"s4", "s8"} | scaled and cache.labels.shape == (6, 48, 48)
+    assert set(cache.levels) == {"s4", "s8"} | scaled and cache.labels.shape == (6, 48, 48)
 
     def augmented(image: str, copy: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Copy ``copy`` of ``image``, recomputed by hand with the same seeded augmentation."""
@@ -75,15 +75,15 @@ def test_cached_stages_equal_the_backbone_on_the_same_augmented_image(
     row = cache.rows[images[0]][1]
     assert torch.equal(cache.labels[row], label.to(torch.uint8))
     with torch.no_grad():
-        live = model.backbone.forward_stages(img[None])
-        cached_s4 = cache.stages["s4"][row].float()
+        live = model.backbone.forward_levels(img[None])
+        cached_s4 = cache.levels["s4"][row].float()
         torch.testing.assert_close(cached_s4, live["s4"][0], atol=2e-2, rtol=1e-2)
         # the head on a cached batch = the whole model on the images of the copies it chose
         batch = cached_batch(
             cache, [Episode("c", images[0], (images[1], images[2]))], 3, torch.device("cpu")
         )
-        cached = model.forward_stages(
-            batch["query_stages"], batch["support_stages"], batch["support_masks"], (48, 48)
+        cached = model.forward_levels(
+            batch["query_levels"], batch["support_levels"], batch["support_masks"], (48, 48)
         )
         pick = random.Random(3)
         copies = [pick.choice([0, 1]) for _ in range(3)]

@@ -5,7 +5,7 @@
 every weight set by ``golden_init`` below, for ResNet-50 (deep stem) and VGG16-BN at K = 1 and
 K = 5. Their repository lacks the ``MPR`` and ``MPE`` modules it imports (and calls ``MPE`` as
 ``self.GAB``), so both sides ran this project's MPR and MPE (our reading of LERENET.md) inside
-the authors' assembly: what the comparison covers is the authors' own code — backbone stages,
+the authors' assembly: what the comparison covers is the authors' own code — backbone levels,
 support masking and K-shot averaging, the MPE input Q ⊙ GAP(S), the positional GEI prior, the
 fusion, residual block, classifier and upsampling. How it was produced: the authors' module
 built on the CPU (``.cuda()`` made a no-op), their ``layer0``/``layer1`` and head filled from

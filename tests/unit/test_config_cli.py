@@ -130,9 +130,9 @@ def test_duplicate_sections_and_empty_files_are_errors(tmp_path: Path) -> None:
 def test_one_set_parser_for_every_driver() -> None:
     from lerenet.config.schema import ConfigError, parse_overrides
 
-    assert parse_overrides(["train.lr=0.001", "model.prior_stages=[s4, s8]"]) == {
+    assert parse_overrides(["train.lr=0.001", "model.prior_levels=[s4, s8]"]) == {
         "train.lr": 0.001,
-        "model.prior_stages": ["s4", "s8"],
+        "model.prior_levels": ["s4", "s8"],
     }
     with pytest.raises(ConfigError, match="'train.lr' is not section.key=value"):
         parse_overrides(["train.lr"])

@@ -142,7 +142,7 @@ def test_seeded_determinism_on_cpu() -> None:
 
 
 def test_full_depth_backbone_changes_no_output() -> None:
-    """The naive baseline of the benchmark computes the deeper stages but must agree."""
+    """The naive baseline of the benchmark computes the deeper levels but must agree."""
     torch.manual_seed(0)
     lean = ResNet50().eval()
     full = ResNet50(full_depth=True).eval()
@@ -189,9 +189,9 @@ def test_prototype_baseline_segments_by_similarity() -> None:
     """With an identity-like backbone the baseline labels pixels like the support's defect."""
 
     class Identity(torch.nn.Module):
-        out_channels, stages = 3, ("s4",)
+        out_channels, levels = 3, ("s4",)
 
-        def forward_stages(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        def forward_levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
             return {"s4": x}
 
     model = PrototypeBaseline(Identity())
@@ -270,7 +270,7 @@ def test_inference_copy_with_fused_stages_gives_the_same_logits(cfg: ModelConfig
         model, _ = build_model(cfg)
     model.eval()
     fast = optimize_for_inference(model)
-    assert hasattr(fast.backbone, "fused_stages")  # the stages really were traced and fused
+    assert hasattr(fast.backbone, "fused_levels")  # the levels really were traced and fused
     episode = dummy_episode(2, 3, SIZE, seed=9)
     torch.testing.assert_close(
         predict_logits(fast, *episode), predict_logits(model, *episode), rtol=1e-4, atol=1e-4
@@ -311,17 +311,17 @@ def test_class_memory_starts_at_the_start_and_its_training_shows_in_the_output()
     with torch.no_grad():
         q, s = encode_episode(model.backbone, query, supports, False)
         size = (SIZE, SIZE)
-        start = plain.forward_stages(q, s, masks, size)
+        start = plain.forward_levels(q, s, masks, size)
         routed = torch.tensor([0, -1])
-        assert torch.equal(model.forward_stages(q, s, masks, size, route=routed), start)
+        assert torch.equal(model.forward_levels(q, s, masks, size, route=routed), start)
         torch.nn.init.normal_(model.memory.weight)
-        after = model.forward_stages(q, s, masks, size, route=routed)
+        after = model.forward_levels(q, s, masks, size, route=routed)
     assert not torch.allclose(after[0], start[0])  # routed to "Crack": its classifier acts
     assert torch.equal(after[1], start[1])  # routed nowhere: exactly the start
     # the IFM trunk is shared: changing it changes a routed episode's output too
     with torch.no_grad():
         torch.nn.init.normal_(model.ifm.fuse[0].weight)
-        trunk_changed = model.forward_stages(q, s, masks, size, route=routed)
+        trunk_changed = model.forward_levels(q, s, masks, size, route=routed)
     assert not torch.allclose(trunk_changed[0], after[0])
 
 
@@ -357,10 +357,33 @@ def test_the_backbone_registry_is_its_modules() -> None:
     )
     assert list(registry.names()) == modules and "efficientnet_lite0" in modules
     for name in modules:
-        backbone = build_backbone(name, feature_channels=16, stages=("s8",))
-        out = backbone.forward_stages(torch.zeros(1, 3, 64, 64))
+        backbone = build_backbone(name, feature_channels=16, levels=("s8",))
+        out = backbone.forward_levels(torch.zeros(1, 3, 64, 64))
         assert set(out) == {"s4", "s8"} and out["s4"].shape[-1] == 16, name
     with pytest.raises(ValueError, match="unknown backbone 'resnet18'; expected one of"):
         build_backbone("resnet18")
     with pytest.raises(ConfigError, match="unknown backbone 'resnet18'"):
         load_params(Path("params.yaml"), {"model.backbone": "resnet18"})
+
+
+def test_models_saved_before_levels_had_their_name_still_load(tmp_path) -> None:
+    """Checkpoints, registered models and params files say ``prior_stages``; it is the older
+    name of ``model.prior_levels`` and means the same."""
+    from lerenet.config.schema import ModelConfig
+    from lerenet.model.build import build_model
+    from lerenet.training.checkpoint import load_model_file, save_model_file
+
+    assert ModelConfig.model_validate({"prior_stages": ["s16", "s4"]}).prior_levels == ["s4", "s16"]
+    with pytest.raises(ValueError, match="prior_levels only"):
+        ModelConfig.model_validate({"prior_stages": ["s4"], "prior_levels": ["s8"]})
+    cfg = ModelConfig(backbone="vgg16_bn", weights="random", prior="matching", prior_levels=["s8"])
+    model, _ = build_model(cfg)
+    path = tmp_path / "old.pt"
+    save_model_file(model, cfg, path, {"step": 0})
+    blob = torch.load(path, weights_only=True)
+    blob["model_config"]["prior_stages"] = blob["model_config"].pop("prior_levels")
+    torch.save(blob, path)
+    loaded, meta = load_model_file(path)
+    assert loaded.prior_levels == ("s8",) or list(loaded.prior_levels) == ["s8"]
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in loaded.state_dict().items())

@@ -13,7 +13,7 @@ from lerenet.model.lerenet import encode_episode
 from lerenet.model.priors import lda_logits, multiscale_lda_logits, scale_key
 
 SIZE = 64
-STAGES = ("s4", "s8")
+LEVELS = ("s4", "s8")
 
 
 def lda_model(scales: list[float]) -> torch.nn.Module:
@@ -22,7 +22,7 @@ def lda_model(scales: list[float]) -> torch.nn.Module:
         weights="random",
         prior="matching",
         residual="lda",
-        prior_stages=list(STAGES),
+        prior_levels=list(LEVELS),
         lda_scales=scales,
     )
     torch.manual_seed(0)
@@ -39,7 +39,7 @@ def test_the_multiscale_start_is_the_mean_of_each_scales_own_lda() -> None:
     query, supports, masks = dummy_episode(2, 3, SIZE, seed=4)
     with torch.no_grad():
         q, s = encode_episode(model.backbone, query, supports, per_group=False)
-        full = lda_logits(q, s, masks, STAGES, (16, 16))
+        full = lda_logits(q, s, masks, LEVELS, (16, 16))
 
         def half(x: torch.Tensor) -> torch.Tensor:
             flat = x.flatten(0, x.dim() - 4)
@@ -48,7 +48,7 @@ def test_the_multiscale_start_is_the_mean_of_each_scales_own_lda() -> None:
 
         q2, s2 = encode_episode(model.backbone, half(query), half(supports), per_group=False)
         half_masks = F.interpolate(masks.float(), size=(32, 32)).long()  # nearest
-        small = lda_logits(q2, s2, half_masks, STAGES, (8, 8))
+        small = lda_logits(q2, s2, half_masks, LEVELS, (8, 8))
         small = F.interpolate(small, size=(16, 16), mode="bilinear", align_corners=True)
         expected = F.interpolate(
             (full + small) / 2, size=(SIZE, SIZE), mode="bilinear", align_corners=True
@@ -56,9 +56,9 @@ def test_the_multiscale_start_is_the_mean_of_each_scales_own_lda() -> None:
         out = model(query, supports, masks)
         torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
         assert not torch.allclose(out, F.interpolate(full, size=(SIZE, SIZE), mode="bilinear"))
-        # the scaled stages travel in the stage dicts under their own keys
+        # the scaled levels travel in the level dicts under their own keys
         both, _ = encode_episode(
-            model.backbone, query, supports, False, (0.5, 1.0), model.scaled_stages
+            model.backbone, query, supports, False, (0.5, 1.0), model.scaled_levels
         )
         assert set(both) == {"s4", "s8", scale_key("s4", 0.5), scale_key("s8", 0.5)}
         assert both[scale_key("s4", 0.5)].shape[-2:] == (8, 8)
@@ -78,9 +78,9 @@ def test_scales_are_distinct_and_positive_and_only_scale_the_lda_start() -> None
     from lerenet.model.lerenet import LERENet
 
     off = LERENet(
-        VGG16BN(stages=STAGES), prior="matching", prior_stages=STAGES, lda_scales=(0.5, 1.0)
+        VGG16BN(levels=LEVELS), prior="matching", prior_levels=LEVELS, lda_scales=(0.5, 1.0)
     )
-    assert off.scaled_stages == ()  # no LDA start: no backbone pass at other scales
+    assert off.scaled_levels == ()  # no LDA start: no backbone pass at other scales
     for bad in ([1.0, 1.0], [0.0, 1.0]):
         with pytest.raises(ValueError, match="distinct and > 0"):
             ModelConfig(residual="lda", lda_scales=bad)
@@ -105,8 +105,8 @@ def test_the_smoothed_start_is_the_3x3_mean_of_the_lda_on_its_grid() -> None:
     smoothed.lda_smooth = 3
     query, supports, masks = dummy_episode(1, 2, SIZE, seed=5)
     with torch.no_grad():
-        q, s = encode_episode(plain.backbone, query, supports, False, (0.5, 1.0), STAGES)
-        start = multiscale_lda_logits(q, s, masks, STAGES, (16, 16), (0.5, 1.0))
+        q, s = encode_episode(plain.backbone, query, supports, False, (0.5, 1.0), LEVELS)
+        start = multiscale_lda_logits(q, s, masks, LEVELS, (16, 16), (0.5, 1.0))
         expected = F.interpolate(
             box_smooth(start, 3), size=(SIZE, SIZE), mode="bilinear", align_corners=True
         )

@@ -66,16 +66,16 @@ def test_empty_side_gives_finite_maps() -> None:
 
 def test_matching_maps_shape_and_order_invariance() -> None:
     torch.manual_seed(0)
-    stages_q = {"s4": torch.randn(2, 8, 16, 16), "s8": torch.randn(2, 16, 8, 8)}
-    stages_s = {"s4": torch.randn(2, 3, 8, 16, 16), "s8": torch.randn(2, 3, 16, 8, 8)}
+    levels_q = {"s4": torch.randn(2, 8, 16, 16), "s8": torch.randn(2, 16, 8, 8)}
+    levels_s = {"s4": torch.randn(2, 3, 8, 16, 16), "s8": torch.randn(2, 3, 16, 8, 8)}
     masks = (torch.rand(2, 3, SIZE, SIZE) > 0.6).long()
-    maps = matching_maps(stages_q, stages_s, masks, ("s4", "s8"), (16, 16))
-    assert maps.shape == (2, 9, 16, 16)  # 4 cosines per stage + the support LDA
+    maps = matching_maps(levels_q, levels_s, masks, ("s4", "s8"), (16, 16))
+    assert maps.shape == (2, 9, 16, 16)  # 4 cosines per level + the support LDA
     perm = torch.tensor([2, 0, 1])
-    shuffled = {k: v[:, perm] for k, v in stages_s.items()}
+    shuffled = {k: v[:, perm] for k, v in levels_s.items()}
     torch.testing.assert_close(  # float sums in another order: 1e-4
         maps,
-        matching_maps(stages_q, shuffled, masks[:, perm], ("s4", "s8"), (16, 16)),
+        matching_maps(levels_q, shuffled, masks[:, perm], ("s4", "s8"), (16, 16)),
         rtol=1e-4,
         atol=1e-4,
     )
@@ -89,7 +89,7 @@ def test_residual_lerenet_starts_exactly_at_the_baseline() -> None:
         weights="random",
         prior="matching",
         residual=True,
-        prior_stages=["s4", "s8"],
+        prior_levels=["s4", "s8"],
     )
     with pytest.warns(UserWarning, match="random"):
         model, _ = build_model(cfg)
@@ -105,15 +105,15 @@ def test_prototype_baseline_has_no_trainable_head() -> None:
     assert all(name.startswith("backbone.") for name, _ in model.named_parameters())
 
 
-def test_prior_stages_are_built_and_validated() -> None:
-    backbone = ResNet50(stages=("s16",))
-    assert backbone.stages == ("s4", "s16") and hasattr(backbone, "layer3")
+def test_prior_levels_are_built_and_validated() -> None:
+    backbone = ResNet50(levels=("s16",))
+    assert backbone.levels == ("s4", "s16") and hasattr(backbone, "layer3")
     assert not hasattr(ResNet50(), "layer2")  # the faithful model builds stride 4 only
-    with pytest.raises(ValueError, match="without the prior stage"):
-        LERENet(VGG16BN(), prior="matching", prior_stages=("s4", "s8"))
+    with pytest.raises(ValueError, match="without the prior level"):
+        LERENet(VGG16BN(), prior="matching", prior_levels=("s4", "s8"))
     with pytest.raises(ValueError, match="repeats"):
-        ModelConfig(prior_stages=["s4", "s4"])
-    assert ModelConfig(prior_stages=["s16", "s4"]).prior_stages == ["s4", "s16"]
+        ModelConfig(prior_levels=["s4", "s4"])
+    assert ModelConfig(prior_levels=["s16", "s4"]).prior_levels == ["s4", "s16"]
 
 
 def _bn_stats(model: torch.nn.Module) -> list[torch.Tensor]:
@@ -150,14 +150,14 @@ def test_support_lda_separates_what_the_support_marks() -> None:
     from lerenet.model.priors import support_lda
 
     query, supports, masks = two_colour_episode(shots=2)
-    stages_q, stages_s = {"s4": query}, {"s4": supports}
-    score = support_lda(stages_q, stages_s, masks, ("s4",), (8, 8))
+    levels_q, levels_s = {"s4": query}, {"s4": supports}
+    score = support_lda(levels_q, levels_s, masks, ("s4",), (8, 8))
     assert score.shape == (1, 1, 8, 8)
     assert torch.equal((score[0, 0] > 0).long(), masks[0, 0])
     # +2 at the defect mean, -2 at the background mean, by construction
     torch.testing.assert_close(score[0, 0, 0, 0], torch.tensor(2.0), atol=1e-3, rtol=0)
     torch.testing.assert_close(score[0, 0, 7, 7], torch.tensor(-2.0), atol=1e-3, rtol=0)
-    empty = support_lda(stages_q, stages_s, torch.zeros_like(masks), ("s4",), (8, 8))
+    empty = support_lda(levels_q, levels_s, torch.zeros_like(masks), ("s4",), (8, 8))
     assert torch.equal(empty, torch.zeros_like(empty))
 
 
@@ -165,21 +165,21 @@ def test_support_lda_is_order_invariant_and_batched() -> None:
     from lerenet.model.priors import support_lda
 
     torch.manual_seed(1)
-    stages_q = {"s4": torch.randn(3, 8, 16, 16), "s8": torch.randn(3, 16, 8, 8)}
-    stages_s = {"s4": torch.randn(3, 4, 8, 16, 16), "s8": torch.randn(3, 4, 16, 8, 8)}
+    levels_q = {"s4": torch.randn(3, 8, 16, 16), "s8": torch.randn(3, 16, 8, 8)}
+    levels_s = {"s4": torch.randn(3, 4, 8, 16, 16), "s8": torch.randn(3, 4, 16, 8, 8)}
     masks = (torch.rand(3, 4, 32, 32) > 0.7).long()
-    score = support_lda(stages_q, stages_s, masks, ("s4", "s8"), (16, 16))
+    score = support_lda(levels_q, levels_s, masks, ("s4", "s8"), (16, 16))
     perm = torch.tensor([3, 1, 0, 2])
-    shuffled = {k: v[:, perm] for k, v in stages_s.items()}
+    shuffled = {k: v[:, perm] for k, v in levels_s.items()}
     torch.testing.assert_close(
         score,
-        support_lda(stages_q, shuffled, masks[:, perm], ("s4", "s8"), (16, 16)),
+        support_lda(levels_q, shuffled, masks[:, perm], ("s4", "s8"), (16, 16)),
         rtol=1e-4,
         atol=1e-4,
     )
     single = support_lda(
-        {k: v[1:2] for k, v in stages_q.items()},
-        {k: v[1:2] for k, v in stages_s.items()},
+        {k: v[1:2] for k, v in levels_q.items()},
+        {k: v[1:2] for k, v in levels_s.items()},
         masks[1:2],
         ("s4", "s8"),
         (16, 16),
@@ -199,7 +199,7 @@ def test_lda_residual_lerenet_starts_at_the_support_lda() -> None:
         weights="random",
         prior="matching",
         residual="lda",
-        prior_stages=["s4", "s8"],
+        prior_levels=["s4", "s8"],
     )
     with pytest.warns(UserWarning, match="random"):
         model, _ = build_model(cfg)
@@ -277,7 +277,7 @@ def test_area_resize_pools_each_stage_cell_and_exports() -> None:
     for cells in (50, 25, 13):  # EfficientNet's s4, s8, s16 grids at 200×200
         pooled = area_resize(mask, (cells, cells))
         assert pooled.shape[-2:] == (cells, cells)
-        assert pooled.max() > 0  # the pit is seen at every stage
+        assert pooled.max() > 0  # the pit is seen at every level
     torch.testing.assert_close(area_resize(mask, (50, 50)).sum() * 16, mask.sum())
 
 

@@ -1,4 +1,4 @@
-"""What every backbone shares: named stages by stride, the ImageNet statistics, BatchNorm
+"""What every backbone shares: named levels by stride, the ImageNet statistics, BatchNorm
 freezing and the depth to build (``lerenet/model/backbones/__init__.py`` has the contract)."""
 
 from __future__ import annotations
@@ -8,38 +8,38 @@ from typing import Literal
 import torch
 from torch import nn
 
-StageName = Literal["s4", "s8", "s16"]
-STAGES: tuple[str, ...] = ("s4", "s8", "s16")  # in order of depth
+LevelName = Literal["s4", "s8", "s16"]
+LEVELS: tuple[str, ...] = ("s4", "s8", "s16")  # in order of depth
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _depth(stages: tuple[str, ...], head_stages: tuple[str, ...]) -> int:
-    """How many stages must be built: up to the deepest one asked for (1 = ``s4``)."""
-    unknown = sorted(set(stages) - set(STAGES))
+def _depth(levels: tuple[str, ...], head_levels: tuple[str, ...]) -> int:
+    """How many levels must be built: up to the deepest one asked for (1 = ``s4``)."""
+    unknown = sorted(set(levels) - set(LEVELS))
     if unknown:
-        raise ValueError(f"unknown backbone stage(s) {unknown}; expected some of {list(STAGES)}")
-    return max(STAGES.index(name) for name in (*stages, *head_stages)) + 1
+        raise ValueError(f"unknown backbone level(s) {unknown}; expected some of {list(LEVELS)}")
+    return max(LEVELS.index(name) for name in (*levels, *head_levels)) + 1
 
 
-class StagedBackbone(nn.Module):
-    """What every backbone shares: the stage bookkeeping and BatchNorm freezing.
+class MultiLevelBackbone(nn.Module):
+    """What every backbone shares: the level bookkeeping and BatchNorm freezing.
 
     ``frozen_bn`` keeps the *pretrained* BatchNorm layers in eval mode (running statistics)
     even while the model trains; new layers (the EfficientNet projection) keep training.
     """
 
-    head_stages: tuple[str, ...] = ("s4",)
-    stage_channels: dict[str, int] = {}
+    head_levels: tuple[str, ...] = ("s4",)
+    level_channels: dict[str, int] = {}
     frozen_bn = False
 
-    def _set_stages(self, stages: tuple[str, ...]) -> None:
-        self.stages = tuple(name for name in STAGES if name in (*stages, *self.head_stages))
+    def _set_levels(self, levels: tuple[str, ...]) -> None:
+        self.levels = tuple(name for name in LEVELS if name in (*levels, *self.head_levels))
 
     def pretrained_modules(self) -> list[nn.Module]:
         return [m for name, m in self.named_children() if name != "projection"]
 
-    def train(self, mode: bool = True) -> StagedBackbone:
+    def train(self, mode: bool = True) -> MultiLevelBackbone:
         super().train(mode)
         if mode and self.frozen_bn:
             for module in self.pretrained_modules():
@@ -48,11 +48,11 @@ class StagedBackbone(nn.Module):
                         layer.eval()
         return self
 
-    def forward_stages(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward_levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def head_features(self, stages: dict[str, torch.Tensor]) -> torch.Tensor:
-        return stages["s4"]
+    def head_features(self, levels: dict[str, torch.Tensor]) -> torch.Tensor:
+        return levels["s4"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head_features(self.forward_stages(x))
+        return self.head_features(self.forward_levels(x))

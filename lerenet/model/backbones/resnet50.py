@@ -8,8 +8,8 @@ from torch import nn
 from lerenet.model.backbones.base import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    STAGES,
-    StagedBackbone,
+    LEVELS,
+    MultiLevelBackbone,
     _depth,
 )
 
@@ -49,7 +49,7 @@ def _resnet_layer(inplanes: int, planes: int, blocks: int, stride: int) -> nn.Se
     return nn.Sequential(*layers)
 
 
-class ResNet50(StagedBackbone):
+class ResNet50(MultiLevelBackbone):
     """ResNet-50: ``s4`` = layer1 (256 channels), ``s8`` = layer2 (512), ``s16`` = layer3 (1024).
 
     ``deep_stem=True`` (the paper's, PSPNet/PFENet variant): three 3×3 convs 64-64-128.
@@ -57,15 +57,15 @@ class ResNet50(StagedBackbone):
     """
 
     out_channels = 256
-    stage_channels = {"s4": 256, "s8": 512, "s16": 1024}
+    level_channels = {"s4": 256, "s8": 512, "s16": 1024}
     mean, std = IMAGENET_MEAN, IMAGENET_STD
 
     def __init__(
-        self, deep_stem: bool = True, full_depth: bool = False, stages: tuple[str, ...] = ()
+        self, deep_stem: bool = True, full_depth: bool = False, levels: tuple[str, ...] = ()
     ) -> None:
         super().__init__()
         self.deep_stem = deep_stem
-        self._set_stages(stages)
+        self._set_levels(levels)
         if deep_stem:
             self.conv1 = nn.Conv2d(3, 64, 3, stride=2, padding=1, bias=False)
             self.bn1 = nn.BatchNorm2d(64)
@@ -81,13 +81,13 @@ class ResNet50(StagedBackbone):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         self.layer1 = _resnet_layer(stem_out, 64, 3, 1)
-        depth = 4 if full_depth else _depth(self.stages, self.head_stages)
+        depth = 4 if full_depth else _depth(self.levels, self.head_levels)
         specs = [(256, 128, 4), (512, 256, 6), (1024, 512, 3)]  # layer2..layer4
         for index, (inplanes, planes, blocks) in enumerate(specs[: depth - 1], start=2):
             setattr(self, f"layer{index}", _resnet_layer(inplanes, planes, blocks, 2))
         self.depth = depth
 
-    def forward_stages(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward_levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.relu(self.bn1(self.conv1(x)))
         if self.deep_stem:
             x = self.relu(self.bn2(self.conv2(x)))
@@ -96,12 +96,12 @@ class ResNet50(StagedBackbone):
         out = {"s4": x}
         for index in range(2, self.depth + 1):  # deeper layers beyond s16: full_depth only
             x = getattr(self, f"layer{index}")(x)
-            if index - 1 < len(STAGES):
-                out[STAGES[index - 1]] = x
-        return {name: out[name] for name in self.stages}
+            if index - 1 < len(LEVELS):
+                out[LEVELS[index - 1]] = x
+        return {name: out[name] for name in self.levels}
 
 
 def build(
-    *, deep_stem: bool, feature_channels: int, full_depth: bool, stages: tuple[str, ...]
+    *, deep_stem: bool, feature_channels: int, full_depth: bool, levels: tuple[str, ...]
 ) -> ResNet50:
-    return ResNet50(deep_stem=deep_stem, full_depth=full_depth, stages=stages)
+    return ResNet50(deep_stem=deep_stem, full_depth=full_depth, levels=levels)

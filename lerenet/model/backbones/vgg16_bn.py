@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lerenet.model.backbones.base import IMAGENET_MEAN, IMAGENET_STD, StagedBackbone
+from lerenet.model.backbones.base import IMAGENET_MEAN, IMAGENET_STD, MultiLevelBackbone
 
 _VGG16_CFG = [
     64,
@@ -29,20 +29,20 @@ _VGG16_CFG = [
 ]
 # features[:14] ends with the second max-pool (128 channels, stride 4), [:24] with the third
 # (256, stride 8), [:34] with the fourth (512, stride 16)
-_VGG_STAGE_END = {"s4": 14, "s8": 24, "s16": 34}
+_VGG_LEVEL_END = {"s4": 14, "s8": 24, "s16": 34}
 
 
-class VGG16BN(StagedBackbone):
+class VGG16BN(MultiLevelBackbone):
     """VGG16 with batch norm: ``s4`` = after the second max-pool (128 channels), ``s8`` after
     the third (256), ``s16`` after the fourth (512)."""
 
     out_channels = 128
-    stage_channels = {"s4": 128, "s8": 256, "s16": 512}
+    level_channels = {"s4": 128, "s8": 256, "s16": 512}
     mean, std = IMAGENET_MEAN, IMAGENET_STD
 
-    def __init__(self, full_depth: bool = False, stages: tuple[str, ...] = ()) -> None:
+    def __init__(self, full_depth: bool = False, levels: tuple[str, ...] = ()) -> None:
         super().__init__()
-        self._set_stages(stages)
+        self._set_levels(levels)
         layers: list[nn.Module] = []
         in_ch = 3
         for item in _VGG16_CFG:
@@ -56,11 +56,11 @@ class VGG16BN(StagedBackbone):
                 ]
                 in_ch = item
         self.full_depth = full_depth
-        end = len(layers) if full_depth else _VGG_STAGE_END[self.stages[-1]]
+        end = len(layers) if full_depth else _VGG_LEVEL_END[self.levels[-1]]
         self.features = nn.Sequential(*layers[:end])
-        self._ends = {_VGG_STAGE_END[name] - 1: name for name in self.stages}
+        self._ends = {_VGG_LEVEL_END[name] - 1: name for name in self.levels}
 
-    def forward_stages(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward_levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {}
         for idx, layer in enumerate(self.features):  # a loop, not a slice: FX-traceable
             x = layer(x)
@@ -70,6 +70,6 @@ class VGG16BN(StagedBackbone):
 
 
 def build(
-    *, deep_stem: bool, feature_channels: int, full_depth: bool, stages: tuple[str, ...]
+    *, deep_stem: bool, feature_channels: int, full_depth: bool, levels: tuple[str, ...]
 ) -> VGG16BN:
-    return VGG16BN(full_depth=full_depth, stages=stages)
+    return VGG16BN(full_depth=full_depth, levels=levels)
