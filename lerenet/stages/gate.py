@@ -86,7 +86,7 @@ def _baseline_evidence(
 ) -> tuple[dict | None, str]:
     """The parameter-free baseline's per-episode stats on the gated episodes, and where they
     came from: saved by evaluate for this challenger, or rebuilt from the challenger's own
-    model configuration (same backbone, pretrained weights and stages) and predicted here."""
+    model configuration (same backbone, pretrained weights and levels) and predicted here."""
     from lerenet.model.build import rebuild_baseline
     from lerenet.tracking.loading import load_torch_model
     from lerenet.training.checkpoint import load_model_file
