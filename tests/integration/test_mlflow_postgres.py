@@ -159,7 +159,7 @@ def test_stack_with_postgres_backend(
         # only the server's own user store (basic auth) is a file under the stack dir
         assert [p.name for p in first.rglob("*.db")] == ["auth.db"]
     finally:
-        down(first)
+        down(first, timeout=3)
 
     # a new stack (new state dir, new ports) on the same database sees the same registry
     second = tmp_path / "stack-b"
@@ -172,6 +172,6 @@ def test_stack_with_postgres_backend(
         assert version.run_id == trained.run_id
         assert client.get_run(trained.run_id).data.metrics  # runs too, not only the registry
     finally:
-        down(second)
+        down(second, timeout=3)
     assert status(second) == {}
     assert runner.invoke(app, ["stack", "status", "--dir", str(second)]).exit_code == 1

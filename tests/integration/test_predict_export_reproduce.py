@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,22 +13,37 @@ from typer.testing import CliRunner
 from lerenet.cli.main import app
 from lerenet.config.schema import load_params
 from lerenet.data.manifest import read_manifest
+from tests.conftest import make_tiny_project, running_mlflow, track_with
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 runner = CliRunner()
 
 
-@pytest.fixture
-def registered(tracked_project: Path) -> Path:
+@pytest.fixture(scope="module")
+def registered(
+    synthetic_source: Path, s3_server, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """One tiny project trained, evaluated and promoted to @staging on its own tracking
+    server, shared by this module's tests (training it takes most of a test's time): they
+    read the version; the reproduce test, last, changes the data."""
     from lerenet.stages import evaluate as evaluate_stage
     from lerenet.stages import promote as promote_stage
     from lerenet.stages import train as train_stage
 
-    params = load_params("params.yaml")
-    train_stage.run(params, params_file=Path("params.yaml"), show_progress=False)
-    evaluate_stage.run(params)
-    promote_stage.run(params)  # → @staging
-    return tracked_project
+    with (
+        pytest.MonkeyPatch.context() as monkeypatch,
+        running_mlflow(s3_server, tmp_path_factory.mktemp("mlflow")) as server,
+    ):
+        monkeypatch.setenv("LERENET_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        project = make_tiny_project(
+            tmp_path_factory.mktemp("registered"), synthetic_source, monkeypatch
+        )
+        track_with(project, server, monkeypatch)
+        params = load_params("params.yaml")
+        train_stage.run(params, params_file=Path("params.yaml"), show_progress=False)
+        evaluate_stage.run(params)
+        promote_stage.run(params)  # → @staging
+        yield project
 
 
 def test_predict_through_the_registry(registered: Path, fixture_or_synthetic: Path) -> None:

@@ -296,7 +296,7 @@ def test_stack_runs_retrain_deployment(
         if "api" in locals():
             api.__exit__(None, None, None)
         pids = dict(state.pids)
-        down(tmp_path / ".stack")
+        down(tmp_path / ".stack", timeout=3)
     from lerenet.stack.ports import group_alive
 
     assert [name for name, pid in pids.items() if group_alive(pid)] == []

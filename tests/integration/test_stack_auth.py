@@ -107,7 +107,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("stack")
     state = up(root / ".stack", repo=root)
     yield state
-    down(root / ".stack")
+    down(root / ".stack", timeout=3)
 
 
 def test_no_stack_port_answers_an_anonymous_or_wrong_caller(stack) -> None:
