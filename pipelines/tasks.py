@@ -21,7 +21,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from lerenet.config.schema import Params, apply_overrides, load_params
 from lerenet.services.storage import file_sha256, json_sha256
-from lerenet.stages.declare import VALIDATE_DIR
+from lerenet.stages.declare import VALIDATE_DIR, VALIDATE_REPORT
 
 if TYPE_CHECKING:
     from lerenet.data.ingest import IngestReport
@@ -142,14 +142,23 @@ def _ingest_key(context, args: dict) -> str | None:
     )
 
 
-def stage_cache_key(name: str):
+def stage_cache_key(name: str, in_memory: dict[str, str] | None = None):
     """A Prefect cache key function for stage ``name``, from its declaration
-    (``lerenet.stages.specs``: the code, data and params dvc.yaml lists for it)."""
+    (``lerenet.stages.specs``: the code, data and params dvc.yaml lists for it).
+
+    ``in_memory``: task argument → the data dependency it stands for (an earlier task's result
+    with a ``digest()``); when the flow passes it, its digest is hashed instead of reading the
+    file that task wrote."""
 
     def key(context, args: dict) -> str:
         from lerenet.stages.specs import cache_key
 
-        return cache_key(name, params_of(args["params"]))
+        given = {
+            dep: args[arg].digest()
+            for arg, dep in (in_memory or {}).items()
+            if args.get(arg) is not None
+        }
+        return cache_key(name, params_of(args["params"]), given=given)
 
     return key
 
@@ -271,18 +280,12 @@ def stage_task(name: str, params: ParamsValue) -> Any:
     return stage_module(name).run(params_of(params))
 
 
-def _split_key(context, args: dict) -> str:
-    """The split's cache key: as dvc.yaml has it, but a flow's validation result (in memory)
-    stands in for the validation report file the validate task wrote."""
-    from lerenet.stages.declare import VALIDATE_REPORT
-    from lerenet.stages.specs import cache_key
-
-    validation = args.get("validation")
-    given = {VALIDATE_REPORT: validation.digest()} if validation is not None else {}
-    return cache_key("split", params_of(args["params"]), given=given)
-
-
-@task(name="split", cache_key_fn=_split_key, persist_result=True)
+@task(
+    name="split",
+    # the validate task's result stands in for the report file dvc.yaml has the split follow
+    cache_key_fn=stage_cache_key("split", in_memory={"validation": VALIDATE_REPORT}),
+    persist_result=True,
+)
 def split_task(params: ParamsValue, validation: ValidationReport | None = None) -> Split:
     """The split of the validated data; ``validation`` (the validate task's result, which
     the split follows) only enters the cache key."""

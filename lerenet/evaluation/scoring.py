@@ -264,11 +264,11 @@ def retrain_scores(
     or its run's copy — when it saved one) on the novel-class test episodes, and the model and
     that start on the held-out images of the training classes (``seen_test``; none when the
     split held nothing out)."""
-    from lerenet.tracking.loading import REMOTE, load_torch_model
+    from lerenet.tracking.loading import available, load_torch_model
 
     split = split or Split.read(Path(params.split.out_dir))
     start_model = None
-    if start_source and (start_source.startswith(REMOTE) or Path(start_source).exists()):
+    if available(start_source):
         start_model = load_torch_model(start_source)[0]
     start = None
     if start_model is not None:

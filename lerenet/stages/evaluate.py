@@ -155,9 +155,9 @@ def _baseline_for(params: Params, source: str | None, meta: dict) -> nn.Module |
     model trained elsewhere); None when ``train.baseline`` is off, the model is the baseline,
     or its backbone weights cannot be loaded here (said in the log)."""
     from lerenet.model.build import rebuild_baseline
-    from lerenet.tracking.loading import REMOTE, load_torch_model
+    from lerenet.tracking.loading import available, load_torch_model
 
-    if source and (source.startswith(REMOTE) or Path(source).exists()):
+    if available(source):
         return load_torch_model(source)[0]
     config = meta.get("model_config") or params.model.model_dump()
     if not params.train.baseline or config.get("arch") == "prototype":

@@ -192,15 +192,17 @@ def _log_companions(run, fields: dict) -> dict:
     from lerenet.training.checkpoint import state_sha256
 
     uris = {}
-    for artifact, (field, tag) in COMPANIONS.items():
-        path = fields.get(field.replace("_uri", "_path"))
-        if not path:
+    for path_field, uri_field, artifact in (
+        ("start_path", "start_uri", "train/start.pt"),
+        ("baseline_path", "baseline_uri", "train/baseline/best.pt"),
+    ):
+        path = Path(fields[path_field]) if fields.get(path_field) else None
+        if path is None:
             continue
-        run.artifact(Path(path), str(Path(artifact).parent))
-        # the file is logged under its own name: the URI names what the store holds
-        stored = f"{Path(artifact).parent}/{Path(path).name}"
-        run.tags({tag: state_sha256(Path(path))})
-        uris[field] = f"runs:/{run.run_id}/{stored}"
+        assert path.name == Path(artifact).name, (path, artifact)  # logged under its own name
+        run.artifact(path, str(Path(artifact).parent))
+        run.tags({COMPANIONS[artifact]: state_sha256(path)})
+        uris[uri_field] = f"runs:/{run.run_id}/{artifact}"
     return uris
 
 

@@ -26,11 +26,11 @@ CODE_LOADER = "mlflow.pyfunc.loaders.code_model"
 SERVED_CODE = Path(__file__).with_name("served_model.py")
 STATE_TAG = "lerenet.state_sha256"
 REMOTE = ("runs:/", "models:/", "s3://", "mlflow-artifacts:/")
-# models a training run stores beside its model: artifact path → (TrainSummary field, the run
-# tag holding that file's weights digest, which loading it by ``runs:/`` URI checks)
+# models a training run stores beside its model: artifact path → the run tag holding that
+# file's weights digest, which loading it by ``runs:/`` URI checks
 COMPANIONS = {
-    "train/start.pt": ("start_uri", "lerenet.start_state_sha256"),
-    "train/baseline/best.pt": ("baseline_uri", "lerenet.baseline_state_sha256"),
+    "train/start.pt": "lerenet.start_state_sha256",
+    "train/baseline/best.pt": "lerenet.baseline_state_sha256",
 }
 
 
@@ -66,6 +66,13 @@ def load_torch_model(uri: str, device: str = "cpu") -> tuple[Any, dict]:
                 f"{expected[:12]}…); refused"
             )
         return load_model_file(path, device)
+
+
+def available(source: str | None) -> bool:
+    """``source`` names a model that may be loaded: a remote URI (the store answers when it is
+    loaded) or a local path that exists. A saved companion model (a training's start, its
+    baseline) is scored only then."""
+    return bool(source) and (source.startswith(REMOTE) or Path(source).exists())
 
 
 def _local_path(uri: str) -> Path | None:
@@ -155,4 +162,4 @@ def _digest_tag(run_uri: str) -> str:
     if not run_uri.startswith("runs:/"):
         return STATE_TAG
     artifact = run_uri.removeprefix("runs:/").partition("/")[2].strip("/")
-    return COMPANIONS.get(artifact, ("", STATE_TAG))[1]
+    return COMPANIONS.get(artifact, STATE_TAG)
