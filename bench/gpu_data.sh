@@ -11,6 +11,11 @@
 #             bash bench/gpu_data.sh defects9
 #     call 2: carry .whl, .gpudata/defects9/images/MT_Crack, …/MT_Fray, …/masks, …/manifest.csv;
 #             bash bench/gpu_data.sh defects9 && bash bench/gpu_quality.sh
+#   or, to check the path first (bench/gpu_smoke.sh) while the rest travels:
+#     call 1: carry .whl and .gpudata/defects9 (manifest.csv, masks and all classes but
+#             BS_Pitting and Steel_Patches); bash bench/gpu_data.sh && bash bench/gpu_smoke.sh
+#     call 2: carry .gpudata/part2 (part2/defects9/images/BS_Pitting, …/Steel_Patches);
+#             bash bench/gpu_data.sh defects9 && bash bench/gpu_quality.sh
 #   worker (#13): the stack's wheels (bash bench/stack_wheels.sh: 3 parts) and the fixture
 #   (cp -r ../shared/datasets/fixture .gpudata/):
 #     calls 1, 2: carry .gpudata/wheels/part1, then .gpudata/wheels/part2;
@@ -22,6 +27,11 @@ cd "$(dirname "$0")/.."
 dest="${GPU_DATA:-/tmp/gpudata}"
 mkdir -p "$dest"
 if [ -d .gpudata ]; then cp -r .gpudata/. "$dest"/; fi
+# a later call's share may sit in .gpudata/part<N>/ (so that it can be carried as one path):
+# it joins the tree it belongs to
+for part in "$dest"/part*/; do
+  if [ -d "$part" ]; then cp -r "$part". "$dest"/; fi
+done
 case "${1:-}" in
   defects9)
     [ -f "$dest/defects9/manifest.csv" ] || { echo "staged: no manifest.csv yet" >&2; exit 3; }

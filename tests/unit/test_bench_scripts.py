@@ -75,3 +75,26 @@ def test_staging_across_calls_keeps_earlier_parts_and_reports_completion(tmp_pat
     (images / "2.png").write_text("png")
     assert _stage(repo, dest, "defects9") == 0
     assert _stage(repo, dest, "nonsense") == 2
+
+
+def test_a_later_calls_part_folder_joins_the_tree_it_belongs_to(tmp_path: Path) -> None:
+    """The smoke-first staging (call 1: the manifest and most classes, call 2: the rest as
+    ``.gpudata/part2/defects9/…``, one carried path): the second call's images must land in the
+    staged ``defects9`` tree, and only then is the dataset complete."""
+    repo, dest = tmp_path / "repo", tmp_path / "staged"
+    (repo / "bench").mkdir(parents=True)
+    shutil.copy(REPO / "bench" / "gpu_data.sh", repo / "bench")
+    first = repo / ".gpudata" / "defects9"
+    (first / "images" / "A").mkdir(parents=True)
+    (first / "images" / "A" / "1.png").write_text("png")
+    (first / "manifest.csv").write_text("image,mask\na,b\nc,d\n")
+    assert _stage(repo, dest, "defects9") == 3  # B is still to come
+    shutil.rmtree(repo / ".gpudata")  # the next call's sync drops what it does not carry
+    later = repo / ".gpudata" / "part2" / "defects9" / "images" / "B"
+    later.mkdir(parents=True)
+    (later / "2.png").write_text("png")
+    assert _stage(repo, dest, "defects9") == 0
+    assert sorted(p.name for p in (dest / "defects9" / "images").glob("*/*.png")) == [
+        "1.png",
+        "2.png",
+    ]
