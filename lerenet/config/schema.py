@@ -99,6 +99,20 @@ class ModelConfig(Section):
         "name", description="Episodes it serves: named classes, or matching supports (worse)."
     )
     shots: int = Field(1, ge=1, description="K used for training episodes.")
+    empty_fallback: float = Field(
+        0.0,
+        ge=0.0,
+        le=4.0,
+        description="0: off (the authors'). r > 0: a mask that would be empty gets the r × "
+        "(supports' defect share) × query pixels of highest defect margin instead "
+        "(lerenet/model/fallback.py): fewer empty masks, and a region even on a part without "
+        "the defect unless fallback_gate stops it.",
+    )
+    fallback_gate: float | None = Field(
+        None,
+        description="With empty_fallback: only where the query's best defect margin (logit "
+        "difference) is at least this; None: always.",
+    )
 
     @field_validator("backbone")
     @classmethod

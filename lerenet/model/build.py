@@ -50,6 +50,8 @@ def build_model(
         backbone_bn=cfg.backbone_bn,
         memory_classes=tuple(cfg.memory_classes) if cfg.memory else (),
         memory_routing=cfg.memory_routing,
+        empty_fallback=cfg.empty_fallback,
+        fallback_gate=cfg.fallback_gate,
     )
     return model, info
 

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lerenet.model.fallback import lift_empty
 from lerenet.model.ifm import IFM, PriorMode, similarity_prior
 from lerenet.model.memory import ClassMemory, routing_descriptor
 from lerenet.model.mpe import MPE, PrototypeMode, support_prototype
@@ -166,6 +167,9 @@ class LERENet(nn.Module):
         memory_routing: which episodes a class memory serves — ``name``: those whose class
             the caller names (``route``; unnamed episodes get the class-agnostic output),
             ``support``: those whose supports' descriptor matches a class (calibrated).
+        empty_fallback: 0 (the authors'), or the share of the supports' defect share that an
+            otherwise empty eval-mode mask gets at the query's highest margins
+            (``fallback.lift_empty``); ``fallback_gate``: only where the best margin reaches it.
     """
 
     def __init__(
@@ -188,6 +192,8 @@ class LERENet(nn.Module):
         backbone_bn: BackboneBN = "per_group",
         memory_classes: tuple[str, ...] = (),
         memory_routing: Literal["name", "support"] = "name",
+        empty_fallback: float = 0.0,
+        fallback_gate: float | None = None,
     ) -> None:
         super().__init__()
         channels = int(backbone.out_channels)
@@ -214,6 +220,8 @@ class LERENet(nn.Module):
         self.per_group = backbone_bn == "per_group"
         self.memory: ClassMemory | None = None
         self.memory_routing = memory_routing
+        self.empty_fallback = empty_fallback
+        self.fallback_gate = fallback_gate
         if memory_classes:
             level_channels = sum(backbone.level_channels[name] for name in self.prior_levels)
             self.memory = ClassMemory(
@@ -256,8 +264,23 @@ class LERENet(nn.Module):
         ``route``: with a class memory, each episode's memory class (``memory.NO_ROUTE``: none;
         ``ClassMemory.indices`` maps class names); in training it also adds the supports to that
         class's prototype. None: nothing is routed, or, with ``memory_routing: support``, the
-        supports' descriptor routes.
+        supports' descriptor routes. In eval mode with ``empty_fallback``, an episode whose
+        mask would be empty gets its fallback region (``fallback.lift_empty``).
         """
+        logits = self._logits(query_levels, support_levels, support_masks, size, route)
+        if self.training or not self.empty_fallback:
+            return logits
+        return lift_empty(logits, support_masks, self.empty_fallback, self.fallback_gate)
+
+    def _logits(
+        self,
+        query_levels: Levels,
+        support_levels: Levels,
+        support_masks: torch.Tensor,
+        size: tuple[int, int],
+        route: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """``forward_levels`` up to the decision: the head's logits at the input size."""
         query, supports = head_inputs(self.backbone, query_levels, support_levels)
         support, mask = masked_support_mean(supports, support_masks, self.area)
         prototype = support_prototype(support, mask, self.prototype_mode)
