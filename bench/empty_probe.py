@@ -189,6 +189,46 @@ def gate_lines(results: dict, gates=(None, -0.25, -0.5, -1.0)) -> list[str]:
     return lines
 
 
+def design_setup(source: Path, work: Path | None, prefix: str):
+    """The design protocol's data and episodes in ``work`` (a new temporary folder if None;
+    given again, it is reused): returns (work, data, the params arguments of
+    ``quality.resolved_params``, the episode seed, the pairs). The probes' common start."""
+    if not (source / "manifest.csv").exists():
+        sys.exit(f"{source}: defects9 not found (it lives in ../shared/datasets)")
+    from lerenet.data.ingest import ingest
+    from lerenet.data.manifest import read_manifest
+
+    torch.set_num_threads(2)
+    protocol = PROTOCOLS["quick"]
+    work = work or Path(tempfile.mkdtemp(prefix=prefix))
+    data = work / "data"
+    if not (data / "manifest.csv").exists():
+        ingest(str(source), data, show_progress=False)
+    qargs = argparse.Namespace(
+        steps=1, batch_size=2, device="cpu", workers=0, size=None, overrides=[],
+        params=Path(__file__).resolve().parents[1] / "params.yaml",
+    )  # fmt: skip
+    split = resolved_params(qargs, data, work, 0, work).split
+    seed = protocol["seeds"][0]
+    pairs = read_manifest(data)
+    write_seed_splits(pairs, work, (seed,), protocol["episodes"], split)
+    return work, data, qargs, seed, pairs
+
+
+def probe_folds(folds, name: str, probe, qargs, data: Path, work: Path, seed: int) -> dict:
+    """``probe(params, fold)`` for each fold with the fold's resolved params, timed, then the
+    results written to bench/results/<name>.json."""
+    results = {}
+    for fold in folds:
+        t0 = time.perf_counter()
+        params = resolved_params(qargs, data, work / f"splits_s{seed}", fold, work / "unused")
+        results[str(fold)] = probe(params, fold)
+        print(f"fold {fold}: {time.perf_counter() - t0:.0f} s", flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(results))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFECTS9)
@@ -200,37 +240,16 @@ def main() -> None:
         results = json.loads((RESULTS / "empty_probe.json").read_text())
         print("\n".join(summary(results) + [""] + gate_lines(results)))
         return
-    if not (args.data / "manifest.csv").exists():
-        sys.exit(f"{args.data}: defects9 not found (it lives in ../shared/datasets)")
-    from lerenet.data.ingest import ingest
-    from lerenet.data.manifest import read_manifest
-
-    torch.set_num_threads(2)
-    protocol = PROTOCOLS["quick"]
-    work = args.work or Path(tempfile.mkdtemp(prefix="lerenet-empty-"))
-    data = work / "data"
-    if not (data / "manifest.csv").exists():
-        ingest(str(args.data), data, show_progress=False)
-    qargs = argparse.Namespace(
-        steps=1,
-        batch_size=2,
-        device="cpu",
-        workers=0,
-        size=None,
-        overrides=[],
-        params=Path(__file__).resolve().parents[1] / "params.yaml",
+    work, data, qargs, seed, _ = design_setup(args.data, args.work, "lerenet-empty-")
+    results = probe_folds(
+        args.folds,
+        "empty_probe",
+        lambda p, f: probe_fold(p, work, f, seed),
+        qargs,
+        data,
+        work,
+        seed,
     )
-    split = resolved_params(qargs, data, work, 0, work).split
-    seed = protocol["seeds"][0]
-    write_seed_splits(read_manifest(data), work, (seed,), protocol["episodes"], split)
-    results = {}
-    for fold in args.folds:
-        t0 = time.perf_counter()
-        params = resolved_params(qargs, data, work / f"splits_s{seed}", fold, work / "unused")
-        results[str(fold)] = probe_fold(params, work, fold, seed)
-        print(f"fold {fold}: {time.perf_counter() - t0:.0f} s", flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "empty_probe.json").write_text(json.dumps(results))
     print("\n".join(summary(results)))
     print("\n".join(gate_lines(results)))
 
