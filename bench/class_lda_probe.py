@@ -38,11 +38,11 @@ def class_support(model, params, split_dir: Path, cls: str, count: int, pairs) -
     """``count`` training-part images of ``cls`` (seeded sample; never a held-out one) as one
     support set: their levels {name: 1×N×C×h×w} and masks 1×N×H×W."""
     from lerenet.data.episodes import load_pair
+    from lerenet.data.holdout import read_held_out
     from lerenet.data.transforms import build_transform
     from lerenet.evaluation.scoring import backbone_norm
 
-    held = json.loads((split_dir / "holdout.json").read_text()).get(cls, {})
-    held_out = set(held.get("test", [])) | set(held.get("val", []))
+    held_out = read_held_out(split_dir)
     train = sorted(p.image for p in pairs if p.cls == cls and p.image not in held_out)
     chosen = random.Random(f"{cls}:{params.split.seed}").sample(train, min(count, len(train)))
     mean, std = backbone_norm(model)
@@ -52,30 +52,6 @@ def class_support(model, params, split_dir: Path, cls: str, count: int, pairs) -
     with torch.inference_mode():
         levels = model.image_levels(images)
     return {k: v.unsqueeze(0) for k, v in levels.items()}, torch.stack([m for _, m in loaded])[None]
-
-
-def class_logits(model, query_levels: dict, support: tuple, size: tuple[int, int]) -> torch.Tensor:
-    """The start's computation (``LERENet.forward_levels``' ``lda`` residual, smoothed, at the
-    input size) with the class's support set: B×2×H×W for B queries."""
-    import torch.nn.functional as F
-
-    from lerenet.model.priors import box_smooth, multiscale_lda_logits
-
-    levels, masks = support
-    b = next(iter(query_levels.values())).shape[0]
-    levels = {k: v.expand(b, *v.shape[1:]) for k, v in levels.items()}
-    head = tuple(model.backbone.head_features(query_levels).shape[-2:])
-    base = multiscale_lda_logits(
-        query_levels,
-        levels,
-        masks.expand(b, *masks.shape[1:]),
-        model.prior_levels,
-        head,
-        scales=model.lda_scales,
-        shrinkage=model.lda_shrinkage,
-    )
-    base = box_smooth(base, model.lda_smooth)
-    return F.interpolate(base, size=size, mode="bilinear", align_corners=True)
 
 
 def probe_fold(params, work: Path, fold: int, seed: int, count: int, pairs) -> dict:
@@ -109,7 +85,9 @@ def probe_fold(params, work: Path, fold: int, seed: int, count: int, pairs) -> d
                     supports[ep.cls] = class_support(model, params, split_dir, ep.cls, count, pairs)
                 query_levels = memo.levels(model, [ep.query], batch["query_img"])
                 size = tuple(batch["query_img"].shape[-2:])
-                cls = class_logits(model, query_levels, supports[ep.cls], size).float()
+                # the model itself with the class's images as supports: on a class it holds no
+                # memory for, its output is the start, here with K = ``count``
+                cls = model.forward_levels(query_levels, *supports[ep.cls], size).float()
                 for name, logits in (("none", start), ("class", cls), ("sum", start + cls)):
                     pred = logits.argmax(1)
                     rows.setdefault(name, []).append(episode_stats(pred, batch["query_mask"]))

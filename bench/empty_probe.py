@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from quality import DEFECTS9, MEMO_BYTES, PROTOCOLS, resolved_params, write_seed_splits
+from retrain_report import class_interval
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SHARES = (0.25, 0.5, 1.0)
@@ -134,7 +135,6 @@ def summary(results: dict) -> list[str]:
 
     lines = ["| shots | variant | mIoU (fold means) | Δ vs none [class-level 95 %] | empty |"]
     lines.append("|---|---|---|---|---|")
-    rng = np.random.default_rng(0)
     for shots in ("1shot", "5shot"):
         names = list(next(iter(results.values()))[shots]["stats"])
         for name in names:
@@ -150,8 +150,7 @@ def summary(results: dict) -> list[str]:
                 fold_mious.append(float(pc.mean()))
                 deltas += list(pc - pb)
                 empties.append(float(np.mean(part["empty"][name])))
-            boot = [np.mean(rng.choice(deltas, len(deltas))) for _ in range(2000)]
-            lo, hi = np.percentile(boot, [2.5, 97.5])
+            lo, hi = class_interval(deltas)
             lines.append(
                 f"| {shots[0]} | {name} | {' / '.join(f'{m:.3f}' for m in fold_mious)} → "
                 f"{statistics.mean(fold_mious):.3f} | {np.mean(deltas):+.3f} [{lo:+.3f}, "

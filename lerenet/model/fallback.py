@@ -49,10 +49,11 @@ def lift_empty(
         empty &= best >= gate
     if not bool(empty.any()):
         return logits
-    k = (share * support_defect_share(support_masks) * flat.shape[1]).round().clamp_min(1).long()
+    k = (share * support_defect_share(support_masks) * flat.shape[1]).round()
+    k = k.clamp(1, flat.shape[1]).long()
     out = logits.clone(memory_format=torch.contiguous_format)
     for i in torch.nonzero(empty).flatten().tolist():
-        top = flat[i].topk(int(min(k[i], flat.shape[1]))).indices
+        top = flat[i].topk(int(k[i])).indices
         fg = out[i, 1].view(-1)  # a view: writing it writes ``out``
         fg[top] = out[i, 0].view(-1)[top] + LIFT
     return out
