@@ -98,6 +98,12 @@ class ModelConfig(Section):
     memory_routing: Literal["name", "support"] = Field(
         "name", description="Episodes it serves: named classes, or matching supports (worse)."
     )
+    memory_tuned: Literal["off", "s8", "s16"] = Field(
+        "off",
+        description="With memory: off, or the first level of a trainable copy of the backbone's "
+        "deeper stages that only the class memory reads (lerenet/model/tuned_levels.py; "
+        "new classes still get the start). Trains at train.tuned_lr_mult × lr.",
+    )
     shots: int = Field(1, ge=1, description="K used for training episodes.")
     empty_fallback: float = Field(
         0.0,
@@ -201,6 +207,12 @@ class TrainConfig(Section):
     lr: float = Field(5e-4, gt=0)
     head_lr_mult: float = 10.0
     backbone_lr_mult: float = 0.1
+    tuned_lr_mult: float = Field(
+        0.1,
+        ge=0,
+        description="lr multiplier of the class memory's tuned backbone copy (model.memory_tuned; "
+        "the authors fine-tune their backbone at 0.1×).",
+    )
     momentum: float = 0.9
     weight_decay: float = 1e-4
     poly_power: float = 0.9

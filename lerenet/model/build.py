@@ -50,6 +50,7 @@ def build_model(
         backbone_bn=cfg.backbone_bn,
         memory_classes=tuple(cfg.memory_classes) if cfg.memory else (),
         memory_routing=cfg.memory_routing,
+        memory_tuned=cfg.memory_tuned,
         empty_fallback=cfg.empty_fallback,
         fallback_gate=cfg.fallback_gate,
     )

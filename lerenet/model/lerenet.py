@@ -39,6 +39,7 @@ from lerenet.model.priors import (
     scaled_size,
     support_weights,
 )
+from lerenet.model.tuned_levels import TunedFrom, TunedLevels
 
 BackboneBN = Literal["joint", "per_group", "frozen"]
 MARGIN_SCALE = 10.0  # the start's logit margins reach tens: tanh(margin / 10) keeps their sign
@@ -167,6 +168,8 @@ class LERENet(nn.Module):
         memory_routing: which episodes a class memory serves — ``name``: those whose class
             the caller names (``route``; unnamed episodes get the class-agnostic output),
             ``support``: those whose supports' descriptor matches a class (calibrated).
+        memory_tuned: ``off``, or the first level of a trainable copy of the backbone's
+            deeper stages that the class memory also reads (``tuned_levels.py``).
         empty_fallback: 0 (the authors'), or the share of the supports' defect share that an
             otherwise empty eval-mode mask gets at the query's highest margins
             (``fallback.lift_empty``); ``fallback_gate``: only where the best margin reaches it.
@@ -192,6 +195,7 @@ class LERENet(nn.Module):
         backbone_bn: BackboneBN = "per_group",
         memory_classes: tuple[str, ...] = (),
         memory_routing: Literal["name", "support"] = "name",
+        memory_tuned: TunedFrom = "off",
         empty_fallback: float = 0.0,
         fallback_gate: float | None = None,
     ) -> None:
@@ -222,10 +226,16 @@ class LERENet(nn.Module):
         self.memory_routing = memory_routing
         self.empty_fallback = empty_fallback
         self.fallback_gate = fallback_gate
+        self.tuned: TunedLevels | None = None
         if memory_classes:
             level_channels = sum(backbone.level_channels[name] for name in self.prior_levels)
+            if memory_tuned != "off":
+                self.tuned = TunedLevels(backbone, memory_tuned, self.prior_levels[-1])
+            tuned_channels = 0 if self.tuned is None else self.tuned.channels
             self.memory = ClassMemory(
-                channels + level_channels + 1, tuple(memory_classes), 2 * level_channels
+                channels + level_channels + tuned_channels + 1,
+                tuple(memory_classes),
+                2 * level_channels,
             )
 
     def forward(
@@ -319,12 +329,16 @@ class LERENet(nn.Module):
         """What a class memory's classifiers read: the IFM trunk beside the query's own
         pretrained levels at the head's grid, each part L2-normalised per position, and the
         start's defect-minus-background logit (how sure the start is where it is wrong is
-        what a class's correction depends on; 5 supports make the start surer)."""
+        what a class's correction depends on; 5 supports make the start surer), and with
+        ``memory_tuned`` the query's tuned deeper levels after them."""
         size = tuple(trunk.shape[-2:])
         margin = torch.zeros_like(trunk[:, :1]) if base is None else base[:, 1:] - base[:, :1]
         parts = [F.normalize(trunk.float(), dim=1), torch.tanh(margin.float() / MARGIN_SCALE)]
-        for name in self.prior_levels:
-            level = query_levels[name].float()
+        levels = [query_levels[name] for name in self.prior_levels]
+        if self.tuned is not None:
+            levels += list(self.tuned(query_levels).values())
+        for raw in levels:
+            level = raw.float()
             if tuple(level.shape[-2:]) != size:
                 level = F.interpolate(level, size=size, mode="bilinear", align_corners=False)
             parts.append(F.normalize(level, dim=1))

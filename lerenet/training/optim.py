@@ -10,24 +10,31 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 
-def param_groups(model: nn.Module, lr: float, head_mult: float, backbone_mult: float) -> list:
-    """Pretrained backbone at backbone_mult×lr; head (and new backbone adapters) at head_mult×.
+def param_groups(
+    model: nn.Module, lr: float, head_mult: float, backbone_mult: float, tuned_mult: float = 0.1
+) -> list:
+    """Pretrained backbone at backbone_mult×lr; head (and new backbone adapters) at head_mult×;
+    the class memory's tuned copy of pretrained stages (``model.tuned``) at tuned_mult×.
 
     ``backbone_mult`` 0 freezes the pretrained weights outright (no gradient is computed for
-    them), which is what makes a step cheap and the feature cache possible.
+    them), which is what makes a step cheap and the feature cache possible; the tuned copy
+    starts from those weights, so it gets a backbone's low lr, not the head's.
     """
-    backbone, head = [], []
+    groups: dict[str, list] = {"head": [], "backbone": [], "tuned": []}
     for name, param in model.named_parameters():
         pretrained = name.startswith("backbone.") and not name.startswith("backbone.projection")
         if pretrained and backbone_mult == 0:
             param.requires_grad_(False)
         if not param.requires_grad:
             continue
-        (backbone if pretrained else head).append(param)
-    groups = [{"params": head, "lr": lr * head_mult, "name": "head"}]
-    if backbone:
-        groups.append({"params": backbone, "lr": lr * backbone_mult, "name": "backbone"})
-    return groups
+        group = "backbone" if pretrained else "tuned" if name.startswith("tuned.") else "head"
+        groups[group].append(param)
+    mults = {"head": head_mult, "backbone": backbone_mult, "tuned": tuned_mult}
+    return [
+        {"params": params, "lr": lr * mults[name], "name": name}
+        for name, params in groups.items()
+        if params or name == "head"
+    ]
 
 
 def weight_average(model: nn.Module, decay: float | None) -> AveragedModel | None:

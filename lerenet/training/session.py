@@ -123,7 +123,9 @@ class TrainingSession:
             freeze_agnostic_classifier(model)
         self.model = model
         self.optimizer = torch.optim.SGD(
-            param_groups(model, tcfg.lr, tcfg.head_lr_mult, tcfg.backbone_lr_mult),
+            param_groups(
+                model, tcfg.lr, tcfg.head_lr_mult, tcfg.backbone_lr_mult, tcfg.tuned_lr_mult
+            ),
             momentum=tcfg.momentum,
             weight_decay=tcfg.weight_decay,
         )

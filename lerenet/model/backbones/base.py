@@ -54,5 +54,11 @@ class MultiLevelBackbone(nn.Module):
     def head_features(self, levels: dict[str, torch.Tensor]) -> torch.Tensor:
         return levels["s4"]
 
+    def level_stage(self, name: str) -> nn.Module:
+        """The layers that take the previous level's map to level ``name`` (``s8`` or
+        ``s16``): what a tuned copy of the deeper levels re-runs from a cached shallower one
+        (``lerenet/model/tuned_levels.py``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no stage for level {name!r}")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head_features(self.forward_levels(x))

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lerenet.model.backbones.base import MultiLevelBackbone
+from lerenet.model.backbones.base import LEVELS, MultiLevelBackbone
 
 
 class EfficientNetLite0(MultiLevelBackbone):
@@ -57,6 +57,10 @@ class EfficientNetLite0(MultiLevelBackbone):
             if idx in self._ends:
                 out[self._ends[idx]] = x
         return out
+
+    def level_stage(self, name: str) -> nn.Module:
+        previous = LEVELS[LEVELS.index(name) - 1]
+        return nn.Sequential(*self._blocks[self._LEVEL_END[previous] : self._LEVEL_END[name]])
 
     def head_features(self, levels: dict[str, torch.Tensor]) -> torch.Tensor:
         stride4, stride8 = levels["s4"], levels["s8"]

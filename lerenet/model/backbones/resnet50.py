@@ -87,6 +87,9 @@ class ResNet50(MultiLevelBackbone):
             setattr(self, f"layer{index}", _resnet_layer(inplanes, planes, blocks, 2))
         self.depth = depth
 
+    def level_stage(self, name: str) -> nn.Module:
+        return getattr(self, f"layer{LEVELS.index(name) + 1}")
+
     def forward_levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.relu(self.bn1(self.conv1(x)))
         if self.deep_stem:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lerenet.model.backbones.base import IMAGENET_MEAN, IMAGENET_STD, MultiLevelBackbone
+from lerenet.model.backbones.base import IMAGENET_MEAN, IMAGENET_STD, LEVELS, MultiLevelBackbone
 
 _VGG16_CFG = [
     64,
@@ -59,6 +59,10 @@ class VGG16BN(MultiLevelBackbone):
         end = len(layers) if full_depth else _VGG_LEVEL_END[self.levels[-1]]
         self.features = nn.Sequential(*layers[:end])
         self._ends = {_VGG_LEVEL_END[name] - 1: name for name in self.levels}
+
+    def level_stage(self, name: str) -> nn.Module:
+        previous = LEVELS[LEVELS.index(name) - 1]
+        return self.features[_VGG_LEVEL_END[previous] : _VGG_LEVEL_END[name]]
 
     def forward_levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {}
