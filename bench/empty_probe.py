@@ -131,7 +131,7 @@ def _margin(logits: torch.Tensor) -> torch.Tensor:
 def summary(results: dict) -> list[str]:
     """Per shot and variant: the fold means of mIoU, Δ vs ``none`` paired per (fold, class)
     with a bootstrap interval over those units, and the empty share."""
-    from lerenet.evaluation.metrics import _ious  # the scoring's own accumulation
+    from lerenet.evaluation.metrics import class_ious  # the scoring's own accumulation
 
     lines = ["| shots | variant | mIoU (fold means) | Δ vs none [class-level 95 %] | empty |"]
     lines.append("|---|---|---|---|---|")
@@ -145,8 +145,8 @@ def summary(results: dict) -> list[str]:
                 idx = np.array([classes.index(c) for c in part["classes"]])
                 stats = np.array(part["stats"][name])
                 base = np.array(part["stats"]["none"])
-                pc, _ = _ious(stats, idx, len(classes))
-                pb, _ = _ious(base, idx, len(classes))
+                pc, _ = class_ious(stats, idx, len(classes))
+                pb, _ = class_ious(base, idx, len(classes))
                 fold_mious.append(float(pc.mean()))
                 deltas += list(pc - pb)
                 empties.append(float(np.mean(part["empty"][name])))

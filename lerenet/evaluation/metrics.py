@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-IGNORE = 255
+from lerenet.labels import IGNORE
 
 
 def episode_stats(pred: torch.Tensor, target: torch.Tensor) -> np.ndarray:
@@ -29,7 +29,11 @@ def episode_stats(pred: torch.Tensor, target: torch.Tensor) -> np.ndarray:
     return stats.cpu().numpy().astype(np.int64)
 
 
-def _ious(stats: np.ndarray, class_idx: np.ndarray, n_classes: int) -> tuple[np.ndarray, float]:
+def class_ious(
+    stats: np.ndarray, class_idx: np.ndarray, n_classes: int
+) -> tuple[np.ndarray, float]:
+    """Per-class foreground IoU (intersections and unions summed over a class's episodes, as
+    PFENet and HSNet score) and the FB-IoU of all episodes, from ``episode_stats`` rows."""
     inter = np.bincount(class_idx, weights=stats[:, 0], minlength=n_classes)
     union = np.bincount(class_idx, weights=stats[:, 1], minlength=n_classes)
     per_class = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
@@ -78,12 +82,12 @@ def score(
     """Point estimates and (1-alpha) percentile-bootstrap intervals."""
     index = {c: i for i, c in enumerate(classes)}
     class_idx = np.array([index[c] for c in episode_classes], dtype=np.int64)
-    per_class, fb = _ious(stats, class_idx, len(classes))
+    per_class, fb = class_ious(stats, class_idx, len(classes))
     miou = float(per_class.mean())
 
     boot_m, boot_fb, boot_pc = [], [], []
     for picks in stratified_resamples(class_idx, bootstrap, seed):
-        pc, f = _ious(stats[picks], class_idx[picks], len(classes))
+        pc, f = class_ious(stats[picks], class_idx[picks], len(classes))
         boot_m.append(pc.mean())
         boot_fb.append(f)
         boot_pc.append(pc)

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import torch
 
-IGNORE = 255
+from lerenet.labels import IGNORE
+
 LIFT = 1e-3  # how far above the background logit a lifted pixel's defect logit goes
 
 
