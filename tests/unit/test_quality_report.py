@@ -187,3 +187,21 @@ def test_folds_run_one_at_a_time_merge_into_one_results_file(
     assert sorted(merged["folds"]) == ["0", "2"] and merged["total_s"] == 202.0
     assert "folds ['1'] have no results yet" in capsys.readouterr().out
     assert (tmp_path / "claim_f0.json").exists()  # kept: the next sitting merges again
+
+
+def test_two_runs_compare_paired_per_class_and_other_protocols_are_refused() -> None:
+    """``bench/compare_runs.py``: a variant 0.05 above its reference on every seen class and
+    equal on novel ones reads as +0.050 with every seen unit up, 0 on novel; runs of different
+    protocols (other episodes) are not compared."""
+    spec = importlib.util.spec_from_file_location("compare_runs", BENCH / "compare_runs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    variant, reference = _retrain_results(0.20, 0.0), _retrain_results(0.15, 0.0)
+    rows = module.rows(module.merged(variant, reference))
+    seen_1 = next(r for r in rows if r.startswith("| seen | 1 |"))
+    novel_5 = next(r for r in rows if r.startswith("| novel | 5 |"))
+    assert "+0.050 [+0.050, +0.050]" in seen_1 and "12 / 0 of 12" in seen_1
+    assert "+0.000" in novel_5 and "0 / 0 of 9" in novel_5
+    other = _retrain_results(0.15, 0.0) | {"protocol": {"name": "quick", "seeds": [0]}}
+    with pytest.raises(SystemExit, match="different protocols"):
+        module.merged(variant, other)
