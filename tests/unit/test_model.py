@@ -277,7 +277,9 @@ def test_inference_copy_with_fused_stages_gives_the_same_logits(cfg: ModelConfig
     )
 
 
-def memory_model() -> LERENet:
+def memory_model(tuned: str = "off") -> LERENet:
+    """A small random-weight model with a class memory of two classes (``tuned``: its
+    ``model.memory_tuned``)."""
     cfg = ModelConfig(
         backbone="efficientnet_lite0",
         weights="random",
@@ -288,6 +290,7 @@ def memory_model() -> LERENet:
         backbone_bn="frozen",
         memory=True,
         memory_classes=["Crack", "Pit"],
+        memory_tuned=tuned,
     )
     torch.manual_seed(0)
     return build_model(cfg)[0].eval()

@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lerenet.config.schema import ModelConfig
 from lerenet.model.backbones import build_backbone
-from lerenet.model.build import build_model
 from lerenet.model.complexity import dummy_episode
-from lerenet.model.lerenet import LERENet, encode_episode
+from lerenet.model.lerenet import encode_episode
 from lerenet.model.tuned_levels import TunedLevels
 from lerenet.training.optim import param_groups
+from tests.unit.test_model import memory_model
 
 SIZE = 64
 
@@ -34,29 +33,12 @@ def test_an_untrained_copy_recomputes_the_backbones_own_levels(name: str) -> Non
     assert tuned.channels == backbone.level_channels["s8"] + backbone.level_channels["s16"]
 
 
-def tuned_model(tuned: str) -> LERENet:
-    cfg = ModelConfig(
-        backbone="efficientnet_lite0",
-        weights="random",
-        feature_channels=16,
-        prior="matching",
-        residual="lda",
-        mask_resize="area",
-        backbone_bn="frozen",
-        memory=True,
-        memory_classes=["Crack", "Pit"],
-        memory_tuned=tuned,
-    )
-    torch.manual_seed(0)
-    return build_model(cfg)[0].eval()
-
-
 def test_the_tuned_copy_starts_at_the_start_and_only_named_classes_read_it() -> None:
     """At step 0 the model is its start; once the memory has weights, changing the tuned copy
     changes an episode routed to a training class and leaves an unnamed one (a new class) and
     the shared backbone as they were."""
-    model = tuned_model("s8")
-    plain = tuned_model("off")
+    model = memory_model("s8")
+    plain = memory_model("off")
     query, supports, masks = dummy_episode(2, 1, SIZE)
     route = torch.tensor([1, -1])
     with torch.no_grad():
@@ -77,7 +59,7 @@ def test_the_tuned_copy_starts_at_the_start_and_only_named_classes_read_it() -> 
 
 
 def test_the_tuned_copy_trains_at_its_own_lr_and_keeps_its_batchnorm_statistics() -> None:
-    model = tuned_model("s16")
+    model = memory_model("s16")
     groups = {g["name"]: g for g in param_groups(model, 0.01, 10.0, 0.0, 0.1)}
     assert set(groups) == {"head", "tuned"}  # backbone_mult 0: the backbone is frozen
     assert groups["tuned"]["lr"] == pytest.approx(0.001)
