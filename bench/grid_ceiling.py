@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from lerenet.config.labels import IGNORE
 from lerenet.data.episodes import load_pair
 from lerenet.data.transforms import build_transform
-from lerenet.labels import IGNORE
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFECTS9 = ROOT.parent / "shared" / "datasets" / "defects9"

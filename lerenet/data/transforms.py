@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import torch
 
-from lerenet.labels import IGNORE
+from lerenet.config.labels import IGNORE
 
 
 def build_transform(image_size: int, train: bool, seed: int | None = None) -> A.Compose:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lerenet.labels import IGNORE
+from lerenet.config.labels import IGNORE
 
 
 def episode_stats(pred: torch.Tensor, target: torch.Tensor) -> np.ndarray:

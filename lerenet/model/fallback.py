@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from lerenet.labels import IGNORE
+from lerenet.config.labels import IGNORE
 
 LIFT = 1e-3  # how far above the background logit a lifted pixel's defect logit goes
 
