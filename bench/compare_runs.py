@@ -19,7 +19,7 @@ from pathlib import Path
 # loaded by file path from the tests too: its siblings are importable either way
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from retrain_report import SHOTS, class_interval, class_units, mean_gap  # noqa: E402
+from retrain_report import SHOTS, cell, class_interval, class_units, mean_gap  # noqa: E402
 
 
 def merged(variant: dict, reference: dict) -> dict:
@@ -45,14 +45,15 @@ def merged(variant: dict, reference: dict) -> dict:
     return {"folds": folds}
 
 
-def start_scores(start: dict | None) -> list[float]:
-    """A start's mIoU per part, shots and seed: equal in both runs when they scored the same
-    episodes (the start does not depend on training)."""
-    if not start:
-        return []
-    parts = [start, start.get("seen") or {}]
+def start_scores(entry: dict, key: str) -> list[float]:
+    """The mIoU per part, shots and seed of a merged fold's start ``key``: equal in both runs
+    when they scored the same episodes (the start does not depend on training)."""
     return [
-        s["miou"] for part in parts for shots in SHOTS for s in part.get(shots, {}).get("seeds", [])
+        s["miou"]
+        for seen in (False, True)
+        for shots in SHOTS
+        if (scores := cell(entry, key, shots, seen))
+        for s in scores["seeds"]
     ]
 
 
@@ -69,12 +70,14 @@ def rows(results: dict) -> list[str]:
                 continue
             gap = mean_gap(results, "variant", "reference", shots, seen)
             low, high = class_interval(units)
-            means = []
-            for arch in ("variant", "reference"):
-                entries = [
-                    e[arch].get("seen") if seen else e[arch] for e in results["folds"].values()
-                ]
-                means.append(statistics.mean(e[shots]["mean"] for e in entries if e))
+            means = [
+                statistics.mean(
+                    c["mean"]
+                    for e in results["folds"].values()
+                    if (c := cell(e, arch, shots, seen))
+                )
+                for arch in ("variant", "reference")
+            ]
             up = sum(u > 0.0005 for u in units)
             down = sum(u < -0.0005 for u in units)
             out.append(
@@ -92,7 +95,7 @@ def main() -> None:
     variant, reference = (json.loads(p.read_text()) for p in (args.variant, args.reference))
     results = merged(variant, reference)
     starts_equal = all(
-        start_scores(e["start"]) == start_scores(e["reference_start"])
+        start_scores(e, "start") == start_scores(e, "reference_start")
         for e in results["folds"].values()
     )
     print(f"{args.variant.name} against {args.reference.name}, folds {', '.join(results['folds'])}")

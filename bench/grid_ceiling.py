@@ -14,7 +14,6 @@ cannot be what is missing. No model, no training: a minute on CPU. Usage::
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 
 from lerenet.config.labels import IGNORE
 from lerenet.data.episodes import load_pair
+from lerenet.data.manifest import read_manifest
 from lerenet.data.transforms import build_transform
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,15 +45,14 @@ def ceilings(data: Path, size: int) -> dict[str, dict[str, float]]:
     """Per class and stride: the IoU of the labels with themselves through the grid."""
     transform = build_transform(size, train=False)
     sums: dict[str, dict[int, list[int]]] = defaultdict(lambda: {s: [0, 0] for s in STRIDES})
-    with (data / "manifest.csv").open() as handle:
-        for row in csv.DictReader(handle):
-            _, label = load_pair(data, row["image"], transform, (0.0,) * 3, (1.0,) * 3)
-            truth = label == 1
-            known = label != IGNORE
-            for stride in STRIDES:
-                pred = through_grid(label, stride) & known
-                sums[row["class"]][stride][0] += int((pred & truth).sum())
-                sums[row["class"]][stride][1] += int((pred | truth).sum())
+    for pair in read_manifest(data):
+        _, label = load_pair(data, pair.image, transform, (0.0,) * 3, (1.0,) * 3)
+        truth = label == 1
+        known = label != IGNORE
+        for stride in STRIDES:
+            pred = through_grid(label, stride) & known
+            sums[pair.cls][stride][0] += int((pred & truth).sum())
+            sums[pair.cls][stride][1] += int((pred | truth).sum())
     return {
         name: {f"stride{s}": inter / max(union, 1) for s, (inter, union) in per.items()}
         for name, per in sorted(sums.items())

@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from lerenet.model.backbones.base import LEVELS
+from lerenet.model.backbones.base import LEVELS, freeze_batchnorm
 
 TunedFrom = Literal["off", "s8", "s16"]
 
@@ -49,9 +49,7 @@ class TunedLevels(nn.Module):
     def train(self, mode: bool = True) -> TunedLevels:
         """Train the weights, never the BatchNorm statistics (they stay the pretrained ones)."""
         super().train(mode)
-        for layer in self.modules():
-            if isinstance(layer, nn.modules.batchnorm._BatchNorm):
-                layer.eval()
+        freeze_batchnorm(self)
         return self
 
     def forward(self, levels: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -11,7 +11,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 
 def param_groups(
-    model: nn.Module, lr: float, head_mult: float, backbone_mult: float, tuned_mult: float = 0.1
+    model: nn.Module, lr: float, head_mult: float, backbone_mult: float, tuned_mult: float
 ) -> list:
     """Pretrained backbone at backbone_mult×lr; head (and new backbone adapters) at head_mult×;
     the class memory's tuned copy of pretrained stages (``model.tuned``) at tuned_mult×.

@@ -22,6 +22,14 @@ def _depth(levels: tuple[str, ...], head_levels: tuple[str, ...]) -> int:
     return max(LEVELS.index(name) for name in (*levels, *head_levels)) + 1
 
 
+def freeze_batchnorm(module: nn.Module) -> None:
+    """Put every BatchNorm layer in ``module`` in eval mode: it normalises with its pretrained
+    running statistics and never updates them (batches of 2 episodes would swamp them)."""
+    for layer in module.modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            layer.eval()
+
+
 class MultiLevelBackbone(nn.Module):
     """What every backbone shares: the level bookkeeping and BatchNorm freezing.
 
@@ -43,9 +51,7 @@ class MultiLevelBackbone(nn.Module):
         super().train(mode)
         if mode and self.frozen_bn:
             for module in self.pretrained_modules():
-                for layer in module.modules():
-                    if isinstance(layer, nn.modules.batchnorm._BatchNorm):
-                        layer.eval()
+                freeze_batchnorm(module)
         return self
 
     def forward_levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
