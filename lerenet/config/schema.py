@@ -104,12 +104,6 @@ class ModelConfig(Section):
         "deeper stages that only the class memory reads (lerenet/model/tuned_levels.py; "
         "new classes still get the start). Trains at train.tuned_lr_mult × lr.",
     )
-    memory_hidden: int = Field(
-        0,
-        ge=0,
-        description="With memory: channels of a shared 3×3 conv decoder the class classifiers "
-        "also read (0: a linear read-out; lerenet/model/memory.py). Trains with the head.",
-    )
     shots: int = Field(1, ge=1, description="K used for training episodes.")
     empty_fallback: float = Field(
         0.0,

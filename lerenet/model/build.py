@@ -51,7 +51,6 @@ def build_model(
         memory_classes=tuple(cfg.memory_classes) if cfg.memory else (),
         memory_routing=cfg.memory_routing,
         memory_tuned=cfg.memory_tuned,
-        memory_hidden=cfg.memory_hidden,
         empty_fallback=cfg.empty_fallback,
         fallback_gate=cfg.fallback_gate,
     )

@@ -170,8 +170,6 @@ class LERENet(nn.Module):
             ``support``: those whose supports' descriptor matches a class (calibrated).
         memory_tuned: ``off``, or the first level of a trainable copy of the backbone's
             deeper stages that the class memory also reads (``tuned_levels.py``).
-        memory_hidden: channels of the class memory's shared conv decoder (0: none, a
-            linear read-out; ``ClassMemory``).
         empty_fallback: 0 (the authors'), or the share of the supports' defect share that an
             otherwise empty eval-mode mask gets at the query's highest margins
             (``fallback.lift_empty``); ``fallback_gate``: only where the best margin reaches it.
@@ -198,7 +196,6 @@ class LERENet(nn.Module):
         memory_classes: tuple[str, ...] = (),
         memory_routing: Literal["name", "support"] = "name",
         memory_tuned: TunedFrom = "off",
-        memory_hidden: int = 0,
         empty_fallback: float = 0.0,
         fallback_gate: float | None = None,
     ) -> None:
@@ -239,7 +236,6 @@ class LERENet(nn.Module):
                 channels + level_channels + tuned_channels + 1,
                 tuple(memory_classes),
                 2 * level_channels,
-                hidden=memory_hidden,
             )
 
     def forward(

@@ -16,11 +16,6 @@ DIaM) keeps what is learned per base class apart from what serves new classes. H
   and the output is the class-agnostic model's. Thresholds are calibrated on validation data
   (``calibrate``): no validation-class (unseen) episode is routed, so new classes keep the start.
 
-With ``hidden`` > 0 the classifiers also read a shared, trained 3×3 conv decoder of the same
-features (``hidden`` channels): spatial context and a non-linear read-out, which a per-position
-linear classifier of frozen features lacks (docs/benchmarks.md items 24 and 27). Its output
-passes through the class weights, which start at zero, so step 0 is still the start.
-
 Training routes each episode to its true class (teacher forcing) and updates that class's
 prototype; inference routes by the descriptor only, so a served model needs no class name.
 """
@@ -82,21 +77,11 @@ class ClassMemory(nn.Module):
     ``NO_ROUTE``); ``route(descriptor B×D)`` → B indices.
     """
 
-    def __init__(
-        self, channels: int, classes: tuple[str, ...], descriptor_dim: int, hidden: int = 0
-    ) -> None:
+    def __init__(self, channels: int, classes: tuple[str, ...], descriptor_dim: int) -> None:
         super().__init__()
         self.classes = tuple(classes)
         n = len(self.classes)
-        self.decoder: nn.Module | None = None
-        if hidden:
-            self.decoder = nn.Sequential(
-                nn.Conv2d(channels, hidden, 3, padding=1),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(hidden, hidden, 3, padding=1),
-                nn.ReLU(inplace=True),
-            )
-        self.weight = nn.Parameter(torch.zeros(n, 2, channels + hidden))
+        self.weight = nn.Parameter(torch.zeros(n, 2, channels))
         self.bias = nn.Parameter(torch.zeros(n, 2))
         self.scale = SCALE
         self.register_buffer("proto_sum", torch.zeros(n, descriptor_dim))
@@ -159,16 +144,10 @@ class ClassMemory(nn.Module):
     def forward(self, x: torch.Tensor, route: torch.Tensor) -> torch.Tensor:
         """Logits of each episode's class classifier over the L2-normalised trunk features
         (a cosine classifier, as generalized few-shot segmentation uses for base classes:
-        the trunk's feature scale then cannot blow a class's logits up in a few steps).
-        Unrouted episodes get zeros without running the decoder."""
+        the trunk's feature scale then cannot blow a class's logits up in a few steps)."""
         known = route >= 0
-        if not bool(known.any()):
-            return x.new_zeros(x.shape[0], 2, *x.shape[-2:])
         index = route.clamp_min(0)
         unit = F.normalize(x.float(), dim=1).to(x.dtype)
-        if self.decoder is not None:
-            decoded = F.normalize(self.decoder(unit).float(), dim=1).to(x.dtype)
-            unit = torch.cat([unit, decoded], dim=1) / 2**0.5
         logits = torch.einsum("bkc,bchw->bkhw", self.weight[index], unit) * self.scale
         logits = logits + self.bias[index][..., None, None]
         return logits * known[:, None, None, None].to(logits.dtype)

@@ -277,9 +277,9 @@ def test_inference_copy_with_fused_stages_gives_the_same_logits(cfg: ModelConfig
     )
 
 
-def memory_model(tuned: str = "off", hidden: int = 0) -> LERENet:
-    """A small random-weight model with a class memory of two classes (``tuned``, ``hidden``:
-    its ``model.memory_tuned`` and ``model.memory_hidden``)."""
+def memory_model(tuned: str = "off") -> LERENet:
+    """A small random-weight model with a class memory of two classes (``tuned``: its
+    ``model.memory_tuned``)."""
     cfg = ModelConfig(
         backbone="efficientnet_lite0",
         weights="random",
@@ -291,7 +291,6 @@ def memory_model(tuned: str = "off", hidden: int = 0) -> LERENet:
         memory=True,
         memory_classes=["Crack", "Pit"],
         memory_tuned=tuned,
-        memory_hidden=hidden,
     )
     torch.manual_seed(0)
     return build_model(cfg)[0].eval()
