@@ -99,7 +99,7 @@ def probe_fold(params, work: Path, fold: int, seed: int) -> dict:
                 items = [ds[i] for i in index]
                 batch = {k: torch.stack([it[k] for it in items]) for k in keys}
                 paths = [[ds.episodes[i].query, *ds.episodes[i].supports] for i in index]
-                margin = _margin(memo_logits(model, memo, batch, paths))
+                margin = margin_of(memo_logits(model, memo, batch, paths))
                 for name, pred in fallbacks(margin, batch["support_masks"]).items():
                     rows.setdefault(name, []).append(episode_stats(pred, batch["query_mask"]))
                     empty.setdefault(name, []).extend((pred.flatten(1).sum(1) == 0).tolist())
@@ -109,7 +109,7 @@ def probe_fold(params, work: Path, fold: int, seed: int) -> dict:
                 swapped_paths = [
                     [ds.episodes[j].query, *p[1:]] for j, p in zip(partners, paths, strict=True)
                 ]
-                absent = _margin(memo_logits(model, memo, swapped, swapped_paths))
+                absent = margin_of(memo_logits(model, memo, swapped, swapped_paths))
                 best_absent += absent.flatten(1).max(1).values.tolist()
                 empty_absent += ((absent > 0).flatten(1).sum(1) == 0).tolist()
         out[f"{shots}shot"] = {
@@ -123,7 +123,7 @@ def probe_fold(params, work: Path, fold: int, seed: int) -> dict:
     return out
 
 
-def _margin(logits: torch.Tensor) -> torch.Tensor:
+def margin_of(logits: torch.Tensor) -> torch.Tensor:
     """Defect minus background logit, B×H×W: the argmax mask is ``margin > 0``."""
     return (logits[:, 1] - logits[:, 0]).float()
 
