@@ -21,15 +21,13 @@ bench/results/class_lda_probe.json, a table as bench/empty_probe.py's (``--repor
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
-from empty_probe import design_setup, probe_folds, summary
-from quality import DEFECTS9, MEMO_BYTES
+from empty_probe import probe_parser, run_design_probe, summary
+from quality import MEMO_BYTES
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -101,26 +99,13 @@ def probe_fold(params, work: Path, fold: int, seed: int, count: int, pairs) -> d
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFECTS9)
-    parser.add_argument("--folds", type=int, nargs="*", default=[0, 1, 2])
+    parser = probe_parser(__doc__)
     parser.add_argument("--images", type=int, default=24, help="training images per class LDA")
-    parser.add_argument("--work", type=Path, help="working folder (bench/empty_probe.py's works)")
-    parser.add_argument("--report", action="store_true", help="only render the results file")
     args = parser.parse_args()
-    if args.report:
-        results = json.loads((RESULTS / "class_lda_probe.json").read_text())
-        print("\n".join(summary(results)))
-        return
-    work, data, qargs, seed, pairs = design_setup(args.data, args.work, "lerenet-class-lda-")
-    results = probe_folds(
-        args.folds,
+    results = run_design_probe(
+        args,
         "class_lda_probe",
-        lambda p, f: probe_fold(p, work, f, seed, args.images, pairs),
-        qargs,
-        data,
-        work,
-        seed,
+        lambda p, f, work, seed, pairs: probe_fold(p, work, f, seed, args.images, pairs),
     )
     print("\n".join(summary(results)))
 

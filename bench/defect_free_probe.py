@@ -22,16 +22,14 @@ bench/results/defect_free_probe.json and a table on stdout (``--report`` re-rend
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
-from empty_probe import design_setup, margin_of, probe_folds
+from empty_probe import margin_of, probe_parser, run_design_probe
 from PIL import Image
-from quality import DEFECTS9, MEMO_BYTES
+from quality import MEMO_BYTES
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SHARE = 0.25  # the fallback's share (item 23's best)
@@ -138,28 +136,16 @@ def table(results: dict) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = probe_parser(__doc__)
     parser.add_argument("--free", type=Path, help="folder of defect-free tiles (*.jpg)")
-    parser.add_argument("--data", type=Path, default=DEFECTS9)
-    parser.add_argument("--folds", type=int, nargs="*", default=[0, 1, 2])
-    parser.add_argument("--work", type=Path)
-    parser.add_argument("--report", action="store_true", help="only render the results file")
     args = parser.parse_args()
-    if args.report:
-        print("\n".join(table(json.loads((RESULTS / "defect_free_probe.json").read_text()))))
-        return
     free = sorted(args.free.glob("*.jpg")) if args.free else []
-    if not free:
+    if not free and not args.report:
         parser.error(f"--free {args.free}: no *.jpg defect-free tiles there")
-    work, data, qargs, seed, _ = design_setup(args.data, args.work, "lerenet-free-")
-    results = probe_folds(
-        args.folds,
+    results = run_design_probe(
+        args,
         "defect_free_probe",
-        lambda p, f: probe_fold(p, work, f, seed, free),
-        qargs,
-        data,
-        work,
-        seed,
+        lambda p, f, work, seed, _: probe_fold(p, work, f, seed, free),
     )
     print("\n".join(table(results)))
 

@@ -228,29 +228,33 @@ def probe_folds(folds, name: str, probe, qargs, data: Path, work: Path, seed: in
     return results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def probe_parser(doc: str) -> argparse.ArgumentParser:
+    """The design probes' common command line (each adds its own options)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFECTS9)
     parser.add_argument("--folds", type=int, nargs="*", default=[0, 1, 2])
-    parser.add_argument("--work", type=Path)
+    parser.add_argument("--work", type=Path, help="working folder (reused when given again)")
     parser.add_argument("--report", action="store_true", help="only render the results file")
-    args = parser.parse_args()
+    return parser
+
+
+def run_design_probe(args: argparse.Namespace, name: str, probe) -> dict:
+    """bench/results/<name>.json as it stands (``--report``), else ``probe(params, fold,
+    work, seed, pairs)`` on the design episodes of each fold, written there."""
     if args.report:
-        results = json.loads((RESULTS / "empty_probe.json").read_text())
-        print("\n".join(summary(results) + [""] + gate_lines(results)))
-        return
-    work, data, qargs, seed, _ = design_setup(args.data, args.work, "lerenet-empty-")
-    results = probe_folds(
-        args.folds,
-        "empty_probe",
-        lambda p, f: probe_fold(p, work, f, seed),
-        qargs,
-        data,
-        work,
-        seed,
+        return json.loads((RESULTS / f"{name}.json").read_text())
+    work, data, qargs, seed, pairs = design_setup(args.data, args.work, f"lerenet-{name}-")
+    return probe_folds(
+        args.folds, name, lambda p, fold: probe(p, fold, work, seed, pairs), qargs, data, work, seed
     )
-    print("\n".join(summary(results)))
-    print("\n".join(gate_lines(results)))
+
+
+def main() -> None:
+    args = probe_parser(__doc__).parse_args()
+    results = run_design_probe(
+        args, "empty_probe", lambda p, f, work, seed, _: probe_fold(p, work, f, seed)
+    )
+    print("\n".join(summary(results) + [""] + gate_lines(results)))
 
 
 if __name__ == "__main__":
