@@ -29,8 +29,6 @@ import torch
 from empty_probe import probe_parser, run_design_probe, summary
 from quality import MEMO_BYTES
 
-RESULTS = Path(__file__).resolve().parent / "results"
-
 
 def class_support(model, params, split_dir: Path, cls: str, count: int, pairs) -> tuple:
     """``count`` training-part images of ``cls`` (seeded sample; never a held-out one) as one

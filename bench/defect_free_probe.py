@@ -31,7 +31,6 @@ from empty_probe import margin_of, probe_parser, run_design_probe
 from PIL import Image
 from quality import MEMO_BYTES
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SHARE = 0.25  # the fallback's share (item 23's best)
 GATES = (None, -0.25, -0.5)
 LONG_SIDE = 320  # defects9's processing (its SOURCES.md)
@@ -57,15 +56,11 @@ def variants(margin: torch.Tensor, support_masks: torch.Tensor) -> dict[str, tor
     gate (``model.fallback_gate``: only where the best margin reaches it)."""
     from lerenet.model.fallback import lift_empty
 
-    base = (margin > 0).long()
     logits = torch.stack([torch.zeros_like(margin), margin], dim=1)
-    lifted = lift_empty(logits, support_masks, SHARE).argmax(1)
-    best = margin.flatten(1).max(1).values
-    out = {"argmax": base}
+    out = {"argmax": (margin > 0).long()}
     for gate in GATES:
         name = "fallback" if gate is None else f"fallback, gate {gate}"
-        allowed = torch.ones_like(best, dtype=torch.bool) if gate is None else best >= gate
-        out[name] = torch.where(allowed[:, None, None], lifted, base)
+        out[name] = lift_empty(logits, support_masks, SHARE, gate).argmax(1)
     return out
 
 
@@ -83,6 +78,7 @@ def probe_fold(params, work: Path, fold: int, seed: int, free: list[Path]) -> di
     split = params.split.model_copy(update={"out_dir": str(work / f"splits_s{seed}")})
     params = params.model_copy(update={"split": split})
     keys = ("query_img", "support_imgs", "support_masks")
+    size = params.data.image_size
     out: dict = {}
     for shots in (1, 5):
         ds = episode_dataset(params, model, "test", shots, fold)
@@ -98,7 +94,6 @@ def probe_fold(params, work: Path, fold: int, seed: int, free: list[Path]) -> di
                 paths = [[ds.episodes[i].query, *ds.episodes[i].supports] for i in chunk]
                 tiles = picks[first : first + 4]
                 present = margin_of(memo_logits(model, memo, batch, paths))
-                size = params.data.image_size
                 query = torch.stack([load_free(t, size, mean, std) for t in tiles])
                 free_paths = [[f"free/{t.name}", *p[1:]] for t, p in zip(tiles, paths, strict=True)]
                 free_batch = batch | {"query_img": query}
