@@ -38,7 +38,7 @@ LONG_SIDE = 320  # defects9's processing (its SOURCES.md)
 
 def load_free(path: Path, image_size: int, mean, std) -> torch.Tensor:
     """A defect-free tile as the evaluation sees a defects9 image: 3×S×S, normalised."""
-    from lerenet.data.transforms import build_transform, to_tensors
+    from lerenet.data.transforms import build_transform, query_tensor
 
     with Image.open(path) as img:
         img = img.convert("RGB")
@@ -47,8 +47,7 @@ def load_free(path: Path, image_size: int, mean, std) -> torch.Tensor:
             size = (round(img.size[0] * scale), round(img.size[1] * scale))
             img = img.resize(size, Image.Resampling.LANCZOS)
         rgb = np.asarray(img)
-    out = build_transform(image_size, False)(image=rgb, mask=np.zeros(rgb.shape[:2], np.uint8))
-    return to_tensors(out["image"], out["mask"], mean, std)[0]
+    return query_tensor(rgb, build_transform(image_size, False), mean, std)
 
 
 def variants(margin: torch.Tensor, support_masks: torch.Tensor) -> dict[str, torch.Tensor]:

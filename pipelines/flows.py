@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from lerenet.tracking.registry import Promotion
 
 from pipelines.outcomes import OnboardResult, RetrainResult
+from pipelines.result_store import TypedJSONSerializer
 from pipelines.tasks import (
     evaluate_task,
     extra_stages,
@@ -51,6 +52,7 @@ from pipelines.tasks import (
 )
 
 PROMOTE_LIMIT = "lerenet-promote"
+RESULTS = TypedJSONSerializer()  # every flow's results, and its tasks', as typed JSON
 
 
 def ensure_concurrency_limit(name: str = PROMOTE_LIMIT, limit: int = 1) -> None:
@@ -90,7 +92,7 @@ def _resolved(
     return params
 
 
-@flow(name="train-gpu", log_prints=True)
+@flow(name="train-gpu", log_prints=True, result_serializer=RESULTS)
 def train_gpu(
     params: dict | None = None,
     params_sha256: str | None = None,
@@ -156,7 +158,7 @@ def _summary(result: TrainSummary | dict) -> TrainSummary:
     return result if isinstance(result, TrainSummary) else TrainSummary.from_dict(result)
 
 
-@flow(name="retrain", log_prints=True)
+@flow(name="retrain", log_prints=True, result_serializer=RESULTS)
 def retrain(
     source: str | None = None,
     params_path: str = "params.yaml",
@@ -270,7 +272,7 @@ def _report_artifacts(
     )
 
 
-@flow(name="onboard-class", log_prints=True)
+@flow(name="onboard-class", log_prints=True, result_serializer=RESULTS)
 def onboard_class(
     source: str,
     class_name: str | None = None,

@@ -50,3 +50,12 @@ def to_tensors(
     mean_t = torch.tensor(mean).view(3, 1, 1)
     std_t = torch.tensor(std).view(3, 1, 1)
     return (img - mean_t) / std_t, torch.from_numpy(np.ascontiguousarray(label)).long()
+
+
+def query_tensor(
+    rgb: np.ndarray, transform: A.Compose, mean: tuple[float, ...], std: tuple[float, ...]
+) -> torch.Tensor:
+    """A lone image (no label: a query to segment) as the model takes it, 3×S×S normalised,
+    through the same evaluation transform as a labelled pair (with an empty mask beside it)."""
+    out = transform(image=rgb, mask=np.zeros(rgb.shape[:2], np.uint8))
+    return to_tensors(out["image"], out["mask"], mean, std)[0]

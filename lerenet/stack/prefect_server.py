@@ -100,19 +100,21 @@ class PrefectServer:
         return self.worker
 
     def save_result_storage(self, basepath: str, endpoint_url: str, name: str) -> str:
-        """Save a RemoteFileSystem block for task/flow results on S3; returns its slug.
+        """Save the results bucket's storage block (``pipelines.result_store.CheckedResults``:
+        it hands Prefect only typed-JSON records, never a pickled one); returns its slug.
 
         Only the endpoint goes into the block; credentials stay in the workers' environment.
+        The block is saved in a child process because this library imports no Prefect.
         """
         code = (
-            "from prefect.filesystems import RemoteFileSystem; "
-            f"RemoteFileSystem(basepath={basepath!r}, settings={{'client_kwargs': "
+            "from pipelines.result_store import CheckedResults; "
+            f"CheckedResults(basepath={basepath!r}, settings={{'client_kwargs': "
             f"{{'endpoint_url': {endpoint_url!r}}}}}).save({name!r}, overwrite=True)"
         )
         subprocess.run(
             [sys.executable, "-c", code], env=self.env(), check=True, capture_output=True
         )
-        return f"remote-file-system/{name}"
+        return f"lerenet-checked-results/{name}"
 
     def stop(self) -> None:
         for proc in (self.worker, self.process):

@@ -20,7 +20,7 @@ from PIL import Image
 from lerenet.data.imageio import DecodeError, load_label, load_rgb
 from lerenet.data.layouts import IMAGE_EXTS
 from lerenet.data.paths import unique_names
-from lerenet.data.transforms import build_transform, to_tensors
+from lerenet.data.transforms import build_transform, query_tensor, to_tensors
 from lerenet.evaluation.plots import _tint
 
 MAX_SUPPORTS = 5  # few-shot: the most shots training and evaluation use
@@ -136,8 +136,7 @@ def predict_files(
         except DecodeError as err:
             skipped.append((query, str(err)))
             continue
-        resized = transform(image=rgb, mask=np.zeros(rgb.shape[:2], np.uint8))["image"]
-        q, _ = to_tensors(resized, np.zeros(resized.shape[:2], np.uint8), loaded.mean, loaded.std)
+        q = query_tensor(rgb, transform, loaded.mean, loaded.std)
         inputs = {
             "query_img": q[None].numpy(),
             "support_imgs": support_imgs,

@@ -242,7 +242,15 @@ def test_stack_runs_retrain_deployment(
         assert s3.list_objects_v2(Bucket="lerenet-data", Prefix="dvc/")["KeyCount"] > 10
         assert s3.list_objects_v2(Bucket="lerenet-artifacts", Prefix="mlflow/")["KeyCount"] > 0
         # the flow's task results were persisted to the results bucket by the worker
-        assert s3.list_objects_v2(Bucket="lerenet-results", Prefix="prefect/")["KeyCount"] > 0
+        results = s3.list_objects_v2(Bucket="lerenet-results", Prefix="prefect/")
+        assert results["KeyCount"] > 0
+        # ... each a typed-JSON record (the deployment's TrainSummary among them, read back by
+        # the parent through the checked block): none that a reader would unpickle
+        for obj in results["Contents"]:
+            record = json.loads(
+                s3.get_object(Bucket="lerenet-results", Key=obj["Key"])["Body"].read()
+            )
+            assert record["metadata"]["serializer"]["type"] == "lerenet-json", obj["Key"]
 
         # prefect.yaml as users deploy it (`lerenet stack deploy`): first with no GPU pool ...
         prefect_cli = str(Path(sys.executable).parent / "prefect")

@@ -1,0 +1,81 @@
+"""Where the flows' results persist, and how they are read back: typed JSON only, never pickle.
+
+Prefect reads a persisted result with the serializer its own record names, and checks a cache
+key by reading the record, so a record written into the results bucket with Prefect's default
+(cloudpickle), or with its JSON serializer (whose record names the decoder function to call),
+runs code in the flow run that reads it. Two parts close that:
+
+- ``TypedJSONSerializer`` (type ``lerenet-json``; ``PREFECT_RESULTS_DEFAULT_SERIALIZER`` on
+  the stack) writes results with ``lerenet.services.typed_json``: dataclasses of this project,
+  rebuilt only from ``lerenet`` and ``pipelines`` classes.
+- ``CheckedResults``, the results bucket's storage block (``lerenet-checked-results``), hands
+  Prefect only records that serializer wrote. Any other record raises ``UntrustedResult``
+  before Prefect parses it: a cache check then finds nothing and the task runs again,
+  overwriting it; a deployment's result read fails, naming the path.
+
+Importing this module registers both with Prefect; ``pipelines.tasks`` imports it, so every
+process that runs a flow of this project has them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from prefect._internal.compatibility.async_dispatch import async_dispatch
+from prefect.filesystems import RemoteFileSystem
+from prefect.serializers import Serializer
+from pydantic import Field
+
+from lerenet.services import typed_json
+
+SERIALIZER = "lerenet-json"
+PACKAGES = ("lerenet", "pipelines")  # the only packages a stored result may name classes of
+
+
+class UntrustedResult(RuntimeError):
+    """A persisted result that was not written by ``TypedJSONSerializer``: refused unread."""
+
+
+class TypedJSONSerializer(Serializer):
+    """Results as typed JSON (``lerenet.services.typed_json``); no field configures the
+    decoding, so a stored record's metadata cannot widen what it rebuilds."""
+
+    type: str = Field(default=SERIALIZER, frozen=True)
+
+    def dumps(self, obj: Any) -> bytes:
+        return typed_json.dumps(obj)
+
+    def loads(self, blob: bytes) -> Any:
+        return typed_json.loads(blob, packages=PACKAGES)
+
+
+def require_typed_record(content: bytes, path: str) -> bytes:
+    """``content`` unchanged when it is a result record ``TypedJSONSerializer`` wrote; raises
+    ``UntrustedResult`` otherwise, before anything in it is decoded."""
+    try:
+        record = json.loads(content)
+        serializer = record["metadata"]["serializer"]["type"]
+    except (ValueError, TypeError, KeyError):
+        raise UntrustedResult(f"{path}: not a result record this project wrote") from None
+    if serializer != SERIALIZER:
+        raise UntrustedResult(
+            f"{path}: written with serializer {serializer!r}; only {SERIALIZER!r} records are "
+            "read (a pickled or decoder-naming record would run code when read)"
+        )
+    return content
+
+
+class CheckedResults(RemoteFileSystem):
+    """The results bucket (any fsspec URL, ``s3://…`` on the stack), read only through
+    ``require_typed_record``; writing is RemoteFileSystem's own."""
+
+    _block_type_name = "Lerenet Checked Results"
+    _block_type_slug = "lerenet-checked-results"
+
+    async def aread_path(self, path: str) -> bytes:
+        return require_typed_record(await super().aread_path(path), path)
+
+    @async_dispatch(aread_path)
+    def read_path(self, path: str) -> bytes:
+        return require_typed_record(super().read_path(path, _sync=True), path)
