@@ -79,3 +79,35 @@ class CheckedResults(RemoteFileSystem):
     @async_dispatch(aread_path)
     def read_path(self, path: str) -> bytes:
         return require_typed_record(super().read_path(path, _sync=True), path)
+
+
+def save_results_block(
+    basepath: str, endpoint_url: str | None = None, name: str = "lerenet-results"
+) -> str:
+    """Save the results bucket's ``CheckedResults`` block on the Prefect server the
+    environment points at; returns the slug for ``PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK``.
+    Only the endpoint goes into the block; credentials stay in the workers' environment."""
+    settings = {"client_kwargs": {"endpoint_url": endpoint_url}} if endpoint_url else {}
+    CheckedResults(basepath=basepath, settings=settings).save(name, overwrite=True)
+    return f"{CheckedResults.get_block_type_slug()}/{name}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.result_store",
+        description="Save the block that stores flow results as typed JSON and refuses any "
+        "other record (what `lerenet stack up` does for its own bucket); prints the slug to "
+        "set as PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK on every worker, beside "
+        "PREFECT_RESULTS_PERSIST_BY_DEFAULT=true.",
+    )
+    parser.add_argument("basepath", help="where results go, e.g. s3://lerenet-results/prefect")
+    parser.add_argument("--endpoint-url", help="an S3-compatible endpoint (omit for AWS)")
+    parser.add_argument("--name", default="lerenet-results", help="the block's name")
+    args = parser.parse_args(argv)
+    print(save_results_block(args.basepath, args.endpoint_url, args.name))
+
+
+if __name__ == "__main__":
+    main()

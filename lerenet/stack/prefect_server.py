@@ -107,14 +107,13 @@ class PrefectServer:
         The block is saved in a child process because this library imports no Prefect.
         """
         code = (
-            "from pipelines.result_store import CheckedResults; "
-            f"CheckedResults(basepath={basepath!r}, settings={{'client_kwargs': "
-            f"{{'endpoint_url': {endpoint_url!r}}}}}).save({name!r}, overwrite=True)"
+            "from pipelines.result_store import save_results_block; "
+            f"print(save_results_block({basepath!r}, {endpoint_url!r}, {name!r}))"
         )
-        subprocess.run(
-            [sys.executable, "-c", code], env=self.env(), check=True, capture_output=True
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=self.env(), check=True, capture_output=True, text=True
         )
-        return f"lerenet-checked-results/{name}"
+        return done.stdout.strip().splitlines()[-1]
 
     def stop(self) -> None:
         for proc in (self.worker, self.process):
