@@ -9,9 +9,11 @@ runs code in the flow run that reads it. Two parts close that:
   the stack) writes results with ``lerenet.services.typed_json``: dataclasses of this project,
   rebuilt only from ``lerenet`` and ``pipelines`` classes.
 - ``CheckedResults``, the results bucket's storage block (``lerenet-checked-results``), hands
-  Prefect only records that serializer wrote. Any other record raises ``UntrustedResult``
-  before Prefect parses it: a cache check then finds nothing and the task runs again,
-  overwriting it; a deployment's result read fails, naming the path.
+  Prefect no record that another serializer wrote: such a record raises ``UntrustedResult``
+  before Prefect parses it, so a cache check finds nothing and the task runs again,
+  overwriting it, and a direct read fails, naming the path. Bare result bytes (how a flow's
+  own return value is stored) are decoded with the serializer Prefect's API recorded for
+  that flow run: ``lerenet-json``.
 
 Importing this module registers both with Prefect; ``pipelines.tasks`` imports it, so every
 process that runs a flow of this project has them.
@@ -51,19 +53,31 @@ class TypedJSONSerializer(Serializer):
 
 
 def require_typed_record(content: bytes, path: str) -> bytes:
-    """``content`` unchanged when it is a result record ``TypedJSONSerializer`` wrote; raises
-    ``UntrustedResult`` otherwise, before anything in it is decoded."""
+    """What Prefect may parse of ``content`` read at ``path``; raises ``UntrustedResult``
+    before anything in it is decoded when it is a result record another serializer wrote.
+
+    A record (a JSON object with ``metadata``) names its own serializer, so it must name
+    ``lerenet-json``, and it goes on re-serialised from what was checked (a duplicated key
+    cannot show the check one serializer and Prefect another). Anything else is a bare
+    result, which Prefect decodes with the serializer of the metadata it already holds (a
+    flow's result: the state Prefect's API keeps; else the reading store's own): that is
+    ``TypedJSONSerializer`` for every flow of this project, which rebuilds no other code.
+    """
     try:
-        record = json.loads(content)
-        serializer = record["metadata"]["serializer"]["type"]
-    except (ValueError, TypeError, KeyError):
-        raise UntrustedResult(f"{path}: not a result record this project wrote") from None
-    if serializer != SERIALIZER:
+        parsed = json.loads(content)
+    except ValueError:
+        return content
+    if not (isinstance(parsed, dict) and "metadata" in parsed):
+        return content
+    metadata = parsed["metadata"] if isinstance(parsed["metadata"], dict) else {}
+    serializer = metadata.get("serializer")
+    kind = serializer.get("type") if isinstance(serializer, dict) else serializer
+    if kind != SERIALIZER:
         raise UntrustedResult(
-            f"{path}: written with serializer {serializer!r}; only {SERIALIZER!r} records are "
-            "read (a pickled or decoder-naming record would run code when read)"
+            f"{path}: written with serializer {kind!r}; only {SERIALIZER!r} records are read "
+            "(a pickled or decoder-naming record would run code when read)"
         )
-    return content
+    return json.dumps(parsed).encode()
 
 
 class CheckedResults(RemoteFileSystem):

@@ -158,6 +158,24 @@ def test_a_record_that_names_a_decoder_is_refused(tmp_path: Path) -> None:
     forged.write({"x": 1}, key="k")
     with pytest.raises(UntrustedResult, match="serializer 'json'"):
         _store(tmp_path, TypedJSONSerializer()).read("k")
-    forged.result_storage.write_path("raw", b"\x80\x04not a record")
-    with pytest.raises(UntrustedResult, match="not a result record"):
+    # bare bytes (a pickle, no record around it) go to the reading store's own serializer
+    forged.result_storage.write_path("raw", pickle.dumps(_Payload(tmp_path / "ran")))
+    with pytest.raises(ValueError):
         _store(tmp_path, TypedJSONSerializer()).read("raw")
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_record_with_two_metadata_keys_is_read_as_it_was_checked(tmp_path: Path) -> None:
+    """The check and Prefect's parser must see one record: a duplicated key that one JSON
+    parser reads first and another last would otherwise smuggle a pickle past the check."""
+    marker = tmp_path / "code-ran"
+    forged = _store(tmp_path, PickleSerializer())
+    forged.write(_Payload(marker), key="k")
+    bucket = forged.result_storage
+    record = bucket.filesystem.cat(f"{tmp_path.name}/results/k").decode()
+    ours = '{"serializer": {"type": "lerenet-json"}, "prefect_version": "3", "storage_key": "k"}'
+    # the pickle's metadata first, ours last: Python's json keeps the last of a duplicated key
+    bucket.write_path("k", (record.rstrip()[:-1] + f', "metadata": {ours}}}').encode())
+    with pytest.raises(ValueError):  # the pickle's bytes reach only the typed-JSON decoder
+        _store(tmp_path, TypedJSONSerializer()).read("k")
+    assert not marker.exists()
