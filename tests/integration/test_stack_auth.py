@@ -189,3 +189,14 @@ def test_the_prefect_ui_calls_its_own_servers_api_on_any_port(stack) -> None:
     port = int(api.split(":")[2].split("/")[0])
     status, body = _call(port, "GET", "/ui-settings", None)
     assert status == 200 and json.loads(body)["api_url"] == api
+
+
+def test_the_tracking_server_runs_no_job_runner(stack) -> None:
+    """MLflow 3 starts a GenAI job runner (huey consumers) by default; the stack turns it off:
+    nothing of lerenet uses it, and each consumer is a process of ~250 MB."""
+    import psutil
+
+    server = psutil.Process(stack.pids["mlflow"])
+    commands = [" ".join(p.cmdline()) for p in server.children(recursive=True)]
+    assert commands, "the mlflow server has no worker process"
+    assert not [c for c in commands if "huey" in c or "_job_runner" in c], commands
