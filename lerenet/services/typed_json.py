@@ -45,7 +45,10 @@ def dumps(value: Any) -> bytes:
 def loads(blob: bytes | str, packages: tuple[str, ...] = ("lerenet",)) -> Any:
     """The value ``dumps`` wrote; classes are imported only from ``packages`` (and their
     submodules), so a forged record can name no other code."""
-    return _decode(json.loads(blob), packages)
+    try:
+        return _decode(json.loads(blob), packages)
+    except (KeyError, TypeError, AttributeError, IndexError) as err:
+        raise UntrustedValue(f"a stored value of the wrong shape: {err!r}") from None
 
 
 def _class_path(cls: type) -> str:
@@ -53,7 +56,7 @@ def _class_path(cls: type) -> str:
 
 
 def _encode(value: Any, where: str) -> Any:
-    if value is None or isinstance(value, bool | int | str):
+    if value is None or type(value) in (bool, int, str):  # an enum or other subclass: below
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else {"__float__": repr(value)}
@@ -73,11 +76,11 @@ def _encode(value: Any, where: str) -> Any:
         return {"__path__": str(value)}
     if isinstance(value, np.ndarray):
         return _encode_array(value, where)
-    if isinstance(value, list):
+    if type(value) is list:
         return [_encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, tuple | set | frozenset):
-        items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
-        tag = {tuple: "__tuple__", set: "__set__", frozenset: "__frozenset__"}[_base(value)]
+    if type(value) in (tuple, set, frozenset):  # a named tuple would lose its names: refused
+        items = value if type(value) is tuple else sorted(value, key=repr)
+        tag = {tuple: "__tuple__", set: "__set__", frozenset: "__frozenset__"}[type(value)]
         return {tag: [_encode(v, f"{where}[{i}]") for i, v in enumerate(items)]}
     if isinstance(value, dict):
         return _encode_dict(value, where)
@@ -85,10 +88,6 @@ def _encode(value: Any, where: str) -> Any:
         f"{where}: a {type(value).__module__}.{type(value).__qualname__} cannot be stored as "
         "a typed JSON result; return a dataclass of plain fields instead"
     )
-
-
-def _base(value: tuple | set | frozenset) -> type:
-    return next(t for t in (frozenset, set, tuple) if isinstance(value, t))
 
 
 def _encode_dict(value: dict, where: str) -> Any:

@@ -7,6 +7,7 @@ forge such a record and check that nothing in it runs.
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 from pathlib import Path
 
@@ -99,6 +100,8 @@ def test_exceptions_come_back_as_their_class_when_it_is_known() -> None:
         '{"__dataclass__": "lerenet..results:TrainSummary", "fields": {}}',
         '{"__array__": {"dtype": "|O", "shape": [1], "data": ""}}',
         '{"__array__": {"dtype": "<f8", "shape": [1000], "data": "AAAA"}}',
+        '{"__dataclass__": "lerenet.results:TrainSummary"}',
+        '{"__tuple__": 5}',
     ],
 )
 def test_a_stored_value_naming_anything_else_is_refused(stored: str) -> None:
@@ -107,8 +110,20 @@ def test_a_stored_value_naming_anything_else_is_refused(stored: str) -> None:
 
 
 def test_a_result_of_a_type_that_cannot_travel_fails_when_written() -> None:
+    import enum
+    from typing import NamedTuple
+
+    class Kind(enum.StrEnum):
+        A = "a"
+
+    class Pair(NamedTuple):
+        x: int
+
     with pytest.raises(TypeError, match=r"\$\.numbers\.f: a builtins\.builtin_function"):
         typed_json.dumps(GateDecision(True, numbers={"f": len}))
+    for value in (Kind.A, Pair(1), np.array([object()])):  # would come back as another type
+        with pytest.raises(TypeError, match="cannot be stored"):
+            typed_json.dumps([value])
 
 
 def _store(tmp_path: Path, serializer) -> ResultStore:
@@ -138,6 +153,8 @@ def test_a_pickled_record_in_the_bucket_is_never_unpickled(tmp_path: Path) -> No
     assert not store.exists("ingest-cache-key")  # a cache check: the task runs again
     with pytest.raises(UntrustedResult, match="serializer 'pickle'"):
         store.read("ingest-cache-key")
+    with pytest.raises(UntrustedResult, match="serializer 'pickle'"):  # the async path too
+        asyncio.run(store.aread("ingest-cache-key"))
     assert not marker.exists()
 
     # the control: Prefect's own storage block runs the forged record's code on a cache check
