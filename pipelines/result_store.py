@@ -15,7 +15,7 @@ runs code in the flow run that reads it. Two parts close that:
   own return value is stored) are decoded with the serializer Prefect's API recorded for
   that flow run: ``lerenet-json``.
 
-Importing this module registers both with Prefect; ``pipelines.tasks`` imports it, so every
+Importing this module registers both with Prefect; ``pipelines.flows`` imports it, so every
 process that runs a flow of this project has them.
 """
 
