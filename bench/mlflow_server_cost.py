@@ -31,35 +31,37 @@ def _tree(pid: int) -> list:
 
 
 def measure(flag: str) -> dict[str, float]:
-    """One start, hold and stop of the stack's tracking server with the job runner ``flag``."""
+    """One start, hold and stop of the stack's tracking server with the job runner ``flag``,
+    in a scratch folder removed afterwards (it holds the server's login)."""
     from unittest import mock
 
     from lerenet.stack import mlflow_server
     from lerenet.stack.credentials import kept_login
 
-    state = Path(tempfile.mkdtemp(prefix="lerenet-mlflow-cost-"))
-    server = mlflow_server.MlflowServer(
-        state,
-        artifacts_destination="s3://lerenet-artifacts/mlflow",
-        s3_env={},
-        auth=kept_login(state, "mlflow", "lerenet-admin"),
-    )
     # the one setting the variants differ in, given as the stack gives it: in the server's env
     real_spawn = mlflow_server.spawn
 
     def spawn(cmd, log, env):
         return real_spawn(cmd, log, env={**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": flag})
 
-    with mock.patch.object(mlflow_server, "spawn", spawn):
+    with tempfile.TemporaryDirectory(prefix="lerenet-mlflow-cost-") as scratch:
+        state = Path(scratch)
+        server = mlflow_server.MlflowServer(
+            state,
+            artifacts_destination="s3://lerenet-artifacts/mlflow",
+            s3_env={},
+            auth=kept_login(state, "mlflow", "lerenet-admin"),
+        )
+        with mock.patch.object(mlflow_server, "spawn", spawn):
+            began = time.monotonic()
+            server.start()
+            started = time.monotonic() - began
+        time.sleep(5)  # let the runner's consumers finish importing
+        tree = _tree(server.process.pid)
+        rss = sum(p.memory_info().rss for p in tree if p.is_running()) / 2**20
         began = time.monotonic()
-        server.start()
-        started = time.monotonic() - began
-    time.sleep(5)  # let the runner's consumers finish importing
-    tree = _tree(server.process.pid)
-    rss = sum(p.memory_info().rss for p in tree if p.is_running()) / 2**20
-    began = time.monotonic()
-    server.stop()
-    stopped = time.monotonic() - began
+        server.stop()
+        stopped = time.monotonic() - began
     return {"start_s": started, "stop_s": stopped, "rss_mib": rss, "processes": len(tree)}
 
 

@@ -5,9 +5,9 @@ key by reading the record, so a record written into the results bucket with Pref
 (cloudpickle), or with its JSON serializer (whose record names the decoder function to call),
 runs code in the flow run that reads it. Two parts close that:
 
-- ``TypedJSONSerializer`` (type ``lerenet-json``; ``PREFECT_RESULTS_DEFAULT_SERIALIZER`` on
-  the stack) writes results with ``lerenet.services.typed_json``: dataclasses of this project,
-  rebuilt only from ``lerenet`` and ``pipelines`` classes.
+- ``TypedJSONSerializer`` (type ``lerenet-json``; every flow of ``pipelines.flows`` names it,
+  and its tasks inherit it) writes results with ``lerenet.services.typed_json``: dataclasses
+  of this project, rebuilt only from ``lerenet`` and ``pipelines`` classes.
 - ``CheckedResults``, the results bucket's storage block (``lerenet-checked-results``), hands
   Prefect no record that another serializer wrote: such a record raises ``UntrustedResult``
   before Prefect parses it, so a cache check finds nothing and the task runs again,

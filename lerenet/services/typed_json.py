@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-TAGS = ("__tuple__", "__set__", "__frozenset__", "__path__", "__array__", "__pairs__")
+TAGS = ("__tuple__", "__set__", "__frozenset__", "__path__", "__array__", "__pairs__", "__float__")
 CLASS_TAGS = ("__dataclass__", "__model__", "__exception__")
-_ALL_TAGS = frozenset((*TAGS, *CLASS_TAGS, "__float__"))
+_ALL_TAGS = frozenset((*TAGS, *CLASS_TAGS))
 _NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _ARRAY_KINDS = "biuf"  # bool, int, uint, float: never object arrays
 
@@ -120,7 +120,7 @@ def _decode(value: Any, packages: tuple[str, ...]) -> Any:
     tag = next(iter(value)) if value else None
     if tag in CLASS_TAGS:
         return _decode_class(tag, value, packages)
-    if len(value) != 1 or tag not in (*TAGS, "__float__"):
+    if len(value) != 1 or tag not in TAGS:
         return {k: _decode(v, packages) for k, v in value.items()}
     body = value[tag]
     if tag == "__float__":

@@ -249,6 +249,7 @@ def test_stack_runs_retrain_deployment(
         # (the training deployment's TrainSummary among them, read back by the parent)
         from lerenet.results import TrainSummary
         from lerenet.services import typed_json
+        from pipelines.result_store import PACKAGES
 
         kinds = []
         for obj in results["Contents"]:
@@ -257,7 +258,7 @@ def test_stack_runs_retrain_deployment(
             if isinstance(stored, dict) and "metadata" in stored:
                 assert stored["metadata"]["serializer"]["type"] == "lerenet-json", obj["Key"]
             else:
-                kinds.append(type(typed_json.loads(body, ("lerenet", "pipelines"))))
+                kinds.append(type(typed_json.loads(body, PACKAGES)))
         assert TrainSummary in kinds, kinds
 
         # prefect.yaml as users deploy it (`lerenet stack deploy`): first with no GPU pool ...

@@ -25,9 +25,7 @@ from lerenet.evaluation.gate import GateDecision
 from lerenet.results import EvaluationReport, ModelScores, ShotEvidence, ShotScores, TrainSummary
 from lerenet.services import typed_json
 from lerenet.services.typed_json import UntrustedValue
-from pipelines.result_store import CheckedResults, TypedJSONSerializer, UntrustedResult
-
-PACKAGES = ("lerenet", "pipelines")
+from pipelines.result_store import PACKAGES, CheckedResults, TypedJSONSerializer, UntrustedResult
 
 
 def _split() -> Split:
