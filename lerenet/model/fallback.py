@@ -11,8 +11,13 @@ of RePRI, used here only to size the region). Only episodes whose mask is otherw
 change; with ``gate``, only those whose best pixel's margin reaches it, so that a query far
 from the supports (one without the defect) can stay empty.
 
-It acts on the logits of an eval-mode forward, so evaluation, the gate, ``lerenet predict``
-and the served pyfunc's probabilities all see the same masks; training never sees it.
+It acts on the logits of an eval-mode forward, so evaluation, the gate, ``lerenet predict``,
+the served pyfunc's probabilities and an ONNX export all see the same masks; training never
+sees it. The model applies it where the start is served (an episode no class memory serves):
+a named training class's mask is its trained classifier's decision, selected on that class's
+own validation images, and stays as trained. A lifted pixel's defect probability is 0.5 plus
+a hair (``LIFT``), so a line that thresholds the probability above one half still reads the
+mask the argmax alone would give.
 """
 
 from __future__ import annotations
@@ -36,25 +41,31 @@ def lift_empty(
     support_masks: torch.Tensor,
     share: float,
     gate: float | None = None,
+    eligible: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``logits`` B×2×H×W (background, defect) with, in each episode whose argmax mask is
-    empty (and whose highest margin reaches ``gate``, when given), the ``k`` pixels of highest
-    defect margin lifted to win by ``LIFT``; every other episode is returned unchanged.
-    Returns fp32 logits (a lift of 1e-3 does not survive bf16 rounding)."""
+    empty (and whose highest margin reaches ``gate``, when given; and that ``eligible``, a B
+    bool, allows, when given), the ``k`` pixels of highest defect margin lifted to win by
+    ``LIFT``; every other episode is returned unchanged. Returns fp32 logits (a lift of 1e-3
+    does not survive bf16 rounding).
+
+    Tensor operations only, so an ONNX export (a trace) keeps the fallback for whichever
+    episode turns out empty: the ``k`` best pixels are those whose rank by margin is below
+    ``k`` (exactly ``k``, ties broken by the sort)."""
     logits = logits.float()
-    margin = logits[:, 1] - logits[:, 0]
-    flat = margin.flatten(1)
-    best = flat.max(1).values
+    margin = (logits[:, 1] - logits[:, 0]).flatten(1)  # B×P
+    best = margin.max(1).values
     empty = best <= 0  # argmax picks the background on a tie
     if gate is not None:
         empty &= best >= gate
-    if not bool(empty.any()):
+    if eligible is not None:
+        empty &= eligible.to(empty.device)
+    if not torch.jit.is_tracing() and not bool(empty.any()):
         return logits
-    k = (share * support_defect_share(support_masks) * flat.shape[1]).round()
-    k = k.clamp(1, flat.shape[1]).long()
-    out = logits.clone(memory_format=torch.contiguous_format)
-    for i in torch.nonzero(empty).flatten().tolist():
-        top = flat[i].topk(int(k[i])).indices
-        fg = out[i, 1].view(-1)  # a view: writing it writes ``out``
-        fg[top] = out[i, 0].view(-1)[top] + LIFT
-    return out
+    pixels = margin.shape[1]
+    k = (share * support_defect_share(support_masks) * pixels).round().clamp(1, pixels)
+    rank = margin.argsort(1, descending=True).argsort(1)  # 0: the highest margin
+    top = (rank < k[:, None]) & empty[:, None]
+    background = logits[:, 0].flatten(1)
+    defect = torch.where(top, background + LIFT, logits[:, 1].flatten(1))
+    return torch.stack([logits[:, 0], defect.view_as(logits[:, 1])], dim=1)

@@ -277,10 +277,11 @@ class LERENet(nn.Module):
         supports' descriptor routes. In eval mode with ``empty_fallback``, an episode whose
         mask would be empty gets its fallback region (``fallback.lift_empty``).
         """
-        logits = self._logits(query_levels, support_levels, support_masks, size, route)
+        logits, route = self._logits(query_levels, support_levels, support_masks, size, route)
         if self.training or not self.empty_fallback:
             return logits
-        return lift_empty(logits, support_masks, self.empty_fallback, self.fallback_gate)
+        start = None if route is None else route < 0  # what a class memory serves keeps its mask
+        return lift_empty(logits, support_masks, self.empty_fallback, self.fallback_gate, start)
 
     def _logits(
         self,
@@ -289,8 +290,9 @@ class LERENet(nn.Module):
         support_masks: torch.Tensor,
         size: tuple[int, int],
         route: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """``forward_levels`` up to the decision: the head's logits at the input size."""
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``forward_levels`` up to the decision: the head's logits at the input size, and the
+        route the class memory took (None: none; routed by the supports, the route found)."""
         query, supports = head_inputs(self.backbone, query_levels, support_levels)
         support, mask = masked_support_mean(supports, support_masks, self.area)
         prototype = support_prototype(support, mask, self.prototype_mode)
@@ -311,7 +313,7 @@ class LERENet(nn.Module):
             )
             base = box_smooth(base, self.lda_smooth)
         if self.memory is None:
-            return self.ifm(mpr_out, mpe_out, prior, size=size, base=base)
+            return self.ifm(mpr_out, mpe_out, prior, size=size, base=base), None
         x = self.ifm.trunk(mpr_out, mpe_out, prior)
         logits = self.ifm.classifier(x)
         if route is None and self.memory_routing == "support":
@@ -319,9 +321,9 @@ class LERENet(nn.Module):
         elif route is not None and self.training:
             self.memory.observe(self.descriptor(support_levels, support_masks), route)
         if route is None or not bool((route >= 0).any()):
-            return self.ifm.finish(logits, size, base)
+            return self.ifm.finish(logits, size, base), route
         features = self._memory_input(x, query_levels, base)
-        return self.ifm.finish(logits + self.memory(features, route), size, base)
+        return self.ifm.finish(logits + self.memory(features, route), size, base), route
 
     def _memory_input(
         self, trunk: torch.Tensor, query_levels: Levels, base: torch.Tensor | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from lerenet.config.schema import ModelConfig
@@ -77,3 +78,65 @@ def test_the_model_lifts_in_eval_mode_only_and_not_by_default() -> None:
     a = model(query, supports, masks)
     torch.manual_seed(1)
     assert torch.equal(a, lifted(query, supports, masks))
+
+
+def test_an_episode_a_class_memory_serves_keeps_its_empty_mask() -> None:
+    """The fallback serves the start: an episode routed to a trained class keeps its mask
+    (empty included), an unrouted one in the same batch is lifted."""
+    from lerenet.model.lerenet import encode_episode
+
+    cfg = ModelConfig(
+        backbone="vgg16_bn",
+        weights="random",
+        feature_channels=16,
+        prior="matching",
+        residual="lda",
+        mask_resize="area",
+        backbone_bn="frozen",
+        memory=True,
+        memory_classes=["Crack", "Pit"],
+        empty_fallback=0.5,
+    )
+    torch.manual_seed(0)
+    model = build_model(cfg, load_weights=False)[0].eval()
+    query, supports = torch.rand(2, 3, 32, 32), torch.rand(2, 1, 3, 32, 32)
+    masks = torch.zeros(2, 1, 32, 32, dtype=torch.long)
+    masks[:, :, 8:16, 8:16] = 1
+    with torch.no_grad():
+        model.ifm.classifier[-1].bias.copy_(torch.tensor([50.0, -50.0]))  # nothing is defect
+        q, s = encode_episode(model.backbone, query, supports, False)
+        out = model.forward_levels(q, s, masks, (32, 32), route=torch.tensor([0, -1]))
+    area = out.argmax(1).flatten(1).sum(1).tolist()
+    assert area[0] == 0  # routed to "Crack": its own (empty) decision
+    assert area[1] == round(0.5 * (64 / 1024) * 1024)  # the start's episode: lifted
+
+
+def test_the_fallback_survives_an_onnx_export_traced_on_a_full_mask(tmp_path) -> None:
+    """Traced (ONNX) on logits whose mask is not empty, the graph still lifts an episode that
+    is empty at run time: the fallback is tensor operations, not a Python branch."""
+    ort = pytest.importorskip("onnxruntime")
+
+    class Lift(torch.nn.Module):
+        def forward(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+            return lift_empty(logits, masks, share=0.5)
+
+    masks = torch.zeros(2, 1, 8, 8, dtype=torch.long)
+    masks[:, 0, :2, :4] = 1
+    full = _logits(torch.rand(2, 8, 8) + 0.1)  # nothing empty at trace time
+    path = tmp_path / "lift.onnx"
+    torch.onnx.export(
+        Lift(),
+        (full, masks),
+        str(path),
+        input_names=["logits", "masks"],
+        opset_version=17,
+        dynamo=False,
+    )
+    torch.manual_seed(0)
+    empty = _logits(-1 - torch.rand(2, 8, 8))
+    empty[1, 1, 2, 2] = 1.0  # episode 1 is not empty
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"logits": empty.numpy(), "masks": masks.numpy()})[0]
+    expected = lift_empty(empty, masks, share=0.5)
+    assert torch.equal(torch.from_numpy(got).argmax(1), expected.argmax(1))
+    assert int(expected.argmax(1)[0].sum()) == 4
