@@ -1,6 +1,7 @@
 """The claim's novel-class part for the empty-mask fallback: re-scored without training.
 
     python bench/fallback_claim.py --work DIR      # 3 folds, claim episodes (seeds 3-5), ~50 min
+    python bench/fallback_claim.py --report        # its table from the results file
     python bench/fallback_claim.py --merge         # write it into bench/results/quality.json
 
 The fallback (``model.empty_fallback``, ``lerenet/model/fallback.py``) acts only where the start
@@ -128,6 +129,40 @@ def run(args: argparse.Namespace) -> dict:
     return results
 
 
+def report(results: dict) -> list[str]:
+    """Per shot count: the fold means without and with the fallback, the Δ paired per (fold,
+    class) unit (class IoU averaged over the seeds) with its bootstrap interval, how many
+    units move each way, and the empty shares per fold."""
+    from retrain_report import class_interval
+
+    lines = [
+        "| shots | start (fold means) | with the fallback | Δ [class-level 95 %] | units "
+        "up / down | empty: start → with the fallback |",
+        "|---|---|---|---|---|---|",
+    ]
+    for shots in ("1shot", "5shot"):
+        units, means, empties = [], {v: [] for v in VARIANTS}, {v: [] for v in VARIANTS}
+        for entry in results["folds"].values():
+            seeds = {v: entry[v][shots]["seeds"] for v in VARIANTS}
+            for cls in seeds["none"][0]["class_iou"]:
+                a, b = ([x["class_iou"][cls] for x in seeds[v]] for v in VARIANTS)
+                units.append(statistics.mean(b) - statistics.mean(a))
+            for v in VARIANTS:
+                means[v].append(entry[v][shots]["mean"])
+                empties[v].append(statistics.mean(x["empty_share"] for x in seeds[v]))
+        low, high = class_interval(units)
+        fold = {v: " / ".join(f"{m:.3f}" for m in means[v]) for v in VARIANTS}
+        empty = {v: " / ".join(f"{e:.0%}" for e in empties[v]) for v in VARIANTS}
+        lines.append(
+            f"| {shots[0]} | {fold['none']} → {statistics.mean(means['none']):.3f} | "
+            f"{fold['fallback']} → {statistics.mean(means['fallback']):.3f} | "
+            f"{statistics.mean(units):+.4f} [{low:+.4f}, {high:+.4f}] | "
+            f"{sum(u > 0 for u in units)} / {sum(u < 0 for u in units)} of {len(units)} | "
+            f"{empty['none']} → {empty['fallback']} |"
+        )
+    return lines
+
+
 def merge(claim_path: Path) -> None:
     """The fallback's novel-class entries into the claim (trained model and start alike: on a
     new class the trained model serves its start), the claim as it was kept beside it."""
@@ -157,13 +192,17 @@ def main() -> None:
     parser.add_argument("--folds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--share", type=float, default=0.25, help="model.empty_fallback")
     parser.add_argument("--merge", action="store_true", help="write into quality.json")
+    parser.add_argument("--report", action="store_true", help="only render the results file")
     args = parser.parse_args()
+    if args.report:
+        print("\n".join(report(json.loads(OUT.read_text()))))
+        return
     if args.merge:
         merge(RESULTS / "quality.json")
         return
     if args.work is None:
         parser.error("--work DIR is needed to score (the claim's data and episodes go there)")
-    run(args)
+    print("\n".join(report(run(args))))
 
 
 if __name__ == "__main__":

@@ -151,7 +151,8 @@ def table(results: dict) -> str:
         "mIoU: each episode seed with its bootstrap 95% CI, then the mean (± std over seeds); "
         "empty: share of test episodes with no defect pixel predicted; best: the training step "
         "selection kept (0 is the training-free start); fit: LERENet's 1-shot mIoU on episodes "
-        "of its own training classes.",
+        "of its own training classes."
+        + (f" Re-scored since: {results['rescored']}." if "rescored" in results else ""),
         "",
         "| fold | test classes | model | 1-shot mIoU per seed [CI] | 1-shot mean | empty "
         "| 5-shot mIoU per seed [CI] | 5-shot mean | empty | best | fit |",

@@ -109,10 +109,10 @@ class ModelConfig(Section):
         0.0,
         ge=0.0,
         le=4.0,
-        description="0: off (the authors'). r > 0: a mask that would be empty gets the r × "
-        "(supports' defect share) × query pixels of highest defect margin instead "
-        "(lerenet/model/fallback.py): fewer empty masks, and a region even on a part without "
-        "the defect unless fallback_gate stops it.",
+        description="0: off (the authors'). r > 0: where the start is served (no class memory) "
+        "and its mask would be empty, its r × (supports' defect share) × query pixels of "
+        "highest margin, just over one half (lerenet/model/fallback.py): no empty masks, and "
+        "a region on a part without the defect unless fallback_gate stops it (improved: 0.25).",
     )
     fallback_gate: float | None = Field(
         None,

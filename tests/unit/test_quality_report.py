@@ -205,3 +205,48 @@ def test_two_runs_compare_paired_per_class_and_other_protocols_are_refused() -> 
     other = _retrain_results(0.15, 0.0) | {"protocol": {"name": "quick", "seeds": [0]}}
     with pytest.raises(SystemExit, match="different protocols"):
         module.merged(variant, other)
+
+
+def test_a_fallback_rescore_replaces_only_the_novel_rows_and_says_so(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """``bench/fallback_claim.py --merge``: the re-scored start goes in as the trained model's
+    and the start's novel-class results; seen classes and the baseline stay as the claim
+    measured them, the claim as it was is kept beside it, and a second merge is refused. Its
+    report pairs the two variants per (fold, class)."""
+    import json
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    import fallback_claim
+
+    claim = _retrain_results(0.2, 0.0)
+
+    def lifted(cell: dict) -> dict:  # every class 0.01 higher
+        seeds = [dict(x, class_iou={c: v + 0.01 for c, v in x["class_iou"].items()})
+                 for x in cell["seeds"]]  # fmt: skip
+        return dict(cell, seeds=seeds, mean=cell["mean"] + 0.01)
+
+    path = tmp_path / "quality.json"
+    path.write_text(json.dumps(claim))
+    rescored = {"share": 0.25, "folds": {}}
+    for fold, entry in claim["folds"].items():
+        start = {k: entry["start"][k] for k in ("1shot", "5shot")}
+        rescored["folds"][fold] = {
+            "none": start,
+            "fallback": {k: lifted(v) for k, v in start.items()},
+        }
+    monkeypatch.setattr(fallback_claim, "OUT", tmp_path / "fallback_claim.json")
+    fallback_claim.OUT.write_text(json.dumps(rescored))
+    fallback_claim.merge(path)
+    merged = json.loads(path.read_text())
+    for fold, entry in merged["folds"].items():
+        expected = rescored["folds"][fold]["fallback"]["1shot"]
+        assert entry["lerenet"]["1shot"] == expected == entry["start"]["1shot"]
+        assert entry["lerenet"]["seen"] == claim["folds"][fold]["lerenet"]["seen"]
+        assert entry["prototype"] == claim["folds"][fold]["prototype"]
+    assert "empty_fallback=0.25" in merged["rescored"]
+    assert json.loads((tmp_path / "quality_no_fallback.json").read_text()) == claim
+    with pytest.raises(SystemExit, match="re-scored already"):
+        fallback_claim.merge(path)
+    one_shot = fallback_claim.report(rescored)[2]
+    assert "+0.0100" in one_shot and "9 / 0 of 9" in one_shot  # 3 folds × 3 novel classes
