@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from empty_probe import probe_parser, run_design_probe, summary
+from empty_probe import episode_batches, probe_parser, run_design_probe, summary
 from quality import MEMO_BYTES
 
 import lerenet.model.priors as priors
@@ -60,7 +60,6 @@ def probe_fold(params, work, fold: int, seed: int) -> dict:
     memo = LevelMemo(MEMO_BYTES)
     split = params.split.model_copy(update={"out_dir": str(work / f"splits_s{seed}")})
     params = params.model_copy(update={"split": split})
-    keys = ("query_img", "support_imgs", "support_masks", "query_mask")
     variant = {"name": "none"}
     original = priors._pixels
     priors._pixels = centred(original, variant)
@@ -72,11 +71,7 @@ def probe_fold(params, work, fold: int, seed: int) -> dict:
                 rows: dict = {v: [] for v in VARIANTS}
                 empty: dict = {v: [] for v in VARIANTS}
                 with torch.inference_mode():
-                    for first in range(0, len(ds), 4):
-                        index = list(range(first, min(first + 4, len(ds))))
-                        items = [ds[i] for i in index]
-                        batch = {k: torch.stack([it[k] for it in items]) for k in keys}
-                        paths = [[ds.episodes[i].query, *ds.episodes[i].supports] for i in index]
+                    for _, batch, paths in episode_batches(ds):
                         for name in VARIANTS:
                             variant["name"] = name
                             pred = memo_logits(model, memo, batch, paths).float().argmax(1)

@@ -62,6 +62,20 @@ def fallbacks(margin: torch.Tensor, support_masks: torch.Tensor) -> dict[str, to
     return out
 
 
+KEYS = ("query_img", "support_imgs", "support_masks", "query_mask")
+
+
+def episode_batches(ds, size: int = 4):
+    """The episodes of ``ds`` in batches of ``size``: (their indices, the stacked batch of
+    ``KEYS``, each episode's image paths with the query first: what ``memo_logits`` reads)."""
+    for first in range(0, len(ds), size):
+        index = list(range(first, min(first + size, len(ds))))
+        items = [ds[i] for i in index]
+        batch = {k: torch.stack([it[k] for it in items]) for k in KEYS}
+        paths = [[ds.episodes[i].query, *ds.episodes[i].supports] for i in index]
+        yield index, batch, paths
+
+
 def absent_partner(classes: list[str], i: int) -> int:
     """The episode whose query stands in for a defect-free one in episode ``i``: the first
     later episode (cyclically) of another class, so the query holds no defect of ``i``'s
@@ -85,7 +99,6 @@ def probe_fold(params, work: Path, fold: int, seed: int) -> dict:
     memo = LevelMemo(MEMO_BYTES)
     split = params.split.model_copy(update={"out_dir": str(work / f"splits_s{seed}")})
     params = params.model_copy(update={"split": split})
-    keys = ("query_img", "support_imgs", "support_masks", "query_mask")
     out: dict = {}
     for shots in (1, 5):
         ds = episode_dataset(params, model, "test", shots, fold)
@@ -94,11 +107,7 @@ def probe_fold(params, work: Path, fold: int, seed: int) -> dict:
         empty: dict[str, list] = {}
         best, best_absent, empty_absent = [], [], []
         with torch.inference_mode():
-            for first in range(0, len(ds), 4):
-                index = list(range(first, min(first + 4, len(ds))))
-                items = [ds[i] for i in index]
-                batch = {k: torch.stack([it[k] for it in items]) for k in keys}
-                paths = [[ds.episodes[i].query, *ds.episodes[i].supports] for i in index]
+            for index, batch, paths in episode_batches(ds):
                 margin = margin_of(memo_logits(model, memo, batch, paths))
                 for name, pred in fallbacks(margin, batch["support_masks"]).items():
                     rows.setdefault(name, []).append(episode_stats(pred, batch["query_mask"]))

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from empty_probe import episode_batches
 from quality import (
     DEFECTS9,
     MEMO_BYTES,
@@ -69,7 +70,6 @@ def score_fold(params, work: Path, fold: int, seeds, share: float) -> dict:
     model, _ = build_model(params.model.model_copy(update={"empty_fallback": 0.0}))
     model.eval()
     memo = LevelMemo(MEMO_BYTES)
-    keys = ("query_img", "support_imgs", "support_masks", "query_mask")
     out: dict = {v: {} for v in VARIANTS}
     for shots in (1, 5):
         per_seed: dict = {v: [] for v in VARIANTS}
@@ -78,11 +78,7 @@ def score_fold(params, work: Path, fold: int, seeds, share: float) -> dict:
             stats: dict = {v: [] for v in VARIANTS}
             empty: dict = {v: [] for v in VARIANTS}
             with torch.inference_mode():
-                for first in range(0, len(ds), 4):
-                    index = list(range(first, min(first + 4, len(ds))))
-                    items = [ds[i] for i in index]
-                    batch = {k: torch.stack([it[k] for it in items]) for k in keys}
-                    paths = [[ds.episodes[i].query, *ds.episodes[i].supports] for i in index]
+                for _, batch, paths in episode_batches(ds):
                     logits = memo_logits(model, memo, batch, paths).float()
                     lifted = lift_empty(logits, batch["support_masks"], share)
                     for v, out_logits in zip(VARIANTS, (logits, lifted), strict=True):

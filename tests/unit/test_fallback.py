@@ -84,31 +84,19 @@ def test_an_episode_a_class_memory_serves_keeps_its_empty_mask() -> None:
     """The fallback serves the start: an episode routed to a trained class keeps its mask
     (empty included), an unrouted one in the same batch is lifted."""
     from lerenet.model.lerenet import encode_episode
+    from tests.unit.test_model import memory_model
 
-    cfg = ModelConfig(
-        backbone="vgg16_bn",
-        weights="random",
-        feature_channels=16,
-        prior="matching",
-        residual="lda",
-        mask_resize="area",
-        backbone_bn="frozen",
-        memory=True,
-        memory_classes=["Crack", "Pit"],
-        empty_fallback=0.5,
-    )
-    torch.manual_seed(0)
-    model = build_model(cfg, load_weights=False)[0].eval()
-    query, supports = torch.rand(2, 3, 32, 32), torch.rand(2, 1, 3, 32, 32)
-    masks = torch.zeros(2, 1, 32, 32, dtype=torch.long)
-    masks[:, :, 8:16, 8:16] = 1
+    model = memory_model(empty_fallback=0.5)
+    query, supports = torch.rand(2, 3, 64, 64), torch.rand(2, 1, 3, 64, 64)
+    masks = torch.zeros(2, 1, 64, 64, dtype=torch.long)
+    masks[:, :, 16:32, 16:32] = 1  # a defect share of 1/16
     with torch.no_grad():
         model.ifm.classifier[-1].bias.copy_(torch.tensor([50.0, -50.0]))  # nothing is defect
         q, s = encode_episode(model.backbone, query, supports, False)
-        out = model.forward_levels(q, s, masks, (32, 32), route=torch.tensor([0, -1]))
+        out = model.forward_levels(q, s, masks, (64, 64), route=torch.tensor([0, -1]))
     area = out.argmax(1).flatten(1).sum(1).tolist()
     assert area[0] == 0  # routed to "Crack": its own (empty) decision
-    assert area[1] == round(0.5 * (64 / 1024) * 1024)  # the start's episode: lifted
+    assert area[1] == 0.5 * 4096 / 16  # the start's episode: lifted
 
 
 def test_the_fallback_survives_an_onnx_export_traced_on_a_full_mask(tmp_path) -> None:

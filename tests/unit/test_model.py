@@ -277,9 +277,9 @@ def test_inference_copy_with_fused_stages_gives_the_same_logits(cfg: ModelConfig
     )
 
 
-def memory_model(tuned: str = "off") -> LERENet:
+def memory_model(tuned: str = "off", **model: object) -> LERENet:
     """A small random-weight model with a class memory of two classes (``tuned``: its
-    ``model.memory_tuned``)."""
+    ``model.memory_tuned``; ``model``: other model keys)."""
     cfg = ModelConfig(
         backbone="efficientnet_lite0",
         weights="random",
@@ -291,6 +291,7 @@ def memory_model(tuned: str = "off") -> LERENet:
         memory=True,
         memory_classes=["Crack", "Pit"],
         memory_tuned=tuned,
+        **model,
     )
     torch.manual_seed(0)
     return build_model(cfg)[0].eval()
