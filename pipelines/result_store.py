@@ -30,6 +30,7 @@ from prefect.serializers import Serializer
 from pydantic import Field
 
 from lerenet.services import typed_json
+from lerenet.stack.prefect_server import RESULTS_BLOCK_TYPE
 
 SERIALIZER = "lerenet-json"
 PACKAGES = ("lerenet", "pipelines")  # the only packages a stored result may name classes of
@@ -85,7 +86,7 @@ class CheckedResults(RemoteFileSystem):
     ``require_typed_record``; writing is RemoteFileSystem's own."""
 
     _block_type_name = "Lerenet Checked Results"
-    _block_type_slug = "lerenet-checked-results"
+    _block_type_slug = RESULTS_BLOCK_TYPE
 
     async def aread_path(self, path: str) -> bytes:
         return require_typed_record(await super().aread_path(path), path)

@@ -54,6 +54,7 @@ def stack_up(
         )
     from lerenet.stack.mlflow_server import redact
 
+    _warn_outdated(state.env, state_dir)
     console.print(
         f"stack up ({', '.join(state.pids)}); MLflow backend store: "
         f"{redact(backend_uri) if backend_uri else 'SQLite under ' + str(state_dir)}.\n"
@@ -108,7 +109,19 @@ def stack_status(state_dir: StackDir = Path(".stack")) -> None:
         console.print(f"{name:15s} {state} {where.get(name, '')}")
     if not all(states.values()):
         err_console.print(f"restart with: lerenet stack down --dir {state_dir} && lerenet stack up")
+    _warn_outdated(env, state_dir)
     raise typer.Exit(0 if all(states.values()) else 1)
+
+
+def _warn_outdated(env: dict[str, str], state_dir: Path) -> None:
+    """Say what a running stack started by an older version lacks, and how to renew it."""
+    from lerenet.stack.local import outdated
+
+    for line in outdated(env):
+        err_console.print(
+            f"[yellow]this stack predates this version:[/yellow] {line}; renew it with: "
+            f"lerenet stack down --dir {state_dir} && lerenet stack up --dir {state_dir}"
+        )
 
 
 def stack_deploy(

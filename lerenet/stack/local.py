@@ -21,11 +21,23 @@ from pathlib import Path
 from lerenet.stack.credentials import is_secret, kept_login
 from lerenet.stack.mlflow_server import MlflowServer
 from lerenet.stack.ports import group_alive, http_ok, stop_group
-from lerenet.stack.prefect_server import PrefectServer
+from lerenet.stack.prefect_server import RESULTS_BLOCK_TYPE, PrefectServer
 from lerenet.stack.seaweed import S3Credentials, SeaweedS3
 
 BUCKETS = ("lerenet-data", "lerenet-artifacts", "lerenet-results")
 WORK_POOL = "lerenet-process"
+
+
+def outdated(env: dict[str, str]) -> list[str]:
+    """What a running stack, started by an older version, still lacks (``up`` leaves a
+    running stack as it is): one sentence each, empty when it is current."""
+    block = env.get("PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK")
+    if block is None or block.startswith(f"{RESULTS_BLOCK_TYPE}/"):
+        return []
+    return [
+        f"its Prefect results block ({block}) reads any serializer a record names, pickle "
+        f"included; this version's ({RESULTS_BLOCK_TYPE}) refuses all but typed JSON"
+    ]
 
 
 @dataclass

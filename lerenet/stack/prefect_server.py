@@ -16,6 +16,10 @@ from pathlib import Path
 from lerenet.stack.credentials import Login
 from lerenet.stack.ports import free_port, http_ok, port_free, spawn, stop_group, wait_started
 
+# the results bucket's block type (``pipelines.result_store.CheckedResults``, which reads only
+# typed-JSON records); a stack's PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK names a block of it
+RESULTS_BLOCK_TYPE = "lerenet-checked-results"
+
 
 def _prefect() -> str:
     return str(Path(sys.executable).parent / "prefect")
