@@ -1,6 +1,6 @@
 """The claim's novel-class part for the empty-mask fallback: re-scored without training.
 
-    python bench/fallback_claim.py --work DIR      # 3 folds, claim episodes (seeds 3-5), ~50 min
+    python bench/fallback_claim.py --work DIR      # 3 folds, claim episodes (seeds 3-5), ~35 min
     python bench/fallback_claim.py --report        # its table from the results file
     python bench/fallback_claim.py --merge         # write it into bench/results/quality.json
 
@@ -36,8 +36,10 @@ from quality import (
     MEMO_BYTES,
     PROTOCOLS,
     RESULTS,
+    over_seeds,
     resolved_params,
     seed_episodes,
+    seed_scores,
     write_seed_splits,
 )
 
@@ -45,24 +47,9 @@ OUT = RESULTS / "fallback_claim.json"
 VARIANTS = ("none", "fallback")
 
 
-def seed_entry(stats, classes: list[str], episode_classes: list[str], empty, seed: int) -> dict:
-    """One seed's scores as ``quality.score_model`` writes them."""
-    from lerenet.evaluation.metrics import score
-
-    s = score(np.concatenate(stats), classes, episode_classes, bootstrap=1000, seed=seed)
-    return {
-        "miou": s.miou.value,
-        "low": s.miou.low,
-        "high": s.miou.high,
-        "fbiou": s.fbiou.value,
-        "class_iou": {c: i.value for c, i in s.per_class.items()},
-        "empty_share": float(np.mean(empty)),
-    }
-
-
 def score_fold(params, work: Path, fold: int, seeds, share: float) -> dict:
     """{variant: {"1shot"/"5shot": per-seed entries, mean, std}} for one fold's novel classes."""
-    from lerenet.evaluation.metrics import episode_stats
+    from lerenet.evaluation.metrics import episode_stats, score
     from lerenet.model.build import build_model
     from lerenet.model.fallback import lift_empty
     from lerenet.training.level_memo import LevelMemo, memo_logits
@@ -87,14 +74,12 @@ def score_fold(params, work: Path, fold: int, seeds, share: float) -> dict:
                         empty[v].extend((pred.flatten(1).sum(1) == 0).tolist())
             classes, episode_classes = sorted(ds.class_index), [e.cls for e in ds.episodes]
             for v in VARIANTS:
-                per_seed[v].append(seed_entry(stats[v], classes, episode_classes, empty[v], seed))
+                s = score(
+                    np.concatenate(stats[v]), classes, episode_classes, bootstrap=1000, seed=seed
+                )
+                per_seed[v].append(seed_scores(s, float(np.mean(empty[v]))))
         for v in VARIANTS:
-            mious = [x["miou"] for x in per_seed[v]]
-            out[v][f"{shots}shot"] = {
-                "seeds": per_seed[v],
-                "mean": statistics.mean(mious),
-                "std": statistics.stdev(mious),
-            }
+            out[v][f"{shots}shot"] = over_seeds(per_seed[v])
     return out
 
 

@@ -187,23 +187,31 @@ def score_model(model, params, work: Path, fold: int, seeds, part: str = "test",
                 model, ds, device, batch_size=8, num_workers=workers, memo=memo
             )
             s = score(preds.stats, sorted(ds.class_index), preds.classes, bootstrap=1000, seed=seed)
-            per_seed.append(
-                {
-                    "miou": s.miou.value,
-                    "low": s.miou.low,
-                    "high": s.miou.high,
-                    "fbiou": s.fbiou.value,
-                    "class_iou": {c: i.value for c, i in s.per_class.items()},
-                    "empty_share": float((preds.areas == 0).mean()),
-                }
-            )
-        mious = [x["miou"] for x in per_seed]
-        entry[f"{shots}shot"] = {
-            "seeds": per_seed,
-            "mean": statistics.mean(mious),
-            "std": statistics.stdev(mious) if len(mious) > 1 else 0.0,
-        }
+            per_seed.append(seed_scores(s, float((preds.areas == 0).mean())))
+        entry[f"{shots}shot"] = over_seeds(per_seed)
     return entry
+
+
+def seed_scores(s, empty_share: float) -> dict:
+    """One episode seed's ``metrics.score`` result as the results file keeps it."""
+    return {
+        "miou": s.miou.value,
+        "low": s.miou.low,
+        "high": s.miou.high,
+        "fbiou": s.fbiou.value,
+        "class_iou": {c: i.value for c, i in s.per_class.items()},
+        "empty_share": empty_share,
+    }
+
+
+def over_seeds(per_seed: list[dict]) -> dict:
+    """A shot count's entry: every seed's scores, their mean mIoU and its spread."""
+    mious = [x["miou"] for x in per_seed]
+    return {
+        "seeds": per_seed,
+        "mean": statistics.mean(mious),
+        "std": statistics.stdev(mious) if len(mious) > 1 else 0.0,
+    }
 
 
 def score_fold(params, work: Path, fold: int, seeds, res, args) -> dict:
