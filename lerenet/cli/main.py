@@ -187,7 +187,7 @@ def ingest_cmd(
         )
     console.print(
         f"{source} ({report.layout}): {report.added} added, {report.skipped} already "
-        f"present, {report.binarized} grey masks binarised (≥128 → defect), "
+        f"present, {report.binarized} non-0/255 masks binarised (imageio's mask rule), "
         f"{len(report.quarantined)} quarantined"
     )
     if report.new_classes:

@@ -12,7 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from lerenet.data import paths
-from lerenet.data.imageio import DecodeError, open_image
+from lerenet.data.imageio import (
+    DecodeError,
+    defect_pixels,
+    empty_mask_reason,
+    mask_grey,
+    open_image,
+)
 from lerenet.data.manifest import Pair
 from lerenet.data.quarantine import Finding
 
@@ -21,7 +27,7 @@ from lerenet.data.quarantine import Finding
 class PairCheck:
     pair: Pair
     findings: tuple[Finding, ...]
-    grey_mask: bool  # non-binary values: loaders binarise by the ≥128 rule; counted, not fatal
+    grey_mask: bool  # non-binary values: loaders binarise by the mask rule; counted, not fatal
 
 
 def inside(root: Path, rel: str) -> Path | None:
@@ -79,12 +85,12 @@ def inspect_pair(args: tuple[Path, Pair, int]) -> PairCheck:
             f"image is {image.size}, manifest says {(pair.width, pair.height)}",
             "re-ingest: the file changed after ingest",
         )
-    grey = np.asarray(mask_img.convert("L"))
-    if not np.any(grey >= 128):
+    grey = mask_grey(mask_img)
+    if not defect_pixels(grey).any():
         return fail(
             "mask_not_empty",
             pair.mask,
-            "mask has no defect pixel",
+            empty_mask_reason(grey),
             "label the defect or remove the pair",
         )
     digest = hashlib.sha256(image_path.read_bytes()).hexdigest()

@@ -20,7 +20,13 @@ from PIL import Image
 
 from lerenet.config.schema import Params
 from lerenet.data import paths
-from lerenet.data.imageio import DecodeError, binarize_mask, open_image
+from lerenet.data.imageio import (
+    DecodeError,
+    binarize_mask,
+    empty_mask_reason,
+    mask_grey,
+    open_image,
+)
 from lerenet.data.layouts import SourceItem, detect_layout, iter_items
 from lerenet.data.lock import writer_lock
 from lerenet.data.manifest import Pair, check_class_name, read_manifest, write_manifest
@@ -109,8 +115,9 @@ def _prepare(job: _Job) -> _Result:
     if defect == 0:
         return bad(
             "mask_not_empty",
-            "mask has no defect pixel (after the ≥128 rule)",
-            "label the defect, or leave defect-free images out of few-shot data",
+            empty_mask_reason(mask_grey(mask_img)),
+            "label the defect (a label map with several classes: export one class as 0/255), "
+            "or leave defect-free images out of few-shot data",
         )
     raw = item.image.read_bytes()
     image_bytes = raw if item.image.suffix.lower() == ".png" else _png_bytes(image)

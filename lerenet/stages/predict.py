@@ -17,7 +17,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from lerenet.data.imageio import DecodeError, load_label, load_rgb
+from lerenet.data.imageio import (
+    DecodeError,
+    empty_mask_reason,
+    load_label,
+    load_rgb,
+    mask_grey,
+    open_image,
+)
 from lerenet.data.layouts import IMAGE_EXTS
 from lerenet.data.paths import unique_names
 from lerenet.data.transforms import build_transform, query_tensor, to_tensors
@@ -161,10 +168,16 @@ def _support_arrays(
             rgb, label = load_rgb(img_path, max_pixels), load_label(mask_path, max_pixels)
         except DecodeError as err:
             raise ValueError(f"support {img_path}:{mask_path}: {err}") from None
+        if not label.any():
+            reason = empty_mask_reason(mask_grey(open_image(mask_path, max_pixels)))
+            raise ValueError(f"{mask_path}: support {reason}")
         out = transform(image=rgb, mask=label)
         img, mask = to_tensors(out["image"], out["mask"], loaded.mean, loaded.std)
         if not (mask == 1).any():
-            raise ValueError(f"{mask_path}: support mask has no defect pixel")
+            raise ValueError(
+                f"{mask_path}: support mask has no defect pixel at the model's input size "
+                "(the defect is too small to survive the resize: give a larger crop)"
+            )
         s_imgs.append(img)
         s_masks.append(mask)
     return torch.stack(s_imgs)[None].numpy(), torch.stack(s_masks)[None].numpy().astype(np.int64)

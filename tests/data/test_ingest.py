@@ -99,15 +99,51 @@ def test_suffix_layout_and_grey_masks_binarised(tmp_path: Path) -> None:
     img, mask = _pair(value=200)  # grey mask: binarised by the ≥128 rule
     img.save(src / "a.jpg")
     mask.save(src / "a_mask.png")
-    img2, mask2 = _pair(size=(30, 30), value=100)  # grey below 128: empty after the rule
+    img2, mask2 = _pair(size=(30, 30), value=100)
+    faint = np.asarray(mask2).copy()
+    faint[20:25, 20:25] = 60  # three levels, none ≥ 128: no reading finds a defect
     img2.save(src / "b.jpg")
-    mask2.save(src / "b_mask.png")
+    Image.fromarray(faint).save(src / "b_mask.png")
     root = tmp_path / "data"
     report = ingest(str(tmp_path / "flat"), root, layout="suffix", workers=1, show_progress=False)
     assert report.added == 1 and report.binarized == 1
     stored = np.asarray(Image.open(root / "masks" / "Dent" / "a.png"))
     assert set(np.unique(stored)) == {0, 255}
-    assert [r["check"] for r in _reasons(root)] == ["mask_not_empty"]
+    [reason] = _reasons(root)
+    assert reason["check"] == "mask_not_empty"
+    assert "0, 60, 100" in reason["reason"]  # the values, so the user sees what was exported
+
+
+def _label_map(kind: str, defect: np.ndarray) -> Image.Image:
+    """``defect`` (bool H×W) as labelling tools export it."""
+    if kind == "0/1":
+        return Image.fromarray(defect.astype(np.uint8))
+    if kind == "16-bit 0/1":
+        return Image.fromarray(defect.astype(np.uint16))
+    if kind == "palette":
+        img = Image.fromarray(defect.astype(np.uint8), "P")
+        img.putpalette([0, 0, 0, 128, 0, 0])  # VOC's first class colour: grey 38
+        return img
+    rgb = np.zeros((*defect.shape, 3), np.uint8)
+    rgb[defect] = (255, 0, 0)  # red on black: grey 76
+    return Image.fromarray(rgb)
+
+
+@pytest.mark.parametrize("kind", ["0/1", "16-bit 0/1", "palette", "red on black"])
+def test_two_value_masks_are_read_as_labelled(tmp_path: Path, kind: str) -> None:
+    """A mask with two values and none ≥ 128 has one reading: the non-zero value is the
+    defect. The threshold alone read these as empty and quarantined a user's whole class."""
+    src = tmp_path / "flat" / "Dent"
+    src.mkdir(parents=True)
+    img, mask = _pair()
+    defect = np.asarray(mask) > 0
+    img.save(src / "a.jpg")
+    _label_map(kind, defect).save(src / "a_mask.png")
+    root = tmp_path / "data"
+    report = ingest(str(tmp_path / "flat"), root, layout="suffix", workers=1, show_progress=False)
+    assert report.added == 1, report.quarantined
+    stored = np.asarray(Image.open(root / "masks" / "Dent" / "a.png"))
+    assert np.array_equal(stored > 0, defect)
 
 
 @pytest.mark.parametrize("kind", ["zip", "tar.gz"])

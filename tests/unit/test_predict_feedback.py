@@ -79,3 +79,32 @@ def test_a_probability_just_under_the_threshold_is_not_printed_as_equal() -> Non
         assert float(_below(probability, 0.5)) < 0.5, probability
     assert _below(0.4999, 0.5) == "0.4999"  # "0.50" would read as at the threshold
     assert _below(0.1, 0.5) == "0.10"
+
+
+def test_support_masks_as_labelling_tools_export_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 0/1 support mask is the defect it labels (the mask rule of ingestion); a mask with
+    no defect under that rule is refused with the values it holds."""
+    seen: list[np.ndarray] = []
+
+    def record_support(inputs: dict) -> np.ndarray:
+        seen.append(np.asarray(inputs["support_masks"]))
+        return _bright_pixels_are_defects(inputs)
+
+    monkeypatch.setattr(
+        "lerenet.stages.predict.load_for_prediction",
+        lambda uri: LoadedModel(record_support, 32, MEAN, STD),
+    )
+    from lerenet.stages.predict import predict_files
+
+    spot = np.zeros((32, 32, 3), np.uint8)
+    spot[8:16, 8:16] = 255
+    labels = np.zeros((32, 32), np.uint8)
+    labels[8:16, 8:16] = 1  # a label map: 1 = defect
+    image = _png(tmp_path / "s.png", spot)
+    predict_files("unused", [(image, _png(tmp_path / "l.png", labels))], [image], tmp_path / "o")
+    assert seen and int((seen[0] == 1).sum()) == 64
+    blank = _png(tmp_path / "blank.png", np.zeros((32, 32), np.uint8))
+    with pytest.raises(ValueError, match="every pixel is 0"):
+        predict_files("unused", [(image, blank)], [image], tmp_path / "o")
