@@ -3,8 +3,10 @@
 
 Input: a dict of arrays — ``query_img`` B×3×H×W float32 (normalised with the backbone's mean and
 std, see ``input_normalization`` in the model's metadata), ``support_imgs`` B×K×3×H×W float32,
-``support_masks`` B×K×H×W int64 (1 defect, 0 background, 255 ignore). Output: B×H×W float32,
-the defect probability. The served model is exactly the logged model file.
+``support_masks`` B×K×H×W int64 (1 defect, 0 background, 255 ignore; each episode needs a
+defect pixel), images ≥ 32 px, checked by ``evaluation.episode_input`` (a ValueError that names
+the array otherwise). Output: B×H×W float32, the defect probability. The served model is
+exactly the logged model file.
 
 The model is logged *from code* (``served_model.py``), not pickled: its artifacts are the model
 file (tensors and a JSON-able config) and that code file. Nothing in lerenet loads a model
@@ -50,13 +52,13 @@ class LERENetPyfunc(_pyfunc_base()):
     def predict(self, context, model_input, params=None):
         import torch
 
+        from lerenet.evaluation.episode_input import episode_tensors
         from lerenet.evaluation.inference import predict_logits
 
+        # the contract is checked first: a wrong input is a sentence, never a flat 0.5 map
         logits = predict_logits(
             self.model,
-            torch.as_tensor(model_input["query_img"], dtype=torch.float32),
-            torch.as_tensor(model_input["support_imgs"], dtype=torch.float32),
-            torch.as_tensor(model_input["support_masks"], dtype=torch.long),
+            *episode_tensors(model_input),
             class_name=(params or {}).get("class_name") or None,
         )
         return torch.softmax(logits, dim=1)[:, 1].numpy()
