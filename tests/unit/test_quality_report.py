@@ -250,3 +250,26 @@ def test_a_fallback_rescore_replaces_only_the_novel_rows_and_says_so(
         fallback_claim.merge(path)
     one_shot = fallback_claim.report(rescored)[2]
     assert "+0.0100" in one_shot and "9 / 0 of 9" in one_shot  # 3 folds × 3 novel classes
+
+
+def test_the_claim_trains_with_the_budget_params_yaml_ships(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#29: the claim runs the configuration params.yaml ships. Its full protocol's overrides
+    may set paths and the device, never a different training budget or model."""
+    from lerenet.config.schema import load_params
+
+    monkeypatch.syspath_prepend(str(BENCH))  # its siblings, as when run as a script
+    spec = importlib.util.spec_from_file_location("quality_bench", BENCH / "quality.py")
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+    monkeypatch.setattr(sys, "argv", ["quality.py"])
+    args = quality.parse_args()
+    args.steps = quality.PROTOCOLS[args.protocol]["steps"]  # what main() gives the full protocol
+    claim = quality.resolved_params(args, tmp_path / "d", tmp_path / "s", 0, tmp_path / "o")
+    shipped = load_params(BENCH.parent / "params.yaml")
+    budget = ("steps", "batch_size", "val_every", "val_episodes", "checkpoint_every", "lr")
+    assert {k: getattr(claim.train, k) for k in budget} == {
+        k: getattr(shipped.train, k) for k in budget
+    }
+    assert claim.model == shipped.model and claim.data.image_size == shipped.data.image_size
