@@ -213,7 +213,7 @@ def design_setup(source: Path, work: Path | None, prefix: str):
     if not (data / "manifest.csv").exists():
         ingest(str(source), data, show_progress=False)
     qargs = argparse.Namespace(
-        steps=1, batch_size=2, device="cpu", workers=0, size=None, overrides=[],
+        steps=1, batch_size=None, device="cpu", workers=0, size=None, overrides=[],
         params=Path(__file__).resolve().parents[1] / "params.yaml",
     )  # fmt: skip
     split = resolved_params(qargs, data, work, 0, work).split

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> dict:
     if not (data / "manifest.csv").exists():
         ingest(str(args.data), data, show_progress=False)
     qargs = argparse.Namespace(
-        steps=protocol["steps"], batch_size=2, device="cpu", workers=0, size=None, overrides=[],
+        steps=protocol["steps"], batch_size=None, device="cpu", workers=0, size=None, overrides=[],
         params=Path(__file__).resolve().parents[1] / "params.yaml",
     )  # fmt: skip
     split = resolved_params(qargs, data, args.work, 0, args.work).split

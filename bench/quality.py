@@ -44,7 +44,9 @@ PROTOCOLS = {
     # apart: every ablation and design choice reads the quick protocol's seed 0; the claim
     # (full) runs once on seeds 3-5, which no design choice was compared on (seeds 0-2 were
     # the earlier claim's, and seed 0's first 30 episodes the earlier ablations').
-    "full": {"seeds": (3, 4, 5), "episodes": 50, "steps": 1500},
+    # "steps": None: the params file's own budget (steps, batch, validation rounds), because
+    # the claim runs what params.yaml ships (#29)
+    "full": {"seeds": (3, 4, 5), "episodes": 50, "steps": None},
     "quick": {"seeds": (0,), "episodes": 30, "steps": 600},
 }
 PARTS = {"test": "novel classes", "seen_test": "held-out images of the training classes"}
@@ -54,8 +56,15 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="full")
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
-    parser.add_argument("--steps", type=int, help="training steps (default: the protocol's)")
-    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument(
+        "--steps",
+        type=int,
+        help="training steps, validation every fifth (default: the quick protocol's 600; the "
+        "full protocol trains with the params file's budget)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, help="episodes per step (default: the params file's)"
+    )
     parser.add_argument(
         "--size",
         type=int,
@@ -112,18 +121,22 @@ def resolved_params(args: argparse.Namespace, data: Path, splits: Path, fold: in
         "data.root": str(data),
         "split.out_dir": str(splits),
         "train.fold": fold,
-        "train.steps": args.steps,
-        "train.batch_size": args.batch_size,
-        "train.val_every": max(1, args.steps // 5),
-        # last.pt at every validation round: ``--work`` resumes a fold cut short from there
-        "train.checkpoint_every": max(1, args.steps // 5),
-        "train.val_episodes": 60,
         "train.out_dir": str(out),
         "train.device": args.device,
         "train.num_workers": args.workers,
         "train.baseline": False,
         "train.patience": None,
     }
+    if args.steps:  # the quick protocol's budget or --steps; else the params file's
+        overrides |= {
+            "train.steps": args.steps,
+            "train.val_every": max(1, args.steps // 5),
+            # last.pt at every validation round: ``--work`` resumes a fold cut short from there
+            "train.checkpoint_every": max(1, args.steps // 5),
+            "train.val_episodes": 60,
+        }
+    if args.batch_size:
+        overrides["train.batch_size"] = args.batch_size
     if args.size:
         overrides["data.image_size"] = args.size
     overrides |= parse_overrides(args.overrides)
@@ -315,7 +328,8 @@ def main() -> None:
     if not (data / "manifest.csv").exists():
         ingest(str(args.data), data, show_progress=False)
     pairs = read_manifest(data)
-    split = resolved_params(args, data, work, 0, work).split
+    resolved = resolved_params(args, data, work, 0, work)
+    split = resolved.split
     seeds = protocol["seeds"]
     folds = write_seed_splits(pairs, work, seeds, protocol["episodes"], split)
     device_name = (
@@ -325,7 +339,9 @@ def main() -> None:
     )
     results: dict = {
         "config": vars(args)
-        | {"data": str(args.data), "params": snapshot.read_text(), "work": str(work)},
+        | {"data": str(args.data), "params": snapshot.read_text(), "work": str(work)}
+        # the budget trained with, whether a flag or the params file set it
+        | {"steps": resolved.train.steps, "batch_size": resolved.train.batch_size},
         "device_name": device_name,
         "protocol": {"name": args.protocol, **protocol},
         "folds": {},

@@ -265,7 +265,7 @@ def test_the_claim_trains_with_the_budget_params_yaml_ships(
     spec.loader.exec_module(quality)
     monkeypatch.setattr(sys, "argv", ["quality.py"])
     args = quality.parse_args()
-    args.steps = quality.PROTOCOLS[args.protocol]["steps"]  # what main() gives the full protocol
+    args.steps = args.steps or quality.PROTOCOLS[args.protocol]["steps"]  # as main() does
     claim = quality.resolved_params(args, tmp_path / "d", tmp_path / "s", 0, tmp_path / "o")
     shipped = load_params(BENCH.parent / "params.yaml")
     budget = ("steps", "batch_size", "val_every", "val_episodes", "checkpoint_every", "lr")
