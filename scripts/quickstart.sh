@@ -10,7 +10,7 @@ start=$(date +%s)
 # 128 px and 300 steps: the README run finishes in minutes; params.yaml ships 320 px and 1,500
 # steps, the size and budget the quality claim is measured at (docs/benchmarks.md, "Quality")
 .venv/bin/lerenet-pipeline retrain --source data-sources/synthetic --set data.image_size=128 \
-  train.steps=300 train.val_every=100 train.checkpoint_every=100 "$@"
+  --set train.steps=300 --set train.val_every=100 --set train.checkpoint_every=100 "$@"
 cat <<MSG
 
 Done in $(( $(date +%s) - start )) s. Next:
